@@ -1,0 +1,65 @@
+# eventline — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := bin/eventline
+GOTEST    := $(GO) test -race -count=1 -timeout 15m
+# Packages whose tests take their broker from EVENTLINE_TEST_KAFKA (kfake when
+# unset). test-kafka runs them against the real Apache Kafka broker.
+KAFKA_PKGS ?= ./...
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/eventline
+	$(GO) build -o $(BIN) ./cmd/eventline
+
+.PHONY: ensure-postgres
+ensure-postgres: ## install PostgreSQL's server binaries if missing (root + apt), else say what to install
+	@bash scripts/ensure-postgres.sh
+
+.PHONY: demo
+demo: build ensure-postgres ## run the round trip through a fresh embedded stack and print what happened
+	./$(BIN) demo
+
+.PHONY: test
+test: ensure-postgres ## all unit and integration tests, with -race, on the embedded broker (kfake)
+	$(GOTEST) ./...
+
+.PHONY: test-kafka
+test-kafka: ensure-postgres ## the integration suite against a real Apache Kafka 4.x broker (started and stopped)
+	@set -euo pipefail; \
+	line=$$(bash scripts/kafka.sh up); export "$$line"; \
+	trap 'bash scripts/kafka.sh down' EXIT; \
+	echo "running the suite against $$line"; \
+	$(GOTEST) $(KAFKA_PKGS)
+
+.PHONY: kafka-up
+kafka-up: ## start a real single-node Apache Kafka (KRaft) from Maven Central jars; prints EVENTLINE_TEST_KAFKA=…
+	@bash scripts/kafka.sh up
+
+.PHONY: kafka-down
+kafka-down: ## stop the broker started by kafka-up
+	@bash scripts/kafka.sh down
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck
+	@unformatted=$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+.PHONY: generate
+generate: ## regenerate generated code (go generate)
+	$(GO) generate ./...
+
+.PHONY: bench
+bench: ensure-postgres ## run the Go benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,251 @@
+// Package devstack runs eventline's embedded development stack in one
+// process: a Kafka broker (franz-go's kfake, persisted to disk), a schema
+// registry endpoint, and a PostgreSQL cluster (see internal/pgcluster).
+// `eventline dev` and `eventline demo` are thin wrappers around it, and the
+// tests start it in-process.
+//
+// Layout of the data directory:
+//
+//	<data-dir>/kafka          kfake's persisted topics, records, groups
+//	<data-dir>/pg             PGDATA of the PostgreSQL cluster
+//	<data-dir>/pg.password    the cluster superuser's password (0600)
+//	<data-dir>/pg.log         the server's log
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/eventline/eventline/internal/pgcluster"
+)
+
+// Default ports of the embedded services: the conventional Kafka and
+// Confluent Schema Registry ports, so clients configured for a local
+// Confluent stack work unchanged.
+const (
+	DefaultKafkaPort    = 9092
+	DefaultRegistryPort = 8081
+)
+
+// Config configures a Stack. Zero values take the documented defaults.
+type Config struct {
+	// DataDir holds all state; restarting with the same DataDir keeps
+	// topics, records, consumer group offsets and database contents.
+	// Required.
+	DataDir string
+
+	// KafkaPort is the broker's loopback port. Default DefaultKafkaPort;
+	// -1 picks a free port.
+	KafkaPort int
+
+	// RegistryPort is the schema registry's loopback port. Default
+	// DefaultRegistryPort; -1 picks a free port.
+	RegistryPort int
+
+	// DatabaseURL, when set, is used instead of starting a PostgreSQL
+	// cluster (the DATABASE_URL environment variable in `eventline dev`).
+	DatabaseURL string
+
+	// Partitions is the partition count of auto-created topics. Default 3.
+	Partitions int
+
+	// EphemeralPostgres runs PostgreSQL without fsync (tests only).
+	EphemeralPostgres bool
+
+	// Logger receives lifecycle logs. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.KafkaPort == 0 {
+		c.KafkaPort = DefaultKafkaPort
+	}
+	if c.RegistryPort == 0 {
+		c.RegistryPort = DefaultRegistryPort
+	}
+	if c.Partitions == 0 {
+		c.Partitions = 3
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.DataDir == "" {
+		return errors.New("devstack: a data dir is required")
+	}
+	for name, p := range map[string]int{"kafka": c.KafkaPort, "registry": c.RegistryPort} {
+		if p < -1 || p > 65535 {
+			return fmt.Errorf("devstack: %s port %d out of range", name, p)
+		}
+	}
+	if c.Partitions < 1 {
+		return fmt.Errorf("devstack: partitions must be at least 1, got %d", c.Partitions)
+	}
+	return nil
+}
+
+// Stack is a running development stack.
+type Stack struct {
+	cfg      Config
+	kafka    *kfake.Cluster
+	registry *http.Server
+	regLn    net.Listener
+	regDone  chan struct{}
+	pg       *pgcluster.Cluster // nil when DatabaseURL was given
+
+	brokers     string
+	registryURL string
+	databaseURL string
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start starts every service and returns when all accept connections. On
+// error, whatever was already started is stopped again.
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("error resolving data dir: %w", err)
+	}
+	cfg.DataDir = dataDir
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("error creating data dir: %w", err)
+	}
+
+	s := &Stack{cfg: cfg}
+	defer func() {
+		if err != nil {
+			_ = s.Stop(context.Background())
+		}
+	}()
+
+	// PostgreSQL first: it is the slowest to start and the likeliest to
+	// fail (binaries missing, data dir unreachable).
+	if cfg.DatabaseURL != "" {
+		s.databaseURL = cfg.DatabaseURL
+		cfg.Logger.Info("using external database from DATABASE_URL", "url", pgcluster.Redact(cfg.DatabaseURL))
+	} else {
+		s.pg, err = pgcluster.Start(ctx, pgcluster.Config{
+			DataDir:   filepath.Join(dataDir, "pg"),
+			Ephemeral: cfg.EphemeralPostgres,
+			Logger:    cfg.Logger.With("component", "postgres"),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("error starting postgres: %w", err)
+		}
+		s.databaseURL = s.pg.URL()
+	}
+
+	kafkaPort := cfg.KafkaPort
+	if kafkaPort == -1 {
+		kafkaPort = 0 // kfake: 0 means any free port
+	}
+	s.kafka, err = kfake.NewCluster(
+		kfake.NumBrokers(1),
+		kfake.Ports(kafkaPort),
+		kfake.DataDir(filepath.Join(dataDir, "kafka")),
+		kfake.AllowAutoTopicCreation(),
+		kfake.DefaultNumPartitions(cfg.Partitions),
+		kfake.ClusterID("eventline-dev"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("error starting embedded kafka on port %d: %w", kafkaPort, err)
+	}
+	s.brokers = strings.Join(s.kafka.ListenAddrs(), ",")
+	cfg.Logger.Info("kafka ready", "brokers", s.brokers, "data_dir", filepath.Join(dataDir, "kafka"))
+
+	// Placeholder registry: srfake serves the Confluent REST API but keeps
+	// schemas in memory and accepts every compatibility check. The
+	// enforcing, persistent registry replaces it behind the same URL.
+	regPort := cfg.RegistryPort
+	if regPort == -1 {
+		regPort = 0
+	}
+	s.regLn, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(regPort)))
+	if err != nil {
+		return nil, fmt.Errorf("error listening for the schema registry on port %d: %w", regPort, err)
+	}
+	s.registry = &http.Server{Handler: srfake.NewRegistry().Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.regDone = make(chan struct{})
+	go func() {
+		defer close(s.regDone)
+		if err := s.registry.Serve(s.regLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			cfg.Logger.Error("schema registry stopped", "err", err)
+		}
+	}()
+	s.registryURL = "http://" + s.regLn.Addr().String()
+	cfg.Logger.Info("schema registry ready", "url", s.registryURL)
+	return s, nil
+}
+
+// Brokers is the comma-separated seed broker list.
+func (s *Stack) Brokers() string { return s.brokers }
+
+// RegistryURL is the schema registry's base URL.
+func (s *Stack) RegistryURL() string { return s.registryURL }
+
+// DatabaseURL is the PostgreSQL connection string. It may hold a password:
+// log pgcluster.Redact(DatabaseURL()) instead.
+func (s *Stack) DatabaseURL() string { return s.databaseURL }
+
+// Postgres is the embedded cluster, or nil when an external database is used.
+func (s *Stack) Postgres() *pgcluster.Cluster { return s.pg }
+
+// Env returns the stack's addresses as KEY=value lines, the contract of
+// `eventline dev`: KAFKA_BROKERS, SCHEMA_REGISTRY_URL, DATABASE_URL.
+func (s *Stack) Env() []string {
+	return []string{
+		"KAFKA_BROKERS=" + s.brokers,
+		"SCHEMA_REGISTRY_URL=" + s.registryURL,
+		"DATABASE_URL=" + s.databaseURL,
+	}
+}
+
+// Stop stops every service in reverse order of start: the registry, the
+// broker (which flushes its state to the data dir), then PostgreSQL. It is
+// idempotent; every call returns the first call's result.
+func (s *Stack) Stop(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		var errs []error
+		if s.registry != nil {
+			if err := s.registry.Shutdown(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("error stopping schema registry: %w", err))
+			}
+			<-s.regDone
+		} else if s.regLn != nil {
+			s.regLn.Close()
+		}
+		if s.kafka != nil {
+			s.kafka.Close()
+			s.cfg.Logger.Info("kafka stopped")
+		}
+		if s.pg != nil {
+			if err := s.pg.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("error stopping postgres: %w", err))
+			}
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}

@@ -1,0 +1,250 @@
+// Package testkit is the integration-test harness shared by eventline's
+// packages. One variable picks the Kafka the tests run against:
+//
+//	EVENTLINE_TEST_KAFKA unset        each test gets an in-process kfake cluster
+//	EVENTLINE_TEST_KAFKA=host:port,…  every test uses that broker (e.g. the real
+//	                                  Apache Kafka of `make test-kafka`)
+//
+// The same test code runs on both; topic and group names are unique per test
+// so tests can share a real broker.
+//
+// PostgreSQL comes from EVENTLINE_TEST_DATABASE_URL when set (a superuser
+// URL; each test gets a fresh database on that server) or else from a
+// throwaway cluster started once per test binary (see Main).
+package testkit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+	"go.uber.org/goleak"
+
+	"github.com/eventline/eventline/internal/pgcluster"
+)
+
+// KafkaEnv is the variable naming an external broker for the tests.
+const KafkaEnv = "EVENTLINE_TEST_KAFKA"
+
+// DatabaseEnv is the variable naming an external PostgreSQL server.
+const DatabaseEnv = "EVENTLINE_TEST_DATABASE_URL"
+
+var (
+	pgOnce    sync.Once
+	pgCluster *pgcluster.Cluster
+	pgDir     string
+	pgURL     string
+	pgErr     error
+)
+
+// Main runs a package's tests, then stops the package's PostgreSQL cluster
+// (if one was started) and checks for leaked goroutines. Call it from
+// TestMain: func TestMain(m *testing.M) { testkit.Main(m) }.
+func Main(m *testing.M) {
+	code := m.Run()
+	if pgCluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := pgCluster.Stop(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "testkit: stopping postgres:", err)
+		}
+		cancel()
+		os.RemoveAll(pgDir)
+	}
+	if code == 0 {
+		if err := goleak.Find(goleakOptions()...); err != nil {
+			fmt.Fprintln(os.Stderr, "testkit: leaked goroutines:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func goleakOptions() []goleak.Option { return nil }
+
+// Logger returns a logger writing to t's log, so output shows only for
+// failing tests (or with -v).
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// RealKafka reports whether the tests run against an external broker.
+func RealKafka() bool { return os.Getenv(KafkaEnv) != "" }
+
+// Kafka returns seed brokers for t: the external broker from
+// EVENTLINE_TEST_KAFKA, or a fresh in-process kfake cluster closed when t
+// ends.
+func Kafka(t testing.TB) []string {
+	t.Helper()
+	if env := os.Getenv(KafkaEnv); env != "" {
+		return strings.Split(env, ",")
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
+	if err != nil {
+		t.Fatalf("starting kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// Client returns a kgo client for brokers with opts, closed when t ends.
+func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatalf("creating kafka client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// Topic creates a topic with a name unique to t and returns its name.
+func Topic(t testing.TB, brokers []string, partitions int32) string {
+	t.Helper()
+	name := UniqueName(t, "t")
+	adm := kadm.NewClient(Client(t, brokers))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, name)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("creating topic %s: %v", name, err)
+	}
+	return name
+}
+
+var unsafeChars = regexp.MustCompile(`[^a-zA-Z0-9_]+`)
+
+// UniqueName returns prefix + the test's name + a random suffix, usable as a
+// topic, group or database name.
+func UniqueName(t testing.TB, prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := strings.ToLower(unsafeChars.ReplaceAllString(t.Name(), "_"))
+	if len(name) > 30 {
+		name = name[:30]
+	}
+	return prefix + "_" + name + "_" + hex.EncodeToString(b)
+}
+
+// Postgres returns the URL of a fresh, empty database for t, dropped when t
+// ends.
+func Postgres(t testing.TB) string {
+	t.Helper()
+	server := postgresServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, server)
+	if err != nil {
+		t.Fatalf("connecting to test postgres %s: %v", pgcluster.Redact(server), err)
+	}
+	defer conn.Close(ctx)
+	db := UniqueName(t, "db")
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{db}.Sanitize()); err != nil {
+		t.Fatalf("creating database: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, server)
+		if err != nil {
+			t.Errorf("connecting to drop database: %v", err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("dropping database %s: %v", db, err)
+		}
+	})
+	u, err := url.Parse(server)
+	if err != nil {
+		t.Fatalf("parsing database url: %v", err)
+	}
+	u.Path = "/" + db
+	return u.String()
+}
+
+func postgresServer(t testing.TB) string {
+	t.Helper()
+	if env := os.Getenv(DatabaseEnv); env != "" {
+		return env
+	}
+	pgOnce.Do(func() {
+		pgDir, pgErr = TempDir("eventline-testpg-")
+		if pgErr != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		pgCluster, pgErr = pgcluster.Start(ctx, pgcluster.Config{DataDir: pgDir + "/pg", Ephemeral: true, Logger: quietLogger()})
+		if pgErr == nil {
+			pgURL = pgCluster.URL()
+		}
+	})
+	if pgErr != nil {
+		t.Fatalf("starting test postgres (is testkit.Main in TestMain?): %v", pgErr)
+	}
+	return pgURL
+}
+
+// TempDir makes a directory under the system temp dir that the postgres
+// system user can traverse (t.TempDir's are 0700, which a cluster run as
+// `postgres` by root cannot enter). The caller removes it.
+func TempDir(pattern string) (string, error) {
+	d, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(d, 0o711); err != nil {
+		os.RemoveAll(d)
+		return "", err
+	}
+	return d, nil
+}
+
+// DataDir is TempDir for one test, removed when t ends.
+func DataDir(t testing.TB) string {
+	t.Helper()
+	d, err := TempDir("eventline-test-")
+	if err != nil {
+		t.Fatalf("creating data dir: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// Registry starts a schema registry for t and returns its URL. For now it is
+// franz-go's srfake, the same placeholder the dev stack serves.
+func Registry(t testing.TB) string {
+	t.Helper()
+	r := srfake.New()
+	t.Cleanup(r.Close)
+	return r.URL()
+}
