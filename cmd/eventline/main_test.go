@@ -39,8 +39,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building eventline:", err)
 		os.Exit(1)
 	}
-	defer os.RemoveAll(dir)
-	testkit.Main(m)
+	testkit.Main(m, func() { os.RemoveAll(dir) })
 }
 
 type devProc struct {

@@ -51,11 +51,15 @@ var (
 	pgErr     error
 )
 
-// Main runs a package's tests, then stops the package's PostgreSQL cluster
-// (if one was started) and checks for leaked goroutines. Call it from
-// TestMain: func TestMain(m *testing.M) { testkit.Main(m) }.
-func Main(m *testing.M) {
+// Main runs a package's tests, then the cleanups, then stops the package's
+// PostgreSQL cluster (if one was started) and checks for leaked goroutines.
+// Call it from TestMain: func TestMain(m *testing.M) { testkit.Main(m) }.
+// It does not return.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
+	for _, f := range cleanups {
+		f()
+	}
 	if pgCluster != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if err := pgCluster.Stop(ctx); err != nil {
