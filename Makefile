@@ -56,6 +56,11 @@ lint: ## gofmt, go vet and staticcheck
 generate: ## regenerate generated code (go generate)
 	$(GO) generate ./...
 
+.PHONY: check-generate
+check-generate: generate ## fail when generated code differs from what is committed
+	@if ! git diff --quiet -- '*_gen.go' || [ -n "$$(git ls-files --others --exclude-standard -- '*_gen.go')" ]; then \
+		echo "generated code is stale; run 'make generate' and commit:"; git status --short -- '*_gen.go'; exit 1; fi
+
 .PHONY: bench
 bench: ensure-postgres ## run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...

@@ -1,7 +1,8 @@
-// Package schemas holds eventline's Avro event schemas (one .avsc per event),
-// the Go types generated from them, and the compatibility checker behind
-// `eventline schemas`.
+// Package schemas holds eventline's Avro event schemas (avro/*.avsc, one event
+// per file, embedded in the binary), the Go types generated from them
+// (events_gen.go, by hamba's avrogen), and the Confluent wire-format serde
+// that encodes those types with a registry id and decodes any registered
+// writer schema into them (schema evolution both ways).
 //
-// Status: planned (issue #3). The foundation's round trip uses its own
-// schema (internal/roundtrip.PingSchema).
+// The compatibility checker lives in schemas/compat.
 package schemas

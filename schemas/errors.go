@@ -1,0 +1,51 @@
+package schemas
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Decoding errors. Every one of them is permanent for the record that caused
+// it (retrying cannot change the bytes or the registry's answer for an id),
+// which is what routes a record straight to the dead-letter topic; see
+// IsPermanent. A registry that cannot be reached is not one of them.
+var (
+	// ErrShortBuffer: fewer than the 5 bytes of the Confluent header.
+	ErrShortBuffer = errors.New("record value shorter than the 5-byte Confluent header")
+	// ErrBadMagic: the first byte is not the Confluent magic byte 0.
+	ErrBadMagic = errors.New("record value does not start with the Confluent magic byte 0")
+	// ErrUnknownSchemaID: the registry has no schema with the record's id.
+	ErrUnknownSchemaID = errors.New("unknown schema id")
+	// ErrUnresolvable: the writer schema cannot be read as the reader's
+	// schema under Avro's resolution rules.
+	ErrUnresolvable = errors.New("writer schema cannot be resolved to the reader schema")
+	// ErrBadBody: the Avro body does not decode with the writer schema (or
+	// has bytes left over).
+	ErrBadBody = errors.New("avro body does not match its writer schema")
+	// ErrUnsupportedSchema: the id names a schema that is not Avro, or that
+	// does not parse.
+	ErrUnsupportedSchema = errors.New("schema of the record is not a usable Avro schema")
+)
+
+// DecodeError wraps a decoding failure with the schema id involved (0 when
+// the header itself is broken).
+type DecodeError struct {
+	ID  int
+	Err error // one of the sentinels above, possibly wrapping the cause
+}
+
+func (e *DecodeError) Error() string {
+	if e.ID == 0 {
+		return "decode: " + e.Err.Error()
+	}
+	return fmt.Sprintf("decode (schema id %d): %s", e.ID, e.Err.Error())
+}
+
+func (e *DecodeError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is a decoding failure that retrying cannot
+// fix.
+func IsPermanent(err error) bool {
+	var de *DecodeError
+	return errors.As(err, &de)
+}

@@ -1,0 +1,227 @@
+package schemas
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+)
+
+// Event is implemented by the generated types (pointer receivers).
+type Event interface {
+	Schema() avro.Schema
+}
+
+// SchemaSource answers "which schema has this id". *sr.Client satisfies it.
+type SchemaSource interface {
+	SchemaByID(ctx context.Context, id int) (sr.Schema, error)
+}
+
+// avroAPI bounds what a hostile body can make the decoder allocate; the
+// defaults would let a 10-byte record ask for a gigabyte.
+var avroAPI = avro.Config{
+	MaxByteSliceSize:  8 << 20,
+	MaxSliceAllocSize: 1 << 20,
+}.Freeze()
+
+// Serde encodes values in the Confluent wire format (magic byte 0, 4-byte
+// big-endian schema id, Avro body) and decodes such values written with any
+// schema the registry knows into a reader type. Writer schemas are fetched
+// once per id and cached, as are writer→reader resolutions. Safe for
+// concurrent use.
+type Serde struct {
+	src SchemaSource
+
+	mu       sync.RWMutex
+	writers  map[int]avro.Schema
+	resolved map[resolveKey]avro.Schema
+}
+
+type resolveKey struct {
+	id     int
+	reader [32]byte // reader's canonical fingerprint
+}
+
+// NewSerde returns a Serde fetching writer schemas from src.
+func NewSerde(src SchemaSource) *Serde {
+	return &Serde{src: src, writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}}
+}
+
+// HeaderSize is the length of the Confluent wire-format header.
+const HeaderSize = 5
+
+// AppendHeader appends the Confluent header for id to b.
+func AppendHeader(b []byte, id int) []byte {
+	b = append(b, 0)
+	return binary.BigEndian.AppendUint32(b, uint32(id))
+}
+
+// SplitHeader returns the schema id and Avro body of a framed value.
+func SplitHeader(b []byte) (id int, body []byte, err error) {
+	if len(b) < HeaderSize {
+		return 0, nil, &DecodeError{Err: ErrShortBuffer}
+	}
+	if b[0] != 0 {
+		return 0, nil, &DecodeError{Err: fmt.Errorf("%w (got 0x%02x)", ErrBadMagic, b[0])}
+	}
+	return int(binary.BigEndian.Uint32(b[1:HeaderSize])), b[HeaderSize:], nil
+}
+
+// Encode frames v, encoded with schema, under id. The caller guarantees id
+// is the registry id of schema (the producer resolves it at startup).
+func Encode(id int, schema avro.Schema, v any) ([]byte, error) {
+	return AppendEncode(make([]byte, 0, 64), id, schema, v)
+}
+
+// AppendEncode is Encode appending to b.
+func AppendEncode(b []byte, id int, schema avro.Schema, v any) ([]byte, error) {
+	w := writerPool.Get().(*avro.Writer)
+	defer writerPool.Put(w)
+	w.Reset(nil)
+	w.Error = nil
+	w.WriteVal(schema, v)
+	if w.Error != nil {
+		return nil, fmt.Errorf("encoding %T as %s: %w", v, nameOf(schema), w.Error)
+	}
+	return append(AppendHeader(b, id), w.Buffer()...), nil
+}
+
+// Pooled encoder and decoder state: encoding into a caller's buffer and
+// decoding then allocate nothing beyond the values themselves.
+var (
+	writerPool = sync.Pool{New: func() any { return avro.NewWriter(nil, 512, avro.WithWriterConfig(avroAPI)) }}
+	readerPool = sync.Pool{New: func() any { return avro.NewReader(nil, 0, avro.WithReaderConfig(avroAPI)) }}
+)
+
+// Decode decodes a framed value into v, resolving the writer schema (by the
+// value's id) to v's schema.
+func (s *Serde) Decode(ctx context.Context, b []byte, v Event) error {
+	return s.DecodeAs(ctx, b, v.Schema(), v)
+}
+
+// DecodeAs decodes a framed value into v, read as reader. v may be a
+// generated type, a map[string]any, or a pointer to any (generic form).
+func (s *Serde) DecodeAs(ctx context.Context, b []byte, reader avro.Schema, v any) error {
+	id, body, err := SplitHeader(b)
+	if err != nil {
+		return err
+	}
+	schema, err := s.readerFor(ctx, id, reader)
+	if err != nil {
+		return err
+	}
+	return decodeBody(id, schema, body, v)
+}
+
+// DecodeGeneric decodes a framed value with its own writer schema into the
+// generic form (maps, slices, primitives) and returns the writer schema.
+func (s *Serde) DecodeGeneric(ctx context.Context, b []byte) (any, avro.Schema, error) {
+	id, body, err := SplitHeader(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := s.Writer(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	var v any
+	if err := decodeBody(id, w, body, &v); err != nil {
+		return nil, nil, err
+	}
+	return v, w, nil
+}
+
+func decodeBody(id int, schema avro.Schema, body []byte, v any) (err error) {
+	// hamba/avro is not written for hostile input everywhere; a panic on a
+	// crafted body must become a permanent error, not a crashed consumer.
+	defer func() {
+		if r := recover(); r != nil {
+			err = &DecodeError{ID: id, Err: fmt.Errorf("%w: decoder panic: %v", ErrBadBody, r)}
+		}
+	}()
+	r := readerPool.Get().(*avro.Reader)
+	defer readerPool.Put(r)
+	r.Reset(body)
+	r.Error = nil
+	r.ReadVal(schema, v)
+	if r.Error != nil {
+		return &DecodeError{ID: id, Err: fmt.Errorf("%w: %v", ErrBadBody, r.Error)}
+	}
+	if r.Peek(); r.Error == nil {
+		return &DecodeError{ID: id, Err: fmt.Errorf("%w: bytes left over after the record", ErrBadBody)}
+	}
+	return nil
+}
+
+// Writer returns the writer schema registered under id, fetching it once.
+func (s *Serde) Writer(ctx context.Context, id int) (avro.Schema, error) {
+	s.mu.RLock()
+	w, ok := s.writers[id]
+	s.mu.RUnlock()
+	if ok {
+		return w, nil
+	}
+	got, err := s.src.SchemaByID(ctx, id)
+	if err != nil {
+		var re *sr.ResponseError
+		if errors.As(err, &re) && (re.ErrorCode == 40403 || re.StatusCode == http.StatusNotFound) {
+			return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: the registry has no schema %d", ErrUnknownSchemaID, id)}
+		}
+		// Not permanent: the registry may be down or slow.
+		return nil, fmt.Errorf("error fetching schema %d from the registry: %w", id, err)
+	}
+	if got.Type != sr.TypeAvro {
+		return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: it is %s", ErrUnsupportedSchema, got.Type)}
+	}
+	if len(got.References) > 0 {
+		// References need the referenced subjects' schemas parsed first;
+		// eventline's own schemas are self-contained.
+		return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: schema references are not supported by the decoder", ErrUnsupportedSchema)}
+	}
+	w, err = avro.ParseWithCache(got.Schema, "", &avro.SchemaCache{})
+	if err != nil {
+		return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: %v", ErrUnsupportedSchema, err)}
+	}
+	s.mu.Lock()
+	s.writers[id] = w
+	s.mu.Unlock()
+	return w, nil
+}
+
+func (s *Serde) readerFor(ctx context.Context, id int, reader avro.Schema) (avro.Schema, error) {
+	key := resolveKey{id: id, reader: reader.Fingerprint()}
+	s.mu.RLock()
+	r, ok := s.resolved[key]
+	s.mu.RUnlock()
+	if ok {
+		return r, nil
+	}
+	w, err := s.Writer(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if w.Fingerprint() == key.reader {
+		r = w
+	} else {
+		r, err = avro.NewSchemaCompatibility().Resolve(reader, w)
+		if err != nil {
+			return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: %s as %s: %v", ErrUnresolvable, nameOf(w), nameOf(reader), err)}
+		}
+	}
+	s.mu.Lock()
+	s.resolved[key] = r
+	s.mu.Unlock()
+	return r, nil
+}
+
+func nameOf(s avro.Schema) string {
+	if n, ok := s.(avro.NamedSchema); ok {
+		return n.FullName()
+	}
+	return string(s.Type())
+}

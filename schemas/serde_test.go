@@ -1,0 +1,290 @@
+package schemas_test
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/sr"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/eventline/eventline/schemas"
+)
+
+type fixture struct {
+	reg   *srfake.Registry
+	cl    *sr.Client
+	serde *schemas.Serde
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	cl, err := sr.NewClient(sr.URLs(reg.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{reg: reg, cl: cl, serde: schemas.NewSerde(cl)}
+}
+
+func (f *fixture) register(t testing.TB, subject, text string) int {
+	t.Helper()
+	ss, err := f.cl.CreateSchema(context.Background(), subject, sr.Schema{Schema: text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss.ID
+}
+
+func sampleOrder() *schemas.OrderCreated {
+	return &schemas.OrderCreated{
+		OrderID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
+		CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		Lines: []schemas.OrderLine{
+			{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 2, UnitPriceMinor: 1999},
+			{ProductID: "b5e4d3c2-1a0f-4e9d-8c7b-a69584736251", Quantity: 1, UnitPriceMinor: 500},
+		},
+		TotalMinor: 4498,
+		Currency:   "EUR",
+		CreatedAt:  time.UnixMilli(1_790_000_000_123).UTC(),
+	}
+}
+
+func TestEncodeDecodeEveryEvent(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	all, err := schemas.All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, info := range all {
+		id := f.register(t, "orders-"+info.Name, info.Text)
+		// A zero value of every generated type round-trips (enums need a
+		// valid symbol, so set them).
+		in := reflect.New(reflect.TypeOf(generated[info.Name]).Elem()).Interface().(schemas.Event)
+		switch v := in.(type) {
+		case *schemas.OrderCancelled:
+			v.Reason = schemas.CancelReasonOutOfStock
+		case *schemas.InventoryReleased:
+			v.Reason = schemas.ReleaseReasonOrderCancelled
+		}
+		b, err := schemas.Encode(id, in.Schema(), in)
+		if err != nil {
+			t.Fatalf("%s: encode: %v", info.Name, err)
+		}
+		if b[0] != 0 || int(b[1])<<24|int(b[2])<<16|int(b[3])<<8|int(b[4]) != id {
+			t.Fatalf("%s: header % x does not carry id %d", info.Name, b[:5], id)
+		}
+		out := reflect.New(reflect.TypeOf(in).Elem()).Interface().(schemas.Event)
+		if err := f.serde.Decode(ctx, b, out); err != nil {
+			t.Fatalf("%s: decode: %v", info.Name, err)
+		}
+		if !reflect.DeepEqual(normalize(in), normalize(out)) {
+			t.Errorf("%s: round trip changed the value:\n in %+v\nout %+v", info.Name, in, out)
+		}
+	}
+
+	// And a populated OrderCreated, compared field by field.
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	id := f.register(t, "orders-"+info.Name, info.Text)
+	in := sampleOrder()
+	b, err := schemas.Encode(id, in.Schema(), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out schemas.OrderCreated
+	if err := f.serde.Decode(ctx, b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(*in, out) {
+		t.Fatalf("round trip:\n in %+v\nout %+v", *in, out)
+	}
+}
+
+// normalize maps nil and empty slices to the same thing and times to UTC.
+func normalize(v any) any {
+	b, _ := avro.Marshal(v.(schemas.Event).Schema(), v)
+	return b
+}
+
+// Schema evolution both ways: data written with a newer schema (an added
+// field with a default, a new enum symbol) is read into the current type, and
+// data written with the current schema is read by a newer reader.
+func TestDecodeEvolution(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+
+	v2 := `{"type":"record","name":"OrderCancelled","namespace":"eventline.orders","fields":[
+	  {"name":"order_id","type":{"type":"string","logicalType":"uuid"}},
+	  {"name":"customer_id","type":{"type":"string","logicalType":"uuid"}},
+	  {"name":"reason","type":{"type":"enum","name":"CancelReason","symbols":["UNKNOWN","OUT_OF_STOCK","CUSTOMER_REQUEST","PAYMENT_FAILED","TIMEOUT","FRAUD"],"default":"UNKNOWN"}},
+	  {"name":"cancelled_at","type":{"type":"long","logicalType":"timestamp-millis"}},
+	  {"name":"channel","type":"string","default":"web"}]}`
+	v2Schema := avro.MustParse(v2)
+	id2 := f.register(t, "orders-v2", v2)
+
+	// Newer writer, current reader: the unknown symbol becomes the enum's
+	// default, the extra field is skipped.
+	newer := map[string]any{
+		"order_id": "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01", "customer_id": "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		"reason": "FRAUD", "cancelled_at": time.UnixMilli(1_790_000_000_000).UTC(), "channel": "app",
+	}
+	b, err := schemas.Encode(id2, v2Schema, newer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur schemas.OrderCancelled
+	if err := f.serde.Decode(ctx, b, &cur); err != nil {
+		t.Fatalf("current reader of a newer writer: %v", err)
+	}
+	if cur.Reason != schemas.CancelReasonUnknown || cur.OrderID != newer["order_id"] {
+		t.Errorf("decoded %+v; want reason UNKNOWN and the order id", cur)
+	}
+
+	// Current writer, newer reader: the added field takes its default.
+	info, _ := schemas.Lookup("eventline.orders.OrderCancelled")
+	id1 := f.register(t, "orders-v1", info.Text)
+	b, err = schemas.Encode(id1, info.Schema, &schemas.OrderCancelled{
+		OrderID: "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01", CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		Reason: schemas.CancelReasonTimeout, CancelledAt: time.UnixMilli(1_790_000_000_000).UTC(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := f.serde.DecodeAs(ctx, b, v2Schema, &got); err != nil {
+		t.Fatalf("newer reader of the current writer: %v", err)
+	}
+	if got["channel"] != "web" || got["reason"] != "TIMEOUT" {
+		t.Errorf("decoded %v; want channel=web (default), reason=TIMEOUT", got)
+	}
+
+	// The generic form needs no reader.
+	gv, w, err := f.serde.DecodeGeneric(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gv.(map[string]any)["reason"] != "TIMEOUT" || w.(avro.NamedSchema).FullName() != "eventline.orders.OrderCancelled" {
+		t.Errorf("generic decode: %v as %s", gv, w.(avro.NamedSchema).FullName())
+	}
+}
+
+// Malformed input yields typed, permanent errors; a registry outage does
+// not count as permanent.
+func TestDecodeErrors(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	id := f.register(t, "orders-created", info.Text)
+	good, err := schemas.Encode(id, info.Schema, sampleOrder())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherID := f.register(t, "other", `{"type":"record","name":"OrderCreated","namespace":"eventline.orders","fields":[{"name":"order_id","type":"int"}]}`)
+	other, err := schemas.Encode(otherID, avro.MustParse(`{"type":"record","name":"X","fields":[{"name":"order_id","type":"int"}]}`), map[string]any{"order_id": 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name string
+		in   []byte
+		want error
+	}{
+		{"empty", nil, schemas.ErrShortBuffer},
+		{"short header", []byte{0, 0, 0}, schemas.ErrShortBuffer},
+		{"bad magic", append([]byte{1}, good[1:]...), schemas.ErrBadMagic},
+		{"json instead of avro", []byte(`{"order_id":"x"}`), schemas.ErrBadMagic},
+		{"unknown id", append(schemas.AppendHeader(nil, 987654), good[5:]...), schemas.ErrUnknownSchemaID},
+		{"truncated body", good[:len(good)-3], schemas.ErrBadBody},
+		{"trailing bytes", append(append([]byte{}, good...), 1, 2, 3), schemas.ErrBadBody},
+		{"huge array length", append(schemas.AppendHeader(nil, id), 0x02, 'a', 0x02, 'b', 0xfe, 0xff, 0xff, 0xff, 0x0f), schemas.ErrBadBody},
+		{"unresolvable writer", other, schemas.ErrUnresolvable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out schemas.OrderCreated
+			err := f.serde.Decode(ctx, tc.in, &out)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			if !schemas.IsPermanent(err) {
+				t.Errorf("%v is not classified permanent", err)
+			}
+		})
+	}
+
+	t.Run("registry down is not permanent", func(t *testing.T) {
+		cl, _ := sr.NewClient(sr.URLs("http://127.0.0.1:1"))
+		s := schemas.NewSerde(cl)
+		var out schemas.OrderCreated
+		err := s.Decode(ctx, good, &out)
+		if err == nil || schemas.IsPermanent(err) {
+			t.Fatalf("got %v; want a non-permanent error", err)
+		}
+	})
+}
+
+// Decoding hostile bytes never panics and always classifies its failure.
+func FuzzDecode(f *testing.F) {
+	fx := newFixture(f)
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	id := fx.register(f, "orders-created", info.Text)
+	if id != 1 {
+		f.Fatalf("the corpus assumes schema id 1, got %d", id)
+	}
+	good, err := schemas.Encode(id, info.Schema, sampleOrder())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(good)
+	f.Add(good[:7])
+	f.Add([]byte{0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add([]byte{0, 0, 0, 0, 2})
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var out schemas.OrderCreated
+		err := fx.serde.Decode(ctx, b, &out)
+		if err != nil && !schemas.IsPermanent(err) {
+			t.Fatalf("unclassified error for % x: %v", b, err)
+		}
+	})
+}
+
+func BenchmarkEncodeOrderCreated(b *testing.B) {
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	v := sampleOrder()
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		buf, err = schemas.AppendEncode(buf[:0], 1, info.Schema, v)
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkDecodeOrderCreated(b *testing.B) {
+	f := newFixture(b)
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	id := f.register(b, "orders-created", info.Text)
+	enc, err := schemas.Encode(id, info.Schema, sampleOrder())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var out schemas.OrderCreated
+	if err := f.serde.Decode(ctx, enc, &out); err != nil { // warm the caches
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := f.serde.Decode(ctx, enc, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
