@@ -21,16 +21,24 @@ build: ## build bin/eventline
 ensure-postgres: ## install PostgreSQL's server binaries if missing (root + apt), else say what to install
 	@bash scripts/ensure-postgres.sh
 
+.PHONY: ensure-java
+ensure-java: ## install Java 17+ and Maven if missing (root + apt), else say what to install
+	@bash scripts/ensure-java.sh
+
+.PHONY: ensure-python
+ensure-python: ## make sure python3 with venv works (interop tests with Confluent's Python client)
+	@bash scripts/ensure-python.sh
+
 .PHONY: demo
 demo: build ensure-postgres ## run the round trip through a fresh embedded stack and print what happened
 	./$(BIN) demo
 
 .PHONY: test
-test: ensure-postgres ## all unit and integration tests, with -race, on the embedded broker (kfake)
+test: ensure-postgres ensure-java ensure-python ## all unit and integration tests, with -race, on the embedded broker (kfake)
 	$(GOTEST) ./...
 
 .PHONY: test-kafka
-test-kafka: ensure-postgres ## the integration suite against a real Apache Kafka 4.x broker (started and stopped)
+test-kafka: ensure-postgres ensure-java ensure-python ## the integration suite against a real Apache Kafka 4.x broker (started and stopped)
 	@set -euo pipefail; \
 	line=$$(bash scripts/kafka.sh up); export "$$line"; \
 	trap 'bash scripts/kafka.sh down' EXIT; \

@@ -37,7 +37,7 @@ func commands() []command {
 		{name: "dev", summary: "run the embedded stack (Kafka, schema registry, PostgreSQL) until interrupted", run: runDev},
 		{name: "demo", summary: "run the pipeline end to end on the embedded stack (or the one the environment names)", run: runDemo},
 		{name: "version", summary: "print the version", run: runVersion},
-		{name: "schemas", summary: "check, compare and register Avro schemas", issue: 3},
+		{name: "schemas", summary: "compare, check (CI) and register Avro schemas", run: runSchemas},
 		{name: "migrate", summary: "apply the outbox and consumer tables", issue: 4},
 		{name: "relay", summary: "run the outbox relay", issue: 4},
 		{name: "dlt", summary: "inspect and replay dead-lettered records", issue: 5},

@@ -53,8 +53,9 @@ if [ ! -f "$marker" ] || [ "$(cat "$marker")" != "$want" ] || [ ! -d "$libs" ]; 
   # or an interrupted one never sees a half-filled libs directory.
   tmp=$(mktemp -d "$dir/libs.tmp.XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
+  # Maven 3.8 prints colour resets even with -q and -B; strip them.
   mvn -B -q -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-    -DoutputDirectory="$tmp" >&2
+    -DoutputDirectory="$tmp" 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2
   rm -rf "$libs"
   mv "$tmp" "$libs"
   trap - EXIT

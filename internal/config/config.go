@@ -1,0 +1,228 @@
+// Package config reads eventline.yaml, the pipeline file shared by the relay,
+// the consumers and the CI schema checks: which topics exist (partitions,
+// replication, configs), which events each topic carries, how subjects are
+// named, and each subject's compatibility level.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultPath is where the CLI looks for the pipeline file.
+const DefaultPath = "eventline.yaml"
+
+// Subject naming strategies (Confluent's names in parentheses).
+const (
+	TopicRecordName = "topic_record" // <topic>-<record full name> (TopicRecordNameStrategy), the default
+	TopicName       = "topic"        // <topic>-value (TopicNameStrategy)
+	RecordName      = "record"       // <record full name> (RecordNameStrategy)
+)
+
+// Pipeline is the parsed eventline.yaml.
+type Pipeline struct {
+	Schemas   Schemas            `yaml:"schemas"`
+	Topics    []Topic            `yaml:"topics"`
+	Subjects  map[string]Subject `yaml:"subjects"`
+	Consumers Consumers          `yaml:"consumers"`
+}
+
+// Schemas configures where schemas live and how subjects are named.
+type Schemas struct {
+	// Dir holds the .avsc files, relative to the pipeline file. Default
+	// "schemas/avro".
+	Dir string `yaml:"dir"`
+	// SubjectStrategy: topic_record (default), topic or record.
+	SubjectStrategy string `yaml:"subject_strategy"`
+	// Compatibility is the level of every subject without its own entry in
+	// Subjects. Default BACKWARD (Confluent's default).
+	Compatibility string `yaml:"compatibility"`
+}
+
+// Topic is one event topic.
+type Topic struct {
+	Name              string            `yaml:"name"`
+	Partitions        int32             `yaml:"partitions"`         // default 6
+	ReplicationFactor int16             `yaml:"replication_factor"` // default -1: the broker's default
+	Configs           map[string]string `yaml:"configs"`
+	// Events lists the Avro full names of the events routed to the topic.
+	Events []string `yaml:"events"`
+}
+
+// Subject overrides settings of one subject.
+type Subject struct {
+	Compatibility string `yaml:"compatibility"`
+}
+
+// Consumers holds consumer-group defaults.
+type Consumers struct {
+	// RetryDelays is the delay of each retry topic. Default 1s, 10s, 1m.
+	RetryDelays []time.Duration `yaml:"retry_delays"`
+}
+
+// Load reads and validates the pipeline file at path.
+func Load(path string) (*Pipeline, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("error reading pipeline file: %w", err)
+	}
+	p, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return p, nil
+}
+
+// Parse parses and validates a pipeline file's contents. Unknown keys are
+// errors: a misspelt key silently ignored would weaken a CI check.
+func Parse(b []byte) (*Pipeline, error) {
+	var p Pipeline
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// An empty file is all defaults (the decoder reports io.EOF).
+	if err := dec.Decode(&p); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("invalid YAML: %w", err)
+	}
+	p.applyDefaults()
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (p *Pipeline) applyDefaults() {
+	if p.Schemas.Dir == "" {
+		p.Schemas.Dir = "schemas/avro"
+	}
+	if p.Schemas.SubjectStrategy == "" {
+		p.Schemas.SubjectStrategy = TopicRecordName
+	}
+	if p.Schemas.Compatibility == "" {
+		p.Schemas.Compatibility = "BACKWARD"
+	}
+	p.Schemas.Compatibility = strings.ToUpper(p.Schemas.Compatibility)
+	for i := range p.Topics {
+		if p.Topics[i].Partitions == 0 {
+			p.Topics[i].Partitions = 6
+		}
+		if p.Topics[i].ReplicationFactor == 0 {
+			p.Topics[i].ReplicationFactor = -1
+		}
+	}
+	for k, s := range p.Subjects {
+		s.Compatibility = strings.ToUpper(s.Compatibility)
+		p.Subjects[k] = s
+	}
+	if len(p.Consumers.RetryDelays) == 0 {
+		p.Consumers.RetryDelays = []time.Duration{time.Second, 10 * time.Second, time.Minute}
+	}
+}
+
+// Levels are the compatibility levels a subject may have.
+var Levels = []string{"NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"}
+
+func validLevel(l string) bool {
+	for _, v := range Levels {
+		if v == l {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *Pipeline) validate() error {
+	var errs []error
+	switch p.Schemas.SubjectStrategy {
+	case TopicRecordName, TopicName, RecordName:
+	default:
+		errs = append(errs, fmt.Errorf("schemas.subject_strategy %q: want topic_record, topic or record", p.Schemas.SubjectStrategy))
+	}
+	if !validLevel(p.Schemas.Compatibility) {
+		errs = append(errs, fmt.Errorf("schemas.compatibility %q: want one of %s", p.Schemas.Compatibility, strings.Join(Levels, ", ")))
+	}
+	seen := map[string]bool{}
+	for i, t := range p.Topics {
+		if t.Name == "" {
+			errs = append(errs, fmt.Errorf("topics[%d]: name is required", i))
+		}
+		if seen[t.Name] {
+			errs = append(errs, fmt.Errorf("topics[%d]: topic %q listed twice", i, t.Name))
+		}
+		seen[t.Name] = true
+		if t.Partitions < 1 {
+			errs = append(errs, fmt.Errorf("topic %q: partitions must be at least 1", t.Name))
+		}
+		if t.ReplicationFactor < -1 || t.ReplicationFactor == 0 {
+			errs = append(errs, fmt.Errorf("topic %q: replication_factor must be -1 (broker default) or at least 1", t.Name))
+		}
+		if p.Schemas.SubjectStrategy == TopicName && len(t.Events) > 1 {
+			errs = append(errs, fmt.Errorf("topic %q carries %d event types, which subject_strategy topic (one schema per topic) cannot name apart; use topic_record", t.Name, len(t.Events)))
+		}
+	}
+	for s, sub := range p.Subjects {
+		if !validLevel(sub.Compatibility) {
+			errs = append(errs, fmt.Errorf("subjects[%s].compatibility %q: want one of %s", s, sub.Compatibility, strings.Join(Levels, ", ")))
+		}
+	}
+	for i, d := range p.Consumers.RetryDelays {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("consumers.retry_delays[%d]: must be positive", i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SubjectsFor returns the subjects under which the event with Avro full
+// name event is registered: one per topic that carries it. An event routed
+// to no topic has none.
+func (p *Pipeline) SubjectsFor(event string) []string {
+	var out []string
+	for _, t := range p.Topics {
+		for _, e := range t.Events {
+			if e != event {
+				continue
+			}
+			switch p.Schemas.SubjectStrategy {
+			case TopicName:
+				out = append(out, t.Name+"-value")
+			case RecordName:
+				out = append(out, event)
+			default:
+				out = append(out, t.Name+"-"+event)
+			}
+		}
+	}
+	sort.Strings(out)
+	if p.Schemas.SubjectStrategy == RecordName && len(out) > 1 {
+		out = out[:1] // one subject whatever the number of topics
+	}
+	return out
+}
+
+// Level returns the compatibility level of subject.
+func (p *Pipeline) Level(subject string) string {
+	if s, ok := p.Subjects[subject]; ok && s.Compatibility != "" {
+		return s.Compatibility
+	}
+	return p.Schemas.Compatibility
+}
+
+// TopicFor returns the topic that carries event (the first listed).
+func (p *Pipeline) TopicFor(event string) (Topic, bool) {
+	for _, t := range p.Topics {
+		for _, e := range t.Events {
+			if e == event {
+				return t, true
+			}
+		}
+	}
+	return Topic{}, false
+}

@@ -1,0 +1,76 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventline/eventline/internal/config"
+)
+
+func TestProjectPipelineFile(t *testing.T) {
+	p, err := config.Load("../../eventline.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.SubjectsFor("eventline.orders.OrderCreated"); len(got) != 1 || got[0] != "orders.events-eventline.orders.OrderCreated" {
+		t.Errorf("subjects of OrderCreated: %v", got)
+	}
+	if l := p.Level("orders.events-eventline.orders.OrderCreated"); l != "BACKWARD_TRANSITIVE" {
+		t.Errorf("level %s", l)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	p, err := config.Parse([]byte(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Schemas.Dir != "schemas/avro" || p.Schemas.Compatibility != "BACKWARD" || p.Schemas.SubjectStrategy != config.TopicRecordName {
+		t.Errorf("defaults: %+v", p.Schemas)
+	}
+	if len(p.Consumers.RetryDelays) != 3 || p.Consumers.RetryDelays[2] != time.Minute {
+		t.Errorf("retry delays: %v", p.Consumers.RetryDelays)
+	}
+}
+
+func TestStrategiesAndOverrides(t *testing.T) {
+	p, err := config.Parse([]byte(`
+schemas: {subject_strategy: record, compatibility: full}
+topics:
+  - {name: a, events: [x.E]}
+  - {name: b, events: [x.E]}
+subjects:
+  x.E: {compatibility: none}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.SubjectsFor("x.E"); len(got) != 1 || got[0] != "x.E" {
+		t.Errorf("record strategy: %v", got)
+	}
+	if p.Level("x.E") != "NONE" || p.Level("other") != "FULL" {
+		t.Errorf("levels: %s %s", p.Level("x.E"), p.Level("other"))
+	}
+	if p.Topics[0].Partitions != 6 || p.Topics[0].ReplicationFactor != -1 {
+		t.Errorf("topic defaults: %+v", p.Topics[0])
+	}
+}
+
+func TestInvalid(t *testing.T) {
+	for in, want := range map[string]string{
+		"schemas: {compatibility: SIDEWAYS}":                                      "schemas.compatibility",
+		"schemas: {subject_strategy: nope}":                                       "subject_strategy",
+		"topics: [{name: a, partitions: -1}]":                                     "partitions must be at least 1",
+		"topics: [{name: a}, {name: a}]":                                          "listed twice",
+		"schemas: {subject_strategy: topic}\ntopics: [{name: a, events: [x, y]}]": "cannot name apart",
+		"subjects: {s: {compatibility: weird}}":                                   "subjects[s]",
+		"topicz: []":                                                              "field topicz not found",
+		"consumers: {retry_delays: [-1s]}":                                        "must be positive",
+	} {
+		_, err := config.Parse([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: got %v, want an error containing %q", in, err, want)
+		}
+	}
+}

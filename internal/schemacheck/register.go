@@ -1,0 +1,64 @@
+package schemacheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/sr"
+)
+
+// ErrInvalidSchema: a schema file does not parse; nothing is registered.
+var ErrInvalidSchema = errors.New("invalid schema file")
+
+// Registration is one subject's outcome of Register.
+type Registration struct {
+	Subject string
+	Version int
+	ID      int
+	Level   string
+}
+
+// Register registers every schema file under each of its subjects, setting
+// the subject's compatibility level from eventline.yaml first so the
+// registry checks the new version at the intended level. Registering an
+// unchanged schema returns its existing version and id (the registry's
+// idempotence), so running it twice changes nothing.
+func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration, error) {
+	rep := &Report{}
+	root := opts.Dir
+	if r, err := repoRoot(ctx, opts.Dir); err == nil {
+		root = r
+	}
+	cur, err := loadCurrent(opts, root, rep)
+	if err != nil {
+		return nil, err
+	}
+	if rep.Invalid() {
+		var errs []error
+		for _, f := range rep.Findings {
+			errs = append(errs, fmt.Errorf("%s: %s", f.File, f.Message))
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSchema, errors.Join(errs...))
+	}
+	var out []Registration
+	for _, c := range cur {
+		for _, subj := range opts.subjects(c.name) {
+			level := opts.Pipeline.Level(subj)
+			var lvl sr.CompatibilityLevel
+			if err := lvl.UnmarshalText([]byte(level)); err != nil {
+				return out, fmt.Errorf("subject %s: level %s: %w", subj, level, err)
+			}
+			res := cl.SetCompatibility(ctx, sr.SetCompatibility{Level: lvl}, subj)
+			if len(res) == 1 && res[0].Err != nil {
+				return out, fmt.Errorf("error setting %s of subject %s: %w", level, subj, res[0].Err)
+			}
+			ss, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: c.text, Type: sr.TypeAvro})
+			if err != nil {
+				return out, fmt.Errorf("error registering %s as %s: %w", c.file, subj, err)
+			}
+			out = append(out, Registration{Subject: subj, Version: ss.Version, ID: ss.ID, Level: level})
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,69 @@
+"""Drives Confluent's own Python serde and registry client for eventline's
+interop tests. One JSON command as argv[1]; one JSON object on stdout.
+
+Commands:
+  {"mode": "serialize", "registry": URL, "topic": T, "schema": S, "record": {...}}
+      registers S under <T>-<record full name> through AvroSerializer
+      (auto.register.schemas) and prints {"hex": <framed bytes>, "schema_id": N}
+  {"mode": "deserialize", "registry": URL, "topic": T, "hex": H}
+      decodes H with AvroDeserializer (writer schema fetched by id) and prints
+      {"record": {...}}
+  {"mode": "register", "registry": URL, "subject": SUBJ, "schema": S}
+      prints {"id": N} or {"error": {"http": STATUS, "code": CODE, "message": M}}
+"""
+import datetime
+import json
+import sys
+import uuid
+
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry import topic_record_subject_name_strategy
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+
+def plain(v):
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [plain(x) for x in v]
+    if isinstance(v, datetime.datetime):
+        return int(v.timestamp() * 1000)
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    return v
+
+
+def main():
+    cmd = json.loads(sys.argv[1])
+    client = SchemaRegistryClient({"url": cmd["registry"]})
+    mode = cmd["mode"]
+    if mode == "serialize":
+        ser = AvroSerializer(
+            client,
+            cmd["schema"],
+            conf={"auto.register.schemas": True, "subject.name.strategy": topic_record_subject_name_strategy},
+        )
+        rec = dict(cmd["record"])
+        for k, v in list(rec.items()):
+            if k.endswith("_at") and isinstance(v, int):
+                rec[k] = datetime.datetime.fromtimestamp(v / 1000, tz=datetime.timezone.utc)
+        b = ser(rec, SerializationContext(cmd["topic"], MessageField.VALUE))
+        print(json.dumps({"hex": b.hex(), "schema_id": int.from_bytes(b[1:5], "big")}))
+    elif mode == "deserialize":
+        de = AvroDeserializer(client)
+        rec = de(bytes.fromhex(cmd["hex"]), SerializationContext(cmd["topic"], MessageField.VALUE))
+        print(json.dumps({"record": plain(rec)}))
+    elif mode == "register":
+        try:
+            sid = client.register_schema(cmd["subject"], Schema(cmd["schema"], "AVRO"))
+            print(json.dumps({"id": sid}))
+        except SchemaRegistryError as e:
+            print(json.dumps({"error": {"http": e.http_status_code, "code": e.error_code, "message": e.error_message}}))
+    else:
+        raise SystemExit("unknown mode " + mode)
+
+
+if __name__ == "__main__":
+    main()
