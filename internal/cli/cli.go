@@ -38,7 +38,7 @@ func commands() []command {
 		{name: "demo", summary: "run the pipeline end to end on the embedded stack (or the one the environment names)", run: runDemo},
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "schemas", summary: "compare, check (CI) and register Avro schemas", run: runSchemas},
-		{name: "migrate", summary: "apply the outbox and consumer tables", issue: 4},
+		{name: "migrate", summary: "create or upgrade the outbox and consumer tables", run: runMigrate},
 		{name: "relay", summary: "run the outbox relay", issue: 4},
 		{name: "dlt", summary: "inspect and replay dead-lettered records", issue: 5},
 		{name: "bench", summary: "measure throughput and latency", issue: 4},

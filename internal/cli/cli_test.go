@@ -36,6 +36,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dev", "stray"}, `unexpected argument "stray"`},
 		{[]string{"demo", "--records", "0"}, "--records must be at least 1"},
 		{[]string{"relay"}, "not available yet (planned in issue #4)"},
+		{[]string{"migrate", "extra"}, `unexpected argument "extra"`},
 	} {
 		code, stdout, stderr := run(t, nil, tc.args...)
 		if code != cli.ExitUsage {
@@ -85,6 +86,27 @@ func TestDemoAgainstEnvironment(t *testing.T) {
 	}
 	if strings.Contains(errOut, "starting the embedded stack") {
 		t.Errorf("demo started an embedded stack although the environment named services")
+	}
+}
+
+func TestMigrateCLI(t *testing.T) {
+	t.Parallel()
+	db := testkit.Postgres(t)
+	env := map[string]string{"DATABASE_URL": db}
+	code, out, errOut := run(t, env, "migrate", "--schema", "shop")
+	if code != 0 || !strings.Contains(out, "applied 001_outbox to schema shop") {
+		t.Fatalf("first run: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = run(t, env, "migrate", "--schema", "shop")
+	if code != 0 || !strings.Contains(out, "schema shop is up to date") {
+		t.Fatalf("second run: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := run(t, nil, "migrate"); code != cli.ExitUsage || !strings.Contains(errOut, "DATABASE_URL") {
+		t.Fatalf("no database: exit %d\n%s", code, errOut)
+	}
+	code, _, errOut = run(t, map[string]string{"DATABASE_URL": "postgres://u:topsecret@127.0.0.1:1/x?connect_timeout=2"}, "migrate")
+	if code != cli.ExitFail || strings.Contains(errOut, "topsecret") || !strings.Contains(errOut, "xxxxx") {
+		t.Fatalf("database down: exit %d\n%s", code, errOut)
 	}
 }
 

@@ -1,0 +1,176 @@
+// Package migrate creates and upgrades eventline's tables (the outbox, the
+// parked rows, the NOTIFY trigger and the consumers' dedupe table) from SQL
+// embedded in the binary. `eventline migrate` runs it; services may call
+// Migrate at startup instead. Every name is prefixed eventline_ and lives in
+// a configurable PostgreSQL schema; re-running is a no-op.
+package migrate
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed sql/*.sql
+var sqlFS embed.FS
+
+// DefaultSchema is the PostgreSQL schema used when Options.Schema is empty.
+const DefaultSchema = "public"
+
+// Options of a migration run.
+type Options struct {
+	// Schema is the PostgreSQL schema (namespace) of the tables; created
+	// when missing. Default "public".
+	Schema string
+}
+
+func (o Options) schema() string {
+	if o.Schema == "" {
+		return DefaultSchema
+	}
+	return o.Schema
+}
+
+// Migration is one numbered step.
+type Migration struct {
+	Version int
+	Name    string
+	sql     string
+}
+
+// Migrations lists the embedded migrations in order.
+func Migrations() ([]Migration, error) {
+	entries, err := fs.ReadDir(sqlFS, "sql")
+	if err != nil {
+		return nil, err
+	}
+	var out []Migration
+	for _, e := range entries {
+		num, name, ok := strings.Cut(strings.TrimSuffix(e.Name(), ".sql"), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration file %s is not named NNN_name.sql", e.Name())
+		}
+		b, err := fs.ReadFile(sqlFS, path.Join("sql", e.Name()))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Migration{Version: v, Name: name, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
+// Channel is the LISTEN/NOTIFY channel on which the outbox trigger of schema
+// announces commits.
+func Channel(schema string) string {
+	if schema == "" || schema == DefaultSchema {
+		return "eventline_outbox"
+	}
+	return "eventline_outbox." + schema
+}
+
+// Beginner is what Migrate needs of a connection or pool.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Migrate applies the pending migrations in one transaction and returns
+// those it applied (none when up to date).
+func Migrate(ctx context.Context, db Beginner, opts Options) ([]Migration, error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("error beginning migration transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	applied, err := MigrateTx(ctx, tx, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("error committing migrations: %w", err)
+	}
+	return applied, nil
+}
+
+// MigrateTx is Migrate inside the caller's transaction.
+func MigrateTx(ctx context.Context, tx pgx.Tx, opts Options) ([]Migration, error) {
+	all, err := Migrations()
+	if err != nil {
+		return nil, err
+	}
+	schema := opts.schema()
+	ident := pgx.Identifier{schema}.Sanitize()
+	// Concurrent migrators (several replicas starting at once) queue here.
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('eventline_migrate:' || $1))`, schema); err != nil {
+		return nil, fmt.Errorf("error taking the migration lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+ident); err != nil {
+		return nil, fmt.Errorf("error creating schema %s: %w", schema, err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+ident+`.eventline_migrations (
+		version    int PRIMARY KEY,
+		name       text NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return nil, fmt.Errorf("error creating the migrations table: %w", err)
+	}
+	rows, err := tx.Query(ctx, `SELECT version FROM `+ident+`.eventline_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("error reading applied migrations: %w", err)
+	}
+	done, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("error reading applied migrations: %w", err)
+	}
+	have := map[int]bool{}
+	for _, v := range done {
+		have[v] = true
+	}
+	if n := len(all); n > 0 {
+		for _, v := range done {
+			if v > all[n-1].Version {
+				return nil, fmt.Errorf("%w: schema %s is at version %d, this binary knows up to %d", ErrNewerSchema, schema, v, all[n-1].Version)
+			}
+		}
+	}
+	data := map[string]string{"Schema": ident, "Channel": quoteLiteral(Channel(schema))}
+	var applied []Migration
+	for _, m := range all {
+		if have[m.Version] {
+			continue
+		}
+		t, err := template.New(m.Name).Option("missingkey=error").Parse(m.sql)
+		if err != nil {
+			return nil, fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, err)
+		}
+		var sql bytes.Buffer
+		if err := t.Execute(&sql, data); err != nil {
+			return nil, fmt.Errorf("migration %03d_%s: %w", m.Version, m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, sql.String()); err != nil {
+			return nil, fmt.Errorf("error applying migration %03d_%s: %w", m.Version, m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO `+ident+`.eventline_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+			return nil, fmt.Errorf("error recording migration %03d: %w", m.Version, err)
+		}
+		applied = append(applied, m)
+	}
+	return applied, nil
+}
+
+// ErrNewerSchema: the database was migrated by a newer eventline.
+var ErrNewerSchema = errors.New("database schema is newer than this eventline")
+
+func quoteLiteral(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}

@@ -1,0 +1,137 @@
+package migrate_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/migrate"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+func pool(t *testing.T) *pgxpool.Pool {
+	return poolFor(t, testkit.Postgres(t))
+}
+
+func poolFor(t *testing.T, url string) *pgxpool.Pool {
+	p, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+func TestMigrateIdempotentAndRecorded(t *testing.T) {
+	t.Parallel()
+	db := pool(t)
+	ctx := context.Background()
+	all, err := migrate.Migrations()
+	if err != nil || len(all) < 2 {
+		t.Fatalf("migrations: %v, %v", all, err)
+	}
+	applied, err := migrate.Migrate(ctx, db, migrate.Options{Schema: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied) != len(all) {
+		t.Fatalf("applied %d of %d", len(applied), len(all))
+	}
+	again, err := migrate.Migrate(ctx, db, migrate.Options{Schema: "shop"})
+	if err != nil || len(again) != 0 {
+		t.Fatalf("second run applied %v, %v; want nothing", again, err)
+	}
+	var versions []int
+	rows, _ := db.Query(ctx, `SELECT version FROM shop.eventline_migrations ORDER BY version`)
+	versions, err = pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil || len(versions) != len(all) || versions[0] != 1 {
+		t.Fatalf("recorded versions %v, %v", versions, err)
+	}
+	for _, table := range []string{"eventline_outbox", "eventline_outbox_parked", "eventline_consumer_dedupe"} {
+		var ok bool
+		if err := db.QueryRow(ctx, `SELECT to_regclass('shop.' || $1) IS NOT NULL`, table).Scan(&ok); err != nil || !ok {
+			t.Errorf("table shop.%s missing (%v)", table, err)
+		}
+	}
+	// Another schema in the same database is independent.
+	if applied, err := migrate.Migrate(ctx, db, migrate.Options{Schema: "Other-Schema"}); err != nil || len(applied) != len(all) {
+		t.Fatalf("second schema: %v, %v", applied, err)
+	}
+}
+
+// Concurrent migrators serialize on the advisory lock: one applies, the
+// others find nothing to do, nobody fails.
+func TestMigrateConcurrent(t *testing.T) {
+	t.Parallel()
+	db := pool(t)
+	ctx := context.Background()
+	errs := make(chan error, 4)
+	counts := make(chan int, 4)
+	for i := 0; i < 4; i++ {
+		go func() {
+			a, err := migrate.Migrate(ctx, db, migrate.Options{})
+			errs <- err
+			counts <- len(a)
+		}()
+	}
+	total := 0
+	for i := 0; i < 4; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+		total += <-counts
+	}
+	all, _ := migrate.Migrations()
+	if total != len(all) {
+		t.Fatalf("migrations applied %d times in all, want %d", total, len(all))
+	}
+}
+
+// The trigger notifies the schema's channel when an outbox insert commits.
+func TestOutboxNotifyOnCommit(t *testing.T) {
+	t.Parallel()
+	url := testkit.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db := poolFor(t, url)
+	if _, err := migrate.Migrate(ctx, db, migrate.Options{Schema: "svc"}); err != nil {
+		t.Fatal(err)
+	}
+	listener, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close(ctx)
+	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{migrate.Channel("svc")}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO svc.eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
+		VALUES ('t', 'k', '\x00', gen_random_uuid(), 'x.E', 'order', 'k')`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := listener.WaitForNotification(ctx)
+	if err != nil || n.Channel != "eventline_outbox.svc" {
+		t.Fatalf("notification %+v, %v", n, err)
+	}
+}
+
+func TestNewerSchemaRefused(t *testing.T) {
+	t.Parallel()
+	db := pool(t)
+	ctx := context.Background()
+	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO eventline_migrations (version, name) VALUES (999, 'future')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); !errors.Is(err, migrate.ErrNewerSchema) {
+		t.Fatalf("got %v, want ErrNewerSchema", err)
+	}
+}
