@@ -3,6 +3,7 @@ package schemas_test
 import (
 	"encoding/json"
 	"path"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -38,6 +39,9 @@ func TestCatalog(t *testing.T) {
 		if !ok {
 			t.Errorf("%s: no generated type", info.Name)
 			continue
+		}
+		if made, ok := schemas.New(info.Name); !ok || reflect.TypeOf(made) != reflect.TypeOf(ev) {
+			t.Errorf("schemas.New(%s) = %T, %v; add it to types.go", info.Name, made, ok)
 		}
 		if want := info.Name[strings.LastIndex(info.Name, ".")+1:] + ".avsc"; path.Base(info.File) != want {
 			t.Errorf("%s lives in %s, want %s", info.Name, info.File, want)

@@ -73,6 +73,9 @@ type Config struct {
 	// connections. Default 60s.
 	StartTimeout time.Duration
 
+	// Settings are extra server settings (name -> value), passed as -c.
+	Settings map[string]string
+
 	// Logger receives lifecycle messages. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -429,6 +432,14 @@ func startServer(ctx context.Context, cfg Config, o owner, port int, password st
 	}
 	if cfg.Ephemeral {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off")
+	}
+	names := make([]string, 0, len(cfg.Settings))
+	for k := range cfg.Settings {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		args = append(args, "-c", k+"="+cfg.Settings[k])
 	}
 	cmd := exec.Command(filepath.Join(cfg.BinDir, "postgres"), args...)
 	cmd.Dir = "/"

@@ -207,7 +207,11 @@ func postgresServer(t testing.TB) string {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
-		pgCluster, pgErr = pgcluster.Start(ctx, pgcluster.Config{DataDir: pgDir + "/pg", Ephemeral: true, Logger: quietLogger()})
+		pgCluster, pgErr = pgcluster.Start(ctx, pgcluster.Config{
+			DataDir: pgDir + "/pg", Ephemeral: true, Logger: quietLogger(),
+			// Order tests compare outbox ids with commit order.
+			Settings: map[string]string{"track_commit_timestamp": "on"},
+		})
 		if pgErr == nil {
 			pgURL = pgCluster.URL()
 		}

@@ -1,0 +1,21 @@
+package producer
+
+import "errors"
+
+// Errors returned by Append. All of them mean nothing was written: Append
+// validates and encodes every event before it touches the transaction.
+var (
+	// ErrInvalidEvent: the envelope is incomplete (no aggregate type or
+	// id, no payload) or the payload does not encode with its schema.
+	ErrInvalidEvent = errors.New("invalid event")
+	// ErrUnknownEventType: the payload's type was not resolved at startup
+	// (not in the catalogue, or routed to no topic by eventline.yaml).
+	ErrUnknownEventType = errors.New("unknown event type")
+)
+
+// Errors returned by New.
+var (
+	// ErrNotRegistered: with AutoRegister off, a schema is missing from
+	// the registry under its subject.
+	ErrNotRegistered = errors.New("schema not registered")
+)

@@ -1,0 +1,314 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/hamba/avro/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/sr"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/schemas"
+)
+
+// Message is one event to append, with its routing envelope.
+type Message struct {
+	// AggregateType and AggregateID identify the aggregate (e.g. "order",
+	// its UUID). The id is the Kafka key: one aggregate, one partition.
+	// Required.
+	AggregateType string
+	AggregateID   string
+	// AggregateVersion is the aggregate's version after this event, if the
+	// service tracks one; 0 means none.
+	AggregateVersion int64
+	// EventID is the dedupe key downstream. Default: a new random UUID.
+	EventID uuid.UUID
+	// CorrelationID ties the events of one business flow together;
+	// optional.
+	CorrelationID string
+	// Headers are extra record headers; optional. Keys starting with
+	// "eventline-" are reserved.
+	Headers map[string]string
+	// Event is the payload: a generated schema type. Required.
+	Event schemas.Event
+}
+
+// Config of a Producer. Zero values take the documented defaults.
+type Config struct {
+	// Pipeline routes event types to topics and names subjects. Required.
+	Pipeline *config.Pipeline
+	// Registry resolves schema ids at startup. Required.
+	Registry *sr.Client
+	// AutoRegister registers a schema missing from its subject (so the
+	// registry's compatibility check runs); the dev default. Default false:
+	// production services fail fast instead, naming the subject.
+	AutoRegister bool
+	// Schema is the PostgreSQL schema of the outbox. Default "public".
+	Schema string
+	// Events are the types this producer appends. Default: every type of
+	// the schemas catalogue that the pipeline routes to a topic.
+	Events []schemas.Event
+}
+
+// route is what Append needs of one event type, resolved at startup.
+type route struct {
+	topic    string
+	schemaID int
+	schema   avro.Schema
+}
+
+// Producer appends events to the outbox inside callers' transactions. It is
+// safe for concurrent use; it holds no connection of its own.
+type Producer struct {
+	table  string // quoted, schema-qualified eventline_outbox
+	routes map[string]route
+}
+
+// New resolves every event type's schema id under its subject once, so a
+// registry outage after startup never blocks business writes.
+func New(ctx context.Context, cfg Config) (*Producer, error) {
+	if cfg.Pipeline == nil || cfg.Registry == nil {
+		return nil, errors.New("producer: Pipeline and Registry are required")
+	}
+	schema := cfg.Schema
+	if schema == "" {
+		schema = migrate.DefaultSchema
+	}
+	types := cfg.Events
+	explicit := len(types) > 0
+	if !explicit {
+		all, err := schemas.All()
+		if err != nil {
+			return nil, err
+		}
+		for _, info := range all {
+			types = append(types, eventFor(info))
+		}
+	}
+	p := &Producer{table: pgx.Identifier{schema, "eventline_outbox"}.Sanitize(), routes: map[string]route{}}
+	for _, ev := range types {
+		if ev == nil {
+			continue
+		}
+		s := ev.Schema()
+		name := fullName(s)
+		topic, ok := cfg.Pipeline.TopicFor(name)
+		if !ok {
+			if explicit {
+				return nil, fmt.Errorf("producer: event type %s is routed to no topic in eventline.yaml", name)
+			}
+			continue
+		}
+		subjects := cfg.Pipeline.SubjectsFor(name)
+		id, err := resolve(ctx, cfg.Registry, subjects[0], schemaText(name, s), cfg.AutoRegister)
+		if err != nil {
+			return nil, err
+		}
+		p.routes[name] = route{topic: topic.Name, schemaID: id, schema: s}
+	}
+	return p, nil
+}
+
+// schemaText is what gets registered: the catalogue's file text (with docs
+// and defaults) when the type is from the catalogue, else the type's schema.
+func schemaText(name string, s avro.Schema) string {
+	if info, ok := schemas.Lookup(name); ok && info.Schema.Fingerprint() == s.Fingerprint() {
+		return info.Text
+	}
+	return s.String()
+}
+
+func resolve(ctx context.Context, reg *sr.Client, subject, text string, autoRegister bool) (int, error) {
+	sch := sr.Schema{Schema: text, Type: sr.TypeAvro}
+	ss, err := reg.LookupSchema(ctx, subject, sch)
+	if err == nil {
+		return ss.ID, nil
+	}
+	var re *sr.ResponseError
+	notFound := errors.As(err, &re) && (re.ErrorCode == 40401 || re.ErrorCode == 40403 || re.StatusCode == http.StatusNotFound)
+	if !notFound {
+		return 0, fmt.Errorf("producer: error looking up subject %s in the registry: %w", subject, err)
+	}
+	if !autoRegister {
+		return 0, fmt.Errorf("producer: %w: subject %s has no version equal to this build's schema; register it with `eventline schemas register` (or enable auto-register in development)", ErrNotRegistered, subject)
+	}
+	ss, err = reg.CreateSchema(ctx, subject, sch)
+	if err != nil {
+		return 0, fmt.Errorf("producer: error registering subject %s: %w", subject, err)
+	}
+	return ss.ID, nil
+}
+
+var propagator = propagation.TraceContext{}
+
+type row struct {
+	topic, eventType, aggType, aggID string
+	key, value                       []byte
+	eventID                          uuid.UUID
+	aggVersion                       *int64
+	headers                          []byte
+}
+
+// Append writes msgs to the outbox in tx, in order. It first validates and
+// encodes all of them (an error leaves tx untouched), then takes a
+// transaction-scoped advisory lock per aggregate, so that rows of one
+// aggregate get outbox ids in commit order even with concurrent writers, and
+// inserts them in one statement.
+func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	trace := propagation.MapCarrier{}
+	propagator.Inject(ctx, trace)
+
+	rows := make([]row, len(msgs))
+	for i, m := range msgs {
+		r, err := p.encode(m, trace)
+		if err != nil {
+			return fmt.Errorf("producer: event %d of %d: %w", i+1, len(msgs), err)
+		}
+		rows[i] = r
+	}
+
+	// Lock aggregates in a fixed order so two transactions appending to the
+	// same pair of aggregates cannot deadlock.
+	keys := make([]string, 0, len(rows))
+	seen := map[string]bool{}
+	for _, r := range rows {
+		// Length-prefixed, so ("ab","c") and ("a","bc") differ; PostgreSQL
+		// text cannot hold the NUL byte a plain separator would want.
+		k := "eventline:" + strconv.Itoa(len(r.aggType)) + ":" + r.aggType + ":" + r.aggID
+		if !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k`, keys); err != nil {
+		return fmt.Errorf("producer: error locking aggregates: %w", err)
+	}
+
+	cols := struct {
+		topic, key, value, eventID, eventType, aggType, aggID, headers []any
+		version                                                        []*int64
+	}{}
+	for _, r := range rows {
+		cols.topic = append(cols.topic, r.topic)
+		cols.key = append(cols.key, r.key)
+		cols.value = append(cols.value, r.value)
+		cols.eventID = append(cols.eventID, r.eventID)
+		cols.eventType = append(cols.eventType, r.eventType)
+		cols.aggType = append(cols.aggType, r.aggType)
+		cols.aggID = append(cols.aggID, r.aggID)
+		cols.headers = append(cols.headers, string(r.headers))
+		cols.version = append(cols.version, r.aggVersion)
+	}
+	// WITH ORDINALITY keeps the insertion order of msgs, so ids follow it.
+	_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers)
+		SELECT topic, k, v, eid, et, at, aid, ver, h::jsonb
+		FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])
+			WITH ORDINALITY AS t(topic, k, v, eid, et, at, aid, ver, h, n)
+		ORDER BY n`,
+		cols.topic, cols.key, cols.value, cols.eventID, cols.eventType, cols.aggType, cols.aggID, cols.version, cols.headers)
+	if err != nil {
+		return fmt.Errorf("producer: error inserting into %s: %w", p.table, err)
+	}
+	return nil
+}
+
+func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) {
+	if m.Event == nil {
+		return row{}, fmt.Errorf("%w: no payload", ErrInvalidEvent)
+	}
+	if m.AggregateType == "" || m.AggregateID == "" {
+		return row{}, fmt.Errorf("%w: aggregate type and id are required", ErrInvalidEvent)
+	}
+	if m.AggregateVersion < 0 {
+		return row{}, fmt.Errorf("%w: negative aggregate version %d", ErrInvalidEvent, m.AggregateVersion)
+	}
+	s := m.Event.Schema()
+	name := fullName(s)
+	rt, ok := p.routes[name]
+	if !ok {
+		return row{}, fmt.Errorf("%w: %s (not in the catalogue, or routed to no topic)", ErrUnknownEventType, name)
+	}
+	if s.Fingerprint() != rt.schema.Fingerprint() {
+		return row{}, fmt.Errorf("%w: %s has a schema other than the one resolved at startup", ErrUnknownEventType, name)
+	}
+	value, err := schemas.Encode(rt.schemaID, rt.schema, m.Event)
+	if err != nil {
+		return row{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
+	}
+	if err := validate(rt.schema, m.Event); err != nil {
+		return row{}, fmt.Errorf("%w: %s: %v", ErrInvalidEvent, name, err)
+	}
+	id := m.EventID
+	if id == uuid.Nil {
+		id = uuid.New()
+	}
+	var hdrs [][2]string
+	for _, k := range []string{"traceparent", "tracestate"} {
+		if v := trace.Get(k); v != "" {
+			hdrs = append(hdrs, [2]string{k, v})
+		}
+	}
+	if m.CorrelationID != "" {
+		hdrs = append(hdrs, [2]string{"eventline-correlation-id", m.CorrelationID})
+	}
+	extra := make([]string, 0, len(m.Headers))
+	for k := range m.Headers {
+		if len(k) >= 10 && k[:10] == "eventline-" {
+			return row{}, fmt.Errorf("%w: header %q uses the reserved eventline- prefix", ErrInvalidEvent, k)
+		}
+		extra = append(extra, k)
+	}
+	sort.Strings(extra)
+	for _, k := range extra {
+		hdrs = append(hdrs, [2]string{k, m.Headers[k]})
+	}
+	hb, err := json.Marshal(hdrsOrEmpty(hdrs))
+	if err != nil {
+		return row{}, err
+	}
+	r := row{
+		topic: rt.topic, eventType: name, aggType: m.AggregateType, aggID: m.AggregateID,
+		key: []byte(m.AggregateID), value: value, eventID: id, headers: hb,
+	}
+	if m.AggregateVersion > 0 {
+		v := m.AggregateVersion
+		r.aggVersion = &v
+	}
+	return r, nil
+}
+
+func hdrsOrEmpty(h [][2]string) [][2]string {
+	if h == nil {
+		return [][2]string{}
+	}
+	return h
+}
+
+func fullName(s avro.Schema) string {
+	if n, ok := s.(avro.NamedSchema); ok {
+		return n.FullName()
+	}
+	return string(s.Type())
+}
+
+// eventFor returns a zero value of the generated type of a catalogue entry,
+// or nil when the catalogue has a schema without a generated type.
+func eventFor(info schemas.Info) schemas.Event {
+	if ev, ok := schemas.New(info.Name); ok {
+		return ev
+	}
+	return nil
+}
