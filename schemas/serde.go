@@ -22,11 +22,14 @@ type SchemaSource interface {
 	SchemaByID(ctx context.Context, id int) (sr.Schema, error)
 }
 
-// avroAPI bounds what a hostile body can make the decoder allocate; the
-// defaults would let a 10-byte record ask for a gigabyte.
+// avroAPI bounds what a hostile body can make the decoder allocate (the
+// defaults would let a 10-byte record ask for a gigabyte), and writes array
+// and map blocks without the optional byte-size header, as Apache Avro's and
+// Confluent's serializers do, so eventline's bytes equal theirs.
 var avroAPI = avro.Config{
-	MaxByteSliceSize:  8 << 20,
-	MaxSliceAllocSize: 1 << 20,
+	MaxByteSliceSize:       8 << 20,
+	MaxSliceAllocSize:      1 << 20,
+	DisableBlockSizeHeader: true,
 }.Freeze()
 
 // Serde encodes values in the Confluent wire format (magic byte 0, 4-byte

@@ -1,12 +1,19 @@
 package cli_test
 
 import (
+	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/internal/schemaregistry"
+	"github.com/eventline/eventline/internal/testkit"
 )
 
 // gitRepo is a throwaway repository for the schema-evolution checks.
@@ -205,5 +212,83 @@ func TestSchemasCompatCLI(t *testing.T) {
 		if code != tc.code || !strings.Contains(out+errOut, tc.want) {
 			t.Errorf("compat %v: exit %d (want %d), output lacks %q?\n%s%s", tc.args, code, tc.code, tc.want, out, errOut)
 		}
+	}
+}
+
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	reg, err := schemaregistry.New(context.Background(), schemaregistry.Config{Store: &schemaregistry.MemoryStore{}, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// register sets each subject's level first, is idempotent, and
+// check --against registry then judges changes by the registry's verdict.
+func TestSchemasRegisterAndCheckAgainstRegistry(t *testing.T) {
+	t.Parallel()
+	r := newRepo(t)
+	r.write("eventline.yaml", pipeline("FULL_TRANSITIVE"))
+	r.write("schemas/avro/Order.avsc", orderV1)
+	r.write("schemas/avro/Refund.avsc", refund)
+	r.commit("schemas")
+	cfg := filepath.Join(r.dir, "eventline.yaml")
+	url := startRegistry(t)
+	env := map[string]string{"SCHEMA_REGISTRY_URL": url}
+
+	code, out, errOut := run(t, env, "schemas", "register", "--config", cfg)
+	if code != 0 {
+		t.Fatalf("register: exit %d\n%s%s", code, out, errOut)
+	}
+	want := "orders-shop.Order\tversion 1\tid 1\tFULL_TRANSITIVE\norders-shop.Refund\tversion 1\tid 2\tFULL_TRANSITIVE\n"
+	if out != want {
+		t.Fatalf("register printed:\n%s\nwant:\n%s", out, want)
+	}
+	if code, again, _ := run(t, env, "schemas", "register", "--config", cfg); code != 0 || again != want {
+		t.Fatalf("second register (idempotent): exit %d\n%s", code, again)
+	}
+	cl, _ := sr.NewClient(sr.URLs(url))
+	lv := cl.Compatibility(context.Background(), "orders-shop.Order")
+	if lv[0].Err != nil || lv[0].Level != sr.CompatFullTransitive {
+		t.Fatalf("subject level: %+v", lv[0])
+	}
+
+	if code, out, errOut := run(t, env, "schemas", "check", "--against", "registry", "--config", cfg); code != 0 || !strings.Contains(out, "OK") {
+		t.Fatalf("check unchanged: exit %d\n%s%s", code, out, errOut)
+	}
+	// v2 adds a field with a default: FULL compatible.
+	r.write("schemas/avro/Order.avsc", orderV2)
+	if code, out, errOut := run(t, env, "schemas", "check", "--against", "registry", "--config", cfg); code != 0 {
+		t.Fatalf("check compatible change: exit %d\n%s%s", code, out, errOut)
+	}
+	// v3 without the default is not FULL compatible with v1 (once v2 is
+	// registered too, transitively).
+	if code, out, errOut := run(t, env, "schemas", "register", "--config", cfg); code != 0 {
+		t.Fatalf("register v2: exit %d\n%s%s", code, out, errOut)
+	}
+	r.write("schemas/avro/Order.avsc", orderV3)
+	code, out, _ = run(t, env, "schemas", "check", "--against", "registry", "--config", cfg, "--format", "json")
+	if code != 1 || !strings.Contains(out, `"subject": "orders-shop.Order"`) || !strings.Contains(out, "note") {
+		t.Fatalf("check breaking change: exit %d\n%s", code, out)
+	}
+	// And register refuses it: the registry answers 409.
+	code, _, errOut = run(t, env, "schemas", "register", "--config", cfg)
+	if code != 1 || !strings.Contains(errOut, "is incompatible with subject orders-shop.Order at its level FULL_TRANSITIVE") {
+		t.Fatalf("register breaking change: exit %d\n%s", code, errOut)
+	}
+	// A registered subject with no schema file any more is reported.
+	r.write("schemas/avro/Order.avsc", orderV2)
+	if err := os.Remove(filepath.Join(r.dir, "schemas/avro/Refund.avsc")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = run(t, env, "schemas", "check", "--against", "registry", "--config", cfg)
+	if code != 1 || !strings.Contains(out, "subject orders-shop.Refund (FULL_TRANSITIVE): deleted") {
+		t.Fatalf("deleted against registry: exit %d\n%s", code, out)
+	}
+	if code, _, errOut := run(t, nil, "schemas", "check", "--against", "registry", "--config", cfg); code != 2 || !strings.Contains(errOut, "SCHEMA_REGISTRY_URL") {
+		t.Fatalf("no registry: exit %d\n%s", code, errOut)
 	}
 }

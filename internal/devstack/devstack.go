@@ -1,6 +1,7 @@
 // Package devstack runs eventline's embedded development stack in one
 // process: a Kafka broker (franz-go's kfake, persisted to disk), a schema
-// registry endpoint, and a PostgreSQL cluster (see internal/pgcluster).
+// registry (internal/schemaregistry, enforcing compatibility, persisted in the
+// broker), and a PostgreSQL cluster (see internal/pgcluster).
 // `eventline dev` and `eventline demo` are thin wrappers around it, and the
 // tests start it in-process.
 //
@@ -27,9 +28,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/eventline/eventline/internal/pgcluster"
+	"github.com/eventline/eventline/internal/schemaregistry"
 )
 
 // Default ports of the embedded services: the conventional Kafka and
@@ -106,6 +107,7 @@ type Stack struct {
 	kafka    *kfake.Cluster
 	registry *http.Server
 	regLn    net.Listener
+	reg      *schemaregistry.Registry
 	regDone  chan struct{}
 	pg       *pgcluster.Cluster // nil when DatabaseURL was given
 
@@ -175,9 +177,17 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	s.brokers = strings.Join(s.kafka.ListenAddrs(), ",")
 	cfg.Logger.Info("kafka ready", "brokers", s.brokers, "data_dir", filepath.Join(dataDir, "kafka"))
 
-	// Placeholder registry: srfake serves the Confluent REST API but keeps
-	// schemas in memory and accepts every compatibility check. The
-	// enforcing, persistent registry replaces it behind the same URL.
+	// The schema registry keeps its state in the broker's compacted
+	// _schemas topic, so it survives restarts with the broker's data dir.
+	store, err := schemaregistry.NewKafkaStore(ctx, s.kafka.ListenAddrs(), schemaregistry.DefaultTopic)
+	if err != nil {
+		return nil, fmt.Errorf("error opening the registry's store: %w", err)
+	}
+	s.reg, err = schemaregistry.New(ctx, schemaregistry.Config{Store: store, Logger: cfg.Logger.With("component", "registry")})
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
 	regPort := cfg.RegistryPort
 	if regPort == -1 {
 		regPort = 0
@@ -186,7 +196,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("error listening for the schema registry on port %d: %w", regPort, err)
 	}
-	s.registry = &http.Server{Handler: srfake.NewRegistry().Handler(), ReadHeaderTimeout: 10 * time.Second}
+	s.registry = &http.Server{Handler: s.reg.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	s.regDone = make(chan struct{})
 	go func() {
 		defer close(s.regDone)
@@ -235,6 +245,9 @@ func (s *Stack) Stop(ctx context.Context) error {
 			<-s.regDone
 		} else if s.regLn != nil {
 			s.regLn.Close()
+		}
+		if s.reg != nil {
+			s.reg.Close()
 		}
 		if s.kafka != nil {
 			s.kafka.Close()

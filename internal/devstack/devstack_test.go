@@ -2,6 +2,7 @@ package devstack_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/internal/devstack"
 	"github.com/eventline/eventline/internal/roundtrip"
@@ -109,6 +111,14 @@ func TestDevStackRestartKeepsState(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.Close()
+	reg, err := sr.NewClient(sr.URLs(s.RegistryURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := reg.CreateSchema(ctx, "restart.check-x.Kept", sr.Schema{Schema: `{"type":"record","name":"Kept","namespace":"x","fields":[{"name":"a","type":"int"}]}`})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Stop(ctx); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
@@ -136,6 +146,20 @@ func TestDevStackRestartKeepsState(t *testing.T) {
 	}
 	if o, ok := fo.Lookup(topic, 0); !ok || o.At != 3 {
 		t.Fatalf("committed offset after restart: %+v (found %v), want 3", o, ok)
+	}
+	reg2, err := sr.NewClient(sr.URLs(s2.RegistryURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := reg2.SchemaByVersion(ctx, "restart.check-x.Kept", 1)
+	if err != nil || after.ID != before.ID {
+		t.Fatalf("schema after restart: %+v, %v; want id %d", after, err, before.ID)
+	}
+	// And the restarted registry still enforces compatibility.
+	_, err = reg2.CreateSchema(ctx, "restart.check-x.Kept", sr.Schema{Schema: `{"type":"record","name":"Kept","namespace":"x","fields":[{"name":"a","type":"int"},{"name":"b","type":"int"}]}`})
+	var re *sr.ResponseError
+	if !errors.As(err, &re) || re.StatusCode != 409 {
+		t.Fatalf("incompatible schema after restart: %v, want HTTP 409", err)
 	}
 	seen := map[byte]bool{}
 	for len(seen) < 200 {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/internal/schemaregistry"
 )
 
 // ErrInvalidSchema: a schema file does not parse; nothing is registered.
@@ -55,6 +57,13 @@ func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration,
 			}
 			ss, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: c.text, Type: sr.TypeAvro})
 			if err != nil {
+				if schemaregistry.IsIncompatible(err) {
+					return out, fmt.Errorf("%s is incompatible with subject %s at its level %s (the registry refused it): %w", c.file, subj, level, err)
+				}
+				var re *sr.ResponseError
+				if errors.As(err, &re) {
+					return out, fmt.Errorf("registering %s as %s: the registry answered HTTP %d (error %d): %w", c.file, subj, re.StatusCode, re.ErrorCode, err)
+				}
 				return out, fmt.Errorf("error registering %s as %s: %w", c.file, subj, err)
 			}
 			out = append(out, Registration{Subject: subj, Version: ss.Version, ID: ss.ID, Level: level})

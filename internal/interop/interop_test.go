@@ -1,0 +1,149 @@
+package interop_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/schemas"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+var (
+	pyOnce sync.Once
+	pyPath string
+	pyErr  error
+)
+
+// python returns the interpreter of the interop virtualenv, creating it on
+// first use (pip installs from PyPI; later runs reuse the cache).
+func python(t *testing.T) string {
+	t.Helper()
+	pyOnce.Do(func() {
+		cmd := exec.Command("bash", filepath.Join("..", "..", "scripts", "interop", "venv.sh"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			pyErr = err
+			pyPath = stderr.String()
+			return
+		}
+		pyPath = strings.TrimSpace(string(out))
+	})
+	if pyErr != nil {
+		t.Fatalf("creating the interop virtualenv: %v\n%s", pyErr, pyPath)
+	}
+	return pyPath
+}
+
+// confluent runs one command of scripts/interop/confluent_interop.py.
+func confluent(t *testing.T, cmd map[string]any, out any) {
+	t.Helper()
+	arg, err := json.Marshal(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := exec.CommandContext(ctx, python(t), filepath.Join("..", "..", "scripts", "interop", "confluent_interop.py"), string(arg))
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	b, err := c.Output()
+	if err != nil {
+		t.Fatalf("confluent %s: %v\n%s", cmd["mode"], err, stderr.String())
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatalf("confluent %s printed %q: %v", cmd["mode"], b, err)
+	}
+}
+
+func sampleOrder() *schemas.OrderCreated {
+	return &schemas.OrderCreated{
+		OrderID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
+		CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		Lines: []schemas.OrderLine{
+			{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 2, UnitPriceMinor: 1999},
+		},
+		TotalMinor: 3998,
+		Currency:   "EUR",
+		CreatedAt:  time.UnixMilli(1_790_000_000_123).UTC(),
+	}
+}
+
+// Confluent's serializer registers through eventline's registry and frames
+// the value; eventline's serde decodes those bytes into the generated type.
+// Then the other way round: eventline encodes, Confluent's deserializer
+// (fetching the writer schema by id from eventline's registry) reads it.
+// Finally an incompatible registration through Confluent's client is refused
+// with HTTP 409.
+func TestConfluentPythonInterop(t *testing.T) {
+	url := registryURL(t)
+	info, ok := schemas.Lookup("eventline.orders.OrderCreated")
+	if !ok {
+		t.Fatal("OrderCreated missing from the catalogue")
+	}
+	topic := "orders.events"
+	order := sampleOrder()
+	record := map[string]any{
+		"order_id": order.OrderID, "customer_id": order.CustomerID,
+		"lines":       []map[string]any{{"product_id": order.Lines[0].ProductID, "quantity": 2, "unit_price_minor": 1999}},
+		"total_minor": 3998, "currency": "EUR", "created_at": order.CreatedAt.UnixMilli(),
+	}
+
+	var ser struct {
+		Hex      string
+		SchemaID int `json:"schema_id"`
+	}
+	confluent(t, map[string]any{"mode": "serialize", "registry": url, "topic": topic, "schema": info.Text, "record": record}, &ser)
+	b, err := hex.DecodeString(ser.Hex)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := sr.NewClient(sr.URLs(url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := cl.SchemaByVersion(context.Background(), topic+"-"+info.Name, -1)
+	if err != nil {
+		t.Fatalf("Confluent's serializer did not register %s-%s: %v", topic, info.Name, err)
+	}
+	if ss.ID != ser.SchemaID {
+		t.Fatalf("bytes carry id %d, subject has id %d", ser.SchemaID, ss.ID)
+	}
+	serde := schemas.NewSerde(cl)
+	var got schemas.OrderCreated
+	if err := serde.Decode(context.Background(), b, &got); err != nil {
+		t.Fatalf("eventline cannot decode Confluent's bytes: %v", err)
+	}
+	if got.OrderID != order.OrderID || got.TotalMinor != 3998 || !got.CreatedAt.Equal(order.CreatedAt) || len(got.Lines) != 1 || got.Lines[0].Quantity != 2 {
+		t.Fatalf("decoded %+v", got)
+	}
+
+	// eventline encodes under the same id; Confluent decodes.
+	mine, err := schemas.Encode(ss.ID, info.Schema, order)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(mine, b) {
+		t.Errorf("eventline's encoding differs from Confluent's:\n% x\n% x", mine, b)
+	}
+	var de struct{ Record map[string]any }
+	confluent(t, map[string]any{"mode": "deserialize", "registry": url, "topic": topic, "hex": hex.EncodeToString(mine)}, &de)
+	if de.Record["order_id"] != order.OrderID || de.Record["currency"] != "EUR" || de.Record["created_at"].(float64) != float64(order.CreatedAt.UnixMilli()) {
+		t.Fatalf("Confluent decoded %v", de.Record)
+	}
+
+	incompatibleCheck(t, url, topic+"-"+info.Name)
+}

@@ -1,0 +1,161 @@
+package schemaregistry
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/eventline/eventline/schemas/compat"
+)
+
+func (r *Registry) checkCompatibility(_ http.ResponseWriter, req *http.Request) (any, error) {
+	body, err := decodeSchemaRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	name := req.PathValue("subject")
+	verbose := req.URL.Query().Get("verbose") == "true"
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	parsed, err := r.parse(body.Schema, body.References)
+	if err != nil {
+		return nil, err
+	}
+	var against *version
+	if raw := req.PathValue("version"); raw != "" {
+		ss, err := r.subject(name, false)
+		if err != nil {
+			return nil, err
+		}
+		if against, err = r.version(ss, raw, false); err != nil {
+			return nil, err
+		}
+	}
+	res, err := r.check(name, parsed, against, verbose)
+	if err != nil {
+		return nil, err
+	}
+	out := struct {
+		Is       bool     `json:"is_compatible"`
+		Messages []string `json:"messages,omitempty"`
+	}{Is: res.Compatible}
+	if verbose {
+		out.Messages = res.Messages()
+		if out.Messages == nil {
+			out.Messages = []string{}
+		}
+	}
+	return out, nil
+}
+
+func (r *Registry) getConfig(_ http.ResponseWriter, req *http.Request) (any, error) {
+	subject := req.PathValue("subject")
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	level, ok := r.st.compat[subject]
+	if !ok || level == "" {
+		if subject != "" && req.URL.Query().Get("defaultToGlobal") != "true" {
+			return nil, errf(404, 40408, "Subject '%s' does not have subject-level compatibility configured", subject)
+		}
+		level = r.effective(r.st.compat, "", DefaultCompatibility)
+	}
+	return map[string]string{"compatibilityLevel": level}, nil
+}
+
+func (r *Registry) putConfig(_ http.ResponseWriter, req *http.Request) (any, error) {
+	var body struct {
+		Compatibility string `json:"compatibility"`
+	}
+	if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
+		return nil, errf(422, 42203, "Invalid compatibility level: %v", err)
+	}
+	level, err := compat.ParseLevel(body.Compatibility)
+	if err != nil {
+		return nil, errf(422, 42203, "Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive")
+	}
+	subject := req.PathValue("subject")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if subject != "" {
+		if err := r.writable(subject); err != nil {
+			return nil, err
+		}
+	}
+	rec, _ := json.Marshal(configRecord{Compatibility: string(level)})
+	if err := r.store.Append(req.Context(), "config/"+subject, rec); err != nil {
+		return nil, err
+	}
+	r.st.compat[subject] = string(level)
+	return map[string]string{"compatibility": string(level)}, nil
+}
+
+func (r *Registry) deleteConfig(_ http.ResponseWriter, req *http.Request) (any, error) {
+	subject := req.PathValue("subject")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.effective(r.st.compat, subject, DefaultCompatibility)
+	if subject != "" {
+		if _, ok := r.st.compat[subject]; !ok {
+			return nil, errSubjectNotFound(subject)
+		}
+	}
+	if err := r.store.Append(req.Context(), "config/"+subject, nil); err != nil {
+		return nil, err
+	}
+	delete(r.st.compat, subject)
+	return map[string]string{"compatibilityLevel": prev}, nil
+}
+
+var modes = []string{"READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT"}
+
+func (r *Registry) getMode(_ http.ResponseWriter, req *http.Request) (any, error) {
+	subject := req.PathValue("subject")
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	mode, ok := r.st.mode[subject]
+	if !ok || mode == "" {
+		if subject != "" && req.URL.Query().Get("defaultToGlobal") != "true" {
+			return nil, errf(404, 40409, "Subject '%s' does not have subject-level mode configured", subject)
+		}
+		mode = r.effective(r.st.mode, "", DefaultMode)
+	}
+	return map[string]string{"mode": mode}, nil
+}
+
+func (r *Registry) putMode(_ http.ResponseWriter, req *http.Request) (any, error) {
+	var body struct {
+		Mode string `json:"mode"`
+	}
+	if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
+		return nil, errf(422, 42204, "Invalid mode: %v", err)
+	}
+	mode := strings.ToUpper(body.Mode)
+	valid := false
+	for _, m := range modes {
+		valid = valid || m == mode
+	}
+	if !valid {
+		return nil, errf(422, 42204, "Invalid mode. Valid values are READWRITE, READONLY, READONLY_OVERRIDE and IMPORT")
+	}
+	subject := req.PathValue("subject")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec, _ := json.Marshal(modeRecord{Mode: mode})
+	if err := r.store.Append(req.Context(), "mode/"+subject, rec); err != nil {
+		return nil, err
+	}
+	r.st.mode[subject] = mode
+	return map[string]string{"mode": mode}, nil
+}
+
+func (r *Registry) deleteMode(_ http.ResponseWriter, req *http.Request) (any, error) {
+	subject := req.PathValue("subject")
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	prev := r.effective(r.st.mode, subject, DefaultMode)
+	if err := r.store.Append(req.Context(), "mode/"+subject, nil); err != nil {
+		return nil, err
+	}
+	delete(r.st.mode, subject)
+	return map[string]string{"mode": prev}, nil
+}

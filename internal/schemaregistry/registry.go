@@ -1,0 +1,232 @@
+// Package schemaregistry is eventline's embedded schema registry: the
+// Confluent Schema Registry REST API (the part that franz-go's sr client and
+// Confluent's own clients use) for Avro schemas, enforcing each subject's
+// compatibility level with schemas/compat, with its state kept in a
+// compacted Kafka topic so it survives restarts.
+//
+// Hand-written because no Go library serves this API with enforcement:
+// franz-go's srfake answers every compatibility check with "compatible" and
+// keeps nothing.
+package schemaregistry
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/eventline/eventline/schemas/compat"
+)
+
+// Default settings, as Confluent's registry has them.
+const (
+	DefaultCompatibility = "BACKWARD"
+	DefaultMode          = "READWRITE"
+	DefaultTopic         = "_schemas"
+	contentType          = "application/vnd.schemaregistry.v1+json"
+)
+
+// Config of a Registry.
+type Config struct {
+	// Store keeps the state. Required (NewKafkaStore for the real thing).
+	Store Store
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Registry is the registry's state and HTTP API. Safe for concurrent use;
+// writes are serialized (the registry is single-node).
+type Registry struct {
+	store Store
+	log   *slog.Logger
+	mu    sync.RWMutex
+	st    *state
+	mux   *http.ServeMux
+}
+
+// New replays the store and returns a registry ready to serve.
+func New(ctx context.Context, cfg Config) (*Registry, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("schemaregistry: a Store is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Registry{store: cfg.Store, log: cfg.Logger, st: newState()}
+	if err := cfg.Store.Load(ctx, r.st.apply); err != nil {
+		return nil, fmt.Errorf("schemaregistry: error loading state: %w", err)
+	}
+	r.routes()
+	return r, nil
+}
+
+// Handler serves the REST API.
+func (r *Registry) Handler() http.Handler { return r.mux }
+
+// Close releases the store.
+func (r *Registry) Close() { r.store.Close() }
+
+// apiError is Confluent's error body.
+type apiError struct {
+	status int
+	Code   int    `json:"error_code"`
+	Msg    string `json:"message"`
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Msg) }
+
+func errf(status, code int, format string, args ...any) *apiError {
+	return &apiError{status: status, Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	errSubjectNotFound = func(s string) *apiError { return errf(404, 40401, "Subject '%s' not found.", s) }
+	errVersionNotFound = func(v string) *apiError { return errf(404, 40402, "Version %s not found.", v) }
+	errSchemaNotFound  = func() *apiError { return errf(404, 40403, "Schema not found") }
+)
+
+type handlerFunc func(w http.ResponseWriter, req *http.Request) (any, error)
+
+func (r *Registry) handle(pattern string, h handlerFunc) {
+	r.mux.HandleFunc(pattern, func(w http.ResponseWriter, req *http.Request) {
+		out, err := h(w, req)
+		w.Header().Set("Content-Type", contentType)
+		if err != nil {
+			var ae *apiError
+			if !errors.As(err, &ae) {
+				r.log.Error("schema registry: internal error", "path", req.URL.Path, "err", err)
+				ae = errf(500, 50001, "Error in the backend data store: %v", err)
+			}
+			w.WriteHeader(ae.status)
+			_ = json.NewEncoder(w).Encode(ae)
+			return
+		}
+		if raw, ok := out.(rawSchema); ok {
+			_, _ = w.Write([]byte(raw))
+			return
+		}
+		_ = json.NewEncoder(w).Encode(out)
+	})
+}
+
+type rawSchema string
+
+func (r *Registry) routes() {
+	r.mux = http.NewServeMux()
+	r.handle("GET /{$}", func(http.ResponseWriter, *http.Request) (any, error) { return map[string]any{}, nil })
+	r.handle("GET /schemas/types", func(http.ResponseWriter, *http.Request) (any, error) { return []string{"AVRO"}, nil })
+	r.handle("GET /subjects", r.listSubjects)
+	r.handle("GET /subjects/{subject}/versions", r.listVersions)
+	r.handle("POST /subjects/{subject}/versions", r.register)
+	r.handle("GET /subjects/{subject}/versions/{version}", r.getVersion)
+	r.handle("GET /subjects/{subject}/versions/{version}/schema", r.getVersionSchema)
+	r.handle("GET /subjects/{subject}/versions/{version}/referencedby", r.referencedBy)
+	r.handle("DELETE /subjects/{subject}/versions/{version}", r.deleteVersion)
+	r.handle("POST /subjects/{subject}", r.lookup)
+	r.handle("DELETE /subjects/{subject}", r.deleteSubject)
+	r.handle("GET /schemas/ids/{id}", r.schemaByID)
+	r.handle("GET /schemas/ids/{id}/schema", r.rawSchemaByID)
+	r.handle("GET /schemas/ids/{id}/subjects", r.subjectsByID)
+	r.handle("GET /schemas/ids/{id}/versions", r.versionsByID)
+	r.handle("POST /compatibility/subjects/{subject}/versions/{version}", r.checkCompatibility)
+	r.handle("POST /compatibility/subjects/{subject}/versions", r.checkCompatibility)
+	r.handle("GET /config", r.getConfig)
+	r.handle("PUT /config", r.putConfig)
+	r.handle("DELETE /config", r.deleteConfig)
+	r.handle("GET /config/{subject}", r.getConfig)
+	r.handle("PUT /config/{subject}", r.putConfig)
+	r.handle("DELETE /config/{subject}", r.deleteConfig)
+	r.handle("GET /mode", r.getMode)
+	r.handle("PUT /mode", r.putMode)
+	r.handle("DELETE /mode", r.deleteMode)
+	r.handle("GET /mode/{subject}", r.getMode)
+	r.handle("PUT /mode/{subject}", r.putMode)
+	r.handle("DELETE /mode/{subject}", r.deleteMode)
+}
+
+// schemaRequest is the body of register, lookup and compatibility calls.
+type schemaRequest struct {
+	Schema     string      `json:"schema"`
+	SchemaType string      `json:"schemaType"`
+	References []Reference `json:"references"`
+}
+
+func decodeSchemaRequest(req *http.Request) (schemaRequest, error) {
+	var body schemaRequest
+	dec := json.NewDecoder(http.MaxBytesReader(nil, req.Body, 16<<20))
+	if err := dec.Decode(&body); err != nil {
+		return body, errf(422, 42201, "Invalid schema: request body is not a schema request: %v", err)
+	}
+	if body.SchemaType != "" && !strings.EqualFold(body.SchemaType, "AVRO") {
+		return body, errf(422, 42201, "Invalid schema: this registry serves Avro schemas only, not %s", body.SchemaType)
+	}
+	if strings.TrimSpace(body.Schema) == "" {
+		return body, errf(422, 42201, "Invalid schema: empty schema")
+	}
+	return body, nil
+}
+
+// parse compiles text with its references resolved (the referenced named
+// types are parsed first into the same cache). Called with r.mu held.
+func (r *Registry) parse(text string, refs []Reference) (avro.Schema, error) {
+	if len(refs) == 0 {
+		s, err := compat.Parse(text)
+		if err != nil {
+			return nil, errf(422, 42201, "Invalid schema %s: %v", abbreviate(text), err)
+		}
+		return s, nil
+	}
+	cache := &avro.SchemaCache{}
+	if err := r.loadRefs(cache, refs, 0); err != nil {
+		return nil, err
+	}
+	s, err := avro.ParseWithCache(text, "", cache)
+	if err != nil {
+		return nil, errf(422, 42201, "Invalid schema %s: %v", abbreviate(text), err)
+	}
+	return s, nil
+}
+
+func (r *Registry) loadRefs(cache *avro.SchemaCache, refs []Reference, depth int) error {
+	if depth > 32 {
+		return errf(422, 42201, "Invalid schema: references nest too deeply")
+	}
+	for _, ref := range refs {
+		ss := r.st.subjects[ref.Subject]
+		var v *version
+		if ss != nil {
+			if ref.Version == -1 {
+				if live := ss.live(); len(live) > 0 {
+					v = live[len(live)-1]
+				}
+			} else if v = ss.find(ref.Version); v != nil && v.Deleted {
+				v = nil
+			}
+		}
+		if v == nil {
+			return errf(422, 42201, "Invalid schema: reference %q to subject %s version %d not found", ref.Name, ref.Subject, ref.Version)
+		}
+		s := r.st.schemas[v.ID]
+		if err := r.loadRefs(cache, s.References, depth+1); err != nil {
+			return err
+		}
+		if _, err := avro.ParseWithCache(s.Text, "", cache); err != nil {
+			return errf(422, 42201, "Invalid schema: referenced subject %s version %d does not parse: %v", ref.Subject, v.Version, err)
+		}
+	}
+	return nil
+}
+
+func abbreviate(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 120 {
+		return s[:117] + "..."
+	}
+	return s
+}

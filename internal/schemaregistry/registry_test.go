@@ -1,0 +1,383 @@
+package schemaregistry_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/internal/schemaregistry"
+	"github.com/eventline/eventline/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+type fixture struct {
+	t   *testing.T
+	reg *schemaregistry.Registry
+	srv *httptest.Server
+	cl  *sr.Client
+}
+
+func newFixture(t *testing.T, store schemaregistry.Store) *fixture {
+	t.Helper()
+	if store == nil {
+		store = &schemaregistry.MemoryStore{}
+	}
+	reg, err := schemaregistry.New(context.Background(), schemaregistry.Config{Store: store, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(srv.Close)
+	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{t: t, reg: reg, srv: srv, cl: cl}
+}
+
+// call does a raw request and returns status, decoded body.
+func (f *fixture) call(method, path, body string) (int, map[string]any, string) {
+	f.t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/vnd.schemaregistry.v1+json" {
+		f.t.Errorf("%s %s: content type %q", method, path, ct)
+	}
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return resp.StatusCode, m, string(raw)
+}
+
+func body(schema string) string {
+	b, _ := json.Marshal(map[string]any{"schema": schema})
+	return string(b)
+}
+
+const (
+	v1 = `{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"string"}]}`
+	// v1 with whitespace and key order changed: the same schema.
+	v1b = `{ "namespace" : "shop", "name":"Order", "type":"record", "fields":[ {"type":"string","name":"id"} ] }`
+	v2  = `{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"string"},{"name":"note","type":"string","default":""}]}`
+	// Adds a field without a default: not BACKWARD compatible.
+	bad = `{"type":"record","name":"Order","namespace":"shop","fields":[{"name":"id","type":"string"},{"name":"qty","type":"int"}]}`
+)
+
+func wantCode(t *testing.T, err error, code int) {
+	t.Helper()
+	var re *sr.ResponseError
+	if !errors.As(err, &re) || re.ErrorCode != code {
+		t.Fatalf("got %v, want error code %d", err, code)
+	}
+}
+
+func TestRegisterIdempotentGlobalIDs(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	a, err := f.cl.CreateSchema(ctx, "orders-shop.Order", sr.Schema{Schema: v1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := f.cl.CreateSchema(ctx, "orders-shop.Order", sr.Schema{Schema: v1b})
+	if err != nil || again.ID != a.ID || again.Version != 1 {
+		t.Fatalf("re-register: %+v, %v; want id %d version 1", again, err, a.ID)
+	}
+	other, err := f.cl.CreateSchema(ctx, "audit-shop.Order", sr.Schema{Schema: v1})
+	if err != nil || other.ID != a.ID {
+		t.Fatalf("same schema in another subject: %+v, %v; want id %d", other, err, a.ID)
+	}
+	b, err := f.cl.CreateSchema(ctx, "orders-shop.Order", sr.Schema{Schema: v2})
+	if err != nil || b.ID == a.ID || b.Version != 2 {
+		t.Fatalf("v2: %+v, %v", b, err)
+	}
+	latest, err := f.cl.SchemaByVersion(ctx, "orders-shop.Order", -1)
+	if err != nil || latest.Version != 2 || latest.Schema.Schema != v2 {
+		t.Fatalf("latest: %+v, %v", latest, err)
+	}
+	byID, err := f.cl.SchemaByID(ctx, a.ID)
+	if err != nil || byID.Schema != v1 {
+		t.Fatalf("by id: %+v, %v", byID, err)
+	}
+	subs, err := f.cl.SubjectsByID(ctx, a.ID)
+	if err != nil || strings.Join(subs, ",") != "audit-shop.Order,orders-shop.Order" {
+		t.Fatalf("subjects by id: %v, %v", subs, err)
+	}
+	found, err := f.cl.LookupSchema(ctx, "orders-shop.Order", sr.Schema{Schema: v1b})
+	if err != nil || found.Version != 1 || found.ID != a.ID {
+		t.Fatalf("lookup: %+v, %v", found, err)
+	}
+	_, err = f.cl.LookupSchema(ctx, "orders-shop.Order", sr.Schema{Schema: bad})
+	wantCode(t, err, 40403)
+	_, err = f.cl.LookupSchema(ctx, "nope", sr.Schema{Schema: v1})
+	wantCode(t, err, 40401)
+	_, err = f.cl.SchemaByVersion(ctx, "orders-shop.Order", 9)
+	wantCode(t, err, 40402)
+	_, err = f.cl.SchemaByID(ctx, 999)
+	wantCode(t, err, 40403)
+	code, m, _ := f.call("GET", "/subjects/orders-shop.Order/versions/zero", "")
+	if code != 422 || m["error_code"] != float64(42202) {
+		t.Fatalf("bad version: %d %v", code, m)
+	}
+	code, _, raw := f.call("GET", "/subjects/orders-shop.Order/versions/1/schema", "")
+	if code != 200 || raw != v1 {
+		t.Fatalf("raw schema: %d %s", code, raw)
+	}
+	code, _, raw = f.call("GET", "/schemas/types", "")
+	if code != 200 || !strings.Contains(raw, "AVRO") {
+		t.Fatalf("types: %d %s", code, raw)
+	}
+}
+
+func TestCompatibilityEnforced(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	if _, err := f.cl.CreateSchema(ctx, "s", sr.Schema{Schema: v1}); err != nil {
+		t.Fatal(err)
+	}
+	// The default level is BACKWARD: a new field without a default is
+	// refused with HTTP 409.
+	code, m, _ := f.call("POST", "/subjects/s/versions", body(bad))
+	if code != http.StatusConflict || m["error_code"] != float64(409) || !strings.Contains(m["message"].(string), "qty") {
+		t.Fatalf("incompatible register: %d %v", code, m)
+	}
+	res, err := f.cl.CheckCompatibility(sr.WithParams(ctx, sr.Verbose), "s", -1, sr.Schema{Schema: bad})
+	if err != nil || res.Is || len(res.Messages) == 0 || !strings.Contains(strings.Join(res.Messages, " "), "qty") {
+		t.Fatalf("verbose check: %+v, %v", res, err)
+	}
+	res, err = f.cl.CheckCompatibility(ctx, "s", -2, sr.Schema{Schema: v2})
+	if err != nil || !res.Is {
+		t.Fatalf("compatible check: %+v, %v", res, err)
+	}
+	// NONE lets it through.
+	if r := f.cl.SetCompatibility(ctx, sr.SetCompatibility{Level: sr.CompatNone}, "s"); r[0].Err != nil {
+		t.Fatal(r[0].Err)
+	}
+	if _, err := f.cl.CreateSchema(ctx, "s", sr.Schema{Schema: bad}); err != nil {
+		t.Fatalf("under NONE: %v", err)
+	}
+	code, m, _ = f.call("PUT", "/config/s", `{"compatibility":"SIDEWAYS"}`)
+	if code != 422 || m["error_code"] != float64(42203) {
+		t.Fatalf("bad level: %d %v", code, m)
+	}
+	code, m, _ = f.call("GET", "/config/other", "")
+	if code != 404 || m["error_code"] != float64(40408) {
+		t.Fatalf("subject without level: %d %v", code, m)
+	}
+	code, m, _ = f.call("GET", "/config/other?defaultToGlobal=true", "")
+	if code != 200 || m["compatibilityLevel"] != "BACKWARD" {
+		t.Fatalf("default to global: %d %v", code, m)
+	}
+	// Transitive levels check every version.
+	f.call("PUT", "/config", `{"compatibility":"FORWARD_TRANSITIVE"}`)
+	code, m, _ = f.call("GET", "/config", "")
+	if m["compatibilityLevel"] != "FORWARD_TRANSITIVE" {
+		t.Fatalf("global level: %d %v", code, m)
+	}
+}
+
+func TestInvalidSchemas(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	for _, b := range []string{
+		body(`{"type":"record","name":"X","fields":[{"name":"a","type":"nope"}]}`),
+		body(`not json`),
+		`{"schema": "{\"type\":\"string\"}", "schemaType": "PROTOBUF"}`,
+		`garbage`,
+	} {
+		code, m, _ := f.call("POST", "/subjects/x/versions", b)
+		if code != 422 || m["error_code"] != float64(42201) {
+			t.Errorf("%s: %d %v", b, code, m)
+		}
+	}
+}
+
+func TestDeletes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	f.cl.CreateSchema(ctx, "d", sr.Schema{Schema: v1})
+	f.cl.CreateSchema(ctx, "d", sr.Schema{Schema: v2})
+
+	code, m, _ := f.call("DELETE", "/subjects/d/versions/1?permanent=true", "")
+	if code != 404 || m["error_code"] != float64(40407) {
+		t.Fatalf("hard delete before soft: %d %v", code, m)
+	}
+	if code, _, raw := f.call("DELETE", "/subjects/d/versions/1", ""); code != 200 || raw != "1\n" {
+		t.Fatalf("soft delete version: %d %s", code, raw)
+	}
+	code, m, _ = f.call("DELETE", "/subjects/d/versions/1", "")
+	if code != 404 || m["error_code"] != float64(40406) {
+		t.Fatalf("soft delete twice: %d %v", code, m)
+	}
+	vs, _ := f.cl.SubjectVersions(ctx, "d")
+	if len(vs) != 1 || vs[0] != 2 {
+		t.Fatalf("versions after soft delete: %v", vs)
+	}
+	code, _, raw := f.call("GET", "/subjects/d/versions?deleted=true", "")
+	if code != 200 || raw != "[1,2]\n" {
+		t.Fatalf("versions with deleted: %s", raw)
+	}
+	code, m, _ = f.call("DELETE", "/subjects/d?permanent=true", "")
+	if code != 404 || m["error_code"] != float64(40405) {
+		t.Fatalf("hard delete subject before soft: %d %v", code, m)
+	}
+	if code, _, raw := f.call("DELETE", "/subjects/d", ""); code != 200 || raw != "[2]\n" {
+		t.Fatalf("soft delete subject: %d %s", code, raw)
+	}
+	code, m, _ = f.call("DELETE", "/subjects/d", "")
+	if code != 404 || m["error_code"] != float64(40404) {
+		t.Fatalf("soft delete subject twice: %d %v", code, m)
+	}
+	_, err := f.cl.SubjectVersions(ctx, "d")
+	wantCode(t, err, 40401)
+	if code, _, raw := f.call("DELETE", "/subjects/d?permanent=true", ""); code != 200 || raw != "[1,2]\n" {
+		t.Fatalf("hard delete subject: %d %s", code, raw)
+	}
+	code, _, raw = f.call("GET", "/subjects?deleted=true", "")
+	if raw != "[]\n" {
+		t.Fatalf("subjects after hard delete: %s", raw)
+	}
+	// Re-registering after a hard delete keeps the global id of that
+	// schema text and starts the subject again.
+	again, err := f.cl.CreateSchema(ctx, "d", sr.Schema{Schema: v1})
+	if err != nil || again.ID != 1 {
+		t.Fatalf("re-register after delete: %+v, %v", again, err)
+	}
+}
+
+func TestReadOnlyMode(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	code, m, _ := f.call("PUT", "/mode", `{"mode":"READONLY"}`)
+	if code != 200 || m["mode"] != "READONLY" {
+		t.Fatalf("set mode: %d %v", code, m)
+	}
+	code, m, _ = f.call("POST", "/subjects/x/versions", body(v1))
+	if code != 422 || m["error_code"] != float64(42205) {
+		t.Fatalf("register in READONLY: %d %v", code, m)
+	}
+	f.call("PUT", "/mode/x", `{"mode":"READWRITE"}`)
+	if code, _, raw := f.call("POST", "/subjects/x/versions", body(v1)); code != 200 {
+		t.Fatalf("subject READWRITE overrides global: %d %s", code, raw)
+	}
+	code, m, _ = f.call("PUT", "/mode", `{"mode":"SLEEPY"}`)
+	if code != 422 || m["error_code"] != float64(42204) {
+		t.Fatalf("bad mode: %d %v", code, m)
+	}
+}
+
+func TestReferences(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	money := `{"type":"record","name":"Money","namespace":"shop","fields":[{"name":"minor","type":"long"},{"name":"currency","type":"string"}]}`
+	if _, err := f.cl.CreateSchema(ctx, "shop.Money", sr.Schema{Schema: money}); err != nil {
+		t.Fatal(err)
+	}
+	order := `{"type":"record","name":"Priced","namespace":"shop","fields":[{"name":"total","type":"shop.Money"}]}`
+	ss, err := f.cl.CreateSchema(ctx, "orders-shop.Priced", sr.Schema{Schema: order, References: []sr.SchemaReference{{Name: "shop.Money", Subject: "shop.Money", Version: 1}}})
+	if err != nil {
+		t.Fatalf("register with reference: %v", err)
+	}
+	code, _, raw := f.call("GET", "/subjects/shop.Money/versions/1/referencedby", "")
+	if code != 200 || strings.TrimSpace(raw) != "["+itoa(ss.ID)+"]" {
+		t.Fatalf("referencedby: %d %s", code, raw)
+	}
+	got, err := f.cl.SchemaByID(ctx, ss.ID)
+	if err != nil || len(got.References) != 1 || got.References[0].Subject != "shop.Money" {
+		t.Fatalf("references by id: %+v, %v", got, err)
+	}
+	code, m, _ := f.call("DELETE", "/subjects/shop.Money/versions/1", "")
+	if code != 422 || m["error_code"] != float64(42206) {
+		t.Fatalf("delete of a referenced version: %d %v", code, m)
+	}
+	_, err = f.cl.CreateSchema(ctx, "x", sr.Schema{Schema: order, References: []sr.SchemaReference{{Name: "shop.Money", Subject: "nope", Version: 1}}})
+	wantCode(t, err, 42201)
+}
+
+func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
+
+// State lives in the _schemas topic: a new registry on the same broker finds
+// every subject, version, id and level again, and new ids continue after
+// the highest.
+func TestRestartFromKafka(t *testing.T) {
+	t.Parallel()
+	brokers := testkit.Kafka(t)
+	topic := testkit.UniqueName(t, "_schemas")
+	ctx := context.Background()
+	open := func() *fixture {
+		store, err := schemaregistry.NewKafkaStore(ctx, brokers, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := newFixture(t, store)
+		t.Cleanup(f.reg.Close)
+		return f
+	}
+	f := open()
+	a, _ := f.cl.CreateSchema(ctx, "a", sr.Schema{Schema: v1})
+	b, _ := f.cl.CreateSchema(ctx, "a", sr.Schema{Schema: v2})
+	f.call("PUT", "/config/a", `{"compatibility":"FULL"}`)
+	f.call("DELETE", "/subjects/a/versions/1", "")
+	f.srv.Close()
+	f.reg.Close()
+
+	g := open()
+	vs, err := g.cl.SubjectVersions(ctx, "a")
+	if err != nil || len(vs) != 1 || vs[0] != 2 {
+		t.Fatalf("versions after restart: %v, %v", vs, err)
+	}
+	got, err := g.cl.SchemaByVersion(ctx, "a", 2)
+	if err != nil || got.ID != b.ID {
+		t.Fatalf("version 2 after restart: %+v, %v", got, err)
+	}
+	if byID, err := g.cl.SchemaByID(ctx, a.ID); err != nil || byID.Schema != v1 {
+		t.Fatalf("id %d after restart: %v", a.ID, err)
+	}
+	_, m, _ := g.call("GET", "/config/a", "")
+	if m["compatibilityLevel"] != "FULL" {
+		t.Fatalf("level after restart: %v", m)
+	}
+	c, err := g.cl.CreateSchema(ctx, "c", sr.Schema{Schema: `{"type":"record","name":"C","fields":[]}`})
+	if err != nil || c.ID <= b.ID {
+		t.Fatalf("new id %d after restart, want > %d (%v)", c.ID, b.ID, err)
+	}
+}
+
+func TestBrokerDown(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5e9)
+	defer cancel()
+	_, err := schemaregistry.NewKafkaStore(ctx, []string{"127.0.0.1:1"}, "_schemas")
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
+		t.Fatalf("broker down: %v", err)
+	}
+}
+
+func TestStoreFailureIs500(t *testing.T) {
+	t.Parallel()
+	store := &schemaregistry.MemoryStore{Fail: errors.New("disk on fire")}
+	f := newFixture(t, store)
+	code, m, _ := f.call("POST", "/subjects/x/versions", body(v1))
+	if code != 500 || m["error_code"] != float64(50001) {
+		t.Fatalf("store failure: %d %v", code, m)
+	}
+	if _, err := f.cl.SubjectVersions(context.Background(), "x"); err == nil {
+		t.Fatal("a failed write changed the state")
+	}
+}

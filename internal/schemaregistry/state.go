@@ -1,0 +1,220 @@
+package schemaregistry
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Reference is a schema reference (Confluent's {name, subject, version}).
+type Reference struct {
+	Name    string `json:"name"`
+	Subject string `json:"subject"`
+	Version int    `json:"version"`
+}
+
+// storedSchema is a schema by global id.
+type storedSchema struct {
+	ID         int
+	Text       string
+	References []Reference
+	key        string // identity: normalized text + references
+}
+
+type version struct {
+	Version int
+	ID      int
+	Deleted bool // soft-deleted
+}
+
+type subjectState struct {
+	versions []*version // ascending; hard-deleted ones removed
+}
+
+func (s *subjectState) live() []*version {
+	var out []*version
+	for _, v := range s.versions {
+		if !v.Deleted {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func (s *subjectState) find(n int) *version {
+	for _, v := range s.versions {
+		if v.Version == n {
+			return v
+		}
+	}
+	return nil
+}
+
+func (s *subjectState) maxVersion() int {
+	m := 0
+	for _, v := range s.versions {
+		if v.Version > m {
+			m = v.Version
+		}
+	}
+	return m
+}
+
+// state is everything the registry knows; guarded by Registry.mu.
+type state struct {
+	schemas  map[int]*storedSchema
+	byKey    map[string]int
+	subjects map[string]*subjectState
+	compat   map[string]string // "" key: global
+	mode     map[string]string // "" key: global
+	maxID    int
+	maxVer   map[string]int // highest version ever used per subject (versions are not reused)
+}
+
+func newState() *state {
+	return &state{
+		schemas: map[int]*storedSchema{}, byKey: map[string]int{}, subjects: map[string]*subjectState{},
+		compat: map[string]string{}, mode: map[string]string{}, maxVer: map[string]int{},
+	}
+}
+
+// Records of the log. Keys:
+//
+//	schema/<id>                    {"id", "schema", "references"}: a schema by id (never deleted)
+//	version/<subject>/<version>    {"id", "deleted"}; nil value: hard-deleted
+//	config/<subject>               {"compatibility"}; nil: removed ("" subject: global)
+//	mode/<subject>                 {"mode"}; nil: removed
+//
+// Every record carries the full state of its key, so replaying the
+// compacted log (only the last record per key) rebuilds the same state.
+type schemaRecord struct {
+	ID         int         `json:"id"`
+	Schema     string      `json:"schema"`
+	References []Reference `json:"references,omitempty"`
+}
+
+type versionRecord struct {
+	ID      int  `json:"id"`
+	Deleted bool `json:"deleted"`
+}
+
+type configRecord struct {
+	Compatibility string `json:"compatibility"`
+}
+
+type modeRecord struct {
+	Mode string `json:"mode"`
+}
+
+func (st *state) apply(key string, value []byte) error {
+	kind, rest, _ := strings.Cut(key, "/")
+	switch kind {
+	case "schema":
+		var r schemaRecord
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("record %s: %w", key, err)
+		}
+		st.putSchema(&storedSchema{ID: r.ID, Text: r.Schema, References: r.References, key: identity(r.Schema, r.References)})
+	case "version":
+		i := strings.LastIndexByte(rest, '/')
+		if i < 0 {
+			return fmt.Errorf("record %s: malformed key", key)
+		}
+		subj := rest[:i]
+		n, err := strconv.Atoi(rest[i+1:])
+		if err != nil {
+			return fmt.Errorf("record %s: %w", key, err)
+		}
+		if value == nil {
+			st.removeVersion(subj, n)
+			return nil
+		}
+		var r versionRecord
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("record %s: %w", key, err)
+		}
+		st.putVersion(subj, &version{Version: n, ID: r.ID, Deleted: r.Deleted})
+	case "config":
+		if value == nil {
+			delete(st.compat, rest)
+			return nil
+		}
+		var r configRecord
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("record %s: %w", key, err)
+		}
+		st.compat[rest] = r.Compatibility
+	case "mode":
+		if value == nil {
+			delete(st.mode, rest)
+			return nil
+		}
+		var r modeRecord
+		if err := json.Unmarshal(value, &r); err != nil {
+			return fmt.Errorf("record %s: %w", key, err)
+		}
+		st.mode[rest] = r.Mode
+	default:
+		return fmt.Errorf("record %s: unknown kind", key)
+	}
+	return nil
+}
+
+func (st *state) putSchema(s *storedSchema) {
+	st.schemas[s.ID] = s
+	st.byKey[s.key] = s.ID
+	if s.ID > st.maxID {
+		st.maxID = s.ID
+	}
+}
+
+func (st *state) putVersion(subj string, v *version) {
+	ss := st.subjects[subj]
+	if ss == nil {
+		ss = &subjectState{}
+		st.subjects[subj] = ss
+	}
+	if old := ss.find(v.Version); old != nil {
+		*old = *v
+	} else {
+		ss.versions = append(ss.versions, v)
+		sort.Slice(ss.versions, func(i, j int) bool { return ss.versions[i].Version < ss.versions[j].Version })
+	}
+	if v.Version > st.maxVer[subj] {
+		st.maxVer[subj] = v.Version
+	}
+}
+
+func (st *state) removeVersion(subj string, n int) {
+	ss := st.subjects[subj]
+	if ss == nil {
+		return
+	}
+	for i, v := range ss.versions {
+		if v.Version == n {
+			ss.versions = append(ss.versions[:i], ss.versions[i+1:]...)
+			break
+		}
+	}
+	if len(ss.versions) == 0 {
+		delete(st.subjects, subj)
+	}
+}
+
+// identity is what makes two registrations "the same schema": the JSON with
+// insignificant whitespace and key order normalised, plus the references.
+// (Avro's Parsing Canonical Form would also drop defaults and aliases, which
+// change compatibility, so it is not used here.)
+func identity(text string, refs []Reference) string {
+	var v any
+	norm := text
+	if err := json.Unmarshal([]byte(text), &v); err == nil {
+		if b, err := json.Marshal(v); err == nil { // map keys come out sorted
+			norm = string(b)
+		}
+	}
+	rb, _ := json.Marshal(refs)
+	return norm + "|" + string(rb)
+}

@@ -1,0 +1,155 @@
+package schemaregistry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Store persists the registry's state as a log of keyed records: a later
+// record with the same key supersedes an earlier one, and a nil value deletes
+// the key, which is what a compacted Kafka topic keeps.
+type Store interface {
+	// Load replays every record, oldest first.
+	Load(ctx context.Context, apply func(key string, value []byte) error) error
+	// Append writes one record durably before returning.
+	Append(ctx context.Context, key string, value []byte) error
+	Close()
+}
+
+// MemoryStore is a Store in memory, for tests.
+type MemoryStore struct {
+	mu   sync.Mutex
+	recs [][2][]byte
+	// Fail, when set, makes Append fail (to test storage errors).
+	Fail error
+}
+
+func (m *MemoryStore) Load(_ context.Context, apply func(string, []byte) error) error {
+	m.mu.Lock()
+	recs := append([][2][]byte(nil), m.recs...)
+	m.mu.Unlock()
+	for _, r := range recs {
+		if err := apply(string(r[0]), r[1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *MemoryStore) Append(_ context.Context, key string, value []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Fail != nil {
+		return m.Fail
+	}
+	m.recs = append(m.recs, [2][]byte{[]byte(key), value})
+	return nil
+}
+
+func (m *MemoryStore) Close() {}
+
+// KafkaStore keeps the log in a compacted single-partition topic, as
+// Confluent's registry does with _schemas.
+type KafkaStore struct {
+	cl    *kgo.Client
+	topic string
+}
+
+// NewKafkaStore connects to brokers and creates topic (one partition,
+// cleanup.policy=compact) when it does not exist. It fails when the brokers
+// cannot be reached within ctx.
+func NewKafkaStore(ctx context.Context, brokers []string, topic string) (*KafkaStore, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("error creating kafka client: %w", err)
+	}
+	adm := kadm.NewClient(cl)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(cctx, 1, -1, map[string]*string{"cleanup.policy": ptr("compact")}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		cl.Close()
+		return nil, fmt.Errorf("error creating the registry topic %s on %v: %w", topic, brokers, err)
+	}
+	return &KafkaStore{cl: cl, topic: topic}, nil
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// Load reads the topic from its start to the end offset it had when Load
+// began.
+func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error) error {
+	adm := kadm.NewClient(s.cl)
+	ends, err := adm.ListEndOffsets(ctx, s.topic)
+	if err != nil {
+		return fmt.Errorf("error reading the end of %s: %w", s.topic, err)
+	}
+	end, ok := ends.Lookup(s.topic, 0)
+	if !ok || end.Err != nil {
+		return fmt.Errorf("error reading the end of %s: %v", s.topic, end.Err)
+	}
+	if end.Offset == 0 {
+		return nil
+	}
+	rd, err := kgo.NewClient(
+		kgo.SeedBrokers(s.cl.OptValue(kgo.SeedBrokers).([]string)...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: {0: kgo.NewOffset().AtStart()}}),
+	)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	for {
+		fs := rd.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("error replaying %s: %w", s.topic, err)
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			return fmt.Errorf("error replaying %s: %w", s.topic, ferr)
+		}
+		done := false
+		var aerr error
+		fs.EachRecord(func(r *kgo.Record) {
+			if done || aerr != nil {
+				return
+			}
+			if r.Offset >= end.Offset {
+				done = true
+				return
+			}
+			aerr = apply(string(r.Key), r.Value)
+			if r.Offset == end.Offset-1 {
+				done = true
+			}
+		})
+		if aerr != nil {
+			return aerr
+		}
+		if done {
+			return nil
+		}
+	}
+}
+
+func (s *KafkaStore) Append(ctx context.Context, key string, value []byte) error {
+	return s.cl.ProduceSync(ctx, &kgo.Record{Topic: s.topic, Partition: 0, Key: []byte(key), Value: value}).FirstErr()
+}
+
+func (s *KafkaStore) Close() { s.cl.Close() }
