@@ -248,8 +248,7 @@ func TestDeletes(t *testing.T) {
 	if code, _, raw := f.call("DELETE", "/subjects/d?permanent=true", ""); code != 200 || raw != "[1,2]\n" {
 		t.Fatalf("hard delete subject: %d %s", code, raw)
 	}
-	code, _, raw = f.call("GET", "/subjects?deleted=true", "")
-	if raw != "[]\n" {
+	if code, _, raw := f.call("GET", "/subjects?deleted=true", ""); code != 200 || raw != "[]\n" {
 		t.Fatalf("subjects after hard delete: %s", raw)
 	}
 	// Re-registering after a hard delete keeps the global id of that

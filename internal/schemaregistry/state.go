@@ -52,16 +52,6 @@ func (s *subjectState) find(n int) *version {
 	return nil
 }
 
-func (s *subjectState) maxVersion() int {
-	m := 0
-	for _, v := range s.versions {
-		if v.Version > m {
-			m = v.Version
-		}
-	}
-	return m
-}
-
 // state is everything the registry knows; guarded by Registry.mu.
 type state struct {
 	schemas  map[int]*storedSchema
