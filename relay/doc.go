@@ -1,6 +1,21 @@
-// Package relay drains the outbox into Kafka: one leader per outbox (a
-// PostgreSQL advisory lock), records keyed by aggregate id in the Confluent
-// wire format, rows deleted only after every ack.
+// Package relay drains the transactional outbox into Kafka.
 //
-// Status: planned (issue #4). See docs/architecture.md.
+// One relay per outbox is active at a time: the leader holds a session-level
+// PostgreSQL advisory lock on a dedicated connection; standbys retry the lock
+// and take over within StandbyRetry of the leader's connection dying. The
+// leader LISTENs on the outbox's NOTIFY channel (the insert trigger fires it
+// at commit), so new rows are picked up at once; a slow poll covers lost
+// notifications.
+//
+// A batch is read in id order, produced with franz-go's idempotent producer
+// (key = aggregate id, so one aggregate stays on one partition and in
+// order), every ack is awaited, and only then are the rows deleted (or
+// marked published in retention mode) in one statement. A crash at any point
+// therefore re-publishes rather than loses: duplicates are possible and
+// consumers dedupe by event id; loss is not.
+//
+// Transient failures (broker down, leader moves) are retried by the Kafka
+// client forever, and database failures by the relay with capped backoff.
+// Permanent failures (record too large, topic invalid or not allowed) park
+// the row in eventline_outbox_parked with the error, and the relay moves on.
 package relay

@@ -1,0 +1,584 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/internal/pgcluster"
+	"github.com/eventline/eventline/migrate"
+)
+
+// Config of a Relay. Zero values take the documented defaults.
+type Config struct {
+	// DatabaseURL of the outbox's database. Required. The relay opens a
+	// pool for batches and one dedicated connection for the leader lock
+	// and LISTEN.
+	DatabaseURL string
+	// Brokers are the Kafka seed brokers. Required.
+	Brokers []string
+	// Schema is the PostgreSQL schema of the outbox. Default "public".
+	Schema string
+	// Topics are created (or checked) at startup. Default none.
+	Topics []config.Topic
+	// BatchSize is the most rows read, produced and deleted at once.
+	// Default 2000.
+	BatchSize int
+	// PollInterval is the fallback poll when no notification arrives.
+	// Default 2s.
+	PollInterval time.Duration
+	// StandbyRetry is how often a standby tries to become leader.
+	// Default 1s.
+	StandbyRetry time.Duration
+	// Retention, when positive, marks published rows instead of deleting
+	// them and deletes them once older than Retention. Default 0: delete.
+	Retention time.Duration
+	// MaxBackoff caps the wait between retries of database errors.
+	// Default 10s.
+	MaxBackoff time.Duration
+	// ShutdownTimeout bounds how long Run waits for the in-flight batch's
+	// acks after its context is cancelled. Default 30s.
+	ShutdownTimeout time.Duration
+	// KafkaOpts are extra franz-go client options.
+	KafkaOpts []kgo.Opt
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.Schema == "" {
+		c.Schema = migrate.DefaultSchema
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 2000
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = 2 * time.Second
+	}
+	if c.StandbyRetry == 0 {
+		c.StandbyRetry = time.Second
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("relay: DatabaseURL is required"))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("relay: Brokers are required"))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("relay: BatchSize must be positive, got %d", c.BatchSize))
+	}
+	if c.Retention < 0 {
+		errs = append(errs, errors.New("relay: Retention must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// Stats are the relay's counters since it started.
+type Stats struct {
+	Leader    bool
+	Published uint64
+	Parked    uint64
+	Batches   uint64
+	// LastBatch is the read-produce-delete time of the last batch.
+	LastBatch time.Duration
+}
+
+// Relay drains one outbox. Create it with New, run it with Run.
+type Relay struct {
+	cfg   Config
+	pool  *pgxpool.Pool
+	kafka *kgo.Client
+	table string // quoted outbox table
+	park  string // quoted parked table
+	key   string // advisory lock key text
+
+	leader    atomic.Bool
+	published atomic.Uint64
+	parked    atomic.Uint64
+	batches   atomic.Uint64
+	lastBatch atomic.Int64
+}
+
+// New checks the configuration and creates the clients; it does not
+// connect (Run does, retrying), so a relay can start before its database or
+// broker is up.
+func New(cfg Config) (*Relay, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(context.Background(), cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("relay: bad database URL %s: %w", pgcluster.Redact(cfg.DatabaseURL), err)
+	}
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(cfg.Brokers...),
+		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent producer (the default) needs all acks
+		kgo.ProducerLinger(time.Millisecond),
+		kgo.MaxBufferedRecords(4 * cfg.BatchSize),
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
+	}, cfg.KafkaOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("relay: kafka client: %w", err)
+	}
+	return &Relay{
+		cfg: cfg, pool: pool, kafka: cl,
+		table: pgx.Identifier{cfg.Schema, "eventline_outbox"}.Sanitize(),
+		park:  pgx.Identifier{cfg.Schema, "eventline_outbox_parked"}.Sanitize(),
+		key:   "eventline_relay:" + cfg.Schema,
+	}, nil
+}
+
+// Stats returns the counters.
+func (r *Relay) Stats() Stats {
+	return Stats{
+		Leader:    r.leader.Load(),
+		Published: r.published.Load(),
+		Parked:    r.parked.Load(),
+		Batches:   r.batches.Load(),
+		LastBatch: time.Duration(r.lastBatch.Load()),
+	}
+}
+
+// Close releases the clients. Call it after Run returned.
+func (r *Relay) Close() {
+	r.kafka.Close()
+	r.pool.Close()
+}
+
+// Run ensures the topics, then alternates between standby and leader until
+// ctx is done. As leader it drains the outbox; when ctx is cancelled it
+// finishes the in-flight batch (up to ShutdownTimeout) and returns nil.
+func (r *Relay) Run(ctx context.Context) error {
+	log := r.cfg.Logger
+	if err := r.retry(ctx, "creating topics", r.ensureTopics); err != nil {
+		return nil // ctx done
+	}
+	for ctx.Err() == nil {
+		conn, err := r.connect(ctx)
+		if err != nil {
+			return nil // ctx done
+		}
+		err = r.session(ctx, conn)
+		_ = conn.Close(context.Background())
+		r.leader.Store(false)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("relay session ended; reconnecting", "err", err)
+			r.sleep(ctx, r.cfg.StandbyRetry)
+		}
+	}
+	return nil
+}
+
+// retry runs fn until it succeeds or ctx is done, backing off between
+// attempts; it returns ctx's error in the latter case.
+func (r *Relay) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		r.cfg.Logger.Error("relay: "+what+" failed; retrying", "err", err, "in", backoff)
+		if !r.sleep(ctx, backoff) {
+			return ctx.Err()
+		}
+		backoff = min(backoff*2, r.cfg.MaxBackoff)
+	}
+}
+
+// sleep waits d with jitter or until ctx is done; false means ctx is done.
+func (r *Relay) sleep(ctx context.Context, d time.Duration) bool {
+	d += time.Duration(rand.Int64N(int64(d)/5 + 1))
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
+	var conn *pgx.Conn
+	err := r.retry(ctx, "connecting to postgres at "+pgcluster.Redact(r.cfg.DatabaseURL), func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(cctx, r.cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		conn = c
+		return nil
+	})
+	return conn, err
+}
+
+func (r *Relay) ensureTopics(ctx context.Context) error {
+	if len(r.cfg.Topics) == 0 {
+		return nil
+	}
+	adm := kadm.NewClient(r.kafka)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, t := range r.cfg.Topics {
+		configs := map[string]*string{}
+		for k, v := range t.Configs {
+			configs[k] = &v
+		}
+		resp, err := adm.CreateTopic(cctx, t.Partitions, t.ReplicationFactor, configs, t.Name)
+		if err == nil {
+			err = resp.Err
+		}
+		switch {
+		case err == nil:
+			r.cfg.Logger.Info("relay: created topic", "topic", t.Name, "partitions", t.Partitions)
+		case errors.Is(err, kerr.TopicAlreadyExists):
+			td, err := adm.ListTopics(cctx, t.Name)
+			if err != nil {
+				return err
+			}
+			if got := len(td[t.Name].Partitions); got < int(t.Partitions) {
+				return fmt.Errorf("topic %s has %d partitions, eventline.yaml asks for %d: add partitions deliberately (keys would move) or lower the setting", t.Name, got, t.Partitions)
+			}
+		default:
+			return fmt.Errorf("creating topic %s: %w", t.Name, err)
+		}
+	}
+	return nil
+}
+
+// session holds conn for one standby/leader period. It returns when the
+// connection fails or ctx is done.
+func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
+	log := r.cfg.Logger
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, r.key).Scan(&got); err != nil {
+			return fmt.Errorf("trying the leader lock: %w", err)
+		}
+		if got {
+			break
+		}
+		if !r.sleep(ctx, r.cfg.StandbyRetry) {
+			return nil
+		}
+	}
+	r.leader.Store(true)
+	log.Info("relay: leader", "schema", r.cfg.Schema)
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{migrate.Channel(r.cfg.Schema)}.Sanitize()); err != nil {
+		return fmt.Errorf("LISTEN: %w", err)
+	}
+
+	// The lock connection is watched by one goroutine (a pgx.Conn is not
+	// safe for concurrent use): it turns notifications into wake-ups and a
+	// dead connection into lost leadership.
+	wake := make(chan struct{}, 1)
+	lost := make(chan error, 1)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		lost <- r.watch(watchCtx, conn, wake)
+	}()
+	defer func() { stopWatch(); wg.Wait() }()
+
+	var cleanup <-chan time.Time
+	if r.cfg.Retention > 0 {
+		t := time.NewTicker(min(r.cfg.Retention/2, time.Minute))
+		defer t.Stop()
+		cleanup = t.C
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case err := <-lost:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		n, err := r.batch(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Error("relay: batch failed; retrying", "err", err, "in", backoff)
+			if !r.sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, r.cfg.MaxBackoff)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		if n == r.cfg.BatchSize {
+			continue // more is waiting
+		}
+		poll := time.NewTimer(r.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-poll.C:
+		case err := <-lost:
+			lost <- err // handled at the top of the loop
+		case <-cleanup:
+			if err := r.cleanup(ctx); err != nil && ctx.Err() == nil {
+				log.Error("relay: retention cleanup failed", "err", err)
+			}
+		}
+		poll.Stop()
+	}
+}
+
+// watch waits for notifications on conn and pings it when idle; it returns
+// the error that ended the connection, or nil when ctx is done.
+func (r *Relay) watch(ctx context.Context, conn *pgx.Conn, wake chan<- struct{}) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.StandbyRetry)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.cfg.StandbyRetry)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+}
+
+type outboxRow struct {
+	id                        int64
+	topic                     string
+	key, value                []byte
+	eventID                   [16]byte
+	eventType, aggType, aggID string
+	aggVersion                *int64
+	headers                   []byte
+	createdAt                 time.Time
+}
+
+// batch publishes up to BatchSize rows and returns how many it read.
+func (r *Relay) batch(ctx context.Context) (int, error) {
+	start := time.Now()
+	where := ""
+	if r.cfg.Retention > 0 {
+		where = "WHERE published_at IS NULL "
+	}
+	rows, err := r.pool.Query(ctx, `SELECT id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at
+		FROM `+r.table+` `+where+`ORDER BY id LIMIT $1`, r.cfg.BatchSize)
+	if err != nil {
+		return 0, fmt.Errorf("reading the outbox: %w", err)
+	}
+	var batch []outboxRow
+	for rows.Next() {
+		var o outboxRow
+		if err := rows.Scan(&o.id, &o.topic, &o.key, &o.value, &o.eventID, &o.eventType, &o.aggType, &o.aggID, &o.aggVersion, &o.headers, &o.createdAt); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("reading the outbox: %w", err)
+		}
+		batch = append(batch, o)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("reading the outbox: %w", err)
+	}
+	if len(batch) == 0 {
+		return 0, nil
+	}
+
+	// Produce with a context that survives shutdown for ShutdownTimeout:
+	// the in-flight batch is finished, not abandoned.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(r.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-pctx.Done():
+		}
+	})
+	defer stop()
+
+	results := make([]error, len(batch))
+	var wg sync.WaitGroup
+	wg.Add(len(batch))
+	for i := range batch {
+		rec, err := record(&batch[i])
+		if err != nil {
+			results[i] = err
+			wg.Done()
+			continue
+		}
+		r.kafka.Produce(pctx, rec, func(_ *kgo.Record, err error) {
+			results[i] = err
+			wg.Done()
+		})
+	}
+	wg.Wait()
+
+	var done, parkIDs []int64
+	var parkErrs []string
+	var transient error
+	for i, err := range results {
+		switch {
+		case err == nil:
+			done = append(done, batch[i].id)
+		case permanent(err) || errors.Is(err, errBadHeaders):
+			parkIDs = append(parkIDs, batch[i].id)
+			parkErrs = append(parkErrs, err.Error())
+		default:
+			if transient == nil {
+				transient = err
+			}
+		}
+	}
+	if err := r.settle(pctx, done, parkIDs, parkErrs); err != nil {
+		// The records are on Kafka but the rows remain: the next batch
+		// publishes them again (duplicates, never loss).
+		return 0, err
+	}
+	r.published.Add(uint64(len(done)))
+	r.parked.Add(uint64(len(parkIDs)))
+	r.batches.Add(1)
+	r.lastBatch.Store(int64(time.Since(start)))
+	for i, id := range parkIDs {
+		r.cfg.Logger.Error("relay: parked an outbox row", "id", id, "err", parkErrs[i])
+	}
+	if transient != nil {
+		return len(batch), fmt.Errorf("producing: %w", transient)
+	}
+	return len(batch), nil
+}
+
+var errBadHeaders = errors.New("outbox row has malformed headers")
+
+func record(o *outboxRow) (*kgo.Record, error) {
+	var stored [][2]string
+	if err := json.Unmarshal(o.headers, &stored); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadHeaders, err)
+	}
+	h := make([]kgo.RecordHeader, 0, 5+len(stored))
+	h = append(h,
+		kgo.RecordHeader{Key: "eventline-event-id", Value: []byte(uuidString(o.eventID))},
+		kgo.RecordHeader{Key: "eventline-event-type", Value: []byte(o.eventType)},
+		kgo.RecordHeader{Key: "eventline-aggregate-type", Value: []byte(o.aggType)},
+		kgo.RecordHeader{Key: "eventline-aggregate-id", Value: []byte(o.aggID)},
+	)
+	if o.aggVersion != nil {
+		h = append(h, kgo.RecordHeader{Key: "eventline-aggregate-version", Value: fmt.Appendf(nil, "%d", *o.aggVersion)})
+	}
+	for _, kv := range stored {
+		h = append(h, kgo.RecordHeader{Key: kv[0], Value: []byte(kv[1])})
+	}
+	return &kgo.Record{Topic: o.topic, Key: o.key, Value: o.value, Headers: h}, nil
+}
+
+func uuidString(b [16]byte) string {
+	const hexd = "0123456789abcdef"
+	out := make([]byte, 36)
+	j := 0
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = hexd[c>>4], hexd[c&0xf]
+		j += 2
+	}
+	return string(out)
+}
+
+// settle removes (or marks) the published rows and moves the parked ones,
+// in one transaction.
+func (r *Relay) settle(ctx context.Context, done, parkIDs []int64, parkErrs []string) error {
+	if len(done) == 0 && len(parkIDs) == 0 {
+		return nil
+	}
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("settling the batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if len(parkIDs) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+r.park+` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
+			SELECT o.id, o.topic, o.record_key, o.record_value, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.headers, o.created_at, e.err
+			FROM `+r.table+` o JOIN unnest($1::bigint[], $2::text[]) AS e(id, err) ON o.id = e.id
+			ON CONFLICT (id) DO UPDATE SET error = EXCLUDED.error, parked_at = clock_timestamp()`, parkIDs, parkErrs); err != nil {
+			return fmt.Errorf("parking rows: %w", err)
+		}
+		done = append(done, parkIDs...)
+	}
+	if r.cfg.Retention > 0 && len(done) > len(parkIDs) {
+		if _, err := tx.Exec(ctx, `UPDATE `+r.table+` SET published_at = clock_timestamp() WHERE id = ANY($1)`, done[:len(done)-len(parkIDs)]); err != nil {
+			return fmt.Errorf("marking published rows: %w", err)
+		}
+		if len(parkIDs) > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+r.table+` WHERE id = ANY($1)`, parkIDs); err != nil {
+				return fmt.Errorf("removing parked rows: %w", err)
+			}
+		}
+	} else if _, err := tx.Exec(ctx, `DELETE FROM `+r.table+` WHERE id = ANY($1)`, done); err != nil {
+		return fmt.Errorf("deleting published rows: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("settling the batch: %w", err)
+	}
+	return nil
+}
+
+func (r *Relay) cleanup(ctx context.Context) error {
+	_, err := r.pool.Exec(ctx, `DELETE FROM `+r.table+` WHERE published_at < clock_timestamp() - make_interval(secs => $1)`, r.cfg.Retention.Seconds())
+	return err
+}

@@ -1,0 +1,342 @@
+package relay_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/schemas"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+type bundle struct {
+	t       *testing.T
+	dbURL   string
+	db      *pgxpool.Pool
+	brokers []string
+	topic   string
+	prod    *producer.Producer
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	ctx := context.Background()
+	url := testkit.Postgres(t)
+	db, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	brokers := testkit.Kafka(t)
+	topic := testkit.UniqueName(t, "orders")
+	pipe, err := config.Parse([]byte(fmt.Sprintf("topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated, eventline.orders.OrderConfirmed]}]", topic)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := sr.NewClient(sr.URLs(testkit.Registry(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, AutoRegister: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &bundle{t: t, dbURL: url, db: db, brokers: brokers, topic: topic, prod: prod}
+}
+
+func (b *bundle) topics() []config.Topic {
+	return []config.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1}}
+}
+
+// start runs a relay until the test ends (or cancel is called).
+func (b *bundle) start(cfg relay.Config) (r *relay.Relay, cancel func()) {
+	b.t.Helper()
+	cfg.DatabaseURL = b.dbURL
+	cfg.Brokers = b.brokers
+	cfg.Topics = b.topics()
+	if cfg.Logger == nil {
+		cfg.Logger = testkit.Logger(b.t)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 200 * time.Millisecond
+	}
+	if cfg.StandbyRetry == 0 {
+		cfg.StandbyRetry = 200 * time.Millisecond
+	}
+	r, err := relay.New(cfg)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := r.Run(ctx); err != nil {
+			b.t.Errorf("relay: %v", err)
+		}
+	}()
+	var once sync.Once
+	cancel = func() {
+		once.Do(func() {
+			stop()
+			<-done
+			r.Close()
+		})
+	}
+	b.t.Cleanup(cancel)
+	return r, cancel
+}
+
+// appendOrders appends n events per aggregate, aggregate versions 1..n, each
+// event in its own transaction.
+func (b *bundle) appendOrders(aggs []string, n int) {
+	b.t.Helper()
+	ctx := context.Background()
+	for v := 1; v <= n; v++ {
+		for _, agg := range aggs {
+			tx, err := b.db.Begin(ctx)
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(v), Event: order(agg)})
+			if err == nil {
+				err = tx.Commit(ctx)
+			}
+			if err != nil {
+				b.t.Fatal(err)
+			}
+		}
+	}
+}
+
+func order(id string) *schemas.OrderCreated {
+	return &schemas.OrderCreated{OrderID: id, CustomerID: id, Lines: []schemas.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
+}
+
+// consume reads the topic from the start until want records arrived.
+func (b *bundle) consume(want int) []*kgo.Record {
+	b.t.Helper()
+	cl := testkit.Client(b.t, b.brokers, kgo.ConsumeTopics(b.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < want {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			b.t.Fatalf("read %d of %d records", len(out), want)
+		}
+		out = append(out, fs.Records()...)
+	}
+	return out
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// checkOrder asserts every aggregate's records sit on one partition with
+// versions 1..n in order, and returns the number of duplicates.
+func checkOrder(t *testing.T, recs []*kgo.Record) (dups int) {
+	t.Helper()
+	part := map[string]int32{}
+	last := map[string]int{}
+	seen := map[string]bool{}
+	for _, r := range recs {
+		agg := string(r.Key)
+		id := header(r, "eventline-event-id")
+		if seen[id] {
+			dups++
+			continue
+		}
+		seen[id] = true
+		if p, ok := part[agg]; ok && p != r.Partition {
+			t.Fatalf("aggregate %s on partitions %d and %d", agg, p, r.Partition)
+		}
+		part[agg] = r.Partition
+		var v int
+		fmt.Sscan(header(r, "eventline-aggregate-version"), &v)
+		if v != last[agg]+1 {
+			t.Fatalf("aggregate %s: version %d after %d", agg, v, last[agg])
+		}
+		last[agg] = v
+	}
+	return dups
+}
+
+func (b *bundle) outboxCount() int {
+	var n int
+	if err := b.db.QueryRow(context.Background(), `SELECT count(*) FROM eventline_outbox`).Scan(&n); err != nil {
+		b.t.Fatal(err)
+	}
+	return n
+}
+
+func TestRelayPublishesEveryRowInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	b.appendOrders(aggs, 4) // before the relay starts: the backlog
+	r, _ := b.start(relay.Config{BatchSize: 7})
+	b.appendOrders(aggs, 0)
+	recs := b.consume(20)
+	if dups := checkOrder(t, recs); dups != 0 {
+		t.Errorf("%d duplicates without any failure", dups)
+	}
+	rec := recs[0]
+	for _, h := range []string{"eventline-event-id", "eventline-event-type", "eventline-aggregate-type", "eventline-aggregate-id", "eventline-aggregate-version"} {
+		if header(rec, h) == "" {
+			t.Errorf("record lacks header %s", h)
+		}
+	}
+	if header(rec, "eventline-event-type") != "eventline.orders.OrderCreated" || !bytes.Equal([]byte(header(rec, "eventline-aggregate-id")), rec.Key) {
+		t.Errorf("headers: %v", rec.Headers)
+	}
+	if _, _, err := schemas.SplitHeader(rec.Value); err != nil {
+		t.Errorf("value is not Confluent-framed: %v", err)
+	}
+	// Rows are deleted once acked.
+	waitFor(t, func() bool { return b.outboxCount() == 0 && r.Stats().Published == 20 })
+	if s := r.Stats(); !s.Leader || s.Batches < 3 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+// A record that can never be produced is parked with its error and the
+// relay carries on with the next rows; requeue puts it back.
+func TestRelayParksTooLargeRecords(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	agg := uuid.NewString()
+	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
+		VALUES ($1, $2, $3, gen_random_uuid(), 'eventline.orders.OrderCreated', 'order', $4)`, b.topic, []byte(agg), bytes.Repeat([]byte{0}, 2<<20), agg); err != nil {
+		t.Fatal(err)
+	}
+	b.appendOrders([]string{agg}, 2)
+	r, cancel := b.start(relay.Config{})
+	recs := b.consume(2)
+	checkOrder(t, recs)
+	waitFor(t, func() bool { return r.Stats().Parked == 1 && b.outboxCount() == 0 })
+	cancel()
+
+	parked, err := relay.ListParked(ctx, b.db, "")
+	if err != nil || len(parked) != 1 || !strings.Contains(parked[0].Error, "MESSAGE_TOO_LARGE") || parked[0].Size != 2<<20 {
+		t.Fatalf("parked: %+v, %v", parked, err)
+	}
+	ok, err := relay.Requeue(ctx, b.db, "", parked[0].ID)
+	if err != nil || !ok || b.outboxCount() != 1 {
+		t.Fatalf("requeue: %v %v, outbox %d", ok, err, b.outboxCount())
+	}
+	if ok, err := relay.Requeue(ctx, b.db, "", 999999); err != nil || ok {
+		t.Fatalf("requeue of a missing id: %v %v", ok, err)
+	}
+}
+
+// Two relays: one leads, the other stands by and takes over when the first
+// stops; nothing is lost and every aggregate stays in order.
+func TestRelayStandbyTakesOver(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	first, stopFirst := b.start(relay.Config{})
+	waitFor(t, func() bool { return first.Stats().Leader })
+	second, _ := b.start(relay.Config{})
+	b.appendOrders(aggs, 3)
+	waitFor(t, func() bool { return first.Stats().Published == 9 })
+	if second.Stats().Leader || second.Stats().Published != 0 {
+		t.Fatalf("standby published while the leader lived: %+v", second.Stats())
+	}
+	stopFirst()
+	waitFor(t, func() bool { return second.Stats().Leader })
+	b.appendOrders(aggs, 0)
+	ctx := context.Background()
+	for v := 4; v <= 6; v++ {
+		for _, agg := range aggs {
+			tx, _ := b.db.Begin(ctx)
+			if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(v), Event: order(agg)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	recs := b.consume(18)
+	checkOrder(t, recs)
+	waitFor(t, func() bool { return second.Stats().Published == 9 })
+}
+
+// With the database unreachable the relay keeps retrying (logging the
+// redacted address) and stops cleanly when asked.
+func TestRelayDatabaseDownAtStart(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	r, err := relay.New(relay.Config{
+		DatabaseURL: "postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=1",
+		Brokers:     testkit.Kafka(t),
+		MaxBackoff:  50 * time.Millisecond,
+		Logger:      newLogger(&logs),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	waitFor(t, func() bool { return strings.Count(logs.String(), "connecting to postgres") >= 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if strings.Contains(logs.String(), "hunter2") || !strings.Contains(logs.String(), "xxxxx@127.0.0.1:1") {
+		t.Fatalf("logs:\n%s", logs.String())
+	}
+}
+
+func TestRelayRetentionMode(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r, _ := b.start(relay.Config{Retention: time.Hour})
+	b.appendOrders([]string{uuid.NewString()}, 3)
+	b.consume(3)
+	waitFor(t, func() bool { return r.Stats().Published == 3 })
+	var kept, unpublished int
+	b.db.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE published_at IS NULL) FROM eventline_outbox`).Scan(&kept, &unpublished)
+	if kept != 3 || unpublished != 0 {
+		t.Fatalf("retention mode: %d rows kept, %d unpublished", kept, unpublished)
+	}
+}
+
+func TestRelayConfigErrors(t *testing.T) {
+	t.Parallel()
+	_, err := relay.New(relay.Config{BatchSize: -1})
+	for _, want := range []string{"DatabaseURL", "Brokers", "BatchSize"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v lacks %s", err, want)
+		}
+	}
+}
