@@ -39,7 +39,7 @@ func commands() []command {
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "schemas", summary: "compare, check (CI) and register Avro schemas", run: runSchemas},
 		{name: "migrate", summary: "create or upgrade the outbox and consumer tables", run: runMigrate},
-		{name: "relay", summary: "run the outbox relay", issue: 4},
+		{name: "relay", summary: "run the outbox relay; `relay parked list|requeue` for parked rows", run: runRelay},
 		{name: "dlt", summary: "inspect and replay dead-lettered records", issue: 5},
 		{name: "bench", summary: "measure throughput and latency", issue: 4},
 	}

@@ -35,7 +35,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dev", "--kafka-port", "0"}, "ports must be between"},
 		{[]string{"dev", "stray"}, `unexpected argument "stray"`},
 		{[]string{"demo", "--records", "0"}, "--records must be at least 1"},
-		{[]string{"relay"}, "not available yet (planned in issue #4)"},
+		{[]string{"relay"}, "needs --database-url"},
+		{[]string{"relay", "parked"}, "usage: eventline relay parked"},
+		{[]string{"relay", "parked", "requeue", "x"}, "is not a row id"},
+		{[]string{"bench"}, "not available yet (planned in issue #4)"},
 		{[]string{"migrate", "extra"}, `unexpected argument "extra"`},
 	} {
 		code, stdout, stderr := run(t, nil, tc.args...)

@@ -1,0 +1,171 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/internal/pgcluster"
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/relay"
+)
+
+func runRelay(ctx context.Context, env *Env, args []string) int {
+	if len(args) > 0 && args[0] == "parked" {
+		return runRelayParked(ctx, env, args[1:])
+	}
+	fs := newFlagSet(env, "relay", "[flags] | parked list|requeue ID")
+	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL holding the outbox (env DATABASE_URL)")
+	brokers := fs.String("brokers", env.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated (env KAFKA_BROKERS)")
+	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
+	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", config.DefaultPath), "pipeline file: topics to create or check (env EVENTLINE_CONFIG); missing file: no topics")
+	batch := fs.Int("batch-size", 2000, "rows per batch")
+	retention := fs.Duration("retention", 0, "keep published rows this long (marking them) instead of deleting them; 0 deletes")
+	poll := fs.Duration("poll-interval", 2*time.Second, "fallback poll when no notification arrives")
+	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	if *dbURL == "" || *brokers == "" {
+		fmt.Fprintln(env.Stderr, "eventline relay: needs --database-url (DATABASE_URL) and --brokers (KAFKA_BROKERS)")
+		return ExitUsage
+	}
+	var topics []config.Topic
+	if p, err := config.Load(*cfgPath); err == nil {
+		topics = p.Topics
+	} else if _, statErr := os.Stat(*cfgPath); statErr == nil {
+		fmt.Fprintln(env.Stderr, "eventline relay:", err)
+		return ExitUsage
+	}
+	log := env.Logger
+	if *doMigrate {
+		pool, err := pgxpool.New(ctx, *dbURL)
+		if err == nil {
+			_, err = migrate.Migrate(ctx, pool, migrate.Options{Schema: *schema})
+			pool.Close()
+		}
+		if err != nil {
+			log.Error("migration failed", "url", pgcluster.Redact(*dbURL), "err", err)
+			return ExitFail
+		}
+	}
+	r, err := relay.New(relay.Config{
+		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
+		BatchSize: *batch, Retention: *retention, PollInterval: *poll, Logger: log,
+	})
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay:", err)
+		return ExitUsage
+	}
+	defer r.Close()
+	log.Info("relay starting", "schema", *schema, "brokers", *brokers, "topics", len(topics))
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				s := r.Stats()
+				log.Info("relay stats", "leader", s.Leader, "published", s.Published, "parked", s.Parked, "batches", s.Batches, "last_batch", s.LastBatch)
+			}
+		}
+	}()
+	if err := r.Run(ctx); err != nil {
+		log.Error("relay stopped", "err", err)
+		return ExitFail
+	}
+	<-statsDone
+	s := r.Stats()
+	log.Info("relay stopped", "published", s.Published, "parked", s.Parked)
+	return ExitOK
+}
+
+func runRelayParked(ctx context.Context, env *Env, args []string) int {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "requeue") {
+		fmt.Fprintln(env.Stderr, "usage: eventline relay parked list [--json] | requeue ID [ID …]")
+		return ExitUsage
+	}
+	sub := args[0]
+	fs := newFlagSet(env, "relay parked "+sub, "")
+	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL holding the outbox (env DATABASE_URL)")
+	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
+	asJSON := fs.Bool("json", false, "list as JSON")
+	if err := fs.Parse(args[1:]); err != nil {
+		return ExitUsage
+	}
+	var ids []int64
+	if sub == "requeue" {
+		if fs.NArg() == 0 {
+			fmt.Fprintln(env.Stderr, "eventline relay parked requeue: name the parked row ids")
+			return ExitUsage
+		}
+		for _, a := range fs.Args() {
+			id, err := strconv.ParseInt(a, 10, 64)
+			if err != nil {
+				fmt.Fprintf(env.Stderr, "eventline relay parked requeue: %q is not a row id\n", a)
+				return ExitUsage
+			}
+			ids = append(ids, id)
+		}
+	} else if fs.NArg() > 0 {
+		fmt.Fprintf(env.Stderr, "eventline relay parked list: unexpected argument %q\n", fs.Arg(0))
+		return ExitUsage
+	}
+	if *dbURL == "" {
+		fmt.Fprintln(env.Stderr, "eventline relay parked: needs --database-url (DATABASE_URL)")
+		return ExitUsage
+	}
+	pool, err := pgxpool.New(ctx, *dbURL)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay parked:", err)
+		return ExitUsage
+	}
+	defer pool.Close()
+	if sub == "list" {
+		rows, err := relay.ListParked(ctx, pool, *schema)
+		if err != nil {
+			env.Logger.Error("listing parked rows", "url", pgcluster.Redact(*dbURL), "err", err)
+			return ExitFail
+		}
+		if *asJSON {
+			if rows == nil {
+				rows = []relay.Parked{}
+			}
+			_ = json.NewEncoder(env.Stdout).Encode(rows)
+			return ExitOK
+		}
+		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTOPIC\tEVENT TYPE\tAGGREGATE\tBYTES\tPARKED\tERROR")
+		for _, p := range rows {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, p.Topic, p.EventType, p.Aggregate, p.Size, p.ParkedAt.UTC().Format(time.RFC3339), p.Error)
+		}
+		_ = tw.Flush()
+		return ExitOK
+	}
+	code := ExitOK
+	for _, id := range ids {
+		ok, err := relay.Requeue(ctx, pool, *schema, id)
+		switch {
+		case err != nil:
+			env.Logger.Error("requeue failed", "id", id, "err", err)
+			code = ExitFail
+		case !ok:
+			fmt.Fprintf(env.Stderr, "no parked row %d\n", id)
+			code = ExitFail
+		default:
+			fmt.Fprintf(env.Stdout, "requeued %d\n", id)
+		}
+	}
+	return code
+}
