@@ -179,8 +179,9 @@ func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) error
 		rows[i] = r
 	}
 
-	// Lock aggregates in a fixed order so two transactions appending to the
-	// same pair of aggregates cannot deadlock.
+	// Aggregates are locked (transaction-scoped advisory locks) in a fixed
+	// order so two transactions appending to the same pair of aggregates
+	// cannot deadlock.
 	keys := make([]string, 0, len(rows))
 	seen := map[string]bool{}
 	for _, r := range rows {
@@ -193,10 +194,6 @@ func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) error
 		}
 	}
 	sort.Strings(keys)
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest($1::text[]) AS k`, keys); err != nil {
-		return fmt.Errorf("producer: error locking aggregates: %w", err)
-	}
-
 	cols := struct {
 		topic, key, value, eventID, eventType, aggType, aggID, headers []any
 		version                                                        []*int64
@@ -212,13 +209,16 @@ func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) error
 		cols.headers = append(cols.headers, string(r.headers))
 		cols.version = append(cols.version, r.aggVersion)
 	}
-	// WITH ORDINALITY keeps the insertion order of msgs, so ids follow it.
+	// One round trip: the scalar subquery is an InitPlan, evaluated once
+	// before the first row is produced, so every lock is held before any
+	// outbox id is drawn. WITH ORDINALITY keeps the order of msgs.
 	_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers)
 		SELECT topic, k, v, eid, et, at, aid, ver, h::jsonb
 		FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])
 			WITH ORDINALITY AS t(topic, k, v, eid, et, at, aid, ver, h, n)
+		WHERE (SELECT count(pg_advisory_xact_lock(hashtextextended(lk, 0))) FROM unnest($10::text[]) AS lk) >= 0
 		ORDER BY n`,
-		cols.topic, cols.key, cols.value, cols.eventID, cols.eventType, cols.aggType, cols.aggID, cols.version, cols.headers)
+		cols.topic, cols.key, cols.value, cols.eventID, cols.eventType, cols.aggType, cols.aggID, cols.version, cols.headers, keys)
 	if err != nil {
 		return fmt.Errorf("producer: error inserting into %s: %w", p.table, err)
 	}
@@ -248,7 +248,7 @@ func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) 
 	if err != nil {
 		return row{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}
-	if err := validate(rt.schema, m.Event); err != nil {
+	if err := validate(rt.schema, value[schemas.HeaderSize:]); err != nil {
 		return row{}, fmt.Errorf("%w: %s: %v", ErrInvalidEvent, name, err)
 	}
 	id := m.EventID

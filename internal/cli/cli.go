@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 )
@@ -41,7 +42,7 @@ func commands() []command {
 		{name: "migrate", summary: "create or upgrade the outbox and consumer tables", run: runMigrate},
 		{name: "relay", summary: "run the outbox relay; `relay parked list|requeue` for parked rows", run: runRelay},
 		{name: "dlt", summary: "inspect and replay dead-lettered records", issue: 5},
-		{name: "bench", summary: "measure throughput and latency", issue: 4},
+		{name: "bench", summary: "measure throughput and latency: bench relay | bench append", run: runBench},
 	}
 }
 
@@ -58,6 +59,21 @@ type Env struct {
 func Main(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// EVENTLINE_CPUPROFILE=file writes a CPU profile of the whole command
+	// (for `go tool pprof`): how the benchmark figures are explained.
+	if path := os.Getenv("EVENTLINE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(stderr, "eventline: EVENTLINE_CPUPROFILE:", err)
+			return ExitUsage
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "eventline: EVENTLINE_CPUPROFILE:", err)
+			return ExitUsage
+		}
+		defer pprof.StopCPUProfile()
+	}
 	return Run(ctx, args, &Env{Stdout: stdout, Stderr: stderr, Getenv: os.Getenv})
 }
 

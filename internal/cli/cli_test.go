@@ -38,7 +38,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"relay"}, "needs --database-url"},
 		{[]string{"relay", "parked"}, "usage: eventline relay parked"},
 		{[]string{"relay", "parked", "requeue", "x"}, "is not a row id"},
-		{[]string{"bench"}, "not available yet (planned in issue #4)"},
+		{[]string{"bench"}, "usage: eventline bench relay"},
+		{[]string{"bench", "relay", "--events", "0"}, "counts must be positive"},
+		{[]string{"dlt"}, "not available yet (planned in issue #5)"},
 		{[]string{"migrate", "extra"}, `unexpected argument "extra"`},
 	} {
 		code, stdout, stderr := run(t, nil, tc.args...)

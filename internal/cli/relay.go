@@ -26,7 +26,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	brokers := fs.String("brokers", env.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated (env KAFKA_BROKERS)")
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
 	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", config.DefaultPath), "pipeline file: topics to create or check (env EVENTLINE_CONFIG); missing file: no topics")
-	batch := fs.Int("batch-size", 2000, "rows per batch")
+	batch := fs.Int("batch-size", relay.DefaultBatchSize, "rows per batch")
 	retention := fs.Duration("retention", 0, "keep published rows this long (marking them) instead of deleting them; 0 deletes")
 	poll := fs.Duration("poll-interval", 2*time.Second, "fallback poll when no notification arrives")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")

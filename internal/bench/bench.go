@@ -1,0 +1,130 @@
+// Package bench measures the pipeline for `eventline bench`: the relay's
+// drain rate against the same run's SQL-only ceiling, live commit-to-Kafka
+// latency, the relay's peak memory, and the cost of an outbox append inside
+// a business transaction.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/schemas"
+)
+
+// Env names the services a benchmark runs against.
+type Env struct {
+	Brokers     []string
+	RegistryURL string
+	DatabaseURL string
+}
+
+// setup creates a fresh PostgreSQL schema with eventline's tables, a
+// pipeline with one topic and a producer for it.
+type setup struct {
+	pool     *pgxpool.Pool
+	schema   string
+	topic    string
+	pipeline *config.Pipeline
+	prod     *producer.Producer
+}
+
+func newSetup(ctx context.Context, env Env, partitions int, writers int) (*setup, error) {
+	cfg, err := pgxpool.ParseConfig(env.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.MaxConns = int32(max(writers+2, 8))
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	id := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	s := &setup{pool: pool, schema: "bench_" + id, topic: "bench." + id}
+	if _, err := migrate.Migrate(ctx, pool, migrate.Options{Schema: s.schema}); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.pipeline, err = config.Parse(fmt.Appendf(nil, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]", s.topic, partitions))
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	reg, err := sr.NewClient(sr.URLs(env.RegistryURL))
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.prod, err = producer.New(ctx, producer.Config{Pipeline: s.pipeline, Registry: reg, AutoRegister: true, Schema: s.schema})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// close drops the benchmark's schema.
+func (s *setup) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = s.pool.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{s.schema}.Sanitize()+` CASCADE`)
+	s.pool.Close()
+}
+
+func sampleOrder(id string, rng *rand.Rand) *schemas.OrderCreated {
+	return &schemas.OrderCreated{
+		OrderID: id, CustomerID: id,
+		Lines: []schemas.OrderLine{
+			{ProductID: id, Quantity: int32(1 + rng.IntN(5)), UnitPriceMinor: int64(100 + rng.IntN(10000))},
+			{ProductID: id, Quantity: 1, UnitPriceMinor: 999},
+		},
+		TotalMinor: 12345, Currency: "EUR", CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
+	}
+}
+
+// percentile returns the p-th percentile (0..1) of sorted ds.
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	i := int(p * float64(len(ds)-1))
+	return ds[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// peakRSS returns VmHWM of process pid (0: this process) in MiB.
+func peakRSS(pid int) float64 {
+	path := "/proc/self/status"
+	if pid > 0 {
+		path = "/proc/" + strconv.Itoa(pid) + "/status"
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}

@@ -1,0 +1,65 @@
+package bench_test
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventline/eventline/internal/bench"
+	"github.com/eventline/eventline/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
+
+func env(t *testing.T) bench.Env {
+	return bench.Env{Brokers: testkit.Kafka(t), RegistryURL: testkit.Registry(t), DatabaseURL: testkit.Postgres(t)}
+}
+
+// A small run of each benchmark produces every field of the --json
+// contract with plausible values; figures themselves come from full runs.
+func TestRelayBenchSmoke(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "eventline")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/eventline")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building eventline: %v\n%s", err, out)
+	}
+	res, err := bench.Relay(context.Background(), env(t), bench.RelayOptions{
+		Events: 3000, BatchSize: 500, LatencyRate: 200, LatencyFor: 500 * time.Millisecond,
+		RelayCommand: []string{bin, "relay"}, Logger: testkit.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Events != 3000 || res.EventsPerSec <= 0 || res.CeilingEventsPerSec <= 0 || res.LatencyEvents != 100 || res.P99Ms < res.P50Ms || res.MaxRSSMB <= 0 {
+		t.Fatalf("implausible result %+v", res)
+	}
+	b, _ := json.Marshal(res)
+	for _, k := range []string{"events", "events_per_sec", "ceiling_events_per_sec", "p50_ms", "p99_ms", "max_rss_mb"} {
+		if !strings.Contains(string(b), `"`+k+`":`) {
+			t.Errorf("JSON lacks %s: %s", k, b)
+		}
+	}
+}
+
+func TestAppendBenchSmoke(t *testing.T) {
+	t.Parallel()
+	res, err := bench.Append(context.Background(), env(t), bench.AppendOptions{Writers: 2, Duration: 300 * time.Millisecond, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BusinessOnlyTxPerSec <= 0 || res.WithOutboxTxPerSec <= 0 || res.Ratio <= 0 {
+		t.Fatalf("implausible result %+v", res)
+	}
+	b, _ := json.Marshal(res)
+	for _, k := range []string{"business_only_tx_per_sec", "with_outbox_tx_per_sec"} {
+		if !strings.Contains(string(b), `"`+k+`":`) {
+			t.Errorf("JSON lacks %s: %s", k, b)
+		}
+	}
+}
+

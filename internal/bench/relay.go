@@ -1,0 +1,383 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/schemas"
+)
+
+// RelayOptions of `eventline bench relay`.
+type RelayOptions struct {
+	Events      int           // pre-written events to drain; default 1,000,000
+	BatchSize   int           // relay batch size; default 2000
+	Partitions  int           // of the benchmark topic; default 6
+	Aggregates  int           // distinct keys; default 10,000
+	LatencyRate int           // events/s of the live-latency phase; default 2000
+	LatencyFor  time.Duration // length of that phase; default 5s
+	// RelayCommand starts the relay process (flags are appended). Default:
+	// this executable's `relay` subcommand.
+	RelayCommand []string
+	Logger       *slog.Logger
+}
+
+// RelayResult is what `bench relay --json` prints.
+type RelayResult struct {
+	Events              int     `json:"events"`
+	BatchSize           int     `json:"batch_size"`
+	DrainSeconds        float64 `json:"drain_seconds"`
+	EventsPerSec        float64 `json:"events_per_sec"`
+	CeilingEventsPerSec float64 `json:"ceiling_events_per_sec"`
+	RatioToCeiling      float64 `json:"ratio_to_ceiling"`
+	LatencyRate         int     `json:"latency_rate_per_sec"`
+	LatencyEvents       int     `json:"latency_events"`
+	P50Ms               float64 `json:"p50_ms"`
+	P99Ms               float64 `json:"p99_ms"`
+	LatencyMeasure      string  `json:"latency_measure"`
+	MaxRSSMB            float64 `json:"max_rss_mb"`
+	Machine             string  `json:"machine"`
+}
+
+func (o RelayOptions) withDefaults() RelayOptions {
+	if o.Events == 0 {
+		o.Events = 1_000_000
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = relay.DefaultBatchSize
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 6
+	}
+	if o.Aggregates == 0 {
+		o.Aggregates = 10_000
+	}
+	if o.LatencyRate == 0 {
+		o.LatencyRate = 2000
+	}
+	if o.LatencyFor == 0 {
+		o.LatencyFor = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Relay runs the relay benchmark: fill the outbox with Events rows and drain
+// them without Kafka (the ceiling); fill again and drain them with the relay
+// process; then hold a steady LatencyRate of single-event transactions and
+// measure commit-to-consumer latency; finally read the relay's peak RSS.
+func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
+	o = o.withDefaults()
+	log := o.Logger
+	res := RelayResult{Events: o.Events, BatchSize: o.BatchSize, LatencyRate: o.LatencyRate, Machine: Machine(),
+		LatencyMeasure: "transaction commit to consumer receipt (an upper bound of commit to broker ack)"}
+	s, err := newSetup(ctx, env, o.Partitions, 4)
+	if err != nil {
+		return res, err
+	}
+	defer s.close()
+	reg, err := sr.NewClient(sr.URLs(env.RegistryURL))
+	if err != nil {
+		return res, err
+	}
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	ss, err := reg.LookupSchema(ctx, s.pipeline.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
+	if err != nil {
+		return res, fmt.Errorf("looking up the benchmark schema: %w", err)
+	}
+
+	// Ceiling: the relay's own read and settle statements, no Kafka.
+	log.Info("bench relay: writing events for the SQL-only ceiling", "events", o.Events)
+	if err := fill(ctx, s, o, ss.ID); err != nil {
+		return res, err
+	}
+	sqlOnly, err := relay.New(relay.Config{DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, Schema: s.schema, BatchSize: o.BatchSize, Logger: log})
+	if err != nil {
+		return res, err
+	}
+	start := time.Now()
+	n, err := sqlOnly.DrainWithoutKafka(ctx)
+	ceiling := time.Since(start)
+	sqlOnly.Close()
+	if err != nil {
+		return res, err
+	}
+	res.CeilingEventsPerSec = float64(n) / ceiling.Seconds()
+	log.Info("bench relay: SQL-only drain", "events", n, "seconds", ceiling.Seconds())
+
+	log.Info("bench relay: writing events for the relay", "events", o.Events)
+	if err := fill(ctx, s, o, ss.ID); err != nil {
+		return res, err
+	}
+	cfgFile, err := os.CreateTemp("", "eventline-bench-*.yaml")
+	if err != nil {
+		return res, err
+	}
+	defer os.Remove(cfgFile.Name())
+	fmt.Fprintf(cfgFile, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]\n", s.topic, o.Partitions)
+	cfgFile.Close()
+
+	cmdArgs := o.RelayCommand
+	if len(cmdArgs) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return res, err
+		}
+		cmdArgs = []string{exe, "relay"}
+	}
+	cmd := exec.Command(cmdArgs[0], append(cmdArgs[1:],
+		"--database-url", env.DatabaseURL, "--brokers", joinComma(env.Brokers), "--schema", s.schema,
+		"--config", cfgFile.Name(), "--batch-size", fmt.Sprint(o.BatchSize), "--poll-interval", "100ms")...)
+	cmd.Env = append(os.Environ(), "EVENTLINE_LOG_LEVEL=warn")
+	// EVENTLINE_RELAY_CPUPROFILE profiles the relay process alone.
+	if p := os.Getenv("EVENTLINE_RELAY_CPUPROFILE"); p != "" {
+		cmd.Env = append(cmd.Env, "EVENTLINE_CPUPROFILE="+p)
+	}
+	cmd.Stderr = os.Stderr
+	start = time.Now()
+	if err := cmd.Start(); err != nil {
+		return res, fmt.Errorf("starting the relay: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopRelay := func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}
+	defer func() {
+		if cmd.ProcessState == nil {
+			stopRelay()
+		}
+	}()
+	outbox := pgx.Identifier{s.schema, "eventline_outbox"}.Sanitize()
+	for {
+		var left int
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM `+outbox).Scan(&left); err != nil {
+			return res, err
+		}
+		if left == 0 {
+			break
+		}
+		select {
+		case err := <-exited:
+			return res, fmt.Errorf("relay exited during the drain: %v", err)
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	drain := time.Since(start)
+	res.DrainSeconds = drain.Seconds()
+	res.EventsPerSec = float64(o.Events) / drain.Seconds()
+	res.RatioToCeiling = res.EventsPerSec / res.CeilingEventsPerSec
+	log.Info("bench relay: relay drain", "events", o.Events, "seconds", drain.Seconds())
+
+	// The latency phase measures a steady state, not the vacuum debt of
+	// the million rows just deleted.
+	if _, err := s.pool.Exec(ctx, `VACUUM (ANALYZE) `+outbox); err != nil {
+		return res, err
+	}
+	lat, err := liveLatency(ctx, env, s, o)
+	if err != nil {
+		return res, err
+	}
+	res.LatencyEvents = len(lat)
+	res.P50Ms = ms(percentile(lat, 0.50))
+	res.P99Ms = ms(percentile(lat, 0.99))
+	res.MaxRSSMB = peakRSS(cmd.Process.Pid)
+	stopRelay()
+	return res, nil
+}
+
+func joinComma(xs []string) string { return strings.Join(xs, ",") }
+
+// fill writes o.Events outbox rows with COPY, as a producer would have:
+// Confluent-framed OrderCreated values keyed by one of o.Aggregates ids.
+func fill(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	rng := rand.New(rand.NewPCG(1, 2))
+	aggs := make([]string, o.Aggregates)
+	values := make([][]byte, o.Aggregates)
+	for i := range aggs {
+		aggs[i] = uuid.NewString()
+		v, err := schemas.Encode(schemaID, info.Schema, sampleOrder(aggs[i], rng))
+		if err != nil {
+			return err
+		}
+		values[i] = v
+	}
+	headers := `[["traceparent","00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]]`
+	i := 0
+	src := pgx.CopyFromFunc(func() ([]any, error) {
+		if i >= o.Events {
+			return nil, nil
+		}
+		a := i % o.Aggregates
+		i++
+		return []any{s.topic, []byte(aggs[a]), values[a], uuid.New(), info.Name, "order", aggs[a], int64(i/o.Aggregates + 1), headers}, nil
+	})
+	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{s.schema, "eventline_outbox"},
+		[]string{"topic", "record_key", "record_value", "event_id", "event_type", "aggregate_type", "aggregate_id", "aggregate_version", "headers"}, src)
+	if err != nil {
+		return fmt.Errorf("filling the outbox: %w", err)
+	}
+	_, err = s.pool.Exec(ctx, `ANALYZE `+pgx.Identifier{s.schema, "eventline_outbox"}.Sanitize())
+	return err
+}
+
+// liveLatency appends single-event transactions at o.LatencyRate for
+// o.LatencyFor and returns each event's commit-to-receipt latency.
+func liveLatency(ctx context.Context, env Env, s *setup, o RelayOptions) ([]time.Duration, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...))
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.topic)
+	if err != nil {
+		return nil, err
+	}
+	start := map[int32]kgo.Offset{}
+	ends.Each(func(lo kadm.ListedOffset) { start[lo.Partition] = kgo.NewOffset().At(lo.Offset) })
+	cons, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: start}), kgo.FetchMaxWait(50*time.Millisecond))
+	if err != nil {
+		return nil, err
+	}
+	defer cons.Close()
+
+	var mu sync.Mutex
+	committed := map[string]time.Time{}
+	received := map[string]time.Time{}
+	total := int(float64(o.LatencyRate) * o.LatencyFor.Seconds())
+	cctx, cancel := context.WithTimeout(ctx, o.LatencyFor+60*time.Second)
+	defer cancel()
+	consumed := make(chan error, 1)
+	go func() {
+		for {
+			fs := cons.PollFetches(cctx)
+			now := time.Now()
+			if cctx.Err() != nil {
+				consumed <- fmt.Errorf("latency phase: received %d of %d events", len(received), total)
+				return
+			}
+			mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) {
+				for _, h := range r.Headers {
+					if h.Key == "eventline-event-id" {
+						received[string(h.Value)] = now
+					}
+				}
+			})
+			n := len(received)
+			mu.Unlock()
+			if n >= total {
+				consumed <- nil
+				return
+			}
+		}
+	}()
+
+	// Open-loop pacing: event k is due at start + k/rate, whatever the
+	// previous commit took, spread over a few writers.
+	aggs := make([]string, 1000)
+	for i := range aggs {
+		aggs[i] = uuid.NewString()
+	}
+	interval := time.Second / time.Duration(o.LatencyRate)
+	begin := time.Now()
+	jobs := make(chan int, total)
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, 4))
+			for k := range jobs {
+				if d := time.Until(begin.Add(time.Duration(k) * interval)); d > 0 {
+					time.Sleep(d) // pacing the load, not synchronising
+				}
+				id := uuid.New()
+				agg := aggs[k%len(aggs)]
+				tx, err := s.pool.Begin(cctx)
+				if err == nil {
+					err = s.prod.Append(cctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, EventID: id, Event: sampleOrder(agg, rng)})
+					if err == nil {
+						err = tx.Commit(cctx)
+					} else {
+						_ = tx.Rollback(cctx)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				now := time.Now()
+				mu.Lock()
+				committed[id.String()] = now
+				mu.Unlock()
+			}
+		}(uint64(w))
+	}
+	for k := 0; k < total; k++ {
+		jobs <- k
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	if err := <-consumed; err != nil {
+		return nil, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var out []time.Duration
+	for id, c := range committed {
+		r, ok := received[id]
+		if !ok {
+			return nil, errors.New("latency phase: an event was committed but not received")
+		}
+		out = append(out, r.Sub(c))
+	}
+	return out, nil
+}
+
+// Machine describes the host for the figures.
+func Machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range splitLines(string(b)) {
+			if v, ok := cutPrefix(l, "model name"); ok {
+				model = v
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores, %s", numCPU(), model)
+}
