@@ -62,4 +62,3 @@ func TestAppendBenchSmoke(t *testing.T) {
 		}
 	}
 }
-
