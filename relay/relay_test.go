@@ -340,3 +340,66 @@ func TestRelayConfigErrors(t *testing.T) {
 		}
 	}
 }
+
+// With the poll fallback effectively off, every event still arrives: the
+// relay's idle handshake never loses a wake-up, whether writers commit while
+// it drains (they skip NOTIFY) or while it sleeps (they notify). Each round
+// is a burst of concurrent commits followed by silence; a row stranded at
+// the end of a burst would never be published.
+func TestRelayNoLostWakeups(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r, _ := b.start(relay.Config{PollInterval: time.Hour, BatchSize: 20})
+	waitFor(t, func() bool { return r.Stats().Leader })
+	ctx := context.Background()
+	const rounds, writers, each = 60, 8, 4
+	aggs := make([]string, writers)
+	for i := range aggs {
+		aggs[i] = uuid.NewString()
+	}
+	version := 0
+	for round := 0; round < rounds; round++ {
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w := 0; w < writers; w++ {
+			wg.Add(1)
+			go func(agg string) {
+				defer wg.Done()
+				for i := 1; i <= each; i++ {
+					tx, err := b.db.Begin(ctx)
+					if err == nil {
+						err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(version + i), Event: order(agg)})
+						if err == nil {
+							// Hold the transaction open a moment after the
+							// trigger read the flag: the window the
+							// handshake must cover.
+							_, err = tx.Exec(ctx, `SELECT pg_sleep(random() * 0.004)`)
+						}
+						if err == nil {
+							err = tx.Commit(ctx)
+						}
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+			}(aggs[w])
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		version += each
+		deadline := time.Now().Add(10 * time.Second)
+		for b.outboxCount() != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: %d rows stranded in the outbox with no wake-up", round, b.outboxCount())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor(t, func() bool { return r.Stats().Published == rounds*writers*each })
+	checkOrder(t, b.consume(rounds*writers*each))
+}

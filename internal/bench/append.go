@@ -22,6 +22,11 @@ type AppendOptions struct {
 	// WithoutNotify disables the outbox's NOTIFY trigger for the run: a
 	// diagnostic that shows what the relay's wake-up costs writers.
 	WithoutNotify bool
+	// WithoutRelay runs no relay: the outbox only grows, and writers
+	// notify on every commit (nobody announces a busy relay).
+	WithoutRelay bool
+	// RelayCommand as in RelayOptions.
+	RelayCommand []string
 }
 
 // AppendResult is what `bench append --json` prints.
@@ -32,12 +37,14 @@ type AppendResult struct {
 	WithOutboxTxPerSec   float64 `json:"with_outbox_tx_per_sec"`
 	Ratio                float64 `json:"ratio"`
 	NotifyTrigger        bool    `json:"notify_trigger"`
+	RelayRunning         bool    `json:"relay_running"`
 	Machine              string  `json:"machine"`
 }
 
 // Append measures, in one run and at the same concurrency, the rate of a
 // business transaction (insert an order row) alone and with one outbox
-// event appended (producer.Append) in the same transaction. Phases are
+// event appended (producer.Append) in the same transaction, with a relay
+// process draining the outbox meanwhile. Phases are
 // interleaved (business, outbox, business, outbox) so drift in the machine's
 // speed hits both alike.
 func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error) {
@@ -50,7 +57,7 @@ func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	res := AppendResult{Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), NotifyTrigger: !o.WithoutNotify}
+	res := AppendResult{Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), NotifyTrigger: !o.WithoutNotify, RelayRunning: !o.WithoutRelay}
 	s, err := newSetup(ctx, env, 6, o.Writers)
 	if err != nil {
 		return res, err
@@ -64,6 +71,15 @@ func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error)
 		if _, err := s.pool.Exec(ctx, `ALTER TABLE `+pgx.Identifier{s.schema, "eventline_outbox"}.Sanitize()+` DISABLE TRIGGER eventline_outbox_notify`); err != nil {
 			return res, err
 		}
+	}
+	if !o.WithoutRelay {
+		// As deployed: a relay drains the outbox while writers commit
+		// (here on the same two cores).
+		proc, err := startRelayProcess(env, s, 6, 10000, o.RelayCommand)
+		if err != nil {
+			return res, err
+		}
+		defer proc.stop()
 	}
 	var business, outbox [2]float64
 	for round := 0; round < 2; round++ {

@@ -48,7 +48,7 @@ func TestRelayBenchSmoke(t *testing.T) {
 
 func TestAppendBenchSmoke(t *testing.T) {
 	t.Parallel()
-	res, err := bench.Append(context.Background(), env(t), bench.AppendOptions{Writers: 2, Duration: 300 * time.Millisecond, Logger: testkit.Logger(t)})
+	res, err := bench.Append(context.Background(), env(t), bench.AppendOptions{Writers: 2, Duration: 300 * time.Millisecond, Logger: testkit.Logger(t), WithoutRelay: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -127,51 +127,13 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	if err := fill(ctx, s, o, ss.ID); err != nil {
 		return res, err
 	}
-	cfgFile, err := os.CreateTemp("", "eventline-bench-*.yaml")
+	start = time.Now()
+	proc, err := startRelayProcess(env, s, o.Partitions, o.BatchSize, o.RelayCommand)
 	if err != nil {
 		return res, err
 	}
-	defer os.Remove(cfgFile.Name())
-	fmt.Fprintf(cfgFile, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]\n", s.topic, o.Partitions)
-	cfgFile.Close()
-
-	cmdArgs := o.RelayCommand
-	if len(cmdArgs) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return res, err
-		}
-		cmdArgs = []string{exe, "relay"}
-	}
-	cmd := exec.Command(cmdArgs[0], append(cmdArgs[1:],
-		"--database-url", env.DatabaseURL, "--brokers", joinComma(env.Brokers), "--schema", s.schema,
-		"--config", cfgFile.Name(), "--batch-size", fmt.Sprint(o.BatchSize), "--poll-interval", "100ms")...)
-	cmd.Env = append(os.Environ(), "EVENTLINE_LOG_LEVEL=warn")
-	// EVENTLINE_RELAY_CPUPROFILE profiles the relay process alone.
-	if p := os.Getenv("EVENTLINE_RELAY_CPUPROFILE"); p != "" {
-		cmd.Env = append(cmd.Env, "EVENTLINE_CPUPROFILE="+p)
-	}
-	cmd.Stderr = os.Stderr
-	start = time.Now()
-	if err := cmd.Start(); err != nil {
-		return res, fmt.Errorf("starting the relay: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopRelay := func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}
-	defer func() {
-		if cmd.ProcessState == nil {
-			stopRelay()
-		}
-	}()
+	defer proc.stop()
+	exited := proc.exited
 	outbox := pgx.Identifier{s.schema, "eventline_outbox"}.Sanitize()
 	for {
 		var left int
@@ -207,9 +169,64 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	res.LatencyEvents = len(lat)
 	res.P50Ms = ms(percentile(lat, 0.50))
 	res.P99Ms = ms(percentile(lat, 0.99))
-	res.MaxRSSMB = peakRSS(cmd.Process.Pid)
-	stopRelay()
+	res.MaxRSSMB = peakRSS(proc.cmd.Process.Pid)
+	proc.stop()
 	return res, nil
+}
+
+type relayProcess struct {
+	cmd    *exec.Cmd
+	exited chan error
+	once   sync.Once
+	cfg    string
+}
+
+// startRelayProcess runs `eventline relay` for the benchmark's schema and
+// topic as a child process, so its memory and CPU are its own.
+func startRelayProcess(env Env, s *setup, partitions, batch int, command []string) (*relayProcess, error) {
+	cfgFile, err := os.CreateTemp("", "eventline-bench-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfgFile, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]\n", s.topic, partitions)
+	cfgFile.Close()
+	if len(command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		command = []string{exe, "relay"}
+	}
+	cmd := exec.Command(command[0], append(command[1:],
+		"--database-url", env.DatabaseURL, "--brokers", joinComma(env.Brokers), "--schema", s.schema,
+		"--config", cfgFile.Name(), "--batch-size", fmt.Sprint(batch), "--poll-interval", "100ms")...)
+	cmd.Env = append(os.Environ(), "EVENTLINE_LOG_LEVEL=warn")
+	// EVENTLINE_RELAY_CPUPROFILE profiles the relay process alone.
+	if p := os.Getenv("EVENTLINE_RELAY_CPUPROFILE"); p != "" {
+		cmd.Env = append(cmd.Env, "EVENTLINE_CPUPROFILE="+p)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		os.Remove(cfgFile.Name())
+		return nil, fmt.Errorf("starting the relay: %w", err)
+	}
+	p := &relayProcess{cmd: cmd, exited: make(chan error, 1), cfg: cfgFile.Name()}
+	go func() { p.exited <- cmd.Wait() }()
+	return p, nil
+}
+
+// stop ends the relay with SIGTERM (SIGKILL after 30 s); idempotent.
+func (p *relayProcess) stop() {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		os.Remove(p.cfg)
+	})
 }
 
 func joinComma(xs []string) string { return strings.Join(xs, ",") }

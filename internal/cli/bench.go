@@ -26,6 +26,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	writers := fs.Int("writers", 8, "append: concurrent writers")
 	phase := fs.Duration("phase", 5*time.Second, "append: length of each measuring phase")
 	noNotify := fs.Bool("without-notify", false, "append: diagnostic run with the outbox NOTIFY trigger disabled")
+	noRelay := fs.Bool("without-relay", false, "append: run no relay during the measurement")
 	if code := parse(fs, args[1:]); code >= 0 {
 		return code
 	}
@@ -57,7 +58,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 			return ExitOK
 		}
 	case "append":
-		res, err := bench.Append(ctx, benv, bench.AppendOptions{Writers: *writers, Duration: *phase, Logger: env.Logger, WithoutNotify: *noNotify})
+		res, err := bench.Append(ctx, benv, bench.AppendOptions{Writers: *writers, Duration: *phase, Logger: env.Logger, WithoutNotify: *noNotify, WithoutRelay: *noRelay})
 		if err != nil {
 			env.Logger.Error("bench append failed", "err", err)
 			return ExitFail
