@@ -7,6 +7,9 @@
 #                                  # print EVENTLINE_TEST_KAFKA=127.0.0.1:<port>
 #   bash scripts/kafka.sh status   # running? (prints the same line if so)
 #   bash scripts/kafka.sh down     # stop it (no error if nothing runs)
+#   bash scripts/kafka.sh stop     # stop it, keeping its data (for restart tests)
+#   bash scripts/kafka.sh start    # start the node `up` formatted again, with its
+#                                  # data; wait until ready, print the same line
 #
 # Only the EVENTLINE_TEST_KAFKA=... line goes to stdout, so
 #   export "$(bash scripts/kafka.sh up)"
@@ -17,8 +20,10 @@
 #   EVENTLINE_KAFKA_VERSION          org.apache.kafka:kafka_2.13 version (4.4.0)
 #   EVENTLINE_KAFKA_DIR              run dir: config, pid, data, logs
 #                                    (default $EVENTLINE_CACHE/kafka-run)
-#   EVENTLINE_KAFKA_PORT             client listener port (39092)
-#   EVENTLINE_KAFKA_CONTROLLER_PORT  controller listener port (39093)
+#   EVENTLINE_KAFKA_PORT             client listener port (29092; below the
+#                                    kernel's ephemeral range, so no outgoing
+#                                    connection can hold it)
+#   EVENTLINE_KAFKA_CONTROLLER_PORT  controller listener port (29093)
 #   EVENTLINE_KAFKA_TIMEOUT          seconds `up` waits for readiness (90)
 #   EVENTLINE_KAFKA_LOG_LEVEL        broker log level, to <run dir>/logs/server.log (WARN)
 #   EVENTLINE_KAFKA_JAVA_OPTS        extra JVM options
@@ -41,8 +46,8 @@ MARKER=$DIST/.complete
 RUN=${EVENTLINE_KAFKA_DIR:-$CACHE/kafka-run}
 PIDFILE=$RUN/kafka.pid
 HOST=127.0.0.1
-PORT=${EVENTLINE_KAFKA_PORT:-39092}
-CONTROLLER_PORT=${EVENTLINE_KAFKA_CONTROLLER_PORT:-39093}
+PORT=${EVENTLINE_KAFKA_PORT:-29092}
+CONTROLLER_PORT=${EVENTLINE_KAFKA_CONTROLLER_PORT:-29093}
 TIMEOUT=${EVENTLINE_KAFKA_TIMEOUT:-90}
 LOG_LEVEL=${EVENTLINE_KAFKA_LOG_LEVEL:-WARN}
 READY_BIN=$CACHE/bin/kafkaready
@@ -240,18 +245,8 @@ cmd_up() {
   fi
   cmd_down
 
-  local p
-  for p in "$PORT" "$CONTROLLER_PORT"; do
-    if port_in_use "$p"; then
-      die "$HOST:$p is already in use by another process; stop it or set EVENTLINE_KAFKA_PORT / EVENTLINE_KAFKA_CONTROLLER_PORT"
-    fi
-  done
-
-  # Build the readiness probe before starting anything (cached after once).
-  command -v go >/dev/null 2>&1 || die "go not found (needed for the readiness probe)"
-  mkdir -p "$(dirname "$READY_BIN")"
-  (cd "$REPO_ROOT" && go build -o "$READY_BIN" ./internal/tools/kafkaready) ||
-    die "could not build internal/tools/kafkaready"
+  check_ports
+  build_probe
 
   # Every up starts from empty storage and a fresh log.
   mkdir -p "$RUN"
@@ -259,23 +254,46 @@ cmd_up() {
   mkdir -p "$RUN/data" "$RUN/logs"
   write_config
 
-  local jvm_common=(
-    -Djava.awt.headless=true
-    -Dlog4j2.configurationFile="$LOG4J_CONF"
-    -Dkafka.logs.dir="$RUN/logs"
-    -Deventline.kafka.loglevel="$LOG_LEVEL"
-  )
-
   local cluster_id
   cluster_id=$(new_cluster_id)
   log "formatting storage (cluster id $cluster_id)"
-  if ! "$JAVA" "${jvm_common[@]}" -cp "$LIBS/*" kafka.tools.StorageTool \
+  if ! "$JAVA" "${JVM_COMMON[@]}" -cp "$LIBS/*" kafka.tools.StorageTool \
       format -t "$cluster_id" -c "$RUN/server.properties" --standalone \
       >"$RUN/logs/format.out" 2>&1 </dev/null; then
     cat "$RUN/logs/format.out" >&2
     fail_up "formatting storage failed"
   fi
 
+  launch
+}
+
+check_ports() {
+  local p
+  for p in "$PORT" "$CONTROLLER_PORT"; do
+    if port_in_use "$p"; then
+      die "$HOST:$p is already in use by another process; stop it or set EVENTLINE_KAFKA_PORT / EVENTLINE_KAFKA_CONTROLLER_PORT"
+    fi
+  done
+}
+
+# Build the readiness probe before starting anything (cached after once).
+build_probe() {
+  command -v go >/dev/null 2>&1 || die "go not found (needed for the readiness probe)"
+  mkdir -p "$(dirname "$READY_BIN")"
+  (cd "$REPO_ROOT" && go build -o "$READY_BIN" ./internal/tools/kafkaready) ||
+    die "could not build internal/tools/kafkaready"
+}
+
+JVM_COMMON=(
+  -Djava.awt.headless=true
+  -Dlog4j2.configurationFile="$LOG4J_CONF"
+  -Dkafka.logs.dir="$RUN/logs"
+  -Deventline.kafka.loglevel="$LOG_LEVEL"
+)
+
+# launch: start the broker on the storage and config in $RUN, wait until it
+# is ready, print the EVENTLINE_TEST_KAFKA line (for up and start).
+launch() {
   log "starting Kafka $KAFKA_VERSION on $HOST:$PORT (controller $HOST:$CONTROLLER_PORT), run dir $RUN"
   local launcher=()
   command -v setsid >/dev/null 2>&1 && launcher=(setsid)
@@ -285,9 +303,9 @@ cmd_up() {
   "${launcher[@]}" nohup "$JAVA" -Xms256m -Xmx768m \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent \
-    "${jvm_common[@]}" ${EVENTLINE_KAFKA_JAVA_OPTS:-} \
+    "${JVM_COMMON[@]}" ${EVENTLINE_KAFKA_JAVA_OPTS:-} \
     -cp "$LIBS/*" kafka.Kafka "$RUN/server.properties" \
-    >"$RUN/logs/kafka.out" 2>&1 </dev/null &
+    >>"$RUN/logs/kafka.out" 2>&1 </dev/null &
   local pid=$! ready=
   echo "$pid" >"$PIDFILE"
   trap '[ -n "$ready" ] && kill "$ready" 2>/dev/null; fail_up "interrupted" "$pid"' INT TERM
@@ -313,6 +331,43 @@ cmd_up() {
   echo "EVENTLINE_TEST_KAFKA=$HOST:$PORT"
 }
 
+# cmd_stop: like down (a clean shutdown), said for what it is meant for:
+# the data, config and logs stay, and start resumes the node.
+cmd_stop() {
+  local pid
+  if pid=$(running_pid); then
+    log "stopping broker (pid $pid), keeping its data in $RUN/data"
+    stop_pid "$pid"
+    log "stopped"
+  fi
+  rm -f "$PIDFILE" "$RUN/bootstrap"
+}
+
+# cmd_start: start the node that up formatted, on its data and with the
+# server.properties up wrote (its ports win over the environment's).
+cmd_start() {
+  [ -f "$RUN/server.properties" ] && [ -f "$RUN/data/meta.properties" ] ||
+    die "no formatted node in $RUN; run up first"
+  local pid
+  if pid=$(running_pid); then
+    log "already running (pid $pid)"
+    echo "EVENTLINE_TEST_KAFKA=$(cat "$RUN/bootstrap" 2>/dev/null || echo "$HOST:$PORT")"
+    return 0
+  fi
+  local p
+  p=$(sed -n 's#^advertised\.listeners=PLAINTEXT://.*:\([0-9][0-9]*\)$#\1#p' "$RUN/server.properties")
+  [ -n "$p" ] && PORT=$p
+  p=$(sed -n 's#^controller\.quorum\.bootstrap\.servers=.*:\([0-9][0-9]*\)$#\1#p' "$RUN/server.properties")
+  [ -n "$p" ] && CONTROLLER_PORT=$p
+  fetched || die "the Kafka $KAFKA_VERSION jars are not fetched; run up first"
+  JAVA=$(java_bin)
+  check_java
+  check_ports
+  build_probe
+  mkdir -p "$RUN/logs"
+  launch
+}
+
 cmd_status() {
   local pid
   if pid=$(running_pid); then
@@ -325,7 +380,7 @@ cmd_status() {
 }
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -333,6 +388,8 @@ case "${1:-}" in
   fetch) cmd_fetch ;;
   up) cmd_up ;;
   down) cmd_down ;;
+  stop) cmd_stop ;;
+  start) cmd_start ;;
   status) cmd_status ;;
   *) usage ;;
 esac

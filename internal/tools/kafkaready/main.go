@@ -5,7 +5,7 @@
 //
 // scripts/kafka.sh uses it to wait for the test broker it starts:
 //
-//	go run ./internal/tools/kafkaready -brokers 127.0.0.1:39092 -timeout 90s
+//	go run ./internal/tools/kafkaready -brokers 127.0.0.1:29092 -timeout 90s
 package main
 
 import (
@@ -22,7 +22,7 @@ import (
 )
 
 func main() {
-	brokers := flag.String("brokers", "127.0.0.1:39092", "comma-separated seed brokers (host:port)")
+	brokers := flag.String("brokers", "127.0.0.1:29092", "comma-separated seed brokers (host:port)")
 	timeout := flag.Duration("timeout", 90*time.Second, "give up after this long")
 	attempt := flag.Duration("attempt", 3*time.Second, "time limit of one probe")
 	quiet := flag.Bool("q", false, "print nothing on success")

@@ -1,0 +1,365 @@
+// Package chaos_test proves the relay's two guarantees under failures, on
+// kfake or on the real broker named by EVENTLINE_TEST_KAFKA:
+//
+//   - no loss: whatever fails (the relay process killed with SIGKILL, the
+//     broker stopped and restarted, PostgreSQL restarted or crashed), every
+//     committed event ends up on its topic; duplicates are allowed and
+//     reported;
+//   - order: every aggregate's events appear on its partition in commit
+//     order (first occurrences), with concurrent writers and across leader
+//     takeovers.
+//
+// Writers are business transactions: they bump a row per aggregate
+// (`UPDATE … SET v = v + 1 RETURNING v`) and append the event at that
+// version in the same transaction, so the version is the commit order of the
+// aggregate's events. The tests record every committed event id and, at the
+// end, read the whole topic.
+package chaos_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eventline/eventline/internal/pgcluster"
+	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/relay"
+)
+
+// binary is the eventline command built with -race for the SIGKILL test.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eventline-chaos-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "eventline")
+	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/eventline/eventline/cmd/eventline")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building eventline:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	testkit.Main(m, func() { os.RemoveAll(dir) })
+}
+
+// The relay process is killed with SIGKILL at random points of its work
+// while 8 writers commit, and restarted each time; a last one drains the
+// outbox and stops on SIGTERM.
+func TestNoLossRelaySIGKILL(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	w := setup(t, testkit.Postgres(t), testkit.Kafka(t))
+	cfgPath := w.writePipeline()
+	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
+
+	const kills = 8
+	var procs []*relayProc
+	leaderKills := 0
+	var pending []string // outbox rows at each kill
+	for range kills {
+		p := w.startRelayProcess(cfgPath)
+		procs = append(procs, p)
+		if rand.IntN(6) > 0 {
+			// Mostly while it leads: somewhere in reading, producing,
+			// awaiting acks or deleting a batch of the backlog that
+			// built up while no relay ran.
+			waitFor(t, 60*time.Second, "relay process leading", p.leads)
+		}
+		// Where the kill lands: mostly within the first batches of the
+		// backlog, now and then anywhere.
+		if rand.IntN(3) > 0 {
+			time.Sleep(rand.N(150 * time.Millisecond))
+		} else {
+			time.Sleep(rand.N(time.Second))
+		}
+		if p.leads() {
+			leaderKills++
+		}
+		pending = append(pending, fmt.Sprint(w.outboxCount()))
+		p.kill(t)
+		committed := w.ledger.committedCount()
+		// No relay for a while: writers go on committing, a backlog builds.
+		waitFor(t, 30*time.Second, "writers committing", func() bool { return w.ledger.committedCount() >= committed+100 })
+		time.Sleep(rand.N(time.Second))
+	}
+
+	last := w.startRelayProcess(cfgPath)
+	procs = append(procs, last)
+	waitFor(t, 60*time.Second, "last relay process leading", last.leads)
+	stopWriters()
+	drainStart := time.Now()
+	w.drained(60 * time.Second)
+	drain := time.Since(drainStart)
+	last.term(t)
+	for i, p := range procs {
+		if out := p.out.String(); strings.Contains(out, "WARNING: DATA RACE") {
+			t.Errorf("relay process %d reported a data race:\n%s", i, out)
+		}
+	}
+	if leaderKills < 3 {
+		t.Errorf("only %d of %d kills hit a leading relay", leaderKills, kills)
+	}
+
+	o := w.verify(w.readTopic())
+	t.Logf("SIGKILL: %s; %d kills (%d while leading; outbox rows at the kills: %s); final drain %s; test %s",
+		o, kills, leaderKills, strings.Join(pending, " "), duration(drain), duration(time.Since(begin)))
+	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
+		t.Errorf("writers failed %d transactions (%d at commit) with the database up: %v", failed+uncertain, uncertain, err)
+	}
+}
+
+// The broker is stopped for 10 s while the relay (in process) publishes and
+// 8 writers commit, then started again on its data.
+func TestNoLossBrokerRestart(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	brokers, restart := testkit.RestartableKafka(t)
+	w := setup(t, testkit.Postgres(t), brokers)
+	r := w.startRelay("r", relay.Config{BatchSize: 200})
+	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
+
+	waitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= 300 })
+	const down = 10 * time.Second
+	stopAt := time.Now()
+	restart(down)
+	outage := time.Since(stopAt)
+	committed := w.ledger.committedCount()
+	upAt := time.Now()
+	// What the writers committed during the outage waited in the outbox.
+	backlog := w.outboxCount()
+	if backlog < 100 {
+		t.Errorf("only %d outbox rows after a %s outage: was the broker down?", backlog, down)
+	}
+	// Caught up with everything committed during the outage...
+	waitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
+	catchUp := time.Since(upAt)
+	// ...and keeps going with the new writes.
+	waitFor(t, 60*time.Second, "relay publishing new writes", func() bool { return r.r.Stats().Published >= uint64(committed)+300 })
+	stopWriters()
+	w.drained(60 * time.Second)
+	r.stop()
+
+	o := w.verify(w.readTopic())
+	t.Logf("broker restart: %s; broker down %s (stop, down, start: %s); outbox backlog of %d rows at the restart, caught up %s later; test %s",
+		o, down, duration(outage), backlog, duration(catchUp), duration(time.Since(begin)))
+	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
+		t.Errorf("writers failed %d transactions with the database up: %v", failed+uncertain, err)
+	}
+}
+
+// PostgreSQL is restarted twice while the relay (in process) publishes and
+// 8 writers commit: a fast shutdown (clients disconnected, checkpoint) and
+// an immediate one (no checkpoint: crash recovery at the next start). The
+// writers retry what failed and record only what committed.
+func TestNoLossPostgresRestart(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	pg := startPostgres(t)
+	w := setup(t, pg.url(), testkit.Kafka(t))
+	r := w.startRelay("r", relay.Config{BatchSize: 200})
+	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
+
+	var phases []string
+	mark := 0
+	for _, immediate := range []bool{false, true} {
+		waitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= uint64(mark)+1000 })
+		stopAt := time.Now()
+		pg.restart(t, immediate, 2*time.Second)
+		upAt := time.Now()
+		committed := w.ledger.committedCount()
+		waitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
+		mark = committed
+		kind := "fast"
+		if immediate {
+			kind = "immediate"
+		}
+		phases = append(phases, fmt.Sprintf("%s shutdown: down %s, caught up %s later", kind, duration(upAt.Sub(stopAt)), duration(time.Since(upAt))))
+	}
+	// Writers and relay carry on after the crash recovery.
+	waitFor(t, 60*time.Second, "relay publishing new writes", func() bool { return r.r.Stats().Published >= uint64(mark)+300 })
+	stopWriters()
+	w.drained(60 * time.Second)
+	r.stop()
+
+	o := w.verify(w.readTopic())
+	_, _, failed, lastErr := w.ledger.counts()
+	t.Logf("postgres restarts: %s; %s; %d writer transactions failed and were retried (last: %v); test %s",
+		o, strings.Join(phases, "; "), failed, lastErr, duration(time.Since(begin)))
+}
+
+// 16 writers append concurrently to the same 50 aggregates while relays
+// take over from each other: the leader is stopped (gracefully: it finishes
+// its batch in flight, then lets go of the lock) a quarter of the way
+// through, and then, four times, the leader's lock session is terminated by
+// the database (abruptly: the old leader may still have a batch in flight
+// when a standby takes over, so two relays produce at once).
+func TestOrderConcurrentWritersAcrossTakeover(t *testing.T) {
+	t.Parallel()
+	begin := time.Now()
+	w := setup(t, testkit.Postgres(t), testkit.Kafka(t))
+	relays := []*inproc{w.startRelay("a", relay.Config{BatchSize: 100}), w.startRelay("b", relay.Config{BatchSize: 100})}
+	leader := func() *inproc {
+		var l *inproc
+		for _, p := range relays {
+			if p.r.Stats().Leader {
+				if l != nil {
+					return nil // two say they lead: one is about to notice it lost
+				}
+				l = p
+			}
+		}
+		return l
+	}
+	waitFor(t, 60*time.Second, "a leader", func() bool { return leader() != nil })
+
+	const writers, each = 16, 400
+	_, wait := w.startWriters(writers, 8*time.Millisecond, each)
+	total := writers * each
+
+	waitFor(t, 60*time.Second, "a quarter written", func() bool { return w.ledger.committedCount() >= total/4 })
+	old := leader()
+	old.stop()
+	relays = append(relays, w.startRelay("c", relay.Config{BatchSize: 100}))
+	waitFor(t, 60*time.Second, "a new leader", func() bool { l := leader(); return l != nil && l != old })
+	leaders := []string{old.name, leader().name + " (graceful)"}
+
+	var latencies []string
+	for _, share := range []int{40, 55, 70, 85} {
+		waitFor(t, 60*time.Second, fmt.Sprintf("%d%% written", share), func() bool { return w.ledger.committedCount() >= total*share/100 })
+		old := leader()
+		pid := w.leaderSession()
+		if old == nil || pid == 0 {
+			t.Fatalf("no leader to take over from (relay %v, lock session %d)", old, pid)
+		}
+		if _, err := w.db.Exec(context.Background(), `SELECT pg_terminate_backend($1)`, pid); err != nil {
+			t.Fatal(err)
+		}
+		terminatedAt := time.Now()
+		waitFor(t, 60*time.Second, "another session holding the leader lock", func() bool {
+			p := w.leaderSession()
+			return p != 0 && p != pid
+		})
+		latencies = append(latencies, duration(time.Since(terminatedAt)))
+		// The old leader notices (it then waits StandbyRetry before it
+		// competes again, so the poll sees it step down).
+		sawLoss := false
+		waitFor(t, 60*time.Second, "the old leader stepping down and one leader", func() bool {
+			sawLoss = sawLoss || !old.r.Stats().Leader
+			return sawLoss && leader() != nil
+		})
+		leaders = append(leaders, leader().name)
+	}
+
+	wait()
+	w.drained(60 * time.Second)
+	var published uint64
+	for _, p := range relays {
+		published += p.r.Stats().Published
+		p.stop()
+	}
+
+	o := w.verify(w.readTopic())
+	t.Logf("takeovers: %s; leaders %s (then lock sessions terminated; new lock holder after %s); %d rows deleted by the relays; test %s",
+		o, strings.Join(leaders, " -> "), strings.Join(latencies, ", "), published, duration(time.Since(begin)))
+	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
+		t.Errorf("writers failed %d transactions with the database up: %v", failed+uncertain, err)
+	}
+}
+
+// leaderSession is the backend pid holding the relays' leader lock (an
+// advisory lock on hashtextextended(key, 0): classid holds its high 32 bits,
+// objid its low ones), or 0 when none does.
+func (w *world) leaderSession() int32 {
+	var pid int32
+	err := w.db.QueryRow(context.Background(), `SELECT pid FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 1
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		AND ((classid::bigint << 32) | objid::bigint) = hashtextextended('eventline_relay:public', 0)`).Scan(&pid)
+	if err != nil {
+		return 0
+	}
+	return pid
+}
+
+// pgServer is a PostgreSQL cluster of the test's own, restartable on the
+// same port (so the URLs the relay and writers hold stay valid; a stable
+// port, which no outgoing connection takes while the server is down).
+type pgServer struct {
+	dir string
+	cfg pgcluster.Config
+	c   *pgcluster.Cluster
+}
+
+func startPostgres(t *testing.T) *pgServer {
+	t.Helper()
+	dir, err := testkit.TempDir("eventline-chaos-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	// Durable (not Ephemeral): an immediate shutdown must not lose what
+	// was reported committed, or a missing event would be PostgreSQL's
+	// doing, not the relay's.
+	s := &pgServer{dir: dir, cfg: pgcluster.Config{DataDir: filepath.Join(dir, "pg"), Logger: testkit.Logger(t)}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Another program may bind the port between StablePort's probe and
+	// the server's bind: the first start may pick another one.
+	for range 3 {
+		s.cfg.Port = testkit.StablePort(t)
+		if s.c, err = pgcluster.Start(ctx, s.cfg); err == nil || !strings.Contains(err.Error(), "could not bind") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.c.Stop(ctx); err != nil {
+			t.Errorf("stopping postgres: %v", err)
+		}
+	})
+	return s
+}
+
+func (s *pgServer) url() string { return s.c.URL() }
+
+// restart stops the server (fast shutdown, or immediate: SIGQUIT, as after
+// a crash), keeps it down for down, and starts it again on the same port.
+func (s *pgServer) restart(t *testing.T, immediate bool, down time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if immediate {
+		if err := syscall.Kill(s.c.PID(), syscall.SIGQUIT); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.c.Done():
+		case <-ctx.Done():
+			t.Fatal("postgres still running after SIGQUIT")
+		}
+	}
+	if err := s.c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(down) // the outage itself
+	c, err := pgcluster.Start(ctx, s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.c = c
+}

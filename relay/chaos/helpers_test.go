@@ -1,0 +1,581 @@
+package chaos_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/schemas"
+)
+
+const (
+	partitions = 6
+	aggregates = 50
+)
+
+// world is one test's outbox database, topic, producer, business table and
+// the ledger of what its writers committed.
+type world struct {
+	t        *testing.T
+	dbURL    string
+	db       *pgxpool.Pool
+	brokers  []string
+	topic    string
+	pipeline []byte // eventline.yaml routing the orders to topic
+	prod     *producer.Producer
+	aggs     []string
+	ledger   ledger
+}
+
+func setup(t *testing.T, dbURL string, brokers []string) *world {
+	t.Helper()
+	ctx := context.Background()
+	pcfg, err := pgxpool.ParseConfig(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcfg.MaxConns = 24 // up to 16 writers plus the test's own queries
+	db, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	// The business table: one row per aggregate, whose version the writers
+	// bump in the transaction that appends the event. Its row lock orders
+	// the writers of one aggregate, so the version is the commit order.
+	if _, err := db.Exec(ctx, `CREATE TABLE chaos_agg (id text PRIMARY KEY, v bigint NOT NULL DEFAULT 0)`); err != nil {
+		t.Fatal(err)
+	}
+	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "orders")}
+	for range aggregates {
+		w.aggs = append(w.aggs, uuid.NewString())
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO chaos_agg (id) SELECT unnest($1::text[])`, w.aggs); err != nil {
+		t.Fatal(err)
+	}
+	w.pipeline = fmt.Appendf(nil, "topics:\n  - name: %s\n    partitions: %d\n    replication_factor: 1\n    events: [eventline.orders.OrderCreated]\n", w.topic, partitions)
+	pipe, err := config.Parse(w.pipeline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := sr.NewClient(sr.URLs(testkit.Registry(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.prod, err = producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, AutoRegister: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.ledger.committed = map[uuid.UUID]event{}
+	w.ledger.uncertain = map[uuid.UUID]event{}
+	return w
+}
+
+func (w *world) topics() []config.Topic {
+	return []config.Topic{{Name: w.topic, Partitions: partitions, ReplicationFactor: 1}}
+}
+
+// event is what a writer appended: the aggregate and its version.
+type event struct {
+	agg     string
+	version int64
+}
+
+// ledger records the writers' outcomes. An event is committed when its
+// commit returned nil, uncertain when the commit itself failed (the
+// connection died during COMMIT: it may or may not have committed).
+type ledger struct {
+	mu        sync.Mutex
+	committed map[uuid.UUID]event
+	uncertain map[uuid.UUID]event
+	failed    int // transactions that failed before COMMIT (rolled back)
+	lastErr   error
+}
+
+func (l *ledger) committedCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.committed)
+}
+
+func (l *ledger) counts() (committed, uncertain, failed int, lastErr error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.committed), len(l.uncertain), l.failed, l.lastErr
+}
+
+var errCommitUnknown = errors.New("commit outcome unknown")
+
+// appendOne is a business transaction: bump the aggregate's version, append
+// the event at that version, commit.
+func (w *world) appendOne(agg string, id uuid.UUID) (int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	tx, err := w.db.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var v int64
+	if err := tx.QueryRow(ctx, `UPDATE chaos_agg SET v = v + 1 WHERE id = $1 RETURNING v`, agg).Scan(&v); err != nil {
+		return 0, err
+	}
+	if err := w.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: v, EventID: id, Event: order(agg)}); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return v, fmt.Errorf("%w: %w", errCommitUnknown, err)
+	}
+	return v, nil
+}
+
+func order(id string) *schemas.OrderCreated {
+	return &schemas.OrderCreated{OrderID: id, CustomerID: id, Lines: []schemas.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
+}
+
+// startWriters runs n writers, each committing events to random aggregates,
+// at most one transaction per pace (0: as fast as it can) and at most
+// budget events (0: no limit). A failed transaction is retried with a new
+// event after a short pause. stop ends them and returns once they are done;
+// wait returns once they spent their budgets.
+func (w *world) startWriters(n int, pace time.Duration, budget int) (stop, wait func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var tick <-chan time.Time
+			if pace > 0 {
+				tk := time.NewTicker(pace)
+				defer tk.Stop()
+				tick = tk.C
+			}
+			for written := 0; budget == 0 || written < budget; {
+				if tick != nil {
+					select { // load shaping, not synchronisation
+					case <-done:
+						return
+					case <-tick:
+					}
+				}
+				select {
+				case <-done:
+					return
+				default:
+				}
+				agg := w.aggs[rand.IntN(len(w.aggs))]
+				id := uuid.New()
+				v, err := w.appendOne(agg, id)
+				w.ledger.mu.Lock()
+				switch {
+				case err == nil:
+					w.ledger.committed[id] = event{agg, v}
+					written++
+				case errors.Is(err, errCommitUnknown):
+					w.ledger.uncertain[id] = event{agg, v}
+					w.ledger.lastErr = err
+				default:
+					w.ledger.failed++
+					w.ledger.lastErr = err
+				}
+				w.ledger.mu.Unlock()
+				if err != nil {
+					select { // the database is restarting: do not spin
+					case <-done:
+						return
+					case <-time.After(50 * time.Millisecond):
+					}
+				}
+			}
+		}()
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() { close(done) })
+		wg.Wait()
+	}
+	w.t.Cleanup(stop)
+	return stop, wg.Wait
+}
+
+// inproc is a relay run in the test process.
+type inproc struct {
+	name   string
+	r      *relay.Relay
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+func (w *world) startRelay(name string, cfg relay.Config) *inproc {
+	w.t.Helper()
+	cfg.DatabaseURL = w.dbURL
+	cfg.Brokers = w.brokers
+	cfg.Topics = w.topics()
+	cfg.Logger = testkit.Logger(w.t).With("relay", name)
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 200 * time.Millisecond
+	}
+	if cfg.StandbyRetry == 0 {
+		cfg.StandbyRetry = 100 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 500 * time.Millisecond
+	}
+	r, err := relay.New(cfg)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &inproc{name: name, r: r, cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		if err := r.Run(ctx); err != nil {
+			w.t.Errorf("relay %s: %v", name, err)
+		}
+	}()
+	w.t.Cleanup(p.stop)
+	return p
+}
+
+// stop cancels the relay's context (a graceful stop: the batch in flight is
+// finished) and waits for Run to return.
+func (p *inproc) stop() {
+	p.once.Do(func() {
+		p.cancel()
+		<-p.done
+		p.r.Close()
+	})
+}
+
+// relayProc is `eventline relay` run as a child process.
+type relayProc struct {
+	cmd     *exec.Cmd
+	out     *syncBuffer
+	exited  chan struct{}
+	waitErr error
+}
+
+// writePipeline writes the pipeline file the child relay reads.
+func (w *world) writePipeline() string {
+	path := filepath.Join(w.t.TempDir(), "eventline.yaml")
+	if err := os.WriteFile(path, w.pipeline, 0o644); err != nil {
+		w.t.Fatal(err)
+	}
+	return path
+}
+
+func (w *world) startRelayProcess(cfgPath string) *relayProc {
+	w.t.Helper()
+	cmd := exec.Command(binary, "relay", "--config", cfgPath, "--batch-size", "100", "--poll-interval", "200ms")
+	cmd.Dir = filepath.Dir(cfgPath)
+	env := os.Environ()
+	for _, k := range []string{"DATABASE_URL", "KAFKA_BROKERS", "EVENTLINE_CONFIG", "EVENTLINE_SCHEMA", "EVENTLINE_LOG_LEVEL"} {
+		env = withoutEnv(env, k)
+	}
+	cmd.Env = append(env, "DATABASE_URL="+w.dbURL, "KAFKA_BROKERS="+strings.Join(w.brokers, ","), "EVENTLINE_LOG_LEVEL=info")
+	p := &relayProc{cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		w.t.Fatal(err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	w.t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+func (p *relayProc) leads() bool { return strings.Contains(p.out.String(), "relay: leader") }
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *relayProc) kill(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(30 * time.Second):
+		t.Fatal("relay process still running 30s after SIGKILL")
+	}
+}
+
+// term sends SIGTERM and expects a clean exit.
+func (p *relayProc) term(t *testing.T) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.exited:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("relay process still running 60s after SIGTERM:\n%s", tail(p.out.String(), 30))
+	}
+	if p.waitErr != nil {
+		t.Errorf("relay process exited with %v after SIGTERM:\n%s", p.waitErr, tail(p.out.String(), 30))
+	}
+}
+
+func withoutEnv(env []string, key string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// waitFor polls cond until it holds, failing t after limit.
+func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not reached within %s", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (w *world) outboxCount() int {
+	var n int
+	if err := w.db.QueryRow(context.Background(), `SELECT count(*) FROM eventline_outbox`).Scan(&n); err != nil {
+		return -1 // the database may be restarting; callers poll
+	}
+	return n
+}
+
+// drained waits until the outbox is empty and nothing was parked.
+func (w *world) drained(limit time.Duration) {
+	w.t.Helper()
+	waitFor(w.t, limit, "outbox drained", func() bool { return w.outboxCount() == 0 })
+	var parked int
+	if err := w.db.QueryRow(context.Background(), `SELECT count(*) FROM eventline_outbox_parked`).Scan(&parked); err != nil {
+		w.t.Fatal(err)
+	}
+	if parked != 0 {
+		w.t.Errorf("%d outbox rows were parked", parked)
+	}
+}
+
+// rec is one record of the topic.
+type rec struct {
+	id        uuid.UUID
+	agg       string
+	version   int64
+	partition int32
+	offset    int64
+}
+
+// readTopic reads the whole topic, up to the end offsets it has now, in
+// offset order per partition.
+func (w *world) readTopic() []rec {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := testkit.Client(w.t, w.brokers, kgo.ConsumeTopics(w.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, w.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		w.t.Fatalf("listing end offsets: %v", err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	if len(want) == 0 {
+		w.t.Fatal("the topic is empty")
+	}
+	byPart := map[int32][]rec{}
+	next := map[int32]int64{}
+	behind := func() bool {
+		for p, end := range want {
+			if next[p] < end {
+				return true
+			}
+		}
+		return false
+	}
+	for behind() {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			w.t.Fatalf("reading the topic: at %v of %v", next, want)
+		}
+		fs.EachError(func(topic string, p int32, err error) {
+			w.t.Logf("fetch %s/%d: %v (retrying)", topic, p, err)
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			var v int64
+			fmt.Sscan(header(r, "eventline-aggregate-version"), &v)
+			id, err := uuid.Parse(header(r, "eventline-event-id"))
+			if err != nil {
+				w.t.Errorf("record %d/%d: bad event id: %v", r.Partition, r.Offset, err)
+			}
+			byPart[r.Partition] = append(byPart[r.Partition], rec{id: id, agg: string(r.Key), version: v, partition: r.Partition, offset: r.Offset})
+			next[r.Partition] = r.Offset + 1
+		})
+	}
+	var out []rec
+	for p := range int32(partitions) {
+		out = append(out, byPart[p]...)
+	}
+	return out
+}
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// outcome is what verify found.
+type outcome struct {
+	records, unique, duplicates int
+	committed, uncertain        int
+	uncertainPublished          int
+}
+
+func (o outcome) String() string {
+	return fmt.Sprintf("%d committed events (%d more of unknown outcome, %d of them published), %d records read, %d duplicates",
+		o.committed, o.uncertain, o.uncertainPublished, o.records, o.duplicates)
+}
+
+// verify asserts the guarantees on the records read:
+//   - no loss: every committed event is on the topic;
+//   - nothing invented: every record is an event a writer appended;
+//   - order: every aggregate sits on one partition, and the first
+//     occurrences of its events there follow its versions (commit order).
+//
+// Duplicates (later occurrences) are allowed and counted.
+func (w *world) verify(recs []rec) outcome {
+	w.t.Helper()
+	t := w.t
+	l := &w.ledger
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	o := outcome{records: len(recs), committed: len(l.committed), uncertain: len(l.uncertain)}
+
+	seen := map[uuid.UUID]rec{}
+	part := map[string]int32{}
+	last := map[string]rec{}
+	var misordered, invented, wrong []string
+	for _, r := range recs {
+		if p, ok := part[r.agg]; ok && p != r.partition {
+			t.Errorf("aggregate %s on partitions %d and %d", r.agg, p, r.partition)
+		}
+		part[r.agg] = r.partition
+		if _, dup := seen[r.id]; dup {
+			o.duplicates++
+			continue
+		}
+		seen[r.id] = r
+		ev, ok := l.committed[r.id]
+		if !ok {
+			if ev, ok = l.uncertain[r.id]; ok {
+				o.uncertainPublished++
+			}
+		}
+		switch {
+		case !ok:
+			invented = append(invented, fmt.Sprintf("%s (aggregate %s v%d at %d/%d)", r.id, r.agg, r.version, r.partition, r.offset))
+		case ev.agg != r.agg || ev.version != r.version:
+			wrong = append(wrong, fmt.Sprintf("%s: written as %s v%d, read as %s v%d", r.id, ev.agg, ev.version, r.agg, r.version))
+		}
+		if prev, ok := last[r.agg]; ok && r.version <= prev.version {
+			misordered = append(misordered, fmt.Sprintf("aggregate %s: v%d first appears at %d/%d, after v%d at %d/%d",
+				r.agg, r.version, r.partition, r.offset, prev.version, prev.partition, prev.offset))
+		}
+		last[r.agg] = r
+	}
+	o.unique = len(seen)
+
+	var missing []string
+	for id, ev := range l.committed {
+		if _, ok := seen[id]; !ok {
+			missing = append(missing, fmt.Sprintf("%s v%d (%s)", ev.agg, ev.version, id))
+		}
+	}
+	sort.Strings(missing)
+	report := func(what string, list []string) {
+		if len(list) == 0 {
+			return
+		}
+		shown := list
+		if len(shown) > 50 {
+			shown = shown[:50]
+		}
+		t.Errorf("%d %s:\n  %s", len(list), what, strings.Join(shown, "\n  "))
+	}
+	report("committed events missing from the topic", missing)
+	report("events out of order (first occurrences)", misordered)
+	report("records of events no writer appended", invented)
+	report("records whose aggregate or version differ from what was written", wrong)
+	return o
+}
+
+// duration formats d for the reports.
+func duration(d time.Duration) string { return d.Round(10 * time.Millisecond).String() }
