@@ -688,3 +688,21 @@ func (r *Relay) cleanup(ctx context.Context) error {
 	_, err := r.pool.Exec(ctx, `DELETE FROM `+r.table+` WHERE published_at < clock_timestamp() - make_interval(secs => $1)`, r.cfg.Retention.Seconds())
 	return err
 }
+
+// Backlog reports the unpublished rows and the age of the oldest one: the
+// relay's lag behind committed business transactions.
+func (r *Relay) Backlog(ctx context.Context) (rows int64, oldest time.Duration, err error) {
+	where := ""
+	if r.cfg.Retention > 0 {
+		where = " WHERE published_at IS NULL"
+	}
+	var age *float64
+	err = r.pool.QueryRow(ctx, `SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8 FROM `+r.table+where).Scan(&rows, &age)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the backlog: %w", err)
+	}
+	if age != nil {
+		oldest = time.Duration(*age * float64(time.Second))
+	}
+	return rows, oldest, nil
+}

@@ -199,6 +199,15 @@ func TestRelayPublishesEveryRowInOrder(t *testing.T) {
 	b := setup(t)
 	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
 	b.appendOrders(aggs, 4) // before the relay starts: the backlog
+	probe, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, oldest, err := probe.Backlog(context.Background())
+	probe.Close()
+	if err != nil || rows != 20 || oldest <= 0 {
+		t.Fatalf("backlog before the relay: %d rows, oldest %s, %v", rows, oldest, err)
+	}
 	r, _ := b.start(relay.Config{BatchSize: 7})
 	b.appendOrders(aggs, 0)
 	recs := b.consume(20)
@@ -219,6 +228,9 @@ func TestRelayPublishesEveryRowInOrder(t *testing.T) {
 	}
 	// Rows are deleted once acked.
 	waitFor(t, func() bool { return b.outboxCount() == 0 && r.Stats().Published == 20 })
+	if rows, oldest, err := r.Backlog(context.Background()); err != nil || rows != 0 || oldest != 0 {
+		t.Errorf("backlog after the drain: %d rows, oldest %s, %v", rows, oldest, err)
+	}
 	if s := r.Stats(); !s.Leader || s.Batches < 3 {
 		t.Errorf("stats %+v", s)
 	}

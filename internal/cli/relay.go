@@ -77,7 +77,12 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 				return
 			case <-t.C:
 				s := r.Stats()
-				log.Info("relay stats", "leader", s.Leader, "published", s.Published, "parked", s.Parked, "batches", s.Batches, "last_batch", s.LastBatch)
+				backlog, oldest, err := r.Backlog(ctx)
+				if err != nil && ctx.Err() == nil {
+					log.Warn("relay: reading the backlog", "err", err)
+				}
+				log.Info("relay stats", "leader", s.Leader, "published", s.Published, "parked", s.Parked, "batches", s.Batches,
+					"last_batch", s.LastBatch, "backlog", backlog, "oldest_unpublished_age", oldest.Round(time.Millisecond))
 			}
 		}
 	}()
