@@ -1,0 +1,33 @@
+package consumers
+
+import (
+	"errors"
+
+	"github.com/eventline/eventline/schemas"
+)
+
+// permanentError marks a handler failure that retrying cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return "permanent: " + e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so the runtime sends the event straight to the
+// dead-letter topic instead of the retry chain. Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether err is a handler's Permanent error or an
+// undecodable record (schemas.IsPermanent).
+func IsPermanent(err error) bool {
+	var pe *permanentError
+	return errors.As(err, &pe) || schemas.IsPermanent(err)
+}
+
+// ErrNoEventID: the record lacks the eventline-event-id header (or it is not
+// a UUID), so it cannot be deduplicated. Permanent.
+var ErrNoEventID = errors.New("record has no valid eventline-event-id header")
