@@ -83,22 +83,22 @@ func NewApplier(group, schema string, serde *schemas.Serde, handler HandlerFunc)
 }
 
 // ApplyBatch applies records (one partition's, in offset order) in one
-// transaction with a savepoint per record: the dedupe row (group, event id)
-// is inserted first; a conflict means the event was applied before and it
-// is skipped; otherwise the handler runs, and its error rolls the record
-// back to its savepoint without touching the others. The transaction
-// commits once at the end, which is what makes idempotent apply fast. An
-// error return means the commit (or the connection) failed: nothing of the
-// batch is applied and the caller retries it whole.
+// transaction, so a batch costs one commit. Every event's dedupe row
+// (group, event id) is written in the same transaction as its effects; an
+// event whose row already exists was applied before and is skipped.
+//
+// Fast path: all dedupe rows go in with one statement, then the handlers
+// run back to back. If any handler fails, that transaction is rolled back
+// and the batch is applied again on the slow path: a savepoint per record,
+// so the failing record's statements and dedupe row are undone without
+// touching the others. An error return means the commit (or the
+// connection) failed: nothing of the batch is applied and the caller
+// retries it whole.
 func (a *Applier) ApplyBatch(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, records []*kgo.Record) ([]Result, error) {
 	results := make([]Result, len(records))
-	tx, err := db.Begin(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("error beginning apply transaction: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	events := make([]*Event, len(records))
 	for i, rec := range records {
 		results[i] = Result{Record: rec}
 		ev, err := a.decode(ctx, rec)
@@ -109,16 +109,87 @@ func (a *Applier) ApplyBatch(ctx context.Context, db interface {
 			results[i].Outcome, results[i].Err = Failed, err
 			continue
 		}
+		events[i] = ev
+	}
+	ok, err := a.fast(ctx, db, events, results)
+	if err != nil || ok {
+		return results, err
+	}
+	return results, a.slow(ctx, db, events, results)
+}
+
+// fast applies without savepoints; false means a handler failed and the
+// transaction was rolled back.
+func (a *Applier) fast(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, events []*Event, results []Result) (bool, error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return false, fmt.Errorf("error beginning apply transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	ids := make([]uuid.UUID, 0, len(events))
+	for _, ev := range events {
+		if ev != nil {
+			ids = append(ids, ev.ID)
+		}
+	}
+	rows, err := tx.Query(ctx, `INSERT INTO `+a.dedupe+` (group_id, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id
+		ON CONFLICT DO NOTHING RETURNING event_id`, a.group, ids)
+	if err != nil {
+		return false, fmt.Errorf("error inserting dedupe rows: %w", err)
+	}
+	fresh, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		return false, fmt.Errorf("error inserting dedupe rows: %w", err)
+	}
+	isNew := make(map[uuid.UUID]bool, len(fresh))
+	for _, id := range fresh {
+		isNew[id] = true
+	}
+	for i, ev := range events {
+		if ev == nil {
+			continue
+		}
+		if !isNew[ev.ID] {
+			results[i].Outcome = Duplicate
+			continue
+		}
+		delete(isNew, ev.ID) // a second copy in the same batch is a duplicate
+		if err := a.handle(ctx, tx, ev); err != nil {
+			return false, nil
+		}
+		results[i].Outcome = Applied
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return false, fmt.Errorf("error committing apply transaction: %w", err)
+	}
+	return true, nil
+}
+
+// slow applies with a savepoint per record.
+func (a *Applier) slow(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, events []*Event, results []Result) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("error beginning apply transaction: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	for i, ev := range events {
+		if ev == nil {
+			continue
+		}
 		outcome, err := a.applyOne(ctx, tx, ev)
 		if err != nil && outcome == 0 {
-			return nil, err // the transaction itself failed
+			return err // the transaction itself failed
 		}
 		results[i].Outcome, results[i].Err = outcome, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("error committing apply transaction: %w", err)
+		return fmt.Errorf("error committing apply transaction: %w", err)
 	}
-	return results, nil
+	return nil
 }
 
 // applyOne returns outcome 0 with an error when the transaction is broken.
