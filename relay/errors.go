@@ -11,15 +11,15 @@ import (
 var ErrNotLeader = errors.New("relay lost leadership")
 
 // permanent reports whether a produce error can never succeed for this
-// record, so retrying would stall the outbox behind it forever.
+// record, so retrying would stall the outbox behind it forever. An
+// authorization failure is not one of them: an operator fixes the ACL and the
+// backlog flows, instead of every row of the topic being parked.
 func permanent(err error) bool {
 	for _, e := range []error{
 		kerr.MessageTooLarge,
 		kerr.RecordListTooLarge,
 		kerr.InvalidTopicException,
-		kerr.TopicAuthorizationFailed,
 		kerr.InvalidRecord,
-		kerr.CorruptMessage,
 		kerr.PolicyViolation,
 	} {
 		if errors.Is(err, e) {

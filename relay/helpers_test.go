@@ -1,9 +1,8 @@
 package relay_test
 
 import (
-	"bytes"
+	"github.com/eventline/eventline/internal/testkit"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 )
@@ -12,30 +11,7 @@ import (
 // through its stats and the database.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 60s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, 60*time.Second, "relay progress", cond)
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func newLogger(w *syncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+func newLogger(w *testkit.SyncBuffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

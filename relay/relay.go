@@ -149,6 +149,10 @@ func New(cfg Config) (*Relay, error) {
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.MaxBufferedRecords(4 * cfg.BatchSize),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
+		// Retry a missing topic forever, like any transient error: a
+		// failed batch must never let a later batch of the same
+		// partition overtake it.
+		kgo.UnknownTopicRetries(-1),
 	}, cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -509,7 +513,18 @@ func (r *Relay) produce(pctx context.Context, rows []outboxRow, start time.Time)
 // finish waits for f's acks, then deletes (or marks) the published rows and
 // parks the permanently failed ones in one transaction.
 func (r *Relay) finish(pctx context.Context, f *inflight) error {
-	f.wg.Wait()
+	// The idempotent producer does not fail a record whose outcome is
+	// unknown (sent, no answer) when its context is cancelled, so a broker
+	// that vanished mid-request could hold this wait forever. Once pctx
+	// ends (ShutdownTimeout after shutdown), give the batch up unsettled:
+	// its rows stay and are published again (duplicates, not loss).
+	acked := make(chan struct{})
+	go func() { f.wg.Wait(); close(acked) }()
+	select {
+	case <-acked:
+	case <-pctx.Done():
+		return fmt.Errorf("%w: %d records without an answer from the broker", errAbandoned, len(f.rows))
+	}
 	var done, parkIDs []int64
 	var parkErrs []string
 	var transient error
@@ -609,6 +624,9 @@ func (r *Relay) drain(ctx context.Context, lost *atomic.Bool) error {
 }
 
 var errBadHeaders = errors.New("outbox row has malformed headers")
+
+// errAbandoned: a batch's acks did not come before shutdown's deadline.
+var errAbandoned = errors.New("batch abandoned at shutdown")
 
 func record(o *outboxRow) (*kgo.Record, error) {
 	var stored [][2]string

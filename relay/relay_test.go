@@ -305,7 +305,7 @@ func TestRelayStandbyTakesOver(t *testing.T) {
 // redacted address) and stops cleanly when asked.
 func TestRelayDatabaseDownAtStart(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	r, err := relay.New(relay.Config{
 		DatabaseURL: "postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=1",
 		Brokers:     testkit.Kafka(t),

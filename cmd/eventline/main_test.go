@@ -27,26 +27,20 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "eventline-bin-")
+	path, cleanup, err := testkit.BuildEventline(true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "eventline")
-	build := exec.Command("go", "build", "-race", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building eventline:", err)
-		os.Exit(1)
-	}
-	testkit.Main(m, func() { os.RemoveAll(dir) })
+	binary = path
+	testkit.Main(m, cleanup)
 }
 
 type devProc struct {
 	cmd     *exec.Cmd
 	env     map[string]string
 	pgPID   int
-	stderr  *strings.Builder
+	stderr  *testkit.SyncBuffer
 	exited  chan struct{}
 	waitErr error
 }
@@ -57,13 +51,13 @@ func startDev(t *testing.T, dataDir string, extra ...string) *devProc {
 	t.Helper()
 	args := append([]string{"dev", "--data-dir", dataDir, "--kafka-port", "-1", "--registry-port", "-1"}, extra...)
 	cmd := exec.Command(binary, args...)
-	cmd.Env = withoutEnv(os.Environ(), "DATABASE_URL")
+	cmd.Env = testkit.WithoutEnv(os.Environ(), "DATABASE_URL")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &devProc{cmd: cmd, env: map[string]string{}, stderr: &strings.Builder{}, exited: make(chan struct{})}
-	cmd.Stderr = &lockedWriter{b: p.stderr}
+	p := &devProc{cmd: cmd, env: map[string]string{}, stderr: &testkit.SyncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +233,7 @@ func TestDevSIGKILLLeavesNoPostgres(t *testing.T) {
 func TestDevMissingPostgresBinaries(t *testing.T) {
 	t.Parallel()
 	cmd := exec.Command(binary, "dev", "--data-dir", t.TempDir(), "--kafka-port", "-1", "--registry-port", "-1")
-	cmd.Env = append(withoutEnv(os.Environ(), "DATABASE_URL"), "EVENTLINE_PG_BINDIR="+t.TempDir())
+	cmd.Env = append(testkit.WithoutEnv(os.Environ(), "DATABASE_URL"), "EVENTLINE_PG_BINDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) || exitErr.ExitCode() != 1 {

@@ -3,8 +3,6 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +21,11 @@ func env(t *testing.T) bench.Env {
 // contract with plausible values; figures themselves come from full runs.
 func TestRelayBenchSmoke(t *testing.T) {
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "eventline")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/eventline")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building eventline: %v\n%s", err, out)
+	bin, cleanup, err := testkit.BuildEventline(false)
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(cleanup)
 	res, err := bench.Relay(context.Background(), env(t), bench.RelayOptions{
 		Events: 3000, BatchSize: 500, LatencyRate: 200, LatencyFor: 500 * time.Millisecond,
 		RelayCommand: []string{bin, "relay"}, Logger: testkit.Logger(t),

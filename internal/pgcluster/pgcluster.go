@@ -269,24 +269,22 @@ func (c *Cluster) stop(ctx context.Context) error {
 	return fmt.Errorf("postgres had to be killed: %w", ctx.Err())
 }
 
-// Redact masks the password of a postgres:// URL (or key=value DSN) so it can
-// be logged.
+// Redact renders a connection string (URL or key=value form) for logs:
+// user, host, port and database only, never the password, whatever form it
+// takes (URL user info, a password= parameter, a quoted value). A string
+// that does not parse is not echoed at all.
 func Redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return u.String()
-		}
-		return dsn
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		return "<unparsable connection string>"
 	}
-	// key=value form: mask password=...
-	fields := strings.Fields(dsn)
-	for i, f := range fields {
-		if strings.HasPrefix(f, "password=") {
-			fields[i] = "password=xxxxx"
-		}
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), Path: "/" + cfg.Database}
+	if cfg.Password != "" {
+		u.User = url.UserPassword(cfg.User, "xxxxx")
+	} else {
+		u.User = url.User(cfg.User)
 	}
-	return strings.Join(fields, " ")
+	return u.String()
 }
 
 // owner is the account the server runs as: the caller, or the postgres
@@ -360,9 +358,25 @@ func ensureCluster(ctx context.Context, cfg Config, o owner) (string, error) {
 		return strings.TrimSpace(string(pw)), nil
 	}
 
-	pw, err := newPassword()
-	if err != nil {
-		return "", err
+	// Reuse the password of an initdb that was interrupted; otherwise save
+	// a new one before initdb runs, so a crash in between leaves a cluster
+	// whose password is known.
+	var pw string
+	if b, err := os.ReadFile(cfg.PasswordFile); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		pw = strings.TrimSpace(string(b))
+	} else {
+		if pw, err = newPassword(); err != nil {
+			return "", err
+		}
+		if err := writeFileAtomic(cfg.PasswordFile, []byte(pw+"\n")); err != nil {
+			return "", fmt.Errorf("error saving password file: %w", err)
+		}
+	}
+	// initdb wants an empty directory: clear what an interrupted run left.
+	if entries, err := os.ReadDir(cfg.DataDir); err == nil && len(entries) > 0 {
+		if err := os.RemoveAll(cfg.DataDir); err != nil {
+			return "", fmt.Errorf("error clearing the unfinished cluster in %s: %w", cfg.DataDir, err)
+		}
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("error creating data dir: %w", err)
@@ -398,9 +412,6 @@ func ensureCluster(ctx context.Context, cfg Config, o owner) (string, error) {
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("initdb failed: %w\n%s", err, tail(string(out), 20))
-	}
-	if err := os.WriteFile(cfg.PasswordFile, []byte(pw+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("error saving password file: %w", err)
 	}
 	cfg.Logger.Info("postgres cluster initialised", "data_dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond))
 	return pw, nil
@@ -554,4 +565,12 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

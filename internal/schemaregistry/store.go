@@ -149,6 +149,10 @@ func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error)
 }
 
 func (s *KafkaStore) Append(ctx context.Context, key string, value []byte) error {
+	// The registry holds its write lock meanwhile: bound the wait so a
+	// broker outage fails writes (HTTP 500) instead of blocking reads.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	return s.cl.ProduceSync(ctx, &kgo.Record{Topic: s.topic, Partition: 0, Key: []byte(key), Value: value}).FirstErr()
 }
 

@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -37,20 +36,13 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "eventline-chaos-bin-")
+	path, cleanup, err := testkit.BuildEventline(true)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "eventline")
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/eventline/eventline/cmd/eventline")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building eventline:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	testkit.Main(m, func() { os.RemoveAll(dir) })
+	binary = path
+	testkit.Main(m, cleanup)
 }
 
 // The relay process is killed with SIGKILL at random points of its work
@@ -74,7 +66,7 @@ func TestNoLossRelaySIGKILL(t *testing.T) {
 			// Mostly while it leads: somewhere in reading, producing,
 			// awaiting acks or deleting a batch of the backlog that
 			// built up while no relay ran.
-			waitFor(t, 60*time.Second, "relay process leading", p.leads)
+			testkit.WaitFor(t, 60*time.Second, "relay process leading", p.leads)
 		}
 		// Where the kill lands: mostly within the first batches of the
 		// backlog, now and then anywhere.
@@ -90,13 +82,13 @@ func TestNoLossRelaySIGKILL(t *testing.T) {
 		p.kill(t)
 		committed := w.ledger.committedCount()
 		// No relay for a while: writers go on committing, a backlog builds.
-		waitFor(t, 30*time.Second, "writers committing", func() bool { return w.ledger.committedCount() >= committed+100 })
+		testkit.WaitFor(t, 30*time.Second, "writers committing", func() bool { return w.ledger.committedCount() >= committed+100 })
 		time.Sleep(rand.N(time.Second))
 	}
 
 	last := w.startRelayProcess(cfgPath)
 	procs = append(procs, last)
-	waitFor(t, 60*time.Second, "last relay process leading", last.leads)
+	testkit.WaitFor(t, 60*time.Second, "last relay process leading", last.leads)
 	stopWriters()
 	drainStart := time.Now()
 	w.drained(60 * time.Second)
@@ -129,7 +121,7 @@ func TestNoLossBrokerRestart(t *testing.T) {
 	r := w.startRelay("r", relay.Config{BatchSize: 200})
 	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
 
-	waitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= 300 })
+	testkit.WaitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= 300 })
 	const down = 10 * time.Second
 	stopAt := time.Now()
 	restart(down)
@@ -142,10 +134,10 @@ func TestNoLossBrokerRestart(t *testing.T) {
 		t.Errorf("only %d outbox rows after a %s outage: was the broker down?", backlog, down)
 	}
 	// Caught up with everything committed during the outage...
-	waitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
+	testkit.WaitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
 	catchUp := time.Since(upAt)
 	// ...and keeps going with the new writes.
-	waitFor(t, 60*time.Second, "relay publishing new writes", func() bool { return r.r.Stats().Published >= uint64(committed)+300 })
+	testkit.WaitFor(t, 60*time.Second, "relay publishing new writes", func() bool { return r.r.Stats().Published >= uint64(committed)+300 })
 	stopWriters()
 	w.drained(60 * time.Second)
 	r.stop()
@@ -173,12 +165,12 @@ func TestNoLossPostgresRestart(t *testing.T) {
 	var phases []string
 	mark := 0
 	for _, immediate := range []bool{false, true} {
-		waitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= uint64(mark)+1000 })
+		testkit.WaitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= uint64(mark)+1000 })
 		stopAt := time.Now()
 		pg.restart(t, immediate, 2*time.Second)
 		upAt := time.Now()
 		committed := w.ledger.committedCount()
-		waitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
+		testkit.WaitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
 		mark = committed
 		kind := "fast"
 		if immediate {
@@ -187,7 +179,7 @@ func TestNoLossPostgresRestart(t *testing.T) {
 		phases = append(phases, fmt.Sprintf("%s shutdown: down %s, caught up %s later", kind, duration(upAt.Sub(stopAt)), duration(time.Since(upAt))))
 	}
 	// Writers and relay carry on after the crash recovery.
-	waitFor(t, 60*time.Second, "relay publishing new writes", func() bool { return r.r.Stats().Published >= uint64(mark)+300 })
+	testkit.WaitFor(t, 60*time.Second, "relay publishing new writes", func() bool { return r.r.Stats().Published >= uint64(mark)+300 })
 	stopWriters()
 	w.drained(60 * time.Second)
 	r.stop()
@@ -221,22 +213,22 @@ func TestOrderConcurrentWritersAcrossTakeover(t *testing.T) {
 		}
 		return l
 	}
-	waitFor(t, 60*time.Second, "a leader", func() bool { return leader() != nil })
+	testkit.WaitFor(t, 60*time.Second, "a leader", func() bool { return leader() != nil })
 
 	const writers, each = 16, 400
 	_, wait := w.startWriters(writers, 8*time.Millisecond, each)
 	total := writers * each
 
-	waitFor(t, 60*time.Second, "a quarter written", func() bool { return w.ledger.committedCount() >= total/4 })
+	testkit.WaitFor(t, 60*time.Second, "a quarter written", func() bool { return w.ledger.committedCount() >= total/4 })
 	old := leader()
 	old.stop()
 	relays = append(relays, w.startRelay("c", relay.Config{BatchSize: 100}))
-	waitFor(t, 60*time.Second, "a new leader", func() bool { l := leader(); return l != nil && l != old })
+	testkit.WaitFor(t, 60*time.Second, "a new leader", func() bool { l := leader(); return l != nil && l != old })
 	leaders := []string{old.name, leader().name + " (graceful)"}
 
 	var latencies []string
 	for _, share := range []int{40, 55, 70, 85} {
-		waitFor(t, 60*time.Second, fmt.Sprintf("%d%% written", share), func() bool { return w.ledger.committedCount() >= total*share/100 })
+		testkit.WaitFor(t, 60*time.Second, fmt.Sprintf("%d%% written", share), func() bool { return w.ledger.committedCount() >= total*share/100 })
 		old := leader()
 		pid := w.leaderSession()
 		if old == nil || pid == 0 {
@@ -246,7 +238,7 @@ func TestOrderConcurrentWritersAcrossTakeover(t *testing.T) {
 			t.Fatal(err)
 		}
 		terminatedAt := time.Now()
-		waitFor(t, 60*time.Second, "another session holding the leader lock", func() bool {
+		testkit.WaitFor(t, 60*time.Second, "another session holding the leader lock", func() bool {
 			p := w.leaderSession()
 			return p != 0 && p != pid
 		})
@@ -254,7 +246,7 @@ func TestOrderConcurrentWritersAcrossTakeover(t *testing.T) {
 		// The old leader notices (it then waits StandbyRetry before it
 		// competes again, so the poll sees it step down).
 		sawLoss := false
-		waitFor(t, 60*time.Second, "the old leader stepping down and one leader", func() bool {
+		testkit.WaitFor(t, 60*time.Second, "the old leader stepping down and one leader", func() bool {
 			sawLoss = sawLoss || !old.r.Stats().Leader
 			return sawLoss && leader() != nil
 		})

@@ -1,7 +1,6 @@
 package chaos_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -277,7 +276,7 @@ func (p *inproc) stop() {
 // relayProc is `eventline relay` run as a child process.
 type relayProc struct {
 	cmd     *exec.Cmd
-	out     *syncBuffer
+	out     *testkit.SyncBuffer
 	exited  chan struct{}
 	waitErr error
 }
@@ -297,10 +296,10 @@ func (w *world) startRelayProcess(cfgPath string) *relayProc {
 	cmd.Dir = filepath.Dir(cfgPath)
 	env := os.Environ()
 	for _, k := range []string{"DATABASE_URL", "KAFKA_BROKERS", "EVENTLINE_CONFIG", "EVENTLINE_SCHEMA", "EVENTLINE_LOG_LEVEL"} {
-		env = withoutEnv(env, k)
+		env = testkit.WithoutEnv(env, k)
 	}
 	cmd.Env = append(env, "DATABASE_URL="+w.dbURL, "KAFKA_BROKERS="+strings.Join(w.brokers, ","), "EVENTLINE_LOG_LEVEL=info")
-	p := &relayProc{cmd: cmd, out: &syncBuffer{}, exited: make(chan struct{})}
+	p := &relayProc{cmd: cmd, out: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -347,51 +346,12 @@ func (p *relayProc) term(t *testing.T) {
 	}
 }
 
-func withoutEnv(env []string, key string) []string {
-	out := env[:0:0]
-	for _, kv := range env {
-		if !strings.HasPrefix(kv, key+"=") {
-			out = append(out, kv)
-		}
-	}
-	return out
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// waitFor polls cond until it holds, failing t after limit.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %s", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func (w *world) outboxCount() int {
@@ -405,7 +365,7 @@ func (w *world) outboxCount() int {
 // drained waits until the outbox is empty and nothing was parked.
 func (w *world) drained(limit time.Duration) {
 	w.t.Helper()
-	waitFor(w.t, limit, "outbox drained", func() bool { return w.outboxCount() == 0 })
+	testkit.WaitFor(w.t, limit, "outbox drained", func() bool { return w.outboxCount() == 0 })
 	var parked int
 	if err := w.db.QueryRow(context.Background(), `SELECT count(*) FROM eventline_outbox_parked`).Scan(&parked); err != nil {
 		w.t.Fatal(err)
