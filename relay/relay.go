@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,6 +125,8 @@ type Relay struct {
 	park  string // quoted parked table
 	key   string // advisory lock key text
 
+	batchCap sync.Map // topic -> int32: the topic's max.message.bytes, when smaller than the default
+
 	leader    atomic.Bool
 	published atomic.Uint64
 	parked    atomic.Uint64
@@ -143,6 +146,12 @@ func New(cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: bad database URL %s: %w", pgcluster.Redact(cfg.DatabaseURL), err)
 	}
+	r := &Relay{
+		cfg: cfg, pool: pool,
+		table: pgx.Identifier{cfg.Schema, "eventline_outbox"}.Sanitize(),
+		park:  pgx.Identifier{cfg.Schema, "eventline_outbox_parked"}.Sanitize(),
+		key:   "eventline_relay:" + cfg.Schema,
+	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent producer (the default) needs all acks
@@ -153,18 +162,55 @@ func New(cfg Config) (*Relay, error) {
 		// failed batch must never let a later batch of the same
 		// partition overtake it.
 		kgo.UnknownTopicRetries(-1),
+		// Batches no larger than the topic accepts: a broker rejecting a
+		// batch fails every record in it, and the relay would park good
+		// rows with the one that is too large.
+		kgo.ProducerBatchMaxBytesFn(r.batchMaxBytes),
 	}, cfg.KafkaOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("relay: kafka client: %w", err)
 	}
-	return &Relay{
-		cfg: cfg, pool: pool, kafka: cl,
-		table: pgx.Identifier{cfg.Schema, "eventline_outbox"}.Sanitize(),
-		park:  pgx.Identifier{cfg.Schema, "eventline_outbox_parked"}.Sanitize(),
-		key:   "eventline_relay:" + cfg.Schema,
-	}, nil
+	r.kafka = cl
+	return r, nil
+}
+
+// defaultBatchMaxBytes is franz-go's (and Kafka's) default max.message.bytes.
+const defaultBatchMaxBytes = 1_000_012
+
+func (r *Relay) batchMaxBytes(topic string) int32 {
+	if v, ok := r.batchCap.Load(topic); ok {
+		return v.(int32)
+	}
+	return defaultBatchMaxBytes
+}
+
+// learnBatchLimits reads max.message.bytes of the configured topics, before
+// anything is produced to them.
+func (r *Relay) learnBatchLimits(ctx context.Context, adm *kadm.Client) error {
+	names := make([]string, 0, len(r.cfg.Topics))
+	for _, t := range r.cfg.Topics {
+		names = append(names, t.Name)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, names...)
+	if err != nil {
+		return fmt.Errorf("describing topic configs: %w", err)
+	}
+	for _, rc := range rcs {
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			n, err := strconv.Atoi(*c.Value)
+			if err != nil {
+				continue
+			}
+			n = min(max(n, 512), defaultBatchMaxBytes)
+			r.batchCap.Store(rc.Name, int32(n))
+		}
+	}
+	return nil
 }
 
 // Stats returns the counters.
@@ -287,7 +333,7 @@ func (r *Relay) ensureTopics(ctx context.Context) error {
 			return fmt.Errorf("creating topic %s: %w", t.Name, err)
 		}
 	}
-	return nil
+	return r.learnBatchLimits(cctx, adm)
 }
 
 // session holds conn for one standby/leader period. It returns when the

@@ -415,3 +415,52 @@ func TestRelayNoLostWakeups(t *testing.T) {
 	waitFor(t, func() bool { return r.Stats().Published == rounds*writers*each })
 	checkOrder(t, b.consume(rounds*writers*each))
 }
+
+// A topic whose max.message.bytes is below the client's default batch size:
+// the relay keeps its batches within the topic's limit, so records that fit
+// are published and only the one that cannot fit is parked (a broker
+// rejecting a whole batch would fail every record in it).
+func TestRelayRespectsTopicMaxMessageBytes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	big := func(id string, lines int) *schemas.OrderCreated {
+		o := order(id)
+		for i := 0; i < lines; i++ {
+			o.Lines = append(o.Lines, schemas.OrderLine{ProductID: id, Quantity: 1, UnitPriceMinor: 100})
+		}
+		return o
+	}
+	agg := uuid.NewString()
+	for v := 1; v <= 12; v++ {
+		lines := 35 // about 1.6 KB: several of them exceed the 4 KiB limit together
+		if v == 6 {
+			lines = 150 // about 6.5 KB: cannot fit at all
+		}
+		tx, _ := b.db.Begin(ctx)
+		if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(v), Event: big(agg, lines)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Logger: testkit.Logger(t), PollInterval: 200 * time.Millisecond,
+		Topics: []config.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1, Configs: map[string]string{"max.message.bytes": "4096"}}}}
+	r, err := relay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(rctx) }()
+	defer func() { cancel(); <-done; r.Close() }()
+	waitFor(t, func() bool { return r.Stats().Published+r.Stats().Parked == 12 })
+	if s := r.Stats(); s.Published != 11 || s.Parked != 1 {
+		t.Fatalf("published %d, parked %d; want 11 and 1", s.Published, s.Parked)
+	}
+	parked, err := relay.ListParked(ctx, b.db, "")
+	if err != nil || len(parked) != 1 || parked[0].Size < 4096 {
+		t.Fatalf("parked: %+v, %v", parked, err)
+	}
+}
