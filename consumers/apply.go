@@ -24,10 +24,11 @@ type Event struct {
 	AggregateType    string
 	AggregateID      string
 	AggregateVersion int64
-	Topic            string
+	Topic            string // the topic the record was read from (a retry topic for retries)
 	Partition        int32
 	Offset           int64
 	Timestamp        time.Time
+	Attempt          int // failed attempts before this one: 0 on the source topic, n on retry.n
 	Headers          map[string]string
 	Payload          any
 }
@@ -37,6 +38,13 @@ type Event struct {
 // statements roll back to a savepoint); wrap it in Permanent to skip retries.
 type HandlerFunc func(ctx context.Context, tx pgx.Tx, ev *Event) error
 
+// BatchHandlerFunc applies several events (one partition's, in order) in
+// one call, typically with set-based SQL; it is how a handler reaches tens
+// of thousands of events per second. If it fails, the runtime applies the
+// same events one by one, each under its own savepoint, to isolate the
+// failing one.
+type BatchHandlerFunc func(ctx context.Context, tx pgx.Tx, evs []*Event) error
+
 // Outcome of one record in ApplyBatch.
 type Outcome int
 
@@ -44,6 +52,7 @@ const (
 	Applied   Outcome = iota + 1 // handler ran, effects and dedupe row committed
 	Duplicate                    // dedupe row existed: skipped
 	Failed                       // decode or handler error: nothing of it committed
+	Deferred                     // an earlier event of its key is in the retry chain: it follows
 )
 
 func (o Outcome) String() string {
@@ -54,6 +63,8 @@ func (o Outcome) String() string {
 		return "duplicate"
 	case Failed:
 		return "failed"
+	case Deferred:
+		return "deferred"
 	}
 	return "unknown"
 }
@@ -65,12 +76,21 @@ type Result struct {
 	Err     error // for Failed
 }
 
+// Beginner is what ApplyBatch needs of a database: *pgxpool.Pool, *pgx.Conn.
+type Beginner interface {
+	Begin(context.Context) (pgx.Tx, error)
+}
+
 // Applier applies batches of one partition's records idempotently.
 type Applier struct {
 	group   string
-	dedupe  string // quoted table
+	dedupe  string // quoted tables
+	chain   string
 	serde   *schemas.Serde
 	handler HandlerFunc
+	batch   BatchHandlerFunc
+	// keyOrder: consult and maintain eventline_consumer_chain.
+	keyOrder bool
 }
 
 // NewApplier returns an Applier for consumer group group, deduplicating in
@@ -79,8 +99,28 @@ func NewApplier(group, schema string, serde *schemas.Serde, handler HandlerFunc)
 	if schema == "" {
 		schema = migrate.DefaultSchema
 	}
-	return &Applier{group: group, dedupe: pgx.Identifier{schema, "eventline_consumer_dedupe"}.Sanitize(), serde: serde, handler: handler}
+	return &Applier{
+		group:   group,
+		dedupe:  pgx.Identifier{schema, "eventline_consumer_dedupe"}.Sanitize(),
+		chain:   pgx.Identifier{schema, "eventline_consumer_chain"}.Sanitize(),
+		serde:   serde,
+		handler: handler,
+	}
 }
+
+// WithBatchHandler makes the fast path call h once per batch instead of
+// the per-event handler; the per-event handler (or h with one event, when
+// there is none) isolates failures.
+func (a *Applier) WithBatchHandler(h BatchHandlerFunc) *Applier {
+	a.batch = h
+	if a.handler == nil {
+		a.handler = func(ctx context.Context, tx pgx.Tx, ev *Event) error { return h(ctx, tx, []*Event{ev}) }
+	}
+	return a
+}
+
+// WithKeyOrder turns on key-order-preserving retries (see Group).
+func (a *Applier) WithKeyOrder(on bool) *Applier { a.keyOrder = on; return a }
 
 // ApplyBatch applies records (one partition's, in offset order) in one
 // transaction, so a batch costs one commit. Every event's dedupe row
@@ -88,15 +128,23 @@ func NewApplier(group, schema string, serde *schemas.Serde, handler HandlerFunc)
 // event whose row already exists was applied before and is skipped.
 //
 // Fast path: all dedupe rows go in with one statement, then the handlers
-// run back to back. If any handler fails, that transaction is rolled back
-// and the batch is applied again on the slow path: a savepoint per record,
-// so the failing record's statements and dedupe row are undone without
-// touching the others. An error return means the commit (or the
-// connection) failed: nothing of the batch is applied and the caller
-// retries it whole.
-func (a *Applier) ApplyBatch(ctx context.Context, db interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, records []*kgo.Record) ([]Result, error) {
+// run back to back (or the batch handler once). If any handler fails, that
+// transaction is rolled back and the batch is applied again on the slow
+// path: a savepoint per record, so the failing record's statements and
+// dedupe row are undone without touching the others. An error return
+// means the commit (or the connection, or the registry) failed: nothing of
+// the batch is applied and the caller retries it whole.
+//
+// With key order on, records whose key has an earlier event in the retry
+// chain come back Deferred (and enter the chain in the same transaction),
+// and a record that fails with a retriable error enters the chain too.
+func (a *Applier) ApplyBatch(ctx context.Context, db Beginner, records []*kgo.Record) ([]Result, error) {
+	return a.apply(ctx, db, records, false)
+}
+
+// apply is ApplyBatch; last says a retriable failure goes to the DLT (the
+// record is on the last retry step), which takes it out of the chain.
+func (a *Applier) apply(ctx context.Context, db Beginner, records []*kgo.Record, last bool) ([]Result, error) {
 	results := make([]Result, len(records))
 	events := make([]*Event, len(records))
 	for i, rec := range records {
@@ -111,42 +159,189 @@ func (a *Applier) ApplyBatch(ctx context.Context, db interface {
 		}
 		events[i] = ev
 	}
-	ok, err := a.fast(ctx, db, events, results)
-	if err != nil || ok {
+	failed, ferr, err := a.fast(ctx, db, records, events, results, last)
+	if err != nil || failed == nil {
 		return results, err
 	}
-	return results, a.slow(ctx, db, events, results)
+	for i := range results { // the fast path's verdicts were rolled back
+		if events[i] != nil {
+			results[i].Outcome, results[i].Err = 0, nil
+		}
+	}
+	return results, a.slow(ctx, db, records, events, results, last, failed, ferr)
 }
 
-// fast applies without savepoints; false means a handler failed and the
-// transaction was rolled back.
-func (a *Applier) fast(ctx context.Context, db interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, events []*Event, results []Result) (bool, error) {
+// chainState is the part of eventline_consumer_chain that concerns one
+// batch: source offsets in the chain per (partition, key).
+type chainState map[chainKey][]int64
+
+type chainKey struct {
+	partition int32
+	key       string
+}
+
+// blocked: an earlier event of rec's key is in the chain. own: rec itself is.
+func (c chainState) check(rec *kgo.Record) (blocked, own bool) {
+	o := originOf(rec)
+	for _, off := range c[chainKey{o.partition, string(rec.Key)}] {
+		if off < o.offset {
+			blocked = true
+		}
+		if off == o.offset {
+			own = true
+		}
+	}
+	return blocked, own
+}
+
+func (c chainState) add(rec *kgo.Record) {
+	o := originOf(rec)
+	k := chainKey{o.partition, string(rec.Key)}
+	c[k] = append(c[k], o.offset)
+}
+
+func (c chainState) remove(rec *kgo.Record) {
+	o := originOf(rec)
+	k := chainKey{o.partition, string(rec.Key)}
+	offs := c[k]
+	for i, off := range offs {
+		if off == o.offset {
+			c[k] = append(offs[:i], offs[i+1:]...)
+			return
+		}
+	}
+}
+
+// loadChain reads the chain rows for the batch's keys (all records of a
+// batch come from one source topic).
+func (a *Applier) loadChain(ctx context.Context, tx pgx.Tx, records []*kgo.Record) (chainState, error) {
+	state := chainState{}
+	if !a.keyOrder || len(records) == 0 {
+		return state, nil
+	}
+	keys := make([][]byte, 0, len(records))
+	for _, r := range records {
+		keys = append(keys, r.Key)
+	}
+	rows, err := tx.Query(ctx, `SELECT partition, key, source_offset FROM `+a.chain+` WHERE group_id = $1 AND topic = $2 AND key = ANY($3::bytea[])`,
+		a.group, originOf(records[0]).topic, keys)
+	if err != nil {
+		return nil, fmt.Errorf("error reading the retry chain: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p int32
+		var key []byte
+		var off int64
+		if err := rows.Scan(&p, &key, &off); err != nil {
+			return nil, fmt.Errorf("error reading the retry chain: %w", err)
+		}
+		k := chainKey{p, string(key)}
+		state[k] = append(state[k], off)
+	}
+	return state, rows.Err()
+}
+
+func (a *Applier) enterChain(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	parts, keys, offs := chainColumns(recs)
+	_, err := tx.Exec(ctx, `INSERT INTO `+a.chain+` (group_id, topic, partition, key, source_offset)
+		SELECT $1, $2, p, k, o FROM unnest($3::int[], $4::bytea[], $5::bigint[]) AS t(p, k, o) ON CONFLICT DO NOTHING`,
+		a.group, originOf(recs[0]).topic, parts, keys, offs)
+	if err != nil {
+		return fmt.Errorf("error entering the retry chain: %w", err)
+	}
+	return nil
+}
+
+func (a *Applier) leaveChain(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	parts, keys, offs := chainColumns(recs)
+	_, err := tx.Exec(ctx, `DELETE FROM `+a.chain+` c USING unnest($3::int[], $4::bytea[], $5::bigint[]) AS t(p, k, o)
+		WHERE c.group_id = $1 AND c.topic = $2 AND c.key = t.k AND c.partition = t.p AND c.source_offset = t.o`,
+		a.group, originOf(recs[0]).topic, parts, keys, offs)
+	if err != nil {
+		return fmt.Errorf("error leaving the retry chain: %w", err)
+	}
+	return nil
+}
+
+func chainColumns(recs []*kgo.Record) (parts []int32, keys [][]byte, offs []int64) {
+	for _, r := range recs {
+		o := originOf(r)
+		parts, keys, offs = append(parts, o.partition), append(keys, r.Key), append(offs, o.offset)
+	}
+	return parts, keys, offs
+}
+
+// goesToDLT: a failed record leaves the chain (it ends in the DLT).
+func goesToDLT(err error, last bool) bool { return last || IsPermanent(err) }
+
+// fast applies without savepoints. A non-nil failed means a handler failed
+// and the transaction was rolled back: failed is the event whose handler
+// failed with ferr (nil for a failed batch handler, which does not say).
+func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, events []*Event, results []Result, last bool) (failed *Event, ferr error, err error) {
+	rolledBack := &Event{}
 	tx, err := db.Begin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("error beginning apply transaction: %w", err)
+		return nil, nil, fmt.Errorf("error beginning apply transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	chain, err := a.loadChain(ctx, tx, records)
+	if err != nil {
+		return nil, nil, err
+	}
+	var enter, leave []*kgo.Record
 	ids := make([]uuid.UUID, 0, len(events))
-	for _, ev := range events {
-		if ev != nil {
+	for i, ev := range events {
+		if !a.keyOrder {
+			if ev != nil {
+				ids = append(ids, ev.ID)
+			}
+			continue
+		}
+		blocked, own := chain.check(records[i])
+		isSource := attemptOf(records[i]) == 0 && !hasOrigin(records[i])
+		switch {
+		case ev == nil: // undecodable: to the DLT, out of the chain
+			if own {
+				leave = append(leave, records[i])
+				chain.remove(records[i])
+			}
+		case blocked || (own && isSource):
+			// Follows its key's earlier event (or, re-read after a crash,
+			// had already entered the chain).
+			results[i].Outcome = Deferred
+			events[i] = nil
+			if !own {
+				enter = append(enter, records[i])
+			}
+		default: // applied or a duplicate: either way it leaves the chain
+			if own {
+				leave = append(leave, records[i])
+				chain.remove(records[i])
+			}
 			ids = append(ids, ev.ID)
 		}
 	}
 	rows, err := tx.Query(ctx, `INSERT INTO `+a.dedupe+` (group_id, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id
 		ON CONFLICT DO NOTHING RETURNING event_id`, a.group, ids)
 	if err != nil {
-		return false, fmt.Errorf("error inserting dedupe rows: %w", err)
+		return nil, nil, fmt.Errorf("error inserting dedupe rows: %w", err)
 	}
 	fresh, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
 	if err != nil {
-		return false, fmt.Errorf("error inserting dedupe rows: %w", err)
+		return nil, nil, fmt.Errorf("error inserting dedupe rows: %w", err)
 	}
 	isNew := make(map[uuid.UUID]bool, len(fresh))
 	for _, id := range fresh {
 		isNew[id] = true
 	}
+	todo := make([]*Event, 0, len(fresh))
 	for i, ev := range events {
 		if ev == nil {
 			continue
@@ -156,35 +351,104 @@ func (a *Applier) fast(ctx context.Context, db interface {
 			continue
 		}
 		delete(isNew, ev.ID) // a second copy in the same batch is a duplicate
-		if err := a.handle(ctx, tx, ev); err != nil {
-			return false, nil
-		}
 		results[i].Outcome = Applied
+		todo = append(todo, ev)
+	}
+	if a.batch != nil && len(todo) > 0 {
+		if err := a.handleBatch(ctx, tx, todo); err != nil {
+			return rolledBack, nil, nil
+		}
+	} else {
+		for _, ev := range todo {
+			if err := a.handle(ctx, tx, ev); err != nil {
+				return ev, err, nil
+			}
+		}
+	}
+	if err := a.enterChain(ctx, tx, enter); err != nil {
+		return nil, nil, err
+	}
+	if err := a.leaveChain(ctx, tx, leave); err != nil {
+		return nil, nil, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return false, fmt.Errorf("error committing apply transaction: %w", err)
+		return nil, nil, fmt.Errorf("error committing apply transaction: %w", err)
 	}
-	return true, nil
+	return nil, nil, nil
 }
 
-// slow applies with a savepoint per record.
-func (a *Applier) slow(ctx context.Context, db interface {
-	Begin(context.Context) (pgx.Tx, error)
-}, events []*Event, results []Result) error {
+func hasOrigin(rec *kgo.Record) bool {
+	_, ok := header(rec, HeaderOriginalTopic)
+	return ok
+}
+
+// slow applies with a savepoint per record. known is the event the fast
+// path saw fail with knownErr: its handler is not run a second time for
+// the same attempt (its dedupe row is still written and undone, so a
+// duplicate is still told apart).
+func (a *Applier) slow(ctx context.Context, db Beginner, records []*kgo.Record, events []*Event, results []Result, last bool, known *Event, knownErr error) error {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("error beginning apply transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	chain, err := a.loadChain(ctx, tx, records)
+	if err != nil {
+		return err
+	}
+	var enter, leave []*kgo.Record
 	for i, ev := range events {
+		rec := records[i]
+		isSource := attemptOf(rec) == 0 && !hasOrigin(rec)
+		blocked, own := false, false
+		if a.keyOrder {
+			blocked, own = chain.check(rec)
+		}
 		if ev == nil {
+			if own {
+				leave = append(leave, rec)
+				chain.remove(rec)
+			}
 			continue
 		}
-		outcome, err := a.applyOne(ctx, tx, ev)
+		if blocked || (own && isSource) {
+			results[i].Outcome = Deferred
+			if !own {
+				enter = append(enter, rec)
+				chain.add(rec)
+			}
+			continue
+		}
+		var outcome Outcome
+		var err error
+		if ev == known {
+			outcome, err = a.applyOne(ctx, tx, ev, knownErr)
+		} else {
+			outcome, err = a.applyOne(ctx, tx, ev, nil)
+		}
 		if err != nil && outcome == 0 {
 			return err // the transaction itself failed
 		}
 		results[i].Outcome, results[i].Err = outcome, err
+		if !a.keyOrder {
+			continue
+		}
+		switch {
+		case outcome == Failed && !goesToDLT(err, last):
+			if !own { // a source record entering the chain
+				enter = append(enter, rec)
+				chain.add(rec)
+			}
+		case own:
+			leave = append(leave, rec)
+			chain.remove(rec)
+		}
+	}
+	if err := a.enterChain(ctx, tx, enter); err != nil {
+		return err
+	}
+	if err := a.leaveChain(ctx, tx, leave); err != nil {
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("error committing apply transaction: %w", err)
@@ -193,7 +457,8 @@ func (a *Applier) slow(ctx context.Context, db interface {
 }
 
 // applyOne returns outcome 0 with an error when the transaction is broken.
-func (a *Applier) applyOne(ctx context.Context, tx pgx.Tx, ev *Event) (Outcome, error) {
+// A non-nil failWith is the handler's known verdict for this attempt.
+func (a *Applier) applyOne(ctx context.Context, tx pgx.Tx, ev *Event, failWith error) (Outcome, error) {
 	sp, err := tx.Begin(ctx) // SAVEPOINT
 	if err != nil {
 		return 0, fmt.Errorf("error creating savepoint: %w", err)
@@ -209,7 +474,11 @@ func (a *Applier) applyOne(ctx context.Context, tx pgx.Tx, ev *Event) (Outcome, 
 		}
 		return Duplicate, nil
 	}
-	if herr := a.handle(ctx, sp, ev); herr != nil {
+	herr := failWith
+	if herr == nil {
+		herr = a.handle(ctx, sp, ev)
+	}
+	if herr != nil {
 		if err := sp.Rollback(ctx); err != nil { // ROLLBACK TO SAVEPOINT
 			return 0, fmt.Errorf("error rolling back to savepoint: %w", errors.Join(err, herr))
 		}
@@ -232,20 +501,29 @@ func (a *Applier) handle(ctx context.Context, tx pgx.Tx, ev *Event) (err error) 
 	return a.handler(ctx, tx, ev)
 }
 
+func (a *Applier) handleBatch(ctx context.Context, tx pgx.Tx, evs []*Event) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("batch handler panic: %v", r) // isolated per event on the slow path
+		}
+	}()
+	return a.batch(ctx, tx, evs)
+}
+
 func (a *Applier) decode(ctx context.Context, rec *kgo.Record) (*Event, error) {
-	ev := &Event{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Headers: map[string]string{}}
+	ev := &Event{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Attempt: attemptOf(rec), Headers: make(map[string]string, len(rec.Headers))}
 	for _, h := range rec.Headers {
 		ev.Headers[h.Key] = string(h.Value)
 	}
-	id, err := uuid.Parse(ev.Headers["eventline-event-id"])
+	id, err := uuid.Parse(ev.Headers[HeaderEventID])
 	if err != nil {
 		return nil, Permanent(ErrNoEventID)
 	}
 	ev.ID = id
-	ev.Type = ev.Headers["eventline-event-type"]
-	ev.AggregateType = ev.Headers["eventline-aggregate-type"]
-	ev.AggregateID = ev.Headers["eventline-aggregate-id"]
-	if v := ev.Headers["eventline-aggregate-version"]; v != "" {
+	ev.Type = ev.Headers[HeaderEventType]
+	ev.AggregateType = ev.Headers[HeaderAggregateType]
+	ev.AggregateID = ev.Headers[HeaderAggregateID]
+	if v := ev.Headers[HeaderAggregateVersion]; v != "" {
 		ev.AggregateVersion, _ = strconv.ParseInt(v, 10, 64)
 	}
 	if typed, ok := schemas.New(ev.Type); ok {

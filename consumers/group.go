@@ -1,0 +1,610 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/schemas"
+)
+
+// DefaultRetryDelays are the delays of retry.1, retry.2, retry.3.
+var DefaultRetryDelays = []time.Duration{time.Second, 10 * time.Second, time.Minute}
+
+// Config configures a Group.
+type Config struct {
+	// Group is the consumer group: the Kafka group id of the source
+	// consumer (the retry consumer uses Group+".retry"), the dedupe scope
+	// and part of the retry and DLT topic names.
+	Group string
+	// Topics are the source topics.
+	Topics  []string
+	Brokers []string
+	// DB is where handlers apply effects and the dedupe rows live.
+	DB *pgxpool.Pool
+	// Schema holds eventline's tables. Default "eventline".
+	Schema string
+	// Serde decodes values (Confluent framing, registry lookups cached).
+	Serde *schemas.Serde
+	// Handler applies one event; BatchHandler (optional) a partition's
+	// batch at once. At least one is required.
+	Handler      HandlerFunc
+	BatchHandler BatchHandlerFunc
+	// RetryDelays: one retry topic per delay. Default DefaultRetryDelays.
+	RetryDelays []time.Duration
+	// KeyOrder keeps a key's events in order across retries: while one is
+	// in the retry chain, later events of the same key follow it there.
+	KeyOrder bool
+	// CreateTopics lets the group create missing retry and DLT topics
+	// (with the source's partition count and ReplicationFactor, -1 =
+	// broker default). Otherwise a missing one is a startup error.
+	CreateTopics      bool
+	ReplicationFactor int16
+	// DedupeRetention: dedupe rows older than this are deleted. It must
+	// exceed the longest time a record can be redelivered. Default 7 days;
+	// negative keeps them forever.
+	DedupeRetention time.Duration
+	// CommitInterval between commits of marked offsets. Default 1s.
+	CommitInterval time.Duration
+	// MaxPollRecords bounds one poll (and so one transaction per
+	// partition). Default 10000.
+	MaxPollRecords int
+	// MaxBackoff caps the wait between retries of a failing database or
+	// broker call. Default 5s.
+	MaxBackoff time.Duration
+	// ShutdownTimeout bounds finishing in-flight batches after ctx ends.
+	// Default 30s.
+	ShutdownTimeout time.Duration
+	// KafkaOpts are extra franz-go options for every client (TLS, SASL...).
+	KafkaOpts []kgo.Opt
+	Logger    *slog.Logger
+	// OnAssigned and OnRevoked observe the source consumer's partitions.
+	OnAssigned, OnRevoked func(map[string][]int32)
+	// AfterApply runs after a batch's transaction commits and its retry
+	// and DLT copies are acknowledged, before its offsets are marked.
+	AfterApply func(results []Result)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Schema == "" {
+		c.Schema = migrate.DefaultSchema
+	}
+	if c.RetryDelays == nil {
+		c.RetryDelays = DefaultRetryDelays
+	}
+	if c.DedupeRetention == 0 {
+		c.DedupeRetention = 7 * 24 * time.Hour
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = time.Second
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = 10000
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Group == "" {
+		errs = append(errs, errors.New("consumers: Group is required"))
+	}
+	if len(c.Topics) == 0 {
+		errs = append(errs, errors.New("consumers: Topics are required"))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("consumers: Brokers are required"))
+	}
+	if c.DB == nil {
+		errs = append(errs, errors.New("consumers: DB is required"))
+	}
+	if c.Serde == nil {
+		errs = append(errs, errors.New("consumers: Serde is required"))
+	}
+	if c.Handler == nil && c.BatchHandler == nil {
+		errs = append(errs, errors.New("consumers: a Handler or BatchHandler is required"))
+	}
+	for i, d := range c.RetryDelays {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("consumers: RetryDelays[%d] must be positive", i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stats are a Group's counters since Run started.
+type Stats struct {
+	Applied, Duplicates, Retried, DeadLettered, Deferred int64
+	// RetryLatenessP99 is the 99th percentile of (processed - due) over
+	// the last retry records processed.
+	RetryLatenessP99 time.Duration
+	RetryProcessed   int64
+}
+
+// Group runs a consumer group: the source topics and, in a second Kafka
+// group, their retry topics.
+type Group struct {
+	cfg     Config
+	applier *Applier
+	stage   map[string]int      // topic -> 0 source, n retry.n
+	next    map[string][]string // source topic -> stage topics
+	prod    *kgo.Client
+
+	applied, duplicates, retried, dead, deferred, retryProcessed atomic.Int64
+	latMu                                                        sync.Mutex
+	lateness                                                     []time.Duration // ring
+	latPos                                                       int
+}
+
+// New validates cfg and returns a Group; Run starts it.
+func New(cfg Config) (*Group, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	a := NewApplier(cfg.Group, cfg.Schema, cfg.Serde, cfg.Handler).WithKeyOrder(cfg.KeyOrder)
+	if cfg.BatchHandler != nil {
+		a.WithBatchHandler(cfg.BatchHandler)
+	}
+	g := &Group{cfg: cfg, applier: a, stage: map[string]int{}, next: map[string][]string{}, lateness: make([]time.Duration, 0, 4096)}
+	for _, t := range cfg.Topics {
+		st := stageTopics(t, cfg.Group, len(cfg.RetryDelays))
+		g.next[t] = st
+		for i, name := range st[:len(st)-1] {
+			g.stage[name] = i
+		}
+	}
+	return g, nil
+}
+
+// Stats returns the counters.
+func (g *Group) Stats() Stats {
+	s := Stats{Applied: g.applied.Load(), Duplicates: g.duplicates.Load(), Retried: g.retried.Load(),
+		DeadLettered: g.dead.Load(), Deferred: g.deferred.Load(), RetryProcessed: g.retryProcessed.Load()}
+	g.latMu.Lock()
+	l := slices.Clone(g.lateness)
+	g.latMu.Unlock()
+	if len(l) > 0 {
+		slices.Sort(l)
+		s.RetryLatenessP99 = l[(len(l)*99-1)/100]
+	}
+	return s
+}
+
+func (g *Group) noteLateness(d time.Duration) {
+	g.latMu.Lock()
+	if len(g.lateness) < cap(g.lateness) {
+		g.lateness = append(g.lateness, d)
+	} else {
+		g.lateness[g.latPos] = d
+		g.latPos = (g.latPos + 1) % len(g.lateness)
+	}
+	g.latMu.Unlock()
+}
+
+// Run consumes until ctx ends, then finishes the in-flight batches,
+// commits the marked offsets and leaves both groups. It returns an error
+// only for a failed startup (bad topics, unreachable cluster).
+func (g *Group) Run(ctx context.Context) error {
+	log := g.cfg.Logger.With("group", g.cfg.Group)
+	prod, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(g.cfg.Brokers...),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerLinger(0),
+		kgo.UnknownTopicRetries(-1),
+	}, g.cfg.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("consumers: kafka client: %w", err)
+	}
+	defer prod.Close()
+	g.prod = prod
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	created, err := preflight(pctx, kadm.NewClient(prod), g.cfg.Group, g.cfg.Topics, len(g.cfg.RetryDelays), g.cfg.CreateTopics, g.cfg.ReplicationFactor)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("consumers: group %s: %w", g.cfg.Group, err)
+	}
+	for _, t := range created {
+		log.Info("consumers: created topic", "topic", t)
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	wg.Go(func() { errs <- g.consume(ctx, false) })
+	if len(g.cfg.RetryDelays) > 0 {
+		wg.Go(func() { errs <- g.consume(ctx, true) })
+	}
+	wg.Go(func() { g.expireDedupe(ctx) })
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	return errors.Join(all...)
+}
+
+// consume runs one Kafka group: the source topics, or (retries) the retry
+// topics, whose records wait for their due time.
+func (g *Group) consume(ctx context.Context, retries bool) error {
+	log := g.cfg.Logger.With("group", g.cfg.Group, "retries", retries)
+	groupID, topics := g.cfg.Group, g.cfg.Topics
+	if retries {
+		groupID = g.cfg.Group + ".retry"
+		topics = nil
+		for _, t := range g.cfg.Topics {
+			st := g.next[t]
+			topics = append(topics, st[1:len(st)-1]...)
+		}
+	}
+	w := &waiting{parts: map[tp][]*kgo.Record{}, paused: map[tp]bool{}}
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(g.cfg.Brokers...),
+		kgo.ConsumerGroup(groupID),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.AutoCommitMarks(),
+		kgo.AutoCommitInterval(g.cfg.CommitInterval),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			log.Debug("consumers: assigned", "partitions", m)
+			if !retries && g.cfg.OnAssigned != nil {
+				g.cfg.OnAssigned(m)
+			}
+		}),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			log.Debug("consumers: revoked", "partitions", m)
+			if retries {
+				w.drop(cl, m)
+			}
+			if err := cl.CommitMarkedOffsets(ctx); err != nil {
+				log.Warn("consumers: committing offsets on revoke failed (the records will be delivered again and deduplicated)", "err", err)
+			}
+			if !retries && g.cfg.OnRevoked != nil {
+				g.cfg.OnRevoked(m)
+			}
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
+			log.Warn("consumers: partitions lost", "partitions", m)
+			if retries {
+				w.drop(cl, m)
+			}
+			if !retries && g.cfg.OnRevoked != nil {
+				g.cfg.OnRevoked(m)
+			}
+		}),
+	}, g.cfg.KafkaOpts...)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return fmt.Errorf("consumers: kafka client: %w", err)
+	}
+	defer cl.Close() // leaves the group (revoke commits the marks)
+
+	for {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if due, ok := w.earliest(); ok {
+			pollCtx, cancel = context.WithDeadline(ctx, due)
+		}
+		fetches := cl.PollRecords(pollCtx, g.cfg.MaxPollRecords)
+		cancel()
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			g.finish(cl, log)
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				log.Warn("consumers: fetch error", "topic", t, "partition", p, "err", err)
+			}
+		})
+		batches := map[tp][]*kgo.Record{}
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				batches[tp{p.Topic, p.Partition}] = p.Records
+			}
+		})
+		if retries {
+			batches = w.admit(cl, batches, time.Now())
+		}
+		// Processing outlives ctx by at most ShutdownTimeout: a batch in
+		// flight at shutdown is finished, not abandoned.
+		work, stop := g.workContext(ctx)
+		var pwg sync.WaitGroup
+		var mu sync.Mutex
+		var done []*kgo.Record
+		for _, recs := range batches {
+			pwg.Go(func() {
+				if g.process(work, recs, log) {
+					mu.Lock()
+					done = append(done, recs[len(recs)-1])
+					mu.Unlock()
+				}
+			})
+		}
+		pwg.Wait()
+		stop()
+		cl.MarkCommitRecords(done...)
+		cl.AllowRebalance()
+	}
+}
+
+// finish commits the marked offsets before the client leaves the group.
+func (g *Group) finish(cl *kgo.Client, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := cl.CommitMarkedOffsets(ctx); err != nil {
+		log.Warn("consumers: final commit failed (records will be delivered again and deduplicated)", "err", err)
+	}
+	cl.AllowRebalance()
+}
+
+func (g *Group) workContext(ctx context.Context) (context.Context, func()) {
+	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(g.cfg.ShutdownTimeout, cancel)
+		<-work.Done()
+		t.Stop()
+	})
+	return work, func() { stop(); cancel() }
+}
+
+// process applies one partition's records and forwards the failed and
+// deferred ones; it retries database and broker errors until they pass or
+// ctx ends (false: nothing may be marked).
+func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logger) bool {
+	stage := g.stage[recs[0].Topic]
+	steps := len(g.cfg.RetryDelays)
+	if stage > 0 {
+		now := time.Now()
+		for _, r := range recs {
+			if due := dueAt(r); !due.IsZero() {
+				g.noteLateness(now.Sub(due))
+			}
+		}
+		g.retryProcessed.Add(int64(len(recs)))
+	}
+	var results []Result
+	if !g.retryForever(ctx, log, "apply", func() error {
+		var err error
+		results, err = g.applier.apply(ctx, g.cfg.DB, recs, stage == steps)
+		return err
+	}) {
+		return false
+	}
+	now := time.Now()
+	for _, r := range results {
+		log.Debug("consumers: outcome", "topic", r.Record.Topic, "offset", r.Record.Offset, "key", string(r.Record.Key), "outcome", r.Outcome.String(), "err", r.Err)
+	}
+	source := originOf(recs[0]).topic
+	var out []*kgo.Record
+	var applied, dups, retried, dead, deferred int64
+	for _, r := range results {
+		switch r.Outcome {
+		case Applied:
+			applied++
+		case Duplicate:
+			dups++
+		case Failed, Deferred:
+			class, cause := classify(r)
+			nextStage := stage + 1
+			if r.Outcome == Failed && IsPermanent(r.Err) {
+				nextStage = steps + 1
+			}
+			st := g.next[source]
+			if st == nil { // a copy of a topic this group no longer consumes
+				st = stageTopics(source, g.cfg.Group, steps)
+			}
+			var due time.Time
+			if nextStage <= steps {
+				due = now.Add(g.cfg.RetryDelays[nextStage-1])
+				retried++
+			} else {
+				dead++
+			}
+			if r.Outcome == Deferred {
+				deferred++
+			}
+			out = append(out, forwardCopy(r.Record, st[nextStage], g.cfg.Group, attemptOf(r.Record)+1, due, class, cause, now))
+		}
+	}
+	if len(out) > 0 && !g.retryForever(ctx, log, "produce retry/DLT copies", func() error {
+		return g.prod.ProduceSync(ctx, out...).FirstErr()
+	}) {
+		return false
+	}
+	g.applied.Add(applied)
+	g.duplicates.Add(dups)
+	g.retried.Add(retried)
+	g.dead.Add(dead)
+	g.deferred.Add(deferred)
+	for _, r := range results {
+		if r.Outcome == Failed {
+			log.Info("consumers: event failed", "topic", r.Record.Topic, "partition", r.Record.Partition, "offset", r.Record.Offset,
+				"event_id", headerOr(r.Record, HeaderEventID), "attempt", attemptOf(r.Record), "err", r.Err)
+		}
+	}
+	if g.cfg.AfterApply != nil {
+		g.cfg.AfterApply(results)
+	}
+	return true
+}
+
+func headerOr(rec *kgo.Record, key string) string {
+	v, _ := header(rec, key)
+	return v
+}
+
+func classify(r Result) (string, error) {
+	if r.Outcome == Deferred {
+		return ClassKeyOrder, errors.New("an earlier event of this key is in the retry chain")
+	}
+	var pe *permanentError
+	switch {
+	case errors.Is(r.Err, ErrNoEventID):
+		return ClassNoEventID, r.Err
+	case errors.As(r.Err, &pe):
+		return ClassPermanent, r.Err
+	case schemas.IsPermanent(r.Err):
+		return ClassDecode, r.Err
+	}
+	return ClassHandler, r.Err
+}
+
+// retryForever runs fn until it succeeds or ctx ends, with capped
+// exponential backoff.
+func (g *Group) retryForever(ctx context.Context, log *slog.Logger, what string, fn func() error) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("consumers: "+what+" failed; retrying", "err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(backoff*2, g.cfg.MaxBackoff)
+	}
+}
+
+// expireDedupe deletes dedupe rows older than the retention, in bounded
+// batches, every tenth of the retention (at most hourly).
+func (g *Group) expireDedupe(ctx context.Context) {
+	if g.cfg.DedupeRetention < 0 {
+		return
+	}
+	every := min(g.cfg.DedupeRetention/10, time.Hour)
+	table := g.applier.dedupe
+	for {
+		for {
+			tag, err := g.cfg.DB.Exec(ctx, `DELETE FROM `+table+` WHERE ctid = ANY(ARRAY(
+				SELECT ctid FROM `+table+` WHERE group_id = $1 AND applied_at < now() - $2::interval LIMIT 10000))`,
+				g.cfg.Group, g.cfg.DedupeRetention)
+			if err != nil {
+				if ctx.Err() == nil {
+					g.cfg.Logger.Warn("consumers: expiring dedupe rows failed", "group", g.cfg.Group, "err", err)
+				}
+				break
+			}
+			if tag.RowsAffected() < 10000 {
+				break
+			}
+		}
+		t := time.NewTimer(every)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// waiting holds retry records that are not due yet, per partition; a
+// partition with a waiting head is paused so that only it stops.
+type waiting struct {
+	mu     sync.Mutex
+	parts  map[tp][]*kgo.Record
+	paused map[tp]bool
+}
+
+func (w *waiting) earliest() (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var best time.Time
+	for _, recs := range w.parts {
+		if d := dueAt(recs[0]); best.IsZero() || d.Before(best) {
+			best = d
+		}
+	}
+	return best, !best.IsZero()
+}
+
+// admit adds fresh records behind the waiting ones and returns each
+// partition's due prefix; partitions left with a waiting head are paused,
+// drained ones resumed.
+func (w *waiting) admit(cl *kgo.Client, fresh map[tp][]*kgo.Record, now time.Time) map[tp][]*kgo.Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, recs := range fresh {
+		w.parts[k] = append(w.parts[k], recs...)
+	}
+	due := map[tp][]*kgo.Record{}
+	pause, resume := map[string][]int32{}, map[string][]int32{}
+	for k, recs := range w.parts {
+		n := 0
+		for n < len(recs) && !dueAt(recs[n]).After(now) {
+			n++
+		}
+		if n > 0 {
+			due[k] = recs[:n]
+		}
+		if n == len(recs) {
+			delete(w.parts, k)
+			if w.paused[k] {
+				delete(w.paused, k)
+				resume[k.topic] = append(resume[k.topic], k.partition)
+			}
+		} else {
+			w.parts[k] = recs[n:]
+			if !w.paused[k] {
+				w.paused[k] = true
+				pause[k.topic] = append(pause[k.topic], k.partition)
+			}
+		}
+	}
+	if len(pause) > 0 {
+		cl.PauseFetchPartitions(pause)
+	}
+	if len(resume) > 0 {
+		cl.ResumeFetchPartitions(resume)
+	}
+	return due
+}
+
+// drop forgets the waiting records of revoked partitions (unmarked, so
+// their next owner reads them again) and unpauses them.
+func (w *waiting) drop(cl *kgo.Client, m map[string][]int32) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for t, ps := range m {
+		for _, p := range ps {
+			delete(w.parts, tp{t, p})
+			delete(w.paused, tp{t, p})
+		}
+	}
+	cl.ResumeFetchPartitions(m)
+}

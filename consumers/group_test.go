@@ -1,0 +1,353 @@
+package consumers_test
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/schemas"
+)
+
+// groupEnv is one test's broker, topic, database and registry.
+type groupEnv struct {
+	brokers []string
+	topic   string
+	db      *pgxpool.Pool
+	serde   *schemas.Serde
+	id      int
+	prod    *kgo.Client
+}
+
+func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
+	t.Helper()
+	ctx := context.Background()
+	e := &groupEnv{brokers: testkit.Kafka(t)}
+	e.topic = testkit.Topic(t, e.brokers, partitions)
+	db, err := pgxpool.New(ctx, testkit.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	e.db = db
+	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	// applied counts applications per event (n > 1 is a double apply) and
+	// records their order.
+	if _, err := db.Exec(ctx, `CREATE TABLE applied (event_id uuid PRIMARY KEY, key text NOT NULL, grp text NOT NULL DEFAULT '',
+		attempt int NOT NULL, seq bigserial, n int NOT NULL DEFAULT 1, early_ms bigint NOT NULL DEFAULT 0)`); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := sr.NewClient(sr.URLs(testkit.Registry(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	ss, err := cl.CreateSchema(ctx, e.topic+"-"+info.Name, sr.Schema{Schema: info.Text})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.serde, e.id = schemas.NewSerde(cl), ss.ID
+	e.prod = testkit.Client(t, e.brokers, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	return e
+}
+
+// event builds an OrderCreated record for key with a fresh event id.
+func (e *groupEnv) event(t testing.TB, key string) (*kgo.Record, uuid.UUID) {
+	t.Helper()
+	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	v, err := schemas.Encode(e.id, info.Schema, &schemas.OrderCreated{OrderID: key, CustomerID: key, Lines: []schemas.OrderLine{}, TotalMinor: 1, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := uuid.New()
+	return &kgo.Record{Topic: e.topic, Key: []byte(key), Value: v, Headers: []kgo.RecordHeader{
+		{Key: consumers.HeaderEventID, Value: []byte(id.String())},
+		{Key: consumers.HeaderEventType, Value: []byte(info.Name)},
+		{Key: consumers.HeaderAggregateType, Value: []byte("order")},
+		{Key: consumers.HeaderAggregateID, Value: []byte(key)},
+	}}, id
+}
+
+func (e *groupEnv) produce(t testing.TB, recs ...*kgo.Record) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// recordingHandler inserts (or counts again) the event in applied; fail
+// says whether this attempt of ev must fail.
+func recordingHandler(group string, fail func(ev *consumers.Event) error) consumers.HandlerFunc {
+	return func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
+		if fail != nil {
+			if err := fail(ev); err != nil {
+				return err
+			}
+		}
+		early := int64(0)
+		if ms, err := strconv.ParseInt(ev.Headers[consumers.HeaderDueAt], 10, 64); err == nil {
+			if d := time.UnixMilli(ms).Sub(time.Now()); d > 0 {
+				early = d.Milliseconds() + 1
+			}
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO applied (event_id, key, grp, attempt, early_ms) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (event_id) DO UPDATE SET n = applied.n + 1`, ev.ID, ev.AggregateID, group, ev.Attempt, early)
+		return err
+	}
+}
+
+// run starts a Group and stops it when the test ends (or when stop is called).
+func (e *groupEnv) run(t testing.TB, cfg consumers.Config) (*consumers.Group, func()) {
+	t.Helper()
+	if cfg.Group == "" {
+		cfg.Group = testkit.UniqueName(t, "g")
+	}
+	cfg.Topics = []string{e.topic}
+	cfg.Brokers = e.brokers
+	cfg.DB = e.db
+	cfg.Serde = e.serde
+	cfg.CreateTopics = true
+	if cfg.Logger == nil {
+		cfg.Logger = testkit.Logger(t)
+	}
+	g, err := consumers.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("group run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return g, stop
+}
+
+func (e *groupEnv) count(t testing.TB, q string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := e.db.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+var errFlaky = errors.New("flaky: not yet")
+
+var fastDelays = []time.Duration{300 * time.Millisecond, 600 * time.Millisecond, 900 * time.Millisecond}
+
+// A handler failing twice then succeeding: applied once, from retry.2,
+// never before its due time; the other events flow meanwhile.
+func TestRetryChainAppliesOnceFromRetry2(t *testing.T) {
+	e := newGroupEnv(t, 3)
+	flaky, flakyID := e.event(t, "flaky")
+	e.produce(t, flaky)
+	var others []*kgo.Record
+	for i := range 30 {
+		r, _ := e.event(t, fmt.Sprintf("k%d", i))
+		others = append(others, r)
+	}
+	e.produce(t, others...)
+	var mu sync.Mutex
+	attempts := []int{}
+	g, _ := e.run(t, consumers.Config{RetryDelays: fastDelays, Handler: recordingHandler("", func(ev *consumers.Event) error {
+		if ev.ID != flakyID {
+			return nil
+		}
+		mu.Lock()
+		attempts = append(attempts, ev.Attempt)
+		mu.Unlock()
+		if ev.Attempt < 2 {
+			return errFlaky
+		}
+		return nil
+	})})
+	testkit.WaitFor(t, 30*time.Second, "the flaky event applied", func() bool {
+		return e.count(t, `SELECT count(*) FROM applied WHERE event_id = $1`, flakyID) == 1
+	})
+	testkit.WaitFor(t, 30*time.Second, "all events applied", func() bool {
+		return e.count(t, `SELECT count(*) FROM applied`) == 31
+	})
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE n <> 1`); n != 0 {
+		t.Errorf("%d events applied more than once", n)
+	}
+	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, flakyID); a != 2 {
+		t.Errorf("flaky event applied at attempt %d, want 2 (from retry.2)", a)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE early_ms > 0`); n != 0 {
+		t.Errorf("%d events processed before their due time", n)
+	}
+	mu.Lock()
+	if fmt.Sprint(attempts) != "[0 1 2]" {
+		t.Errorf("flaky attempts %v, want [0 1 2]", attempts)
+	}
+	mu.Unlock()
+	st := g.Stats()
+	if st.Retried != 2 || st.DeadLettered != 0 || st.Applied != 31 {
+		t.Errorf("stats %+v: want 2 retried, 0 dead-lettered, 31 applied", st)
+	}
+}
+
+// Garbage bytes, an unknown schema id and a record without an event id
+// land in the DLT with their error headers, and the partition keeps
+// flowing behind them.
+func TestPoisonRecordsGoToDLT(t *testing.T) {
+	e := newGroupEnv(t, 1)
+	garbage, _ := e.event(t, "garbage")
+	garbage.Value = []byte("definitely not avro")
+	unknown, _ := e.event(t, "unknown-id")
+	v := append([]byte{0}, binary.BigEndian.AppendUint32(nil, 987654)...)
+	unknown.Value = append(v, unknown.Value[5:]...)
+	noID, _ := e.event(t, "no-id")
+	noID.Headers = noID.Headers[1:]
+	e.produce(t, garbage, unknown, noID)
+	var good []*kgo.Record
+	for i := range 10 {
+		r, _ := e.event(t, fmt.Sprintf("good%d", i))
+		good = append(good, r)
+	}
+	e.produce(t, good...)
+	group := testkit.UniqueName(t, "g")
+	g, _ := e.run(t, consumers.Config{Group: group, RetryDelays: fastDelays, Handler: recordingHandler(group, nil)})
+	testkit.WaitFor(t, 30*time.Second, "good events applied", func() bool {
+		return e.count(t, `SELECT count(*) FROM applied`) == 10
+	})
+	dlt := readAll(t, e.brokers, consumers.DLTTopic(e.topic, group), 3)
+	want := []struct{ key, class string }{{"garbage", consumers.ClassDecode}, {"unknown-id", consumers.ClassDecode}, {"no-id", consumers.ClassNoEventID}}
+	for i, w := range want {
+		r := dlt[i]
+		h := headers(r)
+		if string(r.Key) != w.key || h[consumers.HeaderErrorClass] != w.class {
+			t.Errorf("DLT record %d: key %q class %q, want %q %q", i, r.Key, h[consumers.HeaderErrorClass], w.key, w.class)
+		}
+		if h[consumers.HeaderOriginalTopic] != e.topic || h[consumers.HeaderOriginalOffset] != strconv.Itoa(i) || h[consumers.HeaderOriginalPartition] != "0" {
+			t.Errorf("DLT record %d: original headers %v", i, h)
+		}
+		if h[consumers.HeaderErrorMessage] == "" || h[consumers.HeaderGroup] != group || h[consumers.HeaderFirstFailureAt] == "" {
+			t.Errorf("DLT record %d: missing error bookkeeping: %v", i, h)
+		}
+	}
+	if msg := headers(dlt[1])[consumers.HeaderErrorMessage]; !containsAll(msg, "987654") {
+		t.Errorf("unknown schema id message %q does not name the id", msg)
+	}
+	if st := g.Stats(); st.DeadLettered != 3 || st.Retried != 0 {
+		t.Errorf("stats %+v: want 3 dead-lettered, none retried", st)
+	}
+}
+
+// Key order: the first event of key K fails twice; K's later events follow
+// it through the chain and are applied after it, in order, while another
+// key flows past.
+func TestKeyOrderAcrossRetries(t *testing.T) {
+	e := newGroupEnv(t, 1)
+	var kIDs []uuid.UUID
+	var recs []*kgo.Record
+	for i := range 5 {
+		r, id := e.event(t, "K")
+		recs = append(recs, r)
+		kIDs = append(kIDs, id)
+		o, _ := e.event(t, fmt.Sprintf("other%d", i))
+		recs = append(recs, o)
+	}
+	e.produce(t, recs...)
+	first := kIDs[0]
+	g, _ := e.run(t, consumers.Config{KeyOrder: true, RetryDelays: fastDelays, Handler: recordingHandler("", func(ev *consumers.Event) error {
+		if ev.ID == first && ev.Attempt < 2 {
+			return errFlaky
+		}
+		return nil
+	})})
+	testkit.WaitFor(t, 30*time.Second, "all events applied", func() bool {
+		return e.count(t, `SELECT count(*) FROM applied`) == 10
+	})
+	rows, err := e.db.Query(context.Background(), `SELECT event_id FROM applied WHERE key = 'K' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(kIDs) {
+		t.Errorf("key K applied in order %v, want %v", got, kIDs)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE key <> 'K' AND seq > (SELECT seq FROM applied WHERE event_id = $1)`, first); n != 0 {
+		t.Errorf("%d other-key events waited for K's retries", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM eventline_consumer_chain`); n != 0 {
+		t.Errorf("%d chain rows left behind", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE n <> 1`); n != 0 {
+		t.Errorf("%d double applications", n)
+	}
+	if st := g.Stats(); st.Deferred == 0 {
+		t.Errorf("stats %+v: no event deferred behind K's first", st)
+	}
+}
+
+func headers(r *kgo.Record) map[string]string {
+	m := map[string]string{}
+	for _, h := range r.Headers {
+		m[h.Key] = string(h.Value)
+	}
+	return m
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strconvContains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func strconvContains(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
+
+// readAll reads n records of topic from the start.
+func readAll(t testing.TB, brokers []string, topic string, n int) []*kgo.Record {
+	t.Helper()
+	cl := testkit.Client(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n {
+		f := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatalf("read %d of %d records from %s", len(out), n, topic)
+		}
+		f.EachRecord(func(r *kgo.Record) { out = append(out, r) })
+	}
+	return out
+}

@@ -1,0 +1,88 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+)
+
+// RetryTopic is the n-th (1-based) retry topic of topic for group.
+func RetryTopic(topic, group string, n int) string {
+	return topic + "." + group + ".retry." + strconv.Itoa(n)
+}
+
+// DLTTopic is the dead-letter topic of topic for group.
+func DLTTopic(topic, group string) string { return topic + "." + group + ".dlt" }
+
+// ParseDLTTopic splits a DLT topic name into its source topic and group
+// (both may contain dots: the group is taken from the name's known suffix
+// only when group is given).
+func ParseDLTTopic(name, group string) (source string, ok bool) {
+	suffix := "." + group + ".dlt"
+	if group == "" || !strings.HasSuffix(name, suffix) {
+		return "", false
+	}
+	return strings.TrimSuffix(name, suffix), true
+}
+
+// stageTopics: index 0 is the source, 1..n the retry steps, n+1 the DLT.
+func stageTopics(topic, group string, steps int) []string {
+	out := []string{topic}
+	for n := 1; n <= steps; n++ {
+		out = append(out, RetryTopic(topic, group, n))
+	}
+	return append(out, DLTTopic(topic, group))
+}
+
+// preflight checks that every source topic exists and that its retry and
+// DLT topics exist with at least as many partitions (a retry copy keeps its
+// source partition number, which is what keeps a key's copies in order).
+// Missing ones are created when create is set.
+func preflight(ctx context.Context, adm *kadm.Client, group string, sources []string, steps int, create bool, rf int16) ([]string, error) {
+	var all []string
+	for _, s := range sources {
+		all = append(all, stageTopics(s, group, steps)...)
+	}
+	td, err := adm.ListTopics(ctx, all...)
+	if err != nil {
+		return nil, fmt.Errorf("listing topics: %w", err)
+	}
+	var errs []error
+	var created []string
+	for _, s := range sources {
+		src, ok := td[s]
+		if !ok || src.Err != nil {
+			errs = append(errs, fmt.Errorf("source topic %s does not exist", s))
+			continue
+		}
+		want := int32(len(src.Partitions))
+		for _, name := range stageTopics(s, group, steps)[1:] {
+			d, ok := td[name]
+			if ok && d.Err == nil {
+				if got := int32(len(d.Partitions)); got < want {
+					errs = append(errs, fmt.Errorf("topic %s has %d partitions, fewer than its source %s (%d): add partitions", name, got, s, want))
+				}
+				continue
+			}
+			if !create {
+				errs = append(errs, fmt.Errorf("topic %s does not exist (create it with %d partitions, or allow the group to create it)", name, want))
+				continue
+			}
+			resp, err := adm.CreateTopic(ctx, want, rf, nil, name)
+			if err == nil {
+				err = resp.Err
+			}
+			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+				errs = append(errs, fmt.Errorf("creating topic %s: %w", name, err))
+				continue
+			}
+			created = append(created, name)
+		}
+	}
+	return created, errors.Join(errs...)
+}
