@@ -103,7 +103,7 @@ func recordingHandler(group string, fail func(ev *consumers.Event) error) consum
 		}
 		early := int64(0)
 		if ms, err := strconv.ParseInt(ev.Headers[consumers.HeaderDueAt], 10, 64); err == nil {
-			if d := time.UnixMilli(ms).Sub(time.Now()); d > 0 {
+			if d := time.Until(time.UnixMilli(ms)); d > 0 {
 				early = d.Milliseconds() + 1
 			}
 		}
