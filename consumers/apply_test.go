@@ -18,7 +18,6 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
-func TestMain(m *testing.M) { testkit.Main(m) }
 
 type bundle struct {
 	db    *pgxpool.Pool

@@ -65,8 +65,11 @@ type Config struct {
 	// ShutdownTimeout bounds finishing in-flight batches after ctx ends.
 	// Default 30s.
 	ShutdownTimeout time.Duration
-	// KafkaOpts are extra franz-go options for every client (TLS, SASL...).
-	KafkaOpts []kgo.Opt
+	// KafkaOpts are extra franz-go options for every client (TLS, SASL...);
+	// ConsumerOpts only for the two group consumers (session timeout,
+	// instance id, fetch sizes...).
+	KafkaOpts    []kgo.Opt
+	ConsumerOpts []kgo.Opt
 	Logger    *slog.Logger
 	// OnAssigned and OnRevoked observe the source consumer's partitions.
 	OnAssigned, OnRevoked func(map[string][]int32)
@@ -220,14 +223,8 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 	defer prod.Close()
 	g.prod = prod
-	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	created, err := preflight(pctx, kadm.NewClient(prod), g.cfg.Group, g.cfg.Topics, len(g.cfg.RetryDelays), g.cfg.CreateTopics, g.cfg.ReplicationFactor)
-	cancel()
-	if err != nil {
-		return fmt.Errorf("consumers: group %s: %w", g.cfg.Group, err)
-	}
-	for _, t := range created {
-		log.Info("consumers: created topic", "topic", t)
+	if err := g.preflight(ctx, prod, log); err != nil {
+		return err
 	}
 
 	var wg sync.WaitGroup
@@ -244,6 +241,30 @@ func (g *Group) Run(ctx context.Context) error {
 		all = append(all, err)
 	}
 	return errors.Join(all...)
+}
+
+// Preflight checks (or, with CreateTopics, creates) the retry and DLT
+// topics, as Run does first.
+func (g *Group) Preflight(ctx context.Context) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(g.cfg.Brokers...)}, g.cfg.KafkaOpts...)...)
+	if err != nil {
+		return fmt.Errorf("consumers: kafka client: %w", err)
+	}
+	defer cl.Close()
+	return g.preflight(ctx, cl, g.cfg.Logger.With("group", g.cfg.Group))
+}
+
+func (g *Group) preflight(ctx context.Context, cl *kgo.Client, log *slog.Logger) error {
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	created, err := preflight(pctx, kadm.NewClient(cl), g.cfg.Group, g.cfg.Topics, len(g.cfg.RetryDelays), g.cfg.CreateTopics, g.cfg.ReplicationFactor)
+	if err != nil {
+		return fmt.Errorf("consumers: group %s: %w", g.cfg.Group, err)
+	}
+	for _, t := range created {
+		log.Info("consumers: created topic", "topic", t)
+	}
+	return nil
 }
 
 // consume runs one Kafka group: the source topics, or (retries) the retry
@@ -296,7 +317,7 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 			}
 		}),
 	}, g.cfg.KafkaOpts...)
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, g.cfg.ConsumerOpts...)...)
 	if err != nil {
 		return fmt.Errorf("consumers: kafka client: %w", err)
 	}
@@ -393,9 +414,6 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 		return false
 	}
 	now := time.Now()
-	for _, r := range results {
-		log.Debug("consumers: outcome", "topic", r.Record.Topic, "offset", r.Record.Offset, "key", string(r.Record.Key), "outcome", r.Outcome.String(), "err", r.Err)
-	}
 	source := originOf(recs[0]).topic
 	var out []*kgo.Record
 	var applied, dups, retried, dead, deferred int64

@@ -30,6 +30,7 @@ type groupEnv struct {
 	serde   *schemas.Serde
 	id      int
 	prod    *kgo.Client
+	regURL  string
 }
 
 func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
@@ -52,7 +53,8 @@ func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
 		attempt int NOT NULL, seq bigserial, n int NOT NULL DEFAULT 1, early_ms bigint NOT NULL DEFAULT 0)`); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := sr.NewClient(sr.URLs(testkit.Registry(t)))
+	e.regURL = testkit.Registry(t)
+	cl, err := sr.NewClient(sr.URLs(e.regURL))
 	if err != nil {
 		t.Fatal(err)
 	}
