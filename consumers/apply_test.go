@@ -18,7 +18,6 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
-
 type bundle struct {
 	db    *pgxpool.Pool
 	serde *schemas.Serde

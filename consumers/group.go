@@ -70,7 +70,7 @@ type Config struct {
 	// instance id, fetch sizes...).
 	KafkaOpts    []kgo.Opt
 	ConsumerOpts []kgo.Opt
-	Logger    *slog.Logger
+	Logger       *slog.Logger
 	// OnAssigned and OnRevoked observe the source consumer's partitions.
 	OnAssigned, OnRevoked func(map[string][]int32)
 	// AfterApply runs after a batch's transaction commits and its retry
