@@ -519,7 +519,7 @@ func (g *Group) expireDedupe(ctx context.Context) {
 	if g.cfg.DedupeRetention < 0 {
 		return
 	}
-	every := min(g.cfg.DedupeRetention/10, time.Hour)
+	every := max(min(g.cfg.DedupeRetention/10, time.Hour), time.Second)
 	table := g.applier.dedupe
 	for {
 		for {
