@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/migrate"
@@ -356,11 +357,17 @@ func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, 
 	}
 	if a.batch != nil && len(todo) > 0 {
 		if err := a.handleBatch(ctx, tx, todo); err != nil {
+			if isConflict(err) {
+				return nil, nil, err
+			}
 			return rolledBack, nil, nil
 		}
 	} else {
 		for _, ev := range todo {
 			if err := a.handle(ctx, tx, ev); err != nil {
+				if isConflict(err) {
+					return nil, nil, err // retry the whole batch, not this event
+				}
 				return ev, err, nil
 			}
 		}
@@ -478,6 +485,9 @@ func (a *Applier) applyOne(ctx context.Context, tx pgx.Tx, ev *Event, failWith e
 	if herr == nil {
 		herr = a.handle(ctx, sp, ev)
 	}
+	if isConflict(herr) {
+		return 0, herr // the transaction is aborted: retry the batch
+	}
 	if herr != nil {
 		if err := sp.Rollback(ctx); err != nil { // ROLLBACK TO SAVEPOINT
 			return 0, fmt.Errorf("error rolling back to savepoint: %w", errors.Join(err, herr))
@@ -488,6 +498,15 @@ func (a *Applier) applyOne(ctx context.Context, tx pgx.Tx, ev *Event, failWith e
 		return 0, fmt.Errorf("error releasing savepoint: %w", err)
 	}
 	return Applied, nil
+}
+
+// isConflict: a deadlock or serialization failure between concurrent apply
+// transactions (several partitions in flight lock the same rows). It says
+// nothing about the event, so the batch is retried whole instead of the
+// event going to the retry chain.
+func isConflict(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "40P01" || pg.Code == "40001")
 }
 
 // handle runs the handler, turning a panic into a permanent error so one

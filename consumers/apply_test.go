@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -239,4 +240,32 @@ func BenchmarkApplyBatch(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// A deadlock or serialization failure says nothing about the event: the
+// whole batch is returned as an error (to be retried), no record is marked
+// failed, and nothing of it is committed.
+func TestApplyBatchRetriesConflicts(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	for _, code := range []string{"40P01", "40001"} {
+		calls := 0
+		a := consumers.NewApplier("g-"+code, "", b.serde, func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
+			calls++
+			if calls == 2 {
+				return &pgconn.PgError{Code: code, Message: "conflict"}
+			}
+			return nil
+		})
+		recs := []*kgo.Record{b.record(t, uuid.NewString(), uuid.NewString(), 1, 0), b.record(t, uuid.NewString(), uuid.NewString(), 1, 1)}
+		res, err := a.ApplyBatch(ctx, b.db, recs)
+		var pg *pgconn.PgError
+		if !errors.As(err, &pg) || pg.Code != code {
+			t.Fatalf("%s: got results %v, err %v; want the conflict as the batch's error", code, res, err)
+		}
+		var n int
+		if err := b.db.QueryRow(ctx, `SELECT count(*) FROM eventline_consumer_dedupe WHERE group_id = $1`, "g-"+code).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%s: %d dedupe rows committed (%v)", code, n, err)
+		}
+	}
 }

@@ -416,8 +416,9 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	now := time.Now()
 	source := originOf(recs[0]).topic
 	var out []*kgo.Record
+	dest := make([]string, len(results))
 	var applied, dups, retried, dead, deferred int64
-	for _, r := range results {
+	for i, r := range results {
 		switch r.Outcome {
 		case Applied:
 			applied++
@@ -443,6 +444,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 			if r.Outcome == Deferred {
 				deferred++
 			}
+			dest[i] = st[nextStage]
 			out = append(out, forwardCopy(r.Record, st[nextStage], g.cfg.Group, attemptOf(r.Record)+1, due, class, cause, now))
 		}
 	}
@@ -456,11 +458,16 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	g.retried.Add(retried)
 	g.dead.Add(dead)
 	g.deferred.Add(deferred)
-	for _, r := range results {
-		if r.Outcome == Failed {
-			log.Info("consumers: event failed", "topic", r.Record.Topic, "partition", r.Record.Partition, "offset", r.Record.Offset,
-				"event_id", headerOr(r.Record, HeaderEventID), "attempt", attemptOf(r.Record), "err", r.Err)
+	for i, r := range results {
+		if r.Outcome != Failed {
+			continue
 		}
+		level := slog.LevelDebug // on its way through the retry chain
+		if dest[i] == DLTTopic(source, g.cfg.Group) {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "consumers: event failed", "topic", r.Record.Topic, "partition", r.Record.Partition, "offset", r.Record.Offset,
+			"event_id", headerOr(r.Record, HeaderEventID), "attempt", attemptOf(r.Record), "to", dest[i], "err", r.Err)
 	}
 	if g.cfg.AfterApply != nil {
 		g.cfg.AfterApply(results)

@@ -80,11 +80,11 @@ func TestDemoAgainstEnvironment(t *testing.T) {
 		"KAFKA_BROKERS":       strings.Join(brokers, ","),
 		"SCHEMA_REGISTRY_URL": reg,
 		"DATABASE_URL":        db,
-	}, "demo", "--records", "5", "--json")
+	}, "demo", "--orders", "200", "--poison", "2", "--json")
 	if code != 0 {
-		t.Fatalf("demo exit %d:\n%s", code, errOut)
+		t.Fatalf("demo exit %d:\n%s\n%s", code, out, errOut)
 	}
-	for _, want := range []string{`"produced":5`, `"consumed":5`, `"rows":5`, `"ok":true`} {
+	for _, want := range []string{`"orders":200`, `"dlt_records":2`, `"duplicate_applications":0`, `"pending":0`, `"invariants_ok":true`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo JSON lacks %s: %s", want, out)
 		}

@@ -4,26 +4,33 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
+	"sort"
+	"text/tabwriter"
 	"time"
 
+	"github.com/eventline/eventline/internal/demo"
 	"github.com/eventline/eventline/internal/devstack"
-	"github.com/eventline/eventline/internal/roundtrip"
 )
 
-// runDemo runs the foundation's round trip: on the services the environment
-// names when KAFKA_BROKERS, SCHEMA_REGISTRY_URL and DATABASE_URL are all set,
-// otherwise on an embedded stack in a fresh directory, stopped afterwards.
+// runDemo runs the orders/inventory saga (internal/demo): on the services
+// the environment names when KAFKA_BROKERS, SCHEMA_REGISTRY_URL and
+// DATABASE_URL are all set, otherwise on an embedded stack in a fresh
+// directory, stopped afterwards. Exit 1 when an invariant fails.
 func runDemo(ctx context.Context, env *Env, args []string) int {
 	fs := newFlagSet(env, "demo", "[flags]")
-	records := fs.Int("records", 10, "records to send through the pipeline")
+	orders := fs.Int("orders", 1000, "orders to place")
+	poison := fs.Int("poison", 3, "garbage records to inject into orders.events (they must end in the DLT)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the summary")
 	dataDir := fs.String("data-dir", "", "state directory of the embedded stack (default: a temporary one, removed afterwards)")
+	timeout := fs.Duration("timeout", 5*time.Minute, "give up waiting for the orders to settle after this long")
+	quiet := fs.Bool("quiet", false, "no progress line")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	if *records < 1 {
-		fmt.Fprintln(env.Stderr, "eventline demo: --records must be at least 1")
+	if *orders < 1 || *poison < 0 || *timeout <= 0 {
+		fmt.Fprintln(env.Stderr, "eventline demo: --orders must be at least 1, --poison not negative, --timeout positive")
 		return ExitUsage
 	}
 	log := env.Logger
@@ -34,41 +41,61 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 		return ExitFail
 	}
 	defer stop()
-	brokers, registry, db := stack.brokers, stack.registry, stack.db
 
-	start := time.Now()
-	res, err := roundtrip.Run(ctx, roundtrip.Config{
-		Brokers:     brokers,
-		RegistryURL: registry,
-		DatabaseURL: db,
-		Records:     *records,
-		Logger:      log,
-	})
+	cfg := demo.Config{
+		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db,
+		Orders: *orders, Poison: *poison, Timeout: *timeout, Logger: log,
+	}
+	if !*quiet && !*asJSON {
+		cfg.Progress = env.Stderr
+	}
+	res, err := demo.Run(ctx, cfg)
 	if err != nil {
-		log.Error("round trip failed", "err", err)
+		log.Error("demo failed", "err", err)
 		return ExitFail
 	}
 	if *asJSON {
-		out := map[string]any{
-			"run_id":     res.RunID,
-			"topic":      res.Topic,
-			"subject":    res.Subject,
-			"schema_id":  res.SchemaID,
-			"group":      res.Group,
-			"produced":   res.Produced,
-			"consumed":   len(res.Received),
-			"rows":       res.Rows,
-			"elapsed_ms": time.Since(start).Milliseconds(),
-			"ok":         res.Rows == res.Produced,
-		}
-		enc := json.NewEncoder(env.Stdout)
-		if err := enc.Encode(out); err != nil {
+		if err := json.NewEncoder(env.Stdout).Encode(res); err != nil {
 			return ExitFail
 		}
-		return ExitOK
+	} else {
+		printDemo(env.Stdout, res)
 	}
-	res.Print(env.Stdout)
+	if !res.InvariantsOK {
+		return ExitFail
+	}
 	return ExitOK
+}
+
+func printDemo(w io.Writer, r *demo.Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "orders placed\t%d\n", r.Orders)
+	fmt.Fprintf(tw, "  confirmed\t%d\n", r.Confirmed)
+	fmt.Fprintf(tw, "  cancelled (out of stock)\t%d\n", r.Cancelled)
+	fmt.Fprintf(tw, "  still pending\t%d\n", r.Pending)
+	fmt.Fprintf(tw, "events retried (retry topics)\t%d\n", r.Retried)
+	fmt.Fprintf(tw, "records dead-lettered\t%d\n", r.DeadLettered)
+	fmt.Fprintf(tw, "redeliveries skipped (dedupe)\t%d\n", r.Duplicates)
+	fmt.Fprintf(tw, "elapsed\t%.1f s (%.0f orders/s)\n", r.Elapsed, r.OrdersPerSec)
+	fmt.Fprintf(tw, "order → terminal latency\tp50 %.0f ms, p99 %.0f ms\n", r.P50ms, r.P99ms)
+	names := make([]string, 0, len(r.Invariants))
+	for k := range r.Invariants {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		mark := "ok"
+		if !r.Invariants[k] {
+			mark = "FAILED"
+		}
+		fmt.Fprintf(tw, "invariant %s\t%s\n", k, mark)
+	}
+	tw.Flush()
+	if r.InvariantsOK {
+		fmt.Fprintln(w, "all invariants hold")
+	} else {
+		fmt.Fprintf(w, "INVARIANTS FAILED (details: %v)\n", r.Details)
+	}
 }
 
 // services are the addresses a command works against.
