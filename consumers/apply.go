@@ -11,6 +11,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/schemas"
@@ -32,6 +37,8 @@ type Event struct {
 	Attempt          int // failed attempts before this one: 0 on the source topic, n on retry.n
 	Headers          map[string]string
 	Payload          any
+
+	rec *kgo.Record
 }
 
 // HandlerFunc applies one event inside tx, the transaction that also holds
@@ -92,6 +99,7 @@ type Applier struct {
 	batch   BatchHandlerFunc
 	// keyOrder: consult and maintain eventline_consumer_chain.
 	keyOrder bool
+	tracer   trace.Tracer // nil: no process spans
 }
 
 // NewApplier returns an Applier for consumer group group, deduplicating in
@@ -116,6 +124,18 @@ func (a *Applier) WithBatchHandler(h BatchHandlerFunc) *Applier {
 	a.batch = h
 	if a.handler == nil {
 		a.handler = func(ctx context.Context, tx pgx.Tx, ev *Event) error { return h(ctx, tx, []*Event{ev}) }
+	}
+	return a
+}
+
+// WithTracing gives every handler call a "<topic> process" span, child of
+// the record's trace context (its receive span when the consumer runs
+// franz-go's kotel hooks, else its traceparent header). Without it the
+// handler's context still carries the record's trace context, so events
+// the handler appends continue the trace.
+func (a *Applier) WithTracing(tp trace.TracerProvider) *Applier {
+	if tp != nil {
+		a.tracer = tp.Tracer("github.com/eventline/eventline/consumers")
 	}
 	return a
 }
@@ -512,6 +532,29 @@ func isConflict(err error) bool {
 // handle runs the handler, turning a panic into a permanent error so one
 // bad event cannot take the consumer down.
 func (a *Applier) handle(ctx context.Context, tx pgx.Tx, ev *Event) (err error) {
+	ctx = recordTrace(ctx, ev.rec)
+	if a.tracer != nil {
+		var span trace.Span
+		ctx, span = a.tracer.Start(ctx, ev.Topic+" process", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.destination.name", ev.Topic),
+			attribute.Int("messaging.destination.partition.id", int(ev.Partition)),
+			attribute.Int64("messaging.kafka.offset", ev.Offset),
+			attribute.String("messaging.consumer.group.name", a.group),
+			attribute.String("eventline.event_id", ev.ID.String()),
+			attribute.String("eventline.event_type", ev.Type),
+			attribute.Int("eventline.attempt", ev.Attempt)))
+		if ev.rec != nil {
+			ev.rec.Context = ctx // a retry or DLT copy's publish span hangs off this one
+		}
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = Permanent(fmt.Errorf("handler panic: %v", r))
@@ -520,7 +563,42 @@ func (a *Applier) handle(ctx context.Context, tx pgx.Tx, ev *Event) (err error) 
 	return a.handler(ctx, tx, ev)
 }
 
+// recordTrace returns ctx carrying rec's trace context: its kotel receive
+// span, or the one in its traceparent header.
+func recordTrace(ctx context.Context, rec *kgo.Record) context.Context {
+	if rec == nil {
+		return ctx
+	}
+	if rec.Context != nil {
+		if span := trace.SpanFromContext(rec.Context); span.SpanContext().IsValid() {
+			return trace.ContextWithSpan(ctx, span)
+		}
+	}
+	if _, ok := header(rec, "traceparent"); !ok {
+		return ctx
+	}
+	return propagation.TraceContext{}.Extract(ctx, kotel.NewRecordCarrier(rec))
+}
+
 func (a *Applier) handleBatch(ctx context.Context, tx pgx.Tx, evs []*Event) (err error) {
+	if a.tracer != nil {
+		links := make([]trace.Link, 0, min(len(evs), 128))
+		for _, ev := range evs[:min(len(evs), 128)] {
+			if sc := trace.SpanContextFromContext(recordTrace(context.Background(), ev.rec)); sc.IsValid() {
+				links = append(links, trace.Link{SpanContext: sc})
+			}
+		}
+		var span trace.Span
+		ctx, span = a.tracer.Start(ctx, evs[0].Topic+" process batch", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
+			trace.WithAttributes(attribute.String("messaging.consumer.group.name", a.group), attribute.Int("messaging.batch.message_count", len(evs))))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("batch handler panic: %v", r) // isolated per event on the slow path
@@ -530,7 +608,7 @@ func (a *Applier) handleBatch(ctx context.Context, tx pgx.Tx, evs []*Event) (err
 }
 
 func (a *Applier) decode(ctx context.Context, rec *kgo.Record) (*Event, error) {
-	ev := &Event{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Attempt: attemptOf(rec), Headers: make(map[string]string, len(rec.Headers))}
+	ev := &Event{rec: rec, Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Attempt: attemptOf(rec), Headers: make(map[string]string, len(rec.Headers))}
 	for _, h := range rec.Headers {
 		ev.Headers[h.Key] = string(h.Value)
 	}

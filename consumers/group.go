@@ -13,6 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/schemas"
@@ -71,6 +74,11 @@ type Config struct {
 	KafkaOpts    []kgo.Opt
 	ConsumerOpts []kgo.Opt
 	Logger       *slog.Logger
+	// TracerProvider, when set, traces the group: kotel receive spans on
+	// the consumers, a process span per handler call, kotel publish spans
+	// on retry and DLT copies (children of the failed attempt's process
+	// span, so retries stay in the event's trace).
+	TracerProvider trace.TracerProvider
 	// OnAssigned and OnRevoked observe the source consumer's partitions.
 	OnAssigned, OnRevoked func(map[string][]int32)
 	// AfterApply runs after a batch's transaction commits and its retry
@@ -171,6 +179,7 @@ func New(cfg Config) (*Group, error) {
 	if cfg.BatchHandler != nil {
 		a.WithBatchHandler(cfg.BatchHandler)
 	}
+	a.WithTracing(cfg.TracerProvider)
 	g := &Group{cfg: cfg, applier: a, stage: map[string]int{}, next: map[string][]string{}, lateness: make([]time.Duration, 0, 4096)}
 	for _, t := range cfg.Topics {
 		st := stageTopics(t, cfg.Group, len(cfg.RetryDelays))
@@ -217,7 +226,7 @@ func (g *Group) Run(ctx context.Context) error {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.UnknownTopicRetries(-1),
-	}, g.cfg.KafkaOpts...)...)
+	}, g.kafkaOpts(false)...)...)
 	if err != nil {
 		return fmt.Errorf("consumers: kafka client: %w", err)
 	}
@@ -316,7 +325,7 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 				g.cfg.OnRevoked(m)
 			}
 		}),
-	}, g.cfg.KafkaOpts...)
+	}, g.kafkaOpts(true)...)
 	cl, err := kgo.NewClient(append(opts, g.cfg.ConsumerOpts...)...)
 	if err != nil {
 		return fmt.Errorf("consumers: kafka client: %w", err)
@@ -368,6 +377,19 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 		cl.MarkCommitRecords(done...)
 		cl.AllowRebalance()
 	}
+}
+
+// kafkaOpts are the user's options plus, when tracing, kotel's hooks.
+func (g *Group) kafkaOpts(consumer bool) []kgo.Opt {
+	opts := slices.Clone(g.cfg.KafkaOpts)
+	if g.cfg.TracerProvider != nil {
+		topts := []kotel.TracerOpt{kotel.TracerProvider(g.cfg.TracerProvider), kotel.TracerPropagator(propagation.TraceContext{})}
+		if consumer {
+			topts = append(topts, kotel.ConsumerGroup(g.cfg.Group))
+		}
+		opts = append(opts, kgo.WithHooks(kotel.NewKotel(kotel.WithTracer(kotel.NewTracer(topts...))).Hooks()...))
+	}
+	return opts
 }
 
 // finish commits the marked offsets before the client leaves the group.
@@ -445,7 +467,11 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 				deferred++
 			}
 			dest[i] = st[nextStage]
-			out = append(out, forwardCopy(r.Record, st[nextStage], g.cfg.Group, attemptOf(r.Record)+1, due, class, cause, now))
+			cp := forwardCopy(r.Record, st[nextStage], g.cfg.Group, attemptOf(r.Record)+1, due, class, cause, now)
+			if g.cfg.TracerProvider != nil {
+				cp.Context = recordTrace(ctx, r.Record) // keep ctx's cancellation, continue the trace
+			}
+			out = append(out, cp)
 		}
 	}
 	if len(out) > 0 && !g.retryForever(ctx, log, "produce retry/DLT copies", func() error {

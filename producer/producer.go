@@ -13,7 +13,10 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/sr"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/internal/config"
 	"github.com/eventline/eventline/migrate"
@@ -57,6 +60,10 @@ type Config struct {
 	// Events are the types this producer appends. Default: every type of
 	// the schemas catalogue that the pipeline routes to a topic.
 	Events []schemas.Event
+	// TracerProvider, when set, gives every Append an "outbox append"
+	// span (child of the caller's span); its context is what the row
+	// stores. Unset, the caller's trace context is stored as is.
+	TracerProvider trace.TracerProvider
 }
 
 // route is what Append needs of one event type, resolved at startup.
@@ -71,6 +78,7 @@ type route struct {
 type Producer struct {
 	table  string // quoted, schema-qualified eventline_outbox
 	routes map[string]route
+	tracer trace.Tracer // nil: no spans
 }
 
 // New resolves every event type's schema id under its subject once, so a
@@ -95,6 +103,9 @@ func New(ctx context.Context, cfg Config) (*Producer, error) {
 		}
 	}
 	p := &Producer{table: pgx.Identifier{schema, "eventline_outbox"}.Sanitize(), routes: map[string]route{}}
+	if cfg.TracerProvider != nil {
+		p.tracer = cfg.TracerProvider.Tracer("github.com/eventline/eventline/producer")
+	}
 	for _, ev := range types {
 		if ev == nil {
 			continue
@@ -163,16 +174,28 @@ type row struct {
 // transaction-scoped advisory lock per aggregate, so that rows of one
 // aggregate get outbox ids in commit order even with concurrent writers, and
 // inserts them in one statement.
-func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) error {
+func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) (err error) {
 	if len(msgs) == 0 {
 		return nil
 	}
-	trace := propagation.MapCarrier{}
-	propagator.Inject(ctx, trace)
+	if p.tracer != nil {
+		var span trace.Span
+		ctx, span = p.tracer.Start(ctx, "outbox append", trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithAttributes(attribute.Int("eventline.events", len(msgs)), attribute.String("eventline.event_type", eventTypeOf(msgs[0]))))
+		defer func() {
+			if err != nil {
+				span.RecordError(err)
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
+	carrier := propagation.MapCarrier{}
+	propagator.Inject(ctx, carrier)
 
 	rows := make([]row, len(msgs))
 	for i, m := range msgs {
-		r, err := p.encode(m, trace)
+		r, err := p.encode(m, carrier)
 		if err != nil {
 			return fmt.Errorf("producer: event %d of %d: %w", i+1, len(msgs), err)
 		}
@@ -212,7 +235,7 @@ func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) error
 	// One round trip: the scalar subquery is an InitPlan, evaluated once
 	// before the first row is produced, so every lock is held before any
 	// outbox id is drawn. WITH ORDINALITY keeps the order of msgs.
-	_, err := tx.Exec(ctx, `INSERT INTO `+p.table+` (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers)
+	_, err = tx.Exec(ctx, `INSERT INTO `+p.table+` (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers)
 		SELECT topic, k, v, eid, et, at, aid, ver, h::jsonb
 		FROM unnest($1::text[], $2::bytea[], $3::bytea[], $4::uuid[], $5::text[], $6::text[], $7::text[], $8::bigint[], $9::text[])
 			WITH ORDINALITY AS t(topic, k, v, eid, et, at, aid, ver, h, n)
@@ -223,6 +246,13 @@ func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) error
 		return fmt.Errorf("producer: error inserting into %s: %w", p.table, err)
 	}
 	return nil
+}
+
+func eventTypeOf(m Message) string {
+	if m.Event == nil {
+		return ""
+	}
+	return fullName(m.Event.Schema())
 }
 
 func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) {

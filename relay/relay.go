@@ -17,6 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/internal/config"
 	"github.com/eventline/eventline/internal/pgcluster"
@@ -60,6 +63,11 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// KafkaOpts are extra franz-go client options.
 	KafkaOpts []kgo.Opt
+	// TracerProvider, when set, gives every record a "<topic> publish"
+	// span (franz-go's kotel plugin), child of the trace context the
+	// producer stored in the row, and injects that span into the record's
+	// traceparent header. Unset, the stored context is passed on as is.
+	TracerProvider trace.TracerProvider
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -124,6 +132,8 @@ type Relay struct {
 	table string // quoted outbox table
 	park  string // quoted parked table
 	key   string // advisory lock key text
+	// tracing: kotel hooks are installed.
+	tracing bool
 
 	batchCap sync.Map // topic -> int32: the topic's max.message.bytes, when smaller than the default
 
@@ -167,6 +177,11 @@ func New(cfg Config) (*Relay, error) {
 		// rows with the one that is too large.
 		kgo.ProducerBatchMaxBytesFn(r.batchMaxBytes),
 	}, cfg.KafkaOpts...)
+	if cfg.TracerProvider != nil {
+		r.tracing = true
+		tracer := kotel.NewTracer(kotel.TracerProvider(cfg.TracerProvider), kotel.TracerPropagator(propagation.TraceContext{}))
+		opts = append(opts, kgo.WithHooks(kotel.NewKotel(kotel.WithTracer(tracer)).Hooks()...))
+	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		pool.Close()
@@ -547,6 +562,9 @@ func (r *Relay) produce(pctx context.Context, rows []outboxRow, start time.Time)
 			f.results[i] = err
 			f.wg.Done()
 			continue
+		}
+		if r.tracing { // the publish span's parent: the row's stored context
+			rec.Context = propagation.TraceContext{}.Extract(pctx, kotel.NewRecordCarrier(rec))
 		}
 		r.kafka.Produce(pctx, rec, func(_ *kgo.Record, err error) {
 			f.results[i] = err

@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/inventory"
@@ -62,6 +66,9 @@ type Config struct {
 	Prefix string
 	// Timeout for every order to settle. Default 5 minutes.
 	Timeout time.Duration
+	// TracerProvider traces the run (HTTP, outbox appends, relays'
+	// publishes, consumers' receives and processes). Default none.
+	TracerProvider trace.TracerProvider
 	// Progress receives a one-line status twice a second (nil: none).
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -150,12 +157,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	serde := schemas.NewSerde(reg)
-	ordersProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, AutoRegister: true, Schema: orders.Schema,
+	ordersProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, AutoRegister: true, Schema: orders.Schema, TracerProvider: cfg.TracerProvider,
 		Events: []schemas.Event{&schemas.OrderCreated{}, &schemas.OrderConfirmed{}, &schemas.OrderCancelled{}}})
 	if err != nil {
 		return nil, fmt.Errorf("demo: orders producer: %w", err)
 	}
-	invProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, AutoRegister: true, Schema: inventory.Schema,
+	invProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, AutoRegister: true, Schema: inventory.Schema, TracerProvider: cfg.TracerProvider,
 		Events: []schemas.Event{&schemas.InventoryReserved{}, &schemas.InventoryReleased{}, &schemas.InventoryConfirmed{}, &schemas.StockDepleted{}, &schemas.StockReplenished{}}})
 	if err != nil {
 		return nil, fmt.Errorf("demo: inventory producer: %w", err)
@@ -182,7 +189,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	// Relays: one per service outbox.
 	for _, schema := range []string{orders.Schema, inventory.Schema} {
-		r, err := relay.New(relay.Config{DatabaseURL: cfg.DatabaseURL, Brokers: cfg.Brokers, Schema: schema, Topics: pipe.Topics, Logger: log.With("relay", schema)})
+		r, err := relay.New(relay.Config{DatabaseURL: cfg.DatabaseURL, Brokers: cfg.Brokers, Schema: schema, Topics: pipe.Topics, Logger: log.With("relay", schema), TracerProvider: cfg.TracerProvider})
 		if err != nil {
 			return nil, err
 		}
@@ -197,7 +204,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		var once sync.Once
 		return consumers.New(consumers.Config{Group: name, Topics: []string{topic}, Brokers: cfg.Brokers, DB: db, Schema: schema,
 			Serde: serde, Handler: h, RetryDelays: cfg.RetryDelays, KeyOrder: true, CreateTopics: true, MaxPollRecords: 1000,
-			Logger: log.With("consumer", name), OnAssigned: func(map[string][]int32) { once.Do(func() { ready <- name }) }})
+			Logger: log.With("consumer", name), TracerProvider: cfg.TracerProvider, OnAssigned: func(map[string][]int32) { once.Do(func() { ready <- name }) }})
 	}
 	invGroup, err := group(cfg.Prefix+inventory.Group, ordersTopic, inventory.Schema, invSvc.Handle)
 	if err != nil {
@@ -221,11 +228,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	// The services' HTTP APIs on loopback.
-	ordURL, err := serve(runCtx, &wg, ordSvc.HTTP())
+	ordURL, err := serve(runCtx, &wg, traced(cfg.TracerProvider, "orders", ordSvc.HTTP()))
 	if err != nil {
 		return nil, err
 	}
-	invURL, err := serve(runCtx, &wg, invSvc.HTTP())
+	invURL, err := serve(runCtx, &wg, traced(cfg.TracerProvider, "inventory", invSvc.HTTP()))
 	if err != nil {
 		return nil, err
 	}
@@ -427,6 +434,19 @@ func pick(rng *rand.Rand, from []string, n int) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// traced wraps an API in otelhttp server spans ("POST /orders", ...).
+func traced(tp trace.TracerProvider, service string, h http.Handler) http.Handler {
+	if tp == nil {
+		return h
+	}
+	return otelhttp.NewHandler(h, service, otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(propagation.TraceContext{}),
+		// Named by the first path segment: ids stay out of span names.
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			first, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+			return r.Method + " /" + first
+		}))
 }
 
 func serve(ctx context.Context, wg *sync.WaitGroup, h http.Handler) (string, error) {
