@@ -14,6 +14,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -164,9 +166,13 @@ type Group struct {
 	prod    *kgo.Client
 
 	applied, duplicates, retried, dead, deferred, retryProcessed atomic.Int64
-	latMu                                                        sync.Mutex
-	lateness                                                     []time.Duration // ring
-	latPos                                                       int
+	joined                                                       [2]atomic.Bool // source, retry consumer
+	applyHist                                                    atomic.Pointer[metric.Float64Histogram]
+	running                                                      atomic.Pointer[kgo.Client] // prod while Run runs: metrics read lag through it
+
+	latMu    sync.Mutex
+	lateness []time.Duration // ring
+	latPos   int
 }
 
 // New validates cfg and returns a Group; Run starts it.
@@ -232,6 +238,8 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 	defer prod.Close()
 	g.prod = prod
+	g.running.Store(prod)
+	defer g.running.Store(nil)
 	if err := g.preflight(ctx, prod, log); err != nil {
 		return err
 	}
@@ -300,6 +308,7 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 		kgo.AutoCommitInterval(g.cfg.CommitInterval),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Debug("consumers: assigned", "partitions", m)
+			g.joined[boolIndex(retries)].Store(true)
 			if !retries && g.cfg.OnAssigned != nil {
 				g.cfg.OnAssigned(m)
 			}
@@ -318,6 +327,7 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 		}),
 		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
 			log.Warn("consumers: partitions lost", "partitions", m)
+			g.joined[boolIndex(retries)].Store(false)
 			if retries {
 				w.drop(cl, m)
 			}
@@ -331,6 +341,7 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 		return fmt.Errorf("consumers: kafka client: %w", err)
 	}
 	defer cl.Close() // leaves the group (revoke commits the marks)
+	defer g.joined[boolIndex(retries)].Store(false)
 
 	for {
 		pollCtx, cancel := ctx, context.CancelFunc(func() {})
@@ -392,6 +403,13 @@ func (g *Group) kafkaOpts(consumer bool) []kgo.Opt {
 	return opts
 }
 
+func boolIndex(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // finish commits the marked offsets before the client leaves the group.
 func (g *Group) finish(cl *kgo.Client, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -428,6 +446,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 		g.retryProcessed.Add(int64(len(recs)))
 	}
 	var results []Result
+	start := time.Now()
 	if !g.retryForever(ctx, log, "apply", func() error {
 		var err error
 		results, err = g.applier.apply(ctx, g.cfg.DB, recs, stage == steps)
@@ -494,6 +513,9 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 		}
 		log.Log(ctx, level, "consumers: event failed", "topic", r.Record.Topic, "partition", r.Record.Partition, "offset", r.Record.Offset,
 			"event_id", headerOr(r.Record, HeaderEventID), "attempt", attemptOf(r.Record), "to", dest[i], "err", r.Err)
+	}
+	if h := g.applyHist.Load(); h != nil {
+		(*h).Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("group", g.cfg.Group), attribute.String("topic", source)))
 	}
 	if g.cfg.AfterApply != nil {
 		g.cfg.AfterApply(results)

@@ -138,6 +138,7 @@ type Relay struct {
 	batchCap sync.Map // topic -> int32: the topic's max.message.bytes, when smaller than the default
 
 	leader    atomic.Bool
+	connected atomic.Bool // holds a lock connection: leader or standby
 	published atomic.Uint64
 	parked    atomic.Uint64
 	batches   atomic.Uint64
@@ -258,7 +259,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err != nil {
 			return nil // ctx done
 		}
+		r.connected.Store(true)
 		err = r.session(ctx, conn)
+		r.connected.Store(false)
 		_ = conn.Close(context.Background())
 		r.leader.Store(false)
 		if err != nil && ctx.Err() == nil {

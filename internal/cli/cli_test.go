@@ -3,8 +3,12 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/eventline/eventline/internal/cli"
 	"github.com/eventline/eventline/internal/testkit"
@@ -34,12 +38,13 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"dev", "--kafka-port", "abc"}, "invalid value"},
 		{[]string{"dev", "--kafka-port", "0"}, "ports must be between"},
 		{[]string{"dev", "stray"}, `unexpected argument "stray"`},
-		{[]string{"demo", "--records", "0"}, "--records must be at least 1"},
+		{[]string{"demo", "--orders", "0"}, "--orders must be at least 1"},
 		{[]string{"relay"}, "needs --database-url"},
 		{[]string{"relay", "parked"}, "usage: eventline relay parked"},
 		{[]string{"relay", "parked", "requeue", "x"}, "is not a row id"},
 		{[]string{"bench"}, "usage: eventline bench relay"},
 		{[]string{"bench", "relay", "--events", "0"}, "counts must be positive"},
+		{[]string{"bench", "consume", "--retry-share", "1"}, "counts must be positive"},
 		{[]string{"dlt"}, "not available yet (planned in issue #5)"},
 		{[]string{"migrate", "extra"}, `unexpected argument "extra"`},
 	} {
@@ -91,6 +96,69 @@ func TestDemoAgainstEnvironment(t *testing.T) {
 	}
 	if strings.Contains(errOut, "starting the embedded stack") {
 		t.Errorf("demo started an embedded stack although the environment named services")
+	}
+}
+
+// While the demo runs, --metrics-addr serves /readyz (200 once the relays
+// hold their sessions and both consumer groups joined) and the pipeline's
+// metrics in Prometheus text.
+func TestDemoMetricsAndHealth(t *testing.T) {
+	t.Parallel()
+	addr := fmt.Sprintf("127.0.0.1:%d", testkit.StablePort(t))
+	env := map[string]string{
+		"KAFKA_BROKERS":       strings.Join(testkit.Kafka(t), ","),
+		"SCHEMA_REGISTRY_URL": testkit.Registry(t),
+		"DATABASE_URL":        testkit.Postgres(t),
+	}
+	type result struct {
+		code        int
+		out, errOut string
+	}
+	done := make(chan result, 1)
+	go func() {
+		code, out, errOut := run(t, env, "demo", "--orders", "3000", "--poison", "1", "--quiet", "--metrics-addr", addr)
+		done <- result{code, out, errOut}
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	want := []string{
+		`eventline_outbox_backlog{schema="orders"}`, `eventline_outbox_oldest_age_seconds{schema="inventory"}`,
+		`eventline_relay_published_total{schema="orders"}`, `eventline_relay_parked_total`,
+		`eventline_consumer_applied_total{group="inventory"}`, `eventline_consumer_duplicates_total{group="orders"}`,
+		`eventline_consumer_retried_total`, `eventline_consumer_dead_lettered_total`,
+		`eventline_consumer_apply_seconds_bucket{group="inventory"`, `eventline_consumer_lag{group="inventory",topic="orders.events"}`,
+	}
+	var metrics string
+	testkit.WaitFor(t, 120*time.Second, "ready and every metric exported", func() bool {
+		select {
+		case r := <-done:
+			t.Fatalf("demo ended (exit %d) before its metrics were complete; last scrape:\n%s\n%s", r.code, metrics, r.errOut)
+		default:
+		}
+		if code, _ := get("/readyz"); code != http.StatusOK {
+			return false
+		}
+		_, metrics = get("/metrics")
+		for _, w := range want {
+			if !strings.Contains(metrics, w) {
+				return false
+			}
+		}
+		return true
+	})
+	if code, body := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz: %d %s", code, body)
+	}
+	r := <-done
+	if r.code != 0 || !strings.Contains(r.out, "all invariants hold") {
+		t.Fatalf("demo exit %d:\n%s\n%s", r.code, r.out, r.errOut)
 	}
 }
 

@@ -30,6 +30,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	retention := fs.Duration("retention", 0, "keep published rows this long (marking them) instead of deleting them; 0 deletes")
 	poll := fs.Duration("poll-interval", 2*time.Second, "fallback poll when no notification arrives")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
+	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. :9464 (env EVENTLINE_METRICS_ADDR)")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
@@ -56,15 +57,27 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 			return ExitFail
 		}
 	}
+	tel, health, stopTel, err := observability(ctx, env, "eventline-relay", *metricsAddr)
+	if err != nil {
+		log.Error("telemetry", "err", err)
+		return ExitFail
+	}
+	defer stopTel()
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
 		BatchSize: *batch, Retention: *retention, PollInterval: *poll, Logger: log,
+		TracerProvider: tel.TracerProvider,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline relay:", err)
 		return ExitUsage
 	}
 	defer r.Close()
+	if err := r.RegisterMetrics(tel.MeterProvider); err != nil {
+		log.Error("relay metrics", "err", err)
+		return ExitFail
+	}
+	health.Check("relay "+*schema, r.Ready)
 	log.Info("relay starting", "schema", *schema, "brokers", *brokers, "topics", len(topics))
 	statsDone := make(chan struct{})
 	go func() {

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -35,6 +36,7 @@ import (
 	"github.com/eventline/eventline/examples/inventory"
 	"github.com/eventline/eventline/examples/orders"
 	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/internal/telemetry"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
@@ -69,6 +71,10 @@ type Config struct {
 	// TracerProvider traces the run (HTTP, outbox appends, relays'
 	// publishes, consumers' receives and processes). Default none.
 	TracerProvider trace.TracerProvider
+	// MeterProvider receives the relays' and consumer groups' metrics,
+	// Health their readiness checks. Default none.
+	MeterProvider metric.MeterProvider
+	Health        *telemetry.Health
 	// Progress receives a one-line status twice a second (nil: none).
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -193,6 +199,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		if cfg.MeterProvider != nil {
+			if err := r.RegisterMetrics(cfg.MeterProvider); err != nil {
+				return nil, err
+			}
+		}
+		if cfg.Health != nil {
+			cfg.Health.Check("relay "+schema, r.Ready)
+		}
 		wg.Go(func() { defer r.Close(); fail(r.Run(runCtx)) })
 	}
 	// Consumer groups, started once the relays have created the topics.
@@ -206,16 +220,26 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			Serde: serde, Handler: h, RetryDelays: cfg.RetryDelays, KeyOrder: true, CreateTopics: true, MaxPollRecords: 1000,
 			Logger: log.With("consumer", name), TracerProvider: cfg.TracerProvider, OnAssigned: func(map[string][]int32) { once.Do(func() { ready <- name }) }})
 	}
-	invGroup, err := group(cfg.Prefix+inventory.Group, ordersTopic, inventory.Schema, invSvc.Handle)
+	invGroupName, ordGroupName := cfg.Prefix+inventory.Group, cfg.Prefix+orders.Group
+	invGroup, err := group(invGroupName, ordersTopic, inventory.Schema, invSvc.Handle)
 	if err != nil {
 		return nil, err
 	}
-	ordGroup, err := group(cfg.Prefix+orders.Group, inventoryTopic, orders.Schema, ordSvc.Handle)
+	ordGroup, err := group(ordGroupName, inventoryTopic, orders.Schema, ordSvc.Handle)
 	if err != nil {
 		return nil, err
 	}
 	for _, g := range []*consumers.Group{invGroup, ordGroup} {
+		if cfg.MeterProvider != nil {
+			if err := g.RegisterMetrics(cfg.MeterProvider); err != nil {
+				return nil, err
+			}
+		}
 		wg.Go(func() { fail(g.Run(runCtx)) })
+	}
+	if cfg.Health != nil {
+		cfg.Health.Check("consumers "+invGroupName, invGroup.Ready)
+		cfg.Health.Check("consumers "+ordGroupName, ordGroup.Ready)
 	}
 	for range 2 {
 		select {
