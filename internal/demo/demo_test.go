@@ -2,6 +2,7 @@ package demo_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +35,23 @@ func TestSaga(t *testing.T) {
 	}
 	if res.DeadLettered != 3 || res.DoubleApplied != 0 || res.Retried == 0 {
 		t.Errorf("dlt %d (want 3), double applications %d (want 0), retried %d (want > 0)", res.DeadLettered, res.DoubleApplied, res.Retried)
+	}
+}
+
+// An unreachable database is a clear error naming the redacted URL, never
+// the password.
+func TestSagaDatabaseDown(t *testing.T) {
+	_, err := demo.Run(context.Background(), demo.Config{
+		Brokers: testkit.Kafka(t), RegistryURL: testkit.Registry(t),
+		DatabaseURL: "postgres://eventline:s3cret@127.0.0.1:1/postgres?connect_timeout=2",
+	})
+	if err == nil || !strings.Contains(err.Error(), "error connecting to postgres at postgres://eventline:xxxxx@127.0.0.1:1") {
+		t.Fatalf("want an error naming the redacted database, got %v", err)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error leaks the password: %v", err)
+	}
+	if _, err := demo.Run(context.Background(), demo.Config{Orders: -1}); err == nil {
+		t.Errorf("negative orders accepted")
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/internal/devstack"
-	"github.com/eventline/eventline/internal/roundtrip"
+	"github.com/eventline/eventline/internal/demo"
 	"github.com/eventline/eventline/internal/testkit"
 )
 
@@ -60,18 +60,22 @@ func TestDevStackRoundTrip(t *testing.T) {
 	}
 	conn.Close(ctx)
 
-	res, err := roundtrip.Run(ctx, roundtrip.Config{
+	// The saga through the dev stack: its embedded registry (enforcing
+	// compatibility, registering the demo's schemas), broker and cluster.
+	res, err := demo.Run(ctx, demo.Config{
 		Brokers:     strings.Split(s.Brokers(), ","),
 		RegistryURL: s.RegistryURL(),
 		DatabaseURL: s.DatabaseURL(),
-		Records:     20,
+		Orders:      50,
+		Poison:      1,
+		RetryDelays: []time.Duration{100 * time.Millisecond, 200 * time.Millisecond, 300 * time.Millisecond},
 		Logger:      testkit.Logger(t),
 	})
 	if err != nil {
-		t.Fatalf("round trip through the dev stack: %v", err)
+		t.Fatalf("saga through the dev stack: %v", err)
 	}
-	if res.Rows != 20 {
-		t.Fatalf("rows = %d, want 20", res.Rows)
+	if !res.InvariantsOK || res.Orders != 50 {
+		t.Fatalf("saga through the dev stack: %+v", *res)
 	}
 }
 
