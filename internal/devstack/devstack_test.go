@@ -12,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/devstack"
 	"github.com/eventline/eventline/internal/demo"
+	"github.com/eventline/eventline/internal/devstack"
 	"github.com/eventline/eventline/internal/testkit"
 )
 
