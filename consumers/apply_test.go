@@ -3,6 +3,7 @@ package consumers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -267,5 +268,91 @@ func TestApplyBatchRetriesConflicts(t *testing.T) {
 		if err := b.db.QueryRow(ctx, `SELECT count(*) FROM eventline_consumer_dedupe WHERE group_id = $1`, "g-"+code).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("%s: %d dedupe rows committed (%v)", code, n, err)
 		}
+	}
+}
+
+// A failing batch handler is isolated by bisection: exactly the failing
+// events fail (their writes undone), all others apply, with far fewer
+// handler calls than one per event.
+func TestApplyBatchBisectsBatchHandlerFailures(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	calls := 0
+	a := consumers.NewApplier("g", "", b.serde, nil).WithBatchHandler(func(ctx context.Context, tx pgx.Tx, evs []*consumers.Event) error {
+		calls++
+		for _, ev := range evs {
+			if err := handler(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var recs []*kgo.Record
+	failing := map[int]bool{7: true, 31: true, 32: true, 60: true, 99: true}
+	for i := range 100 {
+		total := int64(1)
+		if failing[i] {
+			total = 13
+		}
+		recs = append(recs, b.record(t, uuid.NewString(), uuid.NewString(), total, int64(i)))
+	}
+	res, err := a.ApplyBatch(ctx, b.db, recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		want := consumers.Applied
+		if failing[i] {
+			want = consumers.Failed
+		}
+		if r.Outcome != want {
+			t.Errorf("record %d: %v, want %v", i, r.Outcome, want)
+		}
+		orderID := string(r.Record.Key)
+		if got, wantTotal := b.total(t, orderID), map[bool]int64{true: 0, false: 1}[failing[i]]; got != wantTotal {
+			t.Errorf("record %d: total %d, want %d", i, got, wantTotal)
+		}
+	}
+	if calls > 60 {
+		t.Errorf("%d batch handler calls to isolate 5 failures among 100", calls)
+	}
+	t.Logf("%d batch handler calls", calls)
+}
+
+// Key order inside one retry batch: a follower of key K whose head is
+// further down the chain is deferred on the fast path; when another event
+// of the batch fails and the batch falls back to the slow path, the
+// follower must stay in the chain, so that nothing newer of K can
+// overtake it.
+func TestApplyBatchKeepsFollowersInChain(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	key := uuid.NewString()
+	a := consumers.NewApplier("g", "", b.serde, handler).WithKeyOrder(true)
+	retryCopy := func(key string, origOffset, offset int64, total int64) *kgo.Record {
+		r := b.record(t, uuid.NewString(), key, total, offset)
+		r.Topic = consumers.RetryTopic("orders", "g", 1)
+		r.Headers = append(r.Headers,
+			kgo.RecordHeader{Key: consumers.HeaderOriginalTopic, Value: []byte("orders")},
+			kgo.RecordHeader{Key: consumers.HeaderOriginalPartition, Value: []byte("0")},
+			kgo.RecordHeader{Key: consumers.HeaderOriginalOffset, Value: fmt.Appendf(nil, "%d", origOffset)},
+			kgo.RecordHeader{Key: consumers.HeaderAttempt, Value: []byte("1")})
+		return r
+	}
+	// K's head (source offset 0) is on retry.2 by now; its follower (2) is here.
+	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_consumer_chain (group_id, topic, partition, key, source_offset) VALUES ('g', 'orders', 0, $1, 0), ('g', 'orders', 0, $1, 2)`, []byte(key)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := a.ApplyBatch(ctx, b.db, []*kgo.Record{retryCopy(key, 2, 0, 1), retryCopy(uuid.NewString(), 3, 1, 13)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Outcome != consumers.Deferred || res[1].Outcome != consumers.Failed {
+		t.Fatalf("outcomes %v, %v; want deferred, failed", res[0].Outcome, res[1].Outcome)
+	}
+	rows, _ := b.db.Query(ctx, `SELECT source_offset FROM eventline_consumer_chain WHERE key = $1 ORDER BY 1`, []byte(key))
+	offsets, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || fmt.Sprint(offsets) != "[0 2]" {
+		t.Fatalf("chain rows of K %v (%v), want [0 2]", offsets, err)
 	}
 }

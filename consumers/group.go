@@ -170,6 +170,8 @@ type Group struct {
 	applyHist                                                    atomic.Pointer[metric.Float64Histogram]
 	running                                                      atomic.Pointer[kgo.Client] // prod while Run runs: metrics read lag through it
 
+	origins sync.Map // tp -> *sync.Mutex, see originLock
+
 	latMu    sync.Mutex
 	lateness []time.Duration // ring
 	latPos   int
@@ -336,6 +338,11 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 			}
 		}),
 	}, g.kafkaOpts(true)...)
+	if retries {
+		// A partition resumed while a fetch long-polls the others joins
+		// the next fetch: keep that wait short.
+		opts = append(opts, kgo.FetchMaxWait(retryFetchMaxWait))
+	}
 	cl, err := kgo.NewClient(append(opts, g.cfg.ConsumerOpts...)...)
 	if err != nil {
 		return fmt.Errorf("consumers: kafka client: %w", err)
@@ -436,7 +443,15 @@ func (g *Group) workContext(ctx context.Context) (context.Context, func()) {
 func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logger) bool {
 	stage := g.stage[recs[0].Topic]
 	steps := len(g.cfg.RetryDelays)
-	if stage > 0 {
+	var results []Result
+	start := time.Now()
+	// A retry batch and a source batch of the same source partition touch
+	// the same keys' rows; run concurrently they lock them in different
+	// orders and deadlock (a second each, at deadlock_timeout). In one
+	// process they take turns instead.
+	mu := g.originLock(originOf(recs[0]))
+	mu.Lock()
+	if stage > 0 { // lateness: due time to the start of the apply
 		now := time.Now()
 		for _, r := range recs {
 			if due := dueAt(r); !due.IsZero() {
@@ -445,13 +460,13 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 		}
 		g.retryProcessed.Add(int64(len(recs)))
 	}
-	var results []Result
-	start := time.Now()
-	if !g.retryForever(ctx, log, "apply", func() error {
+	ok := g.retryForever(ctx, log, "apply", func() error {
 		var err error
-		results, err = g.applier.apply(ctx, g.cfg.DB, recs, stage == steps)
+		results, err = g.applier.apply(ctx, g.cfg.DB, recs, stage == steps, func() { mu.Unlock(); mu.Lock() })
 		return err
-	}) {
+	})
+	mu.Unlock()
+	if !ok {
 		return false
 	}
 	now := time.Now()
@@ -521,6 +536,16 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 		g.cfg.AfterApply(results)
 	}
 	return true
+}
+
+// originLock is the mutex of a source partition (see process).
+func (g *Group) originLock(o origin) *sync.Mutex {
+	k := tp{o.topic, o.partition}
+	if mu, ok := g.origins.Load(k); ok {
+		return mu.(*sync.Mutex)
+	}
+	mu, _ := g.origins.LoadOrStore(k, &sync.Mutex{})
+	return mu.(*sync.Mutex)
 }
 
 func headerOr(rec *kgo.Record, key string) string {
@@ -614,21 +639,39 @@ type waiting struct {
 	paused map[tp]bool
 }
 
+// prefetch is how far ahead of their due time the retry consumer keeps
+// fetching: a partition is paused only while the records it holds reach
+// further than this, and resumed when they no longer do, so the next
+// records are fetched (a fetch can wait up to retryFetchMaxWait) before
+// they are due.
+const (
+	prefetch          = time.Second
+	retryFetchMaxWait = 250 * time.Millisecond
+)
+
+// earliest is when the retry loop must wake: the first waiting head's due
+// time, or the time a paused partition must be resumed to prefetch.
 func (w *waiting) earliest() (time.Time, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	var best time.Time
-	for _, recs := range w.parts {
+	for k, recs := range w.parts {
 		if d := dueAt(recs[0]); best.IsZero() || d.Before(best) {
 			best = d
+		}
+		if w.paused[k] {
+			if r := dueAt(recs[len(recs)-1]).Add(-prefetch); r.Before(best) {
+				best = r
+			}
 		}
 	}
 	return best, !best.IsZero()
 }
 
 // admit adds fresh records behind the waiting ones and returns each
-// partition's due prefix; partitions left with a waiting head are paused,
-// drained ones resumed.
+// partition's due prefix. A partition whose waiting records reach more
+// than prefetch past now is paused (it holds enough), one that no longer
+// does is resumed.
 func (w *waiting) admit(cl *kgo.Client, fresh map[tp][]*kgo.Record, now time.Time) map[tp][]*kgo.Record {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -645,18 +688,20 @@ func (w *waiting) admit(cl *kgo.Client, fresh map[tp][]*kgo.Record, now time.Tim
 		if n > 0 {
 			due[k] = recs[:n]
 		}
+		holdsEnough := false
 		if n == len(recs) {
 			delete(w.parts, k)
-			if w.paused[k] {
-				delete(w.paused, k)
-				resume[k.topic] = append(resume[k.topic], k.partition)
-			}
 		} else {
 			w.parts[k] = recs[n:]
-			if !w.paused[k] {
-				w.paused[k] = true
-				pause[k.topic] = append(pause[k.topic], k.partition)
-			}
+			holdsEnough = dueAt(recs[len(recs)-1]).After(now.Add(prefetch))
+		}
+		switch {
+		case holdsEnough && !w.paused[k]:
+			w.paused[k] = true
+			pause[k.topic] = append(pause[k.topic], k.partition)
+		case !holdsEnough && w.paused[k]:
+			delete(w.paused, k)
+			resume[k.topic] = append(resume[k.topic], k.partition)
 		}
 	}
 	if len(pause) > 0 {

@@ -11,15 +11,18 @@ import (
 )
 
 func runBench(ctx context.Context, env *Env, args []string) int {
-	if len(args) == 0 || (args[0] != "relay" && args[0] != "append") {
-		fmt.Fprintln(env.Stderr, "usage: eventline bench relay [--events N] [--json] | append [--json]")
+	if len(args) > 0 && args[0] == "consumer-process" {
+		return runBenchConsumerProcess(ctx, env, args[1:])
+	}
+	if len(args) == 0 || (args[0] != "relay" && args[0] != "append" && args[0] != "consume") {
+		fmt.Fprintln(env.Stderr, "usage: eventline bench relay [--events N] [--json] | append [--json] | consume [--events N] [--json]")
 		return ExitUsage
 	}
 	what := args[0]
 	fs := newFlagSet(env, "bench "+what, "[flags]")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	dataDir := fs.String("data-dir", "", "state directory of the embedded stack (default: a temporary one)")
-	events := fs.Int("events", 1_000_000, "relay: pre-written events to drain")
+	events := fs.Int("events", 1_000_000, "relay: pre-written events to drain; consume: pre-produced events to apply")
 	batch := fs.Int("batch-size", relay.DefaultBatchSize, "relay: batch size")
 	rate := fs.Int("rate", 2000, "relay: events/s of the live-latency phase")
 	latencyFor := fs.Duration("latency-for", 5*time.Second, "relay: length of the live-latency phase")
@@ -27,11 +30,17 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	phase := fs.Duration("phase", 5*time.Second, "append: length of each measuring phase")
 	noNotify := fs.Bool("without-notify", false, "append: diagnostic run with the outbox NOTIFY trigger disabled")
 	noRelay := fs.Bool("without-relay", false, "append: run no relay during the measurement")
+	partitions := fs.Int("partitions", 6, "consume: partitions of the benchmark topics")
+	maxPoll := fs.Int("max-poll-records", 6000, "consume: the group's MaxPollRecords (records per poll, all partitions)")
+	retryEvents := fs.Int("retry-events", 0, "consume: events of the retry phase (default min(events, 50000))")
+	retryShare := fs.Float64("retry-share", 0.02, "consume: share of the retry phase's events that fail once")
+	retryDelay := fs.Duration("retry-delay", 200*time.Millisecond, "consume: delay of retry.1 in the retry phase")
 	if code := parse(fs, args[1:]); code >= 0 {
 		return code
 	}
-	if *events < 1 || *batch < 1 || *rate < 1 || *writers < 1 {
-		fmt.Fprintln(env.Stderr, "eventline bench: counts must be positive")
+	if *events < 1 || *batch < 1 || *rate < 1 || *writers < 1 || *partitions < 1 || *maxPoll < 1 || *retryEvents < 0 || *retryDelay <= 0 ||
+		*retryShare <= 0 || *retryShare >= 1 {
+		fmt.Fprintln(env.Stderr, "eventline bench: counts must be positive (and --retry-share below 1)")
 		return ExitUsage
 	}
 	svc, stop, err := servicesFor(ctx, env, *dataDir)
@@ -69,8 +78,49 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 				res.Writers, res.BusinessOnlyTxPerSec, res.WithOutboxTxPerSec, res.Ratio, res.Machine)
 			return ExitOK
 		}
+	case "consume":
+		res, err := bench.Consume(ctx, benv, bench.ConsumeOptions{Events: *events, Partitions: *partitions, MaxPollRecords: *maxPoll,
+			RetryEvents: *retryEvents, RetryShare: *retryShare, RetryDelay: *retryDelay, Logger: env.Logger})
+		if err != nil {
+			env.Logger.Error("bench consume failed", "err", err)
+			return ExitFail
+		}
+		out = res
+		if !*asJSON {
+			fmt.Fprintf(env.Stdout, "consume: %d events in %.2fs = %.0f events/s (SQL-only ceiling %.0f events/s, ratio %.2f), %d partitions, mean batch %.0f\n",
+				res.Events, res.Seconds, res.EventsPerSec, res.CeilingEventsPerSec, res.RatioToCeiling, res.Partitions, res.MeanBatchSize)
+			fmt.Fprintf(env.Stdout, "retries: %d of %d events failed once (retry delay %.0f ms); lateness p99 %.1f ms; %d deadlocks\n",
+				res.RetryFailedOnce, res.RetryEvents, res.RetryDelayMs, res.RetryLatenessP99Ms, res.Deadlocks)
+			fmt.Fprintf(env.Stdout, "consumer peak RSS: %.0f MiB; every event applied exactly once: %v; machine: %s\n", res.MaxRSSMB, res.ExactlyOnce, res.Machine)
+			return ExitOK
+		}
 	}
 	if err := json.NewEncoder(env.Stdout).Encode(out); err != nil {
+		return ExitFail
+	}
+	return ExitOK
+}
+
+// runBenchConsumerProcess is the hidden child of `bench consume`: the
+// measured consumer, in a process of its own so its memory is its own. The
+// spec comes in the environment (it holds the database URL), the report
+// goes to stdout.
+func runBenchConsumerProcess(ctx context.Context, env *Env, args []string) int {
+	fs := newFlagSet(env, "bench consumer-process", "(run by bench consume)")
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	var spec bench.ConsumerSpec
+	if err := json.Unmarshal([]byte(env.Getenv(bench.ConsumerSpecEnv)), &spec); err != nil {
+		fmt.Fprintf(env.Stderr, "eventline bench consumer-process: %s: %v\n", bench.ConsumerSpecEnv, err)
+		return ExitUsage
+	}
+	rep, err := bench.ConsumerProcess(ctx, spec, env.Logger)
+	if err != nil {
+		env.Logger.Error("bench consumer process failed", "err", err)
+		return ExitFail
+	}
+	if err := json.NewEncoder(env.Stdout).Encode(rep); err != nil {
 		return ExitFail
 	}
 	return ExitOK

@@ -42,7 +42,7 @@ func commands() []command {
 		{name: "migrate", summary: "create or upgrade the outbox and consumer tables", run: runMigrate},
 		{name: "relay", summary: "run the outbox relay; `relay parked list|requeue` for parked rows", run: runRelay},
 		{name: "dlt", summary: "inspect and replay dead-lettered records", issue: 5},
-		{name: "bench", summary: "measure throughput and latency: bench relay | bench append", run: runBench},
+		{name: "bench", summary: "measure throughput and latency: bench relay | append | consume", run: runBench},
 	}
 }
 
