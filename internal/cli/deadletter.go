@@ -1,0 +1,243 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/schemas"
+)
+
+const dltUsage = "usage: eventline dlt list [flags] | show TOPIC/PARTITION/OFFSET [flags] | replay --group G (--offsets … | --class C | --topic T | --since … | --all) [flags]"
+
+// runDLT inspects and replays dead letters (consumers.ListDLT, ReplayDLT).
+func runDLT(ctx context.Context, env *Env, args []string) int {
+	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "replay") {
+		fmt.Fprintln(env.Stderr, dltUsage)
+		return ExitUsage
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlagSet(env, "dlt "+sub, "[flags]")
+	brokers := fs.String("brokers", env.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated (env KAFKA_BROKERS)")
+	registry := fs.String("registry", env.Getenv("SCHEMA_REGISTRY_URL"), "schema registry for decoding values (env SCHEMA_REGISTRY_URL); empty: values stay encoded")
+	group := fs.String("group", "", "consumer group whose DLT to read")
+	topic := fs.String("topic", "", "source topic")
+	class := fs.String("class", "", "error class: decode, no-event-id, permanent, handler, key-order")
+	since := fs.String("since", "", "only records dead-lettered after this: a duration ago (1h) or an RFC 3339 time")
+	until := fs.String("until", "", "only records dead-lettered before this: a duration ago or an RFC 3339 time")
+	limit := fs.Int("limit", 0, "at most this many records (0: all)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up reading after this long")
+	var offsets *string
+	var rate *float64
+	var maxReplays *int
+	var dryRun, all *bool
+	if sub == "replay" {
+		offsets = fs.String("offsets", "", "replay these DLT records: TOPIC/PARTITION/OFFSET, comma-separated")
+		rate = fs.Float64("rate", 100, "records replayed per second at most")
+		maxReplays = fs.Int("max-replays", 3, "refuse records already replayed this often")
+		dryRun = fs.Bool("dry-run", false, "show what would be replayed, produce nothing")
+		all = fs.Bool("all", false, "replay every dead letter of the group that the other filters select")
+	}
+	var position string
+	if sub == "show" {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			fmt.Fprintln(env.Stderr, "eventline dlt show: needs TOPIC/PARTITION/OFFSET (from `eventline dlt list`)")
+			return ExitUsage
+		}
+		position, args = args[0], args[1:]
+	}
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	if *brokers == "" {
+		fmt.Fprintln(env.Stderr, "eventline dlt: needs --brokers (KAFKA_BROKERS)")
+		return ExitUsage
+	}
+	f := consumers.DLTFilter{Group: *group, Topic: *topic, Class: *class, Limit: *limit}
+	var err error
+	if f.Since, err = parseWhen(*since); err != nil {
+		return usageErr(env, fs, "--since", err)
+	}
+	if f.Until, err = parseWhen(*until); err != nil {
+		return usageErr(env, fs, "--until", err)
+	}
+	if position != "" {
+		p, err := consumers.ParsePosition(position)
+		if err != nil {
+			return usageErr(env, fs, "position", err)
+		}
+		f.Positions = []consumers.Position{p}
+	}
+	if sub == "replay" {
+		if *group == "" {
+			fmt.Fprintln(env.Stderr, "eventline dlt replay: needs --group: a replay goes to that group's retry chain only")
+			return ExitUsage
+		}
+		if *offsets != "" {
+			for _, s := range splitList(*offsets) {
+				p, err := consumers.ParsePosition(s)
+				if err != nil {
+					return usageErr(env, fs, "--offsets", err)
+				}
+				f.Positions = append(f.Positions, p)
+			}
+		}
+		if len(f.Positions) == 0 && *class == "" && *topic == "" && *since == "" && !*all {
+			fmt.Fprintln(env.Stderr, "eventline dlt replay: select records with --offsets, --class, --topic or --since, or say --all")
+			return ExitUsage
+		}
+		if *rate <= 0 || *maxReplays < 1 {
+			fmt.Fprintln(env.Stderr, "eventline dlt replay: --rate must be positive and --max-replays at least 1")
+			return ExitUsage
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	var serde *schemas.Serde
+	if *registry != "" {
+		cl, err := sr.NewClient(sr.URLs(*registry))
+		if err != nil {
+			return usageErr(env, fs, "--registry", err)
+		}
+		serde = schemas.NewSerde(cl)
+	}
+	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "eventline dlt %s: reading dead letters from %s: %v\n", sub, *brokers, err)
+		return ExitFail
+	}
+	switch sub {
+	case "list":
+		if *asJSON {
+			return writeJSON(env.Stdout, dls)
+		}
+		printDeadLetters(env.Stdout, dls)
+	case "show":
+		if len(dls) == 0 {
+			fmt.Fprintf(env.Stderr, "eventline dlt show: no dead letter at %s\n", position)
+			return ExitFail
+		}
+		if *asJSON {
+			return writeJSON(env.Stdout, dls[0])
+		}
+		printDeadLetter(env.Stdout, dls[0])
+	case "replay":
+		rep, err := consumers.ReplayDLT(ctx, splitList(*brokers), dls, consumers.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun})
+		if *asJSON {
+			if code := writeJSON(env.Stdout, rep); code != ExitOK {
+				return code
+			}
+		} else {
+			verb := "replayed"
+			if *dryRun {
+				verb = "would replay"
+			}
+			for _, p := range rep.Replayed {
+				fmt.Fprintf(env.Stdout, "%s %s → %s\n", verb, p, consumers.RetryTopic(topicOf(dls, p), *group, 1))
+			}
+			for _, r := range rep.Refused {
+				fmt.Fprintf(env.Stdout, "refused %s: %s\n", r.Position, r.Reason)
+			}
+			fmt.Fprintf(env.Stdout, "%d %s, %d refused\n", len(rep.Replayed), verb, len(rep.Refused))
+		}
+		if err != nil {
+			fmt.Fprintln(env.Stderr, "eventline dlt replay:", err)
+			return ExitFail
+		}
+		if len(rep.Refused) > 0 {
+			return ExitFail
+		}
+	}
+	return ExitOK
+}
+
+func topicOf(dls []consumers.DeadLetter, p consumers.Position) string {
+	for _, d := range dls {
+		if d.Position == p {
+			return d.OriginalTopic
+		}
+	}
+	return ""
+}
+
+func usageErr(env *Env, fs *flag.FlagSet, what string, err error) int {
+	fmt.Fprintf(env.Stderr, "%s: %s: %v\n", fs.Name(), what, err)
+	return ExitUsage
+}
+
+// parseWhen reads "1h" (that long ago) or an RFC 3339 time.
+func parseWhen(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return time.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither a duration (1h30m) nor an RFC 3339 time", s)
+	}
+	return t, nil
+}
+
+func writeJSON(w io.Writer, v any) int {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return ExitFail
+	}
+	return ExitOK
+}
+
+func printDeadLetters(w io.Writer, dls []consumers.DeadLetter) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POSITION\tGROUP\tORIGINAL\tCLASS\tATTEMPT\tREPLAYS\tDEAD-LETTERED\tMESSAGE")
+	for _, d := range dls {
+		msg := d.ErrorMessage
+		if len(msg) > 70 {
+			msg = msg[:67] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s/%d/%d\t%s\t%d\t%d\t%s\t%s\n", d.Position, d.Group, d.OriginalTopic, d.OriginalPartition, d.OriginalOffset,
+			d.ErrorClass, d.Attempt, d.ReplayCount, d.Timestamp.Format(time.RFC3339), msg)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d dead letters\n", len(dls))
+}
+
+func printDeadLetter(w io.Writer, d consumers.DeadLetter) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "position\t%s\n", d.Position)
+	fmt.Fprintf(tw, "group\t%s\n", d.Group)
+	fmt.Fprintf(tw, "original\t%s/%d/%d\n", d.OriginalTopic, d.OriginalPartition, d.OriginalOffset)
+	fmt.Fprintf(tw, "event\t%s %s\n", d.EventType, d.EventID)
+	fmt.Fprintf(tw, "error\t%s: %s\n", d.ErrorClass, d.ErrorMessage)
+	fmt.Fprintf(tw, "attempts\t%d (replays %d), first failure %s\n", d.Attempt, d.ReplayCount, d.FirstFailureAt.Format(time.RFC3339))
+	fmt.Fprintf(tw, "key\t%s\n", d.Key)
+	tw.Flush()
+	if d.DecodeError != "" {
+		fmt.Fprintf(w, "value: not decodable: %s\n", d.DecodeError)
+	} else if d.Value != nil {
+		b, _ := json.MarshalIndent(d.Value, "", "  ")
+		fmt.Fprintf(w, "value:\n%s\n", b)
+	}
+	fmt.Fprintln(w, "headers:")
+	keys := make([]string, 0, len(d.Headers))
+	for k := range d.Headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(w, "  %s: %s\n", k, d.Headers[k])
+	}
+}

@@ -1,0 +1,119 @@
+package cli_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/internal/cli"
+	"github.com/eventline/eventline/internal/testkit"
+)
+
+// `eventline dlt list|show|replay` on dead letters written the way the
+// consumer runtime writes them (the runtime's own path is proved in
+// consumers' TestReplayReachesOnlyFailingGroup).
+func TestDLTCommands(t *testing.T) {
+	t.Parallel()
+	brokers := testkit.Kafka(t)
+	topic := testkit.Topic(t, brokers, 1)
+	group := testkit.UniqueName(t, "g")
+	dlt := consumers.DLTTopic(topic, group)
+	cl := testkit.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1, nil, dlt); err != nil {
+		t.Fatal(err)
+	}
+	dead := func(offset, class, replays string) *kgo.Record {
+		return &kgo.Record{Topic: dlt, Key: []byte("k" + offset), Value: []byte("\x00garbage"), Headers: []kgo.RecordHeader{
+			{Key: consumers.HeaderEventID, Value: []byte("6f1c6a86-8f0e-4a43-9b54-6a2f4f7d1a0" + offset)},
+			{Key: consumers.HeaderGroup, Value: []byte(group)},
+			{Key: consumers.HeaderOriginalTopic, Value: []byte(topic)},
+			{Key: consumers.HeaderOriginalPartition, Value: []byte("0")},
+			{Key: consumers.HeaderOriginalOffset, Value: []byte(offset)},
+			{Key: consumers.HeaderErrorClass, Value: []byte(class)},
+			{Key: consumers.HeaderErrorMessage, Value: []byte(class + " failure of " + offset)},
+			{Key: consumers.HeaderAttempt, Value: []byte("4")},
+			{Key: consumers.HeaderReplayCount, Value: []byte(replays)},
+		}}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, dead("0", consumers.ClassDecode, "0"), dead("1", consumers.ClassPermanent, "0"), dead("2", consumers.ClassHandler, "3")).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ",")}
+
+	code, out, errOut := run(t, env, "dlt", "list", "--group", group, "--topic", topic, "--json")
+	var dls []consumers.DeadLetter
+	if code != 0 || json.Unmarshal([]byte(out), &dls) != nil || len(dls) != 3 || dls[1].ErrorClass != consumers.ClassPermanent || dls[1].OriginalOffset != 1 {
+		t.Fatalf("list --json: exit %d\n%s\n%s", code, out, errOut)
+	}
+	code, out, _ = run(t, env, "dlt", "list", "--topic", topic, "--class", "permanent")
+	if code != 0 || !strings.Contains(out, "1 dead letters") || !strings.Contains(out, "permanent failure of 1") {
+		t.Fatalf("list --class (all DLT topics scanned): exit %d\n%s", code, out)
+	}
+	pos := dlt + "/0/1"
+	code, out, _ = run(t, env, "dlt", "show", pos)
+	if code != 0 || !strings.Contains(out, "permanent: permanent failure of 1") || !strings.Contains(out, "eventline-original-topic: "+topic) {
+		t.Fatalf("show: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(t, env, "dlt", "replay", "--group", group, "--offsets", pos, "--dry-run")
+	if code != 0 || !strings.Contains(out, "would replay "+pos+" → "+consumers.RetryTopic(topic, group, 1)) {
+		t.Fatalf("replay --dry-run: exit %d\n%s", code, out)
+	}
+	code, out, _ = run(t, env, "dlt", "replay", "--group", group, "--topic", topic, "--class", "handler")
+	if code != cli.ExitFail || !strings.Contains(out, "refused "+dlt+"/0/2: replayed too often") {
+		t.Fatalf("replay over the limit: exit %d\n%s", code, out)
+	}
+	code, _, errOut = run(t, env, "dlt", "replay", "--group", group, "--offsets", pos)
+	if code != cli.ExitFail || !strings.Contains(errOut, "retry topic "+consumers.RetryTopic(topic, group, 1)+" does not exist") {
+		t.Fatalf("replay before the group ever ran: exit %d\n%s", code, errOut)
+	}
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1, nil, consumers.RetryTopic(topic, group, 1)); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = run(t, env, "dlt", "replay", "--group", group, "--offsets", pos, "--json")
+	if code != 0 || !strings.Contains(out, `"replayed"`) {
+		t.Fatalf("replay: exit %d\n%s", code, out)
+	}
+	got := 0
+	rc := testkit.Client(t, brokers, kgo.ConsumeTopics(consumers.RetryTopic(topic, group, 1)), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for got == 0 {
+		f := rc.PollFetches(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("the replayed record never reached retry.1")
+		}
+		f.EachRecord(func(r *kgo.Record) {
+			got++
+			for _, h := range r.Headers {
+				if h.Key == consumers.HeaderReplayCount && string(h.Value) != "1" {
+					t.Errorf("replay count %s, want 1", h.Value)
+				}
+			}
+		})
+	}
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"dlt"}, cli.ExitUsage, "usage: eventline dlt"},
+		{[]string{"dlt", "show"}, cli.ExitUsage, "needs TOPIC/PARTITION/OFFSET"},
+		{[]string{"dlt", "show", "nonsense"}, cli.ExitUsage, "want TOPIC/PARTITION/OFFSET"},
+		{[]string{"dlt", "list", "--since", "yesterday"}, cli.ExitUsage, "neither a duration"},
+		{[]string{"dlt", "replay", "--all"}, cli.ExitUsage, "needs --group"},
+		{[]string{"dlt", "replay", "--group", group}, cli.ExitUsage, "select records"},
+		{[]string{"dlt", "list", "--brokers", "127.0.0.1:1", "--timeout", "2s"}, cli.ExitFail, "reading dead letters from 127.0.0.1:1"},
+	} {
+		code, _, errOut := run(t, env, tc.args...)
+		if code != tc.code || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%v: exit %d (want %d)\n%s", tc.args, code, tc.code, errOut)
+		}
+	}
+}
