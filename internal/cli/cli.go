@@ -30,7 +30,6 @@ type command struct {
 	name    string
 	summary string
 	run     func(ctx context.Context, env *Env, args []string) int
-	issue   int // >0: planned, not built yet
 }
 
 func commands() []command {
@@ -101,10 +100,6 @@ func Run(ctx context.Context, args []string, env *Env) int {
 		if c.name != args[0] {
 			continue
 		}
-		if c.run == nil {
-			fmt.Fprintf(env.Stderr, "eventline %s: not available yet (planned in issue #%d)\n", c.name, c.issue)
-			return ExitUsage
-		}
 		return c.run(ctx, env, args[1:])
 	}
 	fmt.Fprintf(env.Stderr, "eventline: unknown command %q\n\n", args[0])
@@ -117,11 +112,7 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
 	for _, c := range commands() {
-		s := c.summary
-		if c.run == nil {
-			s += fmt.Sprintf(" (planned, issue #%d)", c.issue)
-		}
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, s)
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'eventline <command> -h' for a command's flags. EVENTLINE_LOG_LEVEL=debug|info|warn|error sets the log level.")

@@ -45,7 +45,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench"}, "usage: eventline bench relay"},
 		{[]string{"bench", "relay", "--events", "0"}, "counts must be positive"},
 		{[]string{"bench", "consume", "--retry-share", "1"}, "counts must be positive"},
-		{[]string{"dlt"}, "not available yet (planned in issue #5)"},
+		{[]string{"dlt"}, "usage: eventline dlt"},
 		{[]string{"migrate", "extra"}, `unexpected argument "extra"`},
 	} {
 		code, stdout, stderr := run(t, nil, tc.args...)
