@@ -33,6 +33,10 @@ const Group = "orders"
 type Service struct {
 	DB       *pgxpool.Pool
 	Producer *producer.Producer
+	// DeclinePayment, when set, is the payment check run once stock is
+	// reserved: true cancels the order (PAYMENT_FAILED) and the
+	// inventory releases its reservation.
+	DeclinePayment func(orderID string) bool
 }
 
 // Migrate creates the outbox, the consumer tables and the orders table.
@@ -149,6 +153,9 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev *consumers.Event) er
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	switch e := ev.Payload.(type) {
 	case *schemas.InventoryReserved:
+		if s.DeclinePayment != nil && s.DeclinePayment(e.OrderID) {
+			return s.cancel(ctx, tx, e.OrderID, schemas.CancelReasonPaymentFailed, now)
+		}
 		var total int64
 		var currency string
 		err := tx.QueryRow(ctx, `UPDATE orders.orders SET status = 'confirmed', terminal_at = $2 WHERE id = $1 AND status = 'pending'
@@ -165,19 +172,24 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev *consumers.Event) er
 		if e.Reason != schemas.ReleaseReasonOutOfStock {
 			return nil // a release after our own cancellation: nothing to decide
 		}
-		var customer string
-		err := tx.QueryRow(ctx, `UPDATE orders.orders SET status = 'cancelled', reason = 'OUT_OF_STOCK', terminal_at = $2 WHERE id = $1 AND status = 'pending'
-			RETURNING customer_id`, e.OrderID, now).Scan(&customer)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: e.OrderID, AggregateVersion: 2,
-			Event: &schemas.OrderCancelled{OrderID: e.OrderID, CustomerID: customer, Reason: schemas.CancelReasonOutOfStock, CancelledAt: now}})
+		return s.cancel(ctx, tx, e.OrderID, schemas.CancelReasonOutOfStock, now)
 	}
 	return nil // other inventory notifications do not concern orders
+}
+
+// cancel moves a pending order to cancelled and announces it.
+func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string, reason schemas.CancelReason, now time.Time) error {
+	var customer string
+	err := tx.QueryRow(ctx, `UPDATE orders.orders SET status = 'cancelled', reason = $3, terminal_at = $2 WHERE id = $1 AND status = 'pending'
+		RETURNING customer_id`, orderID, now, string(reason)).Scan(&customer)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // already terminal
+	}
+	if err != nil {
+		return err
+	}
+	return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: orderID, AggregateVersion: 2,
+		Event: &schemas.OrderCancelled{OrderID: orderID, CustomerID: customer, Reason: reason, CancelledAt: now}})
 }
 
 // HTTP returns the service's API: POST /orders, GET /orders/{id}.

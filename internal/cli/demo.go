@@ -79,7 +79,7 @@ func printDemo(w io.Writer, r *demo.Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "orders placed\t%d\n", r.Orders)
 	fmt.Fprintf(tw, "  confirmed\t%d\n", r.Confirmed)
-	fmt.Fprintf(tw, "  cancelled (out of stock)\t%d\n", r.Cancelled)
+	fmt.Fprintf(tw, "  cancelled\t%d (%d out of stock, %d payment declined: reservation released)\n", r.Cancelled, r.Cancelled-r.Declined, r.Declined)
 	fmt.Fprintf(tw, "  still pending\t%d\n", r.Pending)
 	fmt.Fprintf(tw, "events retried (retry topics)\t%d\n", r.Retried)
 	fmt.Fprintf(tw, "records dead-lettered\t%d\n", r.DeadLettered)

@@ -87,6 +87,7 @@ type Result struct {
 	Orders        int              `json:"orders"`
 	Confirmed     int              `json:"confirmed"`
 	Cancelled     int              `json:"cancelled"`
+	Declined      int              `json:"payment_declined"`
 	Pending       int              `json:"pending"`
 	Retried       int64            `json:"retried"`
 	DeadLettered  int64            `json:"dlt_records"`
@@ -174,7 +175,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: inventory producer: %w", err)
 	}
-	ordSvc := &orders.Service{DB: db, Producer: ordersProd}
+	// About one order in twenty has its payment declined after the stock
+	// is reserved: the inventory must release that reservation.
+	ordSvc := &orders.Service{DB: db, Producer: ordersProd, DeclinePayment: func(orderID string) bool {
+		id, err := uuid.Parse(orderID)
+		return err == nil && id.ID()%20 == 7
+	}}
 	faultEvery := uint32(1 / cfg.FaultShare)
 	invSvc := &inventory.Service{DB: db, Producer: invProd, Fault: func(ev *consumers.Event) error {
 		if _, ok := ev.Payload.(*schemas.OrderCreated); ok && ev.Attempt == 0 && faultEvery > 0 && ev.ID.ID()%faultEvery == 0 {
@@ -382,16 +388,16 @@ func runFailure(p *atomic.Pointer[error], ctx context.Context, errs ...error) er
 // check computes the summary and the invariants from the databases.
 func check(ctx context.Context, db *pgxpool.Pool, cfg Config, runID string) (*Result, error) {
 	res := &Result{RunID: runID, Invariants: map[string]bool{}, Details: map[string]int64{}}
-	var confirmed, cancelled, pending int64
+	var confirmed, cancelled, pending, declined int64
 	var p50, p99 *float64
 	if err := db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'confirmed'), count(*) FILTER (WHERE status = 'cancelled'),
-		count(*) FILTER (WHERE status = 'pending'),
+		count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE reason = 'PAYMENT_FAILED'),
 		percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM terminal_at - created_at) * 1000),
 		percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM terminal_at - created_at) * 1000)
-		FROM orders.orders`).Scan(&confirmed, &cancelled, &pending, &p50, &p99); err != nil {
+		FROM orders.orders`).Scan(&confirmed, &cancelled, &pending, &declined, &p50, &p99); err != nil {
 		return nil, err
 	}
-	res.Orders, res.Confirmed, res.Cancelled, res.Pending = int(confirmed+cancelled+pending), int(confirmed), int(cancelled), int(pending)
+	res.Orders, res.Confirmed, res.Cancelled, res.Pending, res.Declined = int(confirmed+cancelled+pending), int(confirmed), int(cancelled), int(pending), int(declined)
 	if p50 != nil {
 		res.P50ms, res.P99ms = *p50, *p99
 	}

@@ -30,8 +30,9 @@ func TestSaga(t *testing.T) {
 	if !res.InvariantsOK {
 		t.Errorf("invariants: %v (details %v)", res.Invariants, res.Details)
 	}
-	if res.Orders != 400 || res.Confirmed == 0 || res.Cancelled == 0 {
-		t.Errorf("orders %d, confirmed %d, cancelled %d: want 400 with both outcomes", res.Orders, res.Confirmed, res.Cancelled)
+	if res.Orders != 400 || res.Confirmed == 0 || res.Cancelled == 0 || res.Declined == 0 || res.Details["reservations_released"] != int64(res.Declined) {
+		t.Errorf("orders %d, confirmed %d, cancelled %d (declined %d, released %d): want 400 with every outcome, one release per declined payment",
+			res.Orders, res.Confirmed, res.Cancelled, res.Declined, res.Details["reservations_released"])
 	}
 	if res.DeadLettered != 3 || res.DoubleApplied != 0 || res.Retried == 0 {
 		t.Errorf("dlt %d (want 3), double applications %d (want 0), retried %d (want > 0)", res.DeadLettered, res.DoubleApplied, res.Retried)
