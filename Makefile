@@ -4,6 +4,8 @@ SHELL := /bin/bash
 
 GO        ?= go
 BIN       := bin/eventline
+# The build command. The Dockerfile runs the same line (compose/compose_test.go checks it).
+BUILD_CMD := go build -trimpath -o bin/eventline ./cmd/eventline
 GOTEST    := $(GO) test -race -count=1 -timeout 15m
 # Packages whose tests take their broker from EVENTLINE_TEST_KAFKA (kfake when
 # unset). test-kafka runs them against the real Apache Kafka broker.
@@ -15,7 +17,7 @@ help: ## list the targets
 
 .PHONY: build
 build: ## build bin/eventline
-	$(GO) build -o $(BIN) ./cmd/eventline
+	$(BUILD_CMD)
 
 .PHONY: ensure-postgres
 ensure-postgres: ## install PostgreSQL's server binaries if missing (root + apt), else say what to install
@@ -30,7 +32,7 @@ ensure-python: ## make sure python3 with venv works (interop tests with Confluen
 	@bash scripts/ensure-python.sh
 
 .PHONY: demo
-demo: build ensure-postgres ## run the round trip through a fresh embedded stack and print what happened
+demo: build ensure-postgres ## run the orders/inventory saga on a fresh embedded stack and check its invariants
 	./$(BIN) demo
 
 .PHONY: test
