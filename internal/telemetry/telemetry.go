@@ -61,7 +61,7 @@ func New(ctx context.Context, service string, getenv func(string) string) (*Tele
 	t := &Telemetry{registry: prometheus.NewRegistry()}
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	if OTLPConfigured(getenv) {
-		exp, err := otlptracehttp.New(ctx)
+		exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(signalURL(getenv, "TRACES", "/v1/traces")))
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: OTLP trace exporter: %w", err)
 		}
@@ -76,7 +76,7 @@ func New(ctx context.Context, service string, getenv func(string) string) (*Tele
 	}
 	opts := []sdkmetric.Option{sdkmetric.WithReader(prom), sdkmetric.WithResource(res)}
 	if getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") != "" {
-		mexp, err := otlpmetrichttp.New(ctx)
+		mexp, err := otlpmetrichttp.New(ctx, otlpmetrichttp.WithEndpointURL(signalURL(getenv, "METRICS", "/v1/metrics")))
 		if err != nil {
 			return nil, fmt.Errorf("telemetry: OTLP metric exporter: %w", err)
 		}
@@ -86,6 +86,17 @@ func New(ctx context.Context, service string, getenv func(string) string) (*Tele
 	t.MeterProvider = mp
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	return t, nil
+}
+
+// signalURL is the OTLP/HTTP URL of one signal, from getenv (not the
+// process environment, which the exporters would read): the signal's own
+// variable verbatim, else the base endpoint plus the signal's path, as the
+// OTLP exporter specification says.
+func signalURL(getenv func(string) string, signal, path string) string {
+	if u := getenv("OTEL_EXPORTER_OTLP_" + signal + "_ENDPOINT"); u != "" {
+		return u
+	}
+	return strings.TrimRight(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"), "/") + path
 }
 
 // Shutdown flushes and stops the exporters.
