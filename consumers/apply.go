@@ -338,6 +338,28 @@ func chainColumns(recs []*kgo.Record) (parts []int32, keys [][]byte, offs []int6
 	return parts, keys, offs
 }
 
+// insertDedupe writes the dedupe rows of ids in one statement and returns
+// the ids that were new (the others were applied before). ids are
+// [16]byte, not uuid.UUID: pgx encodes raw bytes as uuid directly, while
+// uuid.UUID goes through its string Valuer (a third of the consumer's CPU
+// in `eventline bench consume`).
+func (a *Applier) insertDedupe(ctx context.Context, tx pgx.Tx, ids [][16]byte) (map[[16]byte]bool, error) {
+	rows, err := tx.Query(ctx, `INSERT INTO `+a.dedupe+` (group_id, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id
+		ON CONFLICT DO NOTHING RETURNING event_id`, a.group, ids)
+	if err != nil {
+		return nil, fmt.Errorf("error inserting dedupe rows: %w", err)
+	}
+	fresh, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
+	if err != nil {
+		return nil, fmt.Errorf("error inserting dedupe rows: %w", err)
+	}
+	isNew := make(map[[16]byte]bool, len(fresh))
+	for _, id := range fresh {
+		isNew[id] = true
+	}
+	return isNew, nil
+}
+
 // goesToDLT: a failed record leaves the chain (it ends in the DLT).
 func goesToDLT(err error, last bool) bool { return last || IsPermanent(err) }
 
@@ -356,11 +378,8 @@ func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, 
 		return nil, nil, err
 	}
 	var enter, leave []*kgo.Record
-	skip := make([]bool, len(events)) // deferred
-	// [16]byte, not uuid.UUID: pgx encodes raw bytes as uuid directly,
-	// while uuid.UUID goes through its string Valuer (a third of the
-	// consumer's CPU in `eventline bench consume`).
-	ids := make([][16]byte, 0, len(events))
+	skip := make([]bool, len(events))       // deferred
+	ids := make([][16]byte, 0, len(events)) // see insertDedupe
 	for i, ev := range events {
 		if !a.keyOrder {
 			if ev != nil {
@@ -392,20 +411,11 @@ func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, 
 			ids = append(ids, ev.ID)
 		}
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO `+a.dedupe+` (group_id, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id
-		ON CONFLICT DO NOTHING RETURNING event_id`, a.group, ids)
+	isNew, err := a.insertDedupe(ctx, tx, ids)
 	if err != nil {
-		return nil, nil, fmt.Errorf("error inserting dedupe rows: %w", err)
+		return nil, nil, err
 	}
-	fresh, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
-	if err != nil {
-		return nil, nil, fmt.Errorf("error inserting dedupe rows: %w", err)
-	}
-	isNew := make(map[[16]byte]bool, len(fresh))
-	for _, id := range fresh {
-		isNew[id] = true
-	}
-	todo := make([]*Event, 0, len(fresh))
+	todo := make([]*Event, 0, len(isNew))
 	for i, ev := range events {
 		if ev == nil || skip[i] {
 			continue
@@ -609,21 +619,12 @@ func (s *slowRun) try(ctx context.Context, tx pgx.Tx, list []int) (outcomes []Ou
 	for j, i := range list {
 		ids[j] = s.events[i].ID
 	}
-	rows, err := tx.Query(ctx, `INSERT INTO `+s.a.dedupe+` (group_id, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id
-		ON CONFLICT DO NOTHING RETURNING event_id`, s.a.group, ids)
+	isNew, err := s.a.insertDedupe(ctx, tx, ids)
 	if err != nil {
-		return nil, nil, fmt.Errorf("error inserting dedupe rows: %w", err)
-	}
-	fresh, err := pgx.CollectRows(rows, pgx.RowTo[[16]byte])
-	if err != nil {
-		return nil, nil, fmt.Errorf("error inserting dedupe rows: %w", err)
-	}
-	isNew := make(map[[16]byte]bool, len(fresh))
-	for _, id := range fresh {
-		isNew[id] = true
+		return nil, nil, err
 	}
 	outcomes = make([]Outcome, len(list))
-	todo := make([]*Event, 0, len(fresh))
+	todo := make([]*Event, 0, len(isNew))
 	for j, i := range list {
 		ev := s.events[i]
 		if !isNew[ev.ID] {
