@@ -51,15 +51,20 @@ func TestPreflight(t *testing.T) {
 		t.Fatal(err)
 	}
 	names := []string{consumers.RetryTopic(e.topic, cfg.Group, 1), consumers.RetryTopic(e.topic, cfg.Group, 2), consumers.DLTTopic(e.topic, cfg.Group)}
-	td, err := adm.ListTopics(ctx, names...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range names {
-		if got := len(td[n].Partitions); got != 4 {
-			t.Errorf("%s: %d partitions, want 4", n, got)
+	// A real cluster's metadata shows a new topic's partitions a moment
+	// after the creation returns.
+	testkit.WaitFor(t, 30*time.Second, "the created topics with 4 partitions each", func() bool {
+		td, err := adm.ListTopics(ctx, names...)
+		if err != nil {
+			return false
 		}
-	}
+		for _, n := range names {
+			if len(td[n].Partitions) != 4 {
+				return false
+			}
+		}
+		return true
+	})
 
 	if _, err := consumers.New(consumers.Config{Topics: []string{e.topic}}); err == nil ||
 		!strings.Contains(err.Error(), "Group is required") || !strings.Contains(err.Error(), "Handler") {
