@@ -105,6 +105,7 @@ func TestDemoAgainstEnvironment(t *testing.T) {
 func TestDemoMetricsAndHealth(t *testing.T) {
 	t.Parallel()
 	addr := fmt.Sprintf("127.0.0.1:%d", testkit.StablePort(t))
+	prefix := testkit.UniqueName(t, "m") + "."
 	env := map[string]string{
 		"KAFKA_BROKERS":       strings.Join(testkit.Kafka(t), ","),
 		"SCHEMA_REGISTRY_URL": testkit.Registry(t),
@@ -116,7 +117,9 @@ func TestDemoMetricsAndHealth(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, out, errOut := run(t, env, "demo", "--orders", "3000", "--poison", "1", "--quiet", "--metrics-addr", addr)
+		// Its own topic and group names: TestDemoAgainstEnvironment runs the
+		// default ones at the same time, on the same broker under make test-kafka.
+		code, out, errOut := run(t, env, "demo", "--orders", "3000", "--poison", "1", "--quiet", "--metrics-addr", addr, "--prefix", prefix)
 		done <- result{code, out, errOut}
 	}()
 	get := func(path string) (int, string) {
@@ -131,9 +134,9 @@ func TestDemoMetricsAndHealth(t *testing.T) {
 	want := []string{
 		`eventline_outbox_backlog{schema="orders"}`, `eventline_outbox_oldest_age_seconds{schema="inventory"}`,
 		`eventline_relay_published_total{schema="orders"}`, `eventline_relay_parked_total`,
-		`eventline_consumer_applied_total{group="inventory"}`, `eventline_consumer_duplicates_total{group="orders"}`,
+		`eventline_consumer_applied_total{group="` + prefix + `inventory"}`, `eventline_consumer_duplicates_total{group="` + prefix + `orders"}`,
 		`eventline_consumer_retried_total`, `eventline_consumer_dead_lettered_total`,
-		`eventline_consumer_apply_seconds_bucket{group="inventory"`, `eventline_consumer_lag{group="inventory",topic="orders.events"}`,
+		`eventline_consumer_apply_seconds_bucket{group="` + prefix + `inventory"`, `eventline_consumer_lag{group="` + prefix + `inventory",topic="` + prefix + `orders.events"}`,
 	}
 	var metrics string
 	testkit.WaitFor(t, 120*time.Second, "ready and every metric exported", func() bool {

@@ -26,6 +26,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	dataDir := fs.String("data-dir", "", "state directory of the embedded stack (default: a temporary one, removed afterwards)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up waiting for the orders to settle after this long")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	prefix := fs.String("prefix", "", "put this before every topic and consumer group name (several demos on one cluster)")
 	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address while the demo runs (env EVENTLINE_METRICS_ADDR)")
 	if code := parse(fs, args); code >= 0 {
 		return code
@@ -51,7 +52,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	defer stopTel()
 	cfg := demo.Config{
 		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db,
-		Orders: *orders, Poison: *poison, Timeout: *timeout, Logger: log,
+		Orders: *orders, Poison: *poison, Timeout: *timeout, Logger: log, Prefix: *prefix,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Health: health,
 	}
 	if !*quiet && !*asJSON {
