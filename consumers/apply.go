@@ -430,7 +430,7 @@ func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, 
 	}
 	if a.batch != nil && len(todo) > 0 {
 		if err := a.handleBatch(ctx, tx, todo); err != nil {
-			if isConflict(err) {
+			if isConflict(err) || tx.Conn().IsClosed() {
 				return nil, nil, err
 			}
 			return rolledBack, nil, nil
@@ -438,7 +438,7 @@ func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, 
 	} else {
 		for _, ev := range todo {
 			if err := a.handle(ctx, tx, ev); err != nil {
-				if isConflict(err) {
+				if isConflict(err) || tx.Conn().IsClosed() {
 					return nil, nil, err // retry the whole batch, not this event
 				}
 				return ev, err, nil
@@ -646,8 +646,8 @@ func (s *slowRun) try(ctx context.Context, tx pgx.Tx, list []int) (outcomes []Ou
 			}
 		}
 	}
-	if isConflict(herr) {
-		return nil, nil, herr
+	if isConflict(herr) || (herr != nil && tx.Conn().IsClosed()) {
+		return nil, nil, herr // not the event's fault: retry the batch
 	}
 	return outcomes, herr, nil
 }
@@ -655,7 +655,8 @@ func (s *slowRun) try(ctx context.Context, tx pgx.Tx, list []int) (outcomes []Ou
 // isConflict: a deadlock or serialization failure between concurrent apply
 // transactions (several partitions in flight lock the same rows). It says
 // nothing about the event, so the batch is retried whole instead of the
-// event going to the retry chain.
+// event going to the retry chain; so is a handler error on a connection
+// that has closed (the database went away).
 func isConflict(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && (pg.Code == "40P01" || pg.Code == "40001")

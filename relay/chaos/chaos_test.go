@@ -21,13 +21,10 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/relay"
 )
@@ -157,8 +154,8 @@ func TestNoLossBrokerRestart(t *testing.T) {
 func TestNoLossPostgresRestart(t *testing.T) {
 	t.Parallel()
 	begin := time.Now()
-	pg := startPostgres(t)
-	w := setup(t, pg.url(), testkit.Kafka(t))
+	pg := testkit.RestartablePostgres(t)
+	w := setup(t, pg.URL(), testkit.Kafka(t))
 	r := w.startRelay("r", relay.Config{BatchSize: 200})
 	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
 
@@ -167,7 +164,7 @@ func TestNoLossPostgresRestart(t *testing.T) {
 	for _, immediate := range []bool{false, true} {
 		testkit.WaitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= uint64(mark)+1000 })
 		stopAt := time.Now()
-		pg.restart(t, immediate, 2*time.Second)
+		pg.Restart(t, immediate, 2*time.Second)
 		upAt := time.Now()
 		committed := w.ledger.committedCount()
 		testkit.WaitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
@@ -282,76 +279,4 @@ func (w *world) leaderSession() int32 {
 		return 0
 	}
 	return pid
-}
-
-// pgServer is a PostgreSQL cluster of the test's own, restartable on the
-// same port (so the URLs the relay and writers hold stay valid; a stable
-// port, which no outgoing connection takes while the server is down).
-type pgServer struct {
-	dir string
-	cfg pgcluster.Config
-	c   *pgcluster.Cluster
-}
-
-func startPostgres(t *testing.T) *pgServer {
-	t.Helper()
-	dir, err := testkit.TempDir("eventline-chaos-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	// Durable (not Ephemeral): an immediate shutdown must not lose what
-	// was reported committed, or a missing event would be PostgreSQL's
-	// doing, not the relay's.
-	s := &pgServer{dir: dir, cfg: pgcluster.Config{DataDir: filepath.Join(dir, "pg"), Logger: testkit.Logger(t)}}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	// Another program may bind the port between StablePort's probe and
-	// the server's bind: the first start may pick another one.
-	for range 3 {
-		s.cfg.Port = testkit.StablePort(t)
-		if s.c, err = pgcluster.Start(ctx, s.cfg); err == nil || !strings.Contains(err.Error(), "could not bind") {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.c.Stop(ctx); err != nil {
-			t.Errorf("stopping postgres: %v", err)
-		}
-	})
-	return s
-}
-
-func (s *pgServer) url() string { return s.c.URL() }
-
-// restart stops the server (fast shutdown, or immediate: SIGQUIT, as after
-// a crash), keeps it down for down, and starts it again on the same port.
-func (s *pgServer) restart(t *testing.T, immediate bool, down time.Duration) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if immediate {
-		if err := syscall.Kill(s.c.PID(), syscall.SIGQUIT); err != nil {
-			t.Fatal(err)
-		}
-		select {
-		case <-s.c.Done():
-		case <-ctx.Done():
-			t.Fatal("postgres still running after SIGQUIT")
-		}
-	}
-	if err := s.c.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(down) // the outage itself
-	c, err := pgcluster.Start(ctx, s.cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.c = c
 }

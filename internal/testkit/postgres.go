@@ -1,0 +1,88 @@
+package testkit
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eventline/eventline/internal/pgcluster"
+)
+
+// PostgresServer is a PostgreSQL cluster of the test's own, restartable on the
+// same port (so the URLs the relay and writers hold stay valid; a stable
+// port, which no outgoing connection takes while the server is down).
+type PostgresServer struct {
+	dir string
+	cfg pgcluster.Config
+	c   *pgcluster.Cluster
+}
+
+// RestartablePostgres starts a durable cluster for t alone, stopped when t
+// ends.
+func RestartablePostgres(t *testing.T) *PostgresServer {
+	t.Helper()
+	dir, err := TempDir("eventline-chaos-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	// Durable (not Ephemeral): an immediate shutdown must not lose what
+	// was reported committed, or a missing event would be PostgreSQL's
+	// doing, not the relay's.
+	s := &PostgresServer{dir: dir, cfg: pgcluster.Config{DataDir: filepath.Join(dir, "pg"), Logger: Logger(t)}}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// Another program may bind the port between StablePort's probe and
+	// the server's bind: the first start may pick another one.
+	for range 3 {
+		s.cfg.Port = StablePort(t)
+		if s.c, err = pgcluster.Start(ctx, s.cfg); err == nil || !strings.Contains(err.Error(), "could not bind") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := s.c.Stop(ctx); err != nil {
+			t.Errorf("stopping postgres: %v", err)
+		}
+	})
+	return s
+}
+
+// URL of the cluster's postgres database.
+func (s *PostgresServer) URL() string { return s.c.URL() }
+
+// Restart stops the server (fast shutdown, or immediate: SIGQUIT, as after
+// a crash), keeps it down for down, and starts it again on the same port.
+func (s *PostgresServer) Restart(t *testing.T, immediate bool, down time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if immediate {
+		if err := syscall.Kill(s.c.PID(), syscall.SIGQUIT); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-s.c.Done():
+		case <-ctx.Done():
+			t.Fatal("postgres still running after SIGQUIT")
+		}
+	}
+	if err := s.c.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(down) // the outage itself
+	c, err := pgcluster.Start(ctx, s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.c = c
+}
