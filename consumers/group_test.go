@@ -35,8 +35,13 @@ type groupEnv struct {
 
 func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
 	t.Helper()
+	return newGroupEnvOn(t, testkit.Kafka(t), partitions)
+}
+
+func newGroupEnvOn(t testing.TB, brokers []string, partitions int32) *groupEnv {
+	t.Helper()
 	ctx := context.Background()
-	e := &groupEnv{brokers: testkit.Kafka(t)}
+	e := &groupEnv{brokers: brokers}
 	e.topic = testkit.Topic(t, e.brokers, partitions)
 	db, err := pgxpool.New(ctx, testkit.Postgres(t))
 	if err != nil {
