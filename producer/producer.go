@@ -18,7 +18,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/schemas"
 )
@@ -48,7 +48,7 @@ type Message struct {
 // Config of a Producer. Zero values take the documented defaults.
 type Config struct {
 	// Pipeline routes event types to topics and names subjects. Required.
-	Pipeline *config.Pipeline
+	Pipeline *pipeline.Pipeline
 	// Registry resolves schema ids at startup. Required.
 	Registry *sr.Client
 	// AutoRegister registers a schema missing from its subject (so the

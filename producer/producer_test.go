@@ -18,7 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/producer"
@@ -32,7 +32,7 @@ type bundle struct {
 	reg  *srfake.Registry
 	cl   *sr.Client
 	prod *producer.Producer
-	pipe *config.Pipeline
+	pipe *pipeline.Pipeline
 }
 
 func setup(t *testing.T) *bundle {
@@ -46,7 +46,7 @@ func setup(t *testing.T) *bundle {
 	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	pipe, err := config.Load("../eventline.yaml")
+	pipe, err := pipeline.Load("../eventline.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

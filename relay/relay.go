@@ -21,7 +21,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/migrate"
 )
@@ -42,7 +42,7 @@ type Config struct {
 	// Schema is the PostgreSQL schema of the outbox. Default "public".
 	Schema string
 	// Topics are created (or checked) at startup. Default none.
-	Topics []config.Topic
+	Topics []pipeline.Topic
 	// BatchSize is the most rows read, produced and deleted at once.
 	// Default DefaultBatchSize.
 	BatchSize int

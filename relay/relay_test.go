@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/producer"
@@ -47,7 +47,7 @@ func setup(t *testing.T) *bundle {
 	}
 	brokers := testkit.Kafka(t)
 	topic := testkit.UniqueName(t, "orders")
-	pipe, err := config.Parse([]byte(fmt.Sprintf("topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated, eventline.orders.OrderConfirmed]}]", topic)))
+	pipe, err := pipeline.Parse([]byte(fmt.Sprintf("topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated, eventline.orders.OrderConfirmed]}]", topic)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,8 +62,8 @@ func setup(t *testing.T) *bundle {
 	return &bundle{t: t, dbURL: url, db: db, brokers: brokers, topic: topic, prod: prod}
 }
 
-func (b *bundle) topics() []config.Topic {
-	return []config.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1}}
+func (b *bundle) topics() []pipeline.Topic {
+	return []pipeline.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1}}
 }
 
 // start runs a relay until the test ends (or cancel is called).
@@ -446,7 +446,7 @@ func TestRelayRespectsTopicMaxMessageBytes(t *testing.T) {
 		}
 	}
 	cfg := relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Logger: testkit.Logger(t), PollInterval: 200 * time.Millisecond,
-		Topics: []config.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1, Configs: map[string]string{"max.message.bytes": "4096"}}}}
+		Topics: []pipeline.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1, Configs: map[string]string{"max.message.bytes": "4096"}}}}
 	r, err := relay.New(cfg)
 	if err != nil {
 		t.Fatal(err)

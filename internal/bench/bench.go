@@ -20,7 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/schemas"
@@ -39,7 +39,7 @@ type setup struct {
 	pool     *pgxpool.Pool
 	schema   string
 	topic    string
-	pipeline *config.Pipeline
+	pipe *pipeline.Pipeline
 	prod     *producer.Producer
 }
 
@@ -59,7 +59,7 @@ func newSetup(ctx context.Context, env Env, partitions int, writers int) (*setup
 		pool.Close()
 		return nil, err
 	}
-	s.pipeline, err = config.Parse(fmt.Appendf(nil, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]", s.topic, partitions))
+	s.pipe, err = pipeline.Parse(fmt.Appendf(nil, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]", s.topic, partitions))
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -69,7 +69,7 @@ func newSetup(ctx context.Context, env Env, partitions int, writers int) (*setup
 		pool.Close()
 		return nil, err
 	}
-	s.prod, err = producer.New(ctx, producer.Config{Pipeline: s.pipeline, Registry: reg, AutoRegister: true, Schema: s.schema})
+	s.prod, err = producer.New(ctx, producer.Config{Pipeline: s.pipe, Registry: reg, AutoRegister: true, Schema: s.schema})
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -183,7 +183,7 @@ func Consume(ctx context.Context, env Env, o ConsumeOptions) (ConsumeResult, err
 		return res, err
 	}
 	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
-	ss, err := reg.LookupSchema(ctx, s.pipeline.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
+	ss, err := reg.LookupSchema(ctx, s.pipe.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
 	if err != nil {
 		return res, fmt.Errorf("looking up the benchmark schema: %w", err)
 	}

@@ -99,7 +99,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		return res, err
 	}
 	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
-	ss, err := reg.LookupSchema(ctx, s.pipeline.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
+	ss, err := reg.LookupSchema(ctx, s.pipe.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
 	if err != nil {
 		return res, fmt.Errorf("looking up the benchmark schema: %w", err)
 	}

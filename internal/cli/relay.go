@@ -11,7 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/relay"
@@ -25,7 +25,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL holding the outbox (env DATABASE_URL)")
 	brokers := fs.String("brokers", env.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated (env KAFKA_BROKERS)")
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
-	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", config.DefaultPath), "pipeline file: topics to create or check (env EVENTLINE_CONFIG); missing file: no topics")
+	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", pipeline.DefaultPath), "pipeline file: topics to create or check (env EVENTLINE_CONFIG); missing file: no topics")
 	batch := fs.Int("batch-size", relay.DefaultBatchSize, "rows per batch")
 	retention := fs.Duration("retention", 0, "keep published rows this long (marking them) instead of deleting them; 0 deletes")
 	poll := fs.Duration("poll-interval", 2*time.Second, "fallback poll when no notification arrives")
@@ -38,8 +38,8 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline relay: needs --database-url (DATABASE_URL) and --brokers (KAFKA_BROKERS)")
 		return ExitUsage
 	}
-	var topics []config.Topic
-	if p, err := config.Load(*cfgPath); err == nil {
+	var topics []pipeline.Topic
+	if p, err := pipeline.Load(*cfgPath); err == nil {
 		topics = p.Topics
 	} else if _, statErr := os.Stat(*cfgPath); statErr == nil {
 		fmt.Fprintln(env.Stderr, "eventline relay:", err)

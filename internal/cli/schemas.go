@@ -13,7 +13,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/schemacheck"
 	"github.com/eventline/eventline/schemas/compat"
 )
@@ -46,7 +46,7 @@ commands:
 
 func runSchemasCompat(env *Env, args []string) int {
 	fs := newFlagSet(env, "schemas compat", "--level LEVEL NEW.avsc [OLDER.avsc …] (older versions oldest first)")
-	level := fs.String("level", "BACKWARD", "compatibility level: "+strings.Join(config.Levels, ", "))
+	level := fs.String("level", "BACKWARD", "compatibility level: "+strings.Join(pipeline.Levels, ", "))
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return ExitOK
@@ -103,8 +103,8 @@ type compatSchema struct {
 	schema avro.Schema
 }
 
-func loadPipeline(env *Env, path string) (*config.Pipeline, string, int) {
-	p, err := config.Load(path)
+func loadPipeline(env *Env, path string) (*pipeline.Pipeline, string, int) {
+	p, err := pipeline.Load(path)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline:", err)
 		return nil, "", ExitUsage
@@ -121,7 +121,7 @@ func runSchemasCheck(ctx context.Context, env *Env, args []string) int {
 	fs := newFlagSet(env, "schemas check", "--against git:REF|registry [flags]")
 	against := fs.String("against", "", "baseline: git:REF (every version of each schema file reachable from REF, offline) or registry (the live registry)")
 	format := fs.String("format", "text", "output: "+strings.Join(schemacheck.Formats, ", "))
-	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", config.DefaultPath), "pipeline file (env EVENTLINE_CONFIG)")
+	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", pipeline.DefaultPath), "pipeline file (env EVENTLINE_CONFIG)")
 	registry := fs.String("registry", env.Getenv("SCHEMA_REGISTRY_URL"), "schema registry URL for --against registry (env SCHEMA_REGISTRY_URL)")
 	if code := parse(fs, args); code >= 0 {
 		return code
@@ -189,7 +189,7 @@ func validFormat(f string) bool {
 
 func runSchemasRegister(ctx context.Context, env *Env, args []string) int {
 	fs := newFlagSet(env, "schemas register", "[flags]")
-	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", config.DefaultPath), "pipeline file (env EVENTLINE_CONFIG)")
+	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", pipeline.DefaultPath), "pipeline file (env EVENTLINE_CONFIG)")
 	registry := fs.String("registry", env.Getenv("SCHEMA_REGISTRY_URL"), "schema registry URL (env SCHEMA_REGISTRY_URL)")
 	if code := parse(fs, args); code >= 0 {
 		return code

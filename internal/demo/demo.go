@@ -35,7 +35,7 @@ import (
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/inventory"
 	"github.com/eventline/eventline/examples/orders"
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/internal/telemetry"
 	"github.com/eventline/eventline/producer"
@@ -47,7 +47,7 @@ import (
 // so the binary runs anywhere).
 //
 //go:embed pipeline.yaml
-var pipeline []byte
+var pipelineYAML []byte
 
 // Config of a run.
 type Config struct {
@@ -136,7 +136,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	log := cfg.Logger
 	runID := uuid.NewString()[:8]
-	pipe, err := config.Parse(pipeline)
+	pipe, err := pipeline.Parse(pipelineYAML)
 	if err != nil {
 		return nil, err
 	}
@@ -544,7 +544,7 @@ func injectPoison(ctx context.Context, brokers []string, topic string, n int, ru
 }
 
 // waitTopics waits until the relays have created the pipeline's topics.
-func waitTopics(ctx context.Context, brokers []string, topics []config.Topic) error {
+func waitTopics(ctx context.Context, brokers []string, topics []pipeline.Topic) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err

@@ -18,7 +18,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/schemas/compat"
 )
 
@@ -85,7 +85,7 @@ type current struct {
 
 // Options of a check.
 type Options struct {
-	Pipeline *config.Pipeline
+	Pipeline *pipeline.Pipeline
 	// Dir is the directory of eventline.yaml: the schema dir is relative to it.
 	Dir string
 }
@@ -352,14 +352,14 @@ func AgainstRegistry(ctx context.Context, opts Options, cl *sr.Client, registryU
 
 // ownedSubject reports whether subject belongs to one of the pipeline's
 // topics under its naming strategy.
-func ownedSubject(p *config.Pipeline, subject string) bool {
+func ownedSubject(p *pipeline.Pipeline, subject string) bool {
 	for _, t := range p.Topics {
 		switch p.Schemas.SubjectStrategy {
-		case config.TopicName:
+		case pipeline.TopicName:
 			if subject == t.Name+"-value" {
 				return true
 			}
-		case config.RecordName:
+		case pipeline.RecordName:
 			for _, e := range t.Events {
 				if subject == e {
 					return true

@@ -21,7 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/producer"
@@ -78,7 +78,7 @@ func setup(t *testing.T, dbURL string, brokers []string) *world {
 		t.Fatal(err)
 	}
 	w.pipeline = fmt.Appendf(nil, "topics:\n  - name: %s\n    partitions: %d\n    replication_factor: 1\n    events: [eventline.orders.OrderCreated]\n", w.topic, partitions)
-	pipe, err := config.Parse(w.pipeline)
+	pipe, err := pipeline.Parse(w.pipeline)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,8 +95,8 @@ func setup(t *testing.T, dbURL string, brokers []string) *world {
 	return w
 }
 
-func (w *world) topics() []config.Topic {
-	return []config.Topic{{Name: w.topic, Partitions: partitions, ReplicationFactor: 1}}
+func (w *world) topics() []pipeline.Topic {
+	return []pipeline.Topic{{Name: w.topic, Partitions: partitions, ReplicationFactor: 1}}
 }
 
 // event is what a writer appended: the aggregate and its version.

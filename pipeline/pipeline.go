@@ -1,8 +1,4 @@
-// Package config reads eventline.yaml, the pipeline file shared by the relay,
-// the consumers and the CI schema checks: which topics exist (partitions,
-// replication, configs), which events each topic carries, how subjects are
-// named, and each subject's compatibility level.
-package config
+package pipeline
 
 import (
 	"bytes"
@@ -10,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -33,7 +31,14 @@ type Pipeline struct {
 	Topics    []Topic            `yaml:"topics"`
 	Subjects  map[string]Subject `yaml:"subjects"`
 	Consumers Consumers          `yaml:"consumers"`
+
+	// Dir is the directory of the file Load read (Schemas.Dir is relative
+	// to it); empty after Parse, which means the working directory.
+	Dir string `yaml:"-"`
 }
+
+// DefaultRetryDelays are the retry topics' delays when the file sets none.
+var DefaultRetryDelays = []time.Duration{time.Second, 10 * time.Second, time.Minute}
 
 // Schemas configures where schemas live and how subjects are named.
 type Schemas struct {
@@ -78,6 +83,7 @@ func Load(path string) (*Pipeline, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	p.Dir = filepath.Dir(path)
 	return p, nil
 }
 
@@ -91,14 +97,18 @@ func Parse(b []byte) (*Pipeline, error) {
 	if err := dec.Decode(&p); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("invalid YAML: %w", err)
 	}
-	p.applyDefaults()
-	if err := p.validate(); err != nil {
+	p.ApplyDefaults()
+	if err := p.Validate(); err != nil {
 		return nil, err
 	}
 	return &p, nil
 }
 
-func (p *Pipeline) applyDefaults() {
+// ApplyDefaults fills the zero fields of a Pipeline built in code (Parse
+// and Load call it): schemas dir "schemas/avro", subject strategy
+// topic_record, compatibility BACKWARD, 6 partitions and the broker's
+// replication factor per topic, DefaultRetryDelays.
+func (p *Pipeline) ApplyDefaults() {
 	if p.Schemas.Dir == "" {
 		p.Schemas.Dir = "schemas/avro"
 	}
@@ -122,30 +132,27 @@ func (p *Pipeline) applyDefaults() {
 		p.Subjects[k] = s
 	}
 	if len(p.Consumers.RetryDelays) == 0 {
-		p.Consumers.RetryDelays = []time.Duration{time.Second, 10 * time.Second, time.Minute}
+		p.Consumers.RetryDelays = slices.Clone(DefaultRetryDelays)
 	}
 }
 
 // Levels are the compatibility levels a subject may have.
 var Levels = []string{"NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"}
 
-func validLevel(l string) bool {
-	for _, v := range Levels {
-		if v == l {
-			return true
-		}
-	}
-	return false
-}
+// ValidLevel reports whether l (upper case) is one of Levels.
+func ValidLevel(l string) bool { return slices.Contains(Levels, l) }
 
-func (p *Pipeline) validate() error {
+// Validate reports every problem of p at once (Parse and Load call it):
+// unknown strategy or level, unnamed or duplicate topics, bad partition or
+// replication settings, non-positive retry delays.
+func (p *Pipeline) Validate() error {
 	var errs []error
 	switch p.Schemas.SubjectStrategy {
 	case TopicRecordName, TopicName, RecordName:
 	default:
 		errs = append(errs, fmt.Errorf("schemas.subject_strategy %q: want topic_record, topic or record", p.Schemas.SubjectStrategy))
 	}
-	if !validLevel(p.Schemas.Compatibility) {
+	if !ValidLevel(p.Schemas.Compatibility) {
 		errs = append(errs, fmt.Errorf("schemas.compatibility %q: want one of %s", p.Schemas.Compatibility, strings.Join(Levels, ", ")))
 	}
 	seen := map[string]bool{}
@@ -168,7 +175,7 @@ func (p *Pipeline) validate() error {
 		}
 	}
 	for s, sub := range p.Subjects {
-		if !validLevel(sub.Compatibility) {
+		if !ValidLevel(sub.Compatibility) {
 			errs = append(errs, fmt.Errorf("subjects[%s].compatibility %q: want one of %s", s, sub.Compatibility, strings.Join(Levels, ", ")))
 		}
 	}
@@ -225,4 +232,24 @@ func (p *Pipeline) TopicFor(event string) (Topic, bool) {
 		}
 	}
 	return Topic{}, false
+}
+
+// SchemaDir is the directory of the .avsc files: Schemas.Dir, relative to
+// the pipeline file's directory unless absolute.
+func (p *Pipeline) SchemaDir() string {
+	if filepath.IsAbs(p.Schemas.Dir) || p.Dir == "" {
+		return p.Schemas.Dir
+	}
+	return filepath.Join(p.Dir, p.Schemas.Dir)
+}
+
+// Events returns the Avro full names of every routed event, sorted, each
+// once.
+func (p *Pipeline) Events() []string {
+	var out []string
+	for _, t := range p.Topics {
+		out = append(out, t.Events...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

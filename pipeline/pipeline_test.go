@@ -1,17 +1,20 @@
-package config_test
+package pipeline_test
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/eventline/eventline/internal/config"
+	"github.com/eventline/eventline/pipeline"
 )
 
 func TestProjectPipelineFile(t *testing.T) {
-	p, err := config.Load("../../eventline.yaml")
+	p, err := pipeline.Load("../eventline.yaml")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if p.SchemaDir() != "../schemas/avro" {
+		t.Errorf("schema dir %q, want it relative to the file", p.SchemaDir())
 	}
 	if got := p.SubjectsFor("eventline.orders.OrderCreated"); len(got) != 1 || got[0] != "orders.events-eventline.orders.OrderCreated" {
 		t.Errorf("subjects of OrderCreated: %v", got)
@@ -22,11 +25,11 @@ func TestProjectPipelineFile(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	p, err := config.Parse([]byte(""))
+	p, err := pipeline.Parse([]byte(""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Schemas.Dir != "schemas/avro" || p.Schemas.Compatibility != "BACKWARD" || p.Schemas.SubjectStrategy != config.TopicRecordName {
+	if p.Schemas.Dir != "schemas/avro" || p.Schemas.Compatibility != "BACKWARD" || p.Schemas.SubjectStrategy != pipeline.TopicRecordName {
 		t.Errorf("defaults: %+v", p.Schemas)
 	}
 	if len(p.Consumers.RetryDelays) != 3 || p.Consumers.RetryDelays[2] != time.Minute {
@@ -35,7 +38,7 @@ func TestDefaults(t *testing.T) {
 }
 
 func TestStrategiesAndOverrides(t *testing.T) {
-	p, err := config.Parse([]byte(`
+	p, err := pipeline.Parse([]byte(`
 schemas: {subject_strategy: record, compatibility: full}
 topics:
   - {name: a, events: [x.E]}
@@ -68,7 +71,7 @@ func TestInvalid(t *testing.T) {
 		"topicz: []":                                                              "field topicz not found",
 		"consumers: {retry_delays: [-1s]}":                                        "must be positive",
 	} {
-		_, err := config.Parse([]byte(in))
+		_, err := pipeline.Parse([]byte(in))
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: got %v, want an error containing %q", in, err, want)
 		}
