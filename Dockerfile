@@ -9,7 +9,7 @@ RUN go build -trimpath -o bin/eventline ./cmd/eventline
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/bin/eventline /usr/local/bin/eventline
-COPY --from=build /src/eventline.yaml /etc/eventline/eventline.yaml
+COPY --from=build /src/examples/events/eventline.yaml /etc/eventline/eventline.yaml
 ENV EVENTLINE_CONFIG=/etc/eventline/eventline.yaml
 USER nonroot
 ENTRYPOINT ["/usr/local/bin/eventline"]

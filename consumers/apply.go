@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -21,38 +18,6 @@ import (
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/schemas"
 )
-
-// Event is what a handler receives: the record's metadata and its payload
-// decoded into the generated Go type of its event type (or, for a type
-// without one, the generic form: map[string]any).
-type Event struct {
-	ID               uuid.UUID
-	Type             string
-	AggregateType    string
-	AggregateID      string
-	AggregateVersion int64
-	Topic            string // the topic the record was read from (a retry topic for retries)
-	Partition        int32
-	Offset           int64
-	Timestamp        time.Time
-	Attempt          int // failed attempts before this one: 0 on the source topic, n on retry.n
-	Headers          map[string]string
-	Payload          any
-
-	rec *kgo.Record
-}
-
-// HandlerFunc applies one event inside tx, the transaction that also holds
-// the event's dedupe row. Returning an error undoes both (the handler's
-// statements roll back to a savepoint); wrap it in Permanent to skip retries.
-type HandlerFunc func(ctx context.Context, tx pgx.Tx, ev *Event) error
-
-// BatchHandlerFunc applies several events (one partition's, in order) in
-// one call, typically with set-based SQL; it is how a handler reaches tens
-// of thousands of events per second. If it fails, the runtime applies the
-// same events one by one, each under its own savepoint, to isolate the
-// failing one.
-type BatchHandlerFunc func(ctx context.Context, tx pgx.Tx, evs []*Event) error
 
 // Outcome of one record in ApplyBatch.
 type Outcome int
@@ -101,6 +66,8 @@ type Applier struct {
 	// keyOrder: consult and maintain eventline_consumer_chain.
 	keyOrder bool
 	tracer   trace.Tracer // nil: no process spans
+	types    typeSet
+	idFunc   EventIDFunc // nil: DefaultEventID
 }
 
 // NewApplier returns an Applier for consumer group group, deduplicating in
@@ -140,6 +107,24 @@ func (a *Applier) WithTracing(tp trace.TracerProvider) *Applier {
 	}
 	return a
 }
+
+// WithEvents makes payloads of these types' event types decode into them
+// (zero values of generated types, e.g. &payments.PaymentCaptured{});
+// other types decode into the generic form. It panics on a value that is
+// not a pointer or on two Go types for one event type; Group's New
+// returns that as an error instead.
+func (a *Applier) WithEvents(evs ...schemas.Event) *Applier {
+	ts, err := newTypeSet(evs)
+	if err != nil {
+		panic(err)
+	}
+	a.types = ts
+	return a
+}
+
+// WithEventID sets how records without an eventline-event-id header get
+// their dedupe key (see EventIDFunc); nil means DefaultEventID.
+func (a *Applier) WithEventID(f EventIDFunc) *Applier { a.idFunc = f; return a }
 
 // WithKeyOrder turns on key-order-preserving retries (see Group).
 func (a *Applier) WithKeyOrder(on bool) *Applier { a.keyOrder = on; return a }
@@ -738,35 +723,4 @@ func (a *Applier) handleBatch(ctx context.Context, tx pgx.Tx, evs []*Event) (err
 		}
 	}()
 	return a.batch(ctx, tx, evs)
-}
-
-func (a *Applier) decode(ctx context.Context, rec *kgo.Record) (*Event, error) {
-	ev := &Event{rec: rec, Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Attempt: attemptOf(rec), Headers: make(map[string]string, len(rec.Headers))}
-	for _, h := range rec.Headers {
-		ev.Headers[h.Key] = string(h.Value)
-	}
-	id, err := uuid.Parse(ev.Headers[HeaderEventID])
-	if err != nil {
-		return nil, Permanent(ErrNoEventID)
-	}
-	ev.ID = id
-	ev.Type = ev.Headers[HeaderEventType]
-	ev.AggregateType = ev.Headers[HeaderAggregateType]
-	ev.AggregateID = ev.Headers[HeaderAggregateID]
-	if v := ev.Headers[HeaderAggregateVersion]; v != "" {
-		ev.AggregateVersion, _ = strconv.ParseInt(v, 10, 64)
-	}
-	if typed, ok := schemas.New(ev.Type); ok {
-		if err := a.serde.Decode(ctx, rec.Value, typed); err != nil {
-			return nil, err
-		}
-		ev.Payload = typed
-		return ev, nil
-	}
-	generic, _, err := a.serde.DecodeGeneric(ctx, rec.Value)
-	if err != nil {
-		return nil, err
-	}
-	ev.Payload = generic
-	return ev, nil
 }

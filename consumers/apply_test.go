@@ -1,6 +1,8 @@
 package consumers_test
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"context"
 	"errors"
 	"fmt"
@@ -46,7 +48,7 @@ func setupB(t testing.TB) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	ss, err := cl.CreateSchema(ctx, "orders-"+info.Name, sr.Schema{Schema: info.Text})
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +62,8 @@ func (b *bundle) record(t *testing.T, eventID string, orderID string, total int6
 
 func (b *bundle) recordB(t testing.TB, eventID string, orderID string, total int64, offset int64) *kgo.Record {
 	t.Helper()
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
-	v, err := schemas.Encode(b.id, info.Schema, &schemas.OrderCreated{OrderID: orderID, CustomerID: orderID, Lines: []schemas.OrderLine{}, TotalMinor: total, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	v, err := schemas.Encode(b.id, info.Schema, &events.OrderCreated{OrderID: orderID, CustomerID: orderID, Lines: []events.OrderLine{}, TotalMinor: total, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ var errBoom = errors.New("boom")
 // The handler adds the order total to a running sum; it fails for totals of
 // 13 and panics for 666.
 func handler(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
-	o := ev.Payload.(*schemas.OrderCreated)
+	o := ev.Payload.(*events.OrderCreated)
 	if _, err := tx.Exec(ctx, `INSERT INTO totals VALUES ($1, $2) ON CONFLICT (order_id) DO UPDATE SET total = totals.total + EXCLUDED.total`, o.OrderID, o.TotalMinor); err != nil {
 		return err
 	}
@@ -113,7 +115,7 @@ func TestApplyBatchExactlyOnce(t *testing.T) {
 		recs = append(recs, b.record(t, uuid.NewString(), order, 100, int64(i)))
 	}
 	recs = append(recs, recs[3]) // a duplicate inside the batch
-	a := consumers.NewApplier("g1", "", b.serde, handler)
+	a := consumers.NewApplier("g1", "", b.serde, handler).WithEvents(events.All()...)
 	res, err := a.ApplyBatch(ctx, b.db, recs)
 	if err != nil {
 		t.Fatal(err)
@@ -143,7 +145,7 @@ func TestApplyBatchExactlyOnce(t *testing.T) {
 		t.Fatalf("total after re-apply %d, want 1000", got)
 	}
 	// Another group applies the same events independently.
-	other := consumers.NewApplier("g2", "", b.serde, handler)
+	other := consumers.NewApplier("g2", "", b.serde, handler).WithEvents(events.All()...)
 	if _, err := other.ApplyBatch(ctx, b.db, recs[:1]); err != nil {
 		t.Fatal(err)
 	}
@@ -165,10 +167,10 @@ func TestApplyBatchIsolatesFailures(t *testing.T) {
 		b.record(t, failID, order, 13, 1),
 		b.record(t, uuid.NewString(), order, 666, 2),
 		{Topic: "orders", Offset: 3, Value: []byte("garbage"), Headers: []kgo.RecordHeader{{Key: "eventline-event-id", Value: []byte(uuid.NewString())}, {Key: "eventline-event-type", Value: []byte("eventline.orders.OrderCreated")}}},
-		{Topic: "orders", Offset: 4, Value: []byte{0, 0, 0, 0, 1}},
+		b.record(t, "forged", order, 1, 4),
 		b.record(t, uuid.NewString(), order, 2, 5),
 	}
-	a := consumers.NewApplier("g", "", b.serde, handler)
+	a := consumers.NewApplier("g", "", b.serde, handler).WithEvents(events.All()...)
 	res, err := a.ApplyBatch(ctx, b.db, recs)
 	if err != nil {
 		t.Fatal(err)
@@ -188,7 +190,7 @@ func TestApplyBatchIsolatesFailures(t *testing.T) {
 		}
 	}
 	if !errors.Is(res[4].Err, consumers.ErrNoEventID) {
-		t.Errorf("record without event id: %v", res[4].Err)
+		t.Errorf("record with a forged event id: %v", res[4].Err)
 	}
 	if got := b.total(t, order); got != 3 {
 		t.Fatalf("total %d, want 3 (1 + 2; the failed records' writes rolled back)", got)
@@ -278,7 +280,7 @@ func TestApplyBatchBisectsBatchHandlerFailures(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	calls := 0
-	a := consumers.NewApplier("g", "", b.serde, nil).WithBatchHandler(func(ctx context.Context, tx pgx.Tx, evs []*consumers.Event) error {
+	a := consumers.NewApplier("g", "", b.serde, nil).WithEvents(events.All()...).WithBatchHandler(func(ctx context.Context, tx pgx.Tx, evs []*consumers.Event) error {
 		calls++
 		for _, ev := range evs {
 			if err := handler(ctx, tx, ev); err != nil {
@@ -328,7 +330,7 @@ func TestApplyBatchKeepsFollowersInChain(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	key := uuid.NewString()
-	a := consumers.NewApplier("g", "", b.serde, handler).WithKeyOrder(true)
+	a := consumers.NewApplier("g", "", b.serde, handler).WithEvents(events.All()...).WithKeyOrder(true)
 	retryCopy := func(key string, origOffset, offset int64, total int64) *kgo.Record {
 		r := b.record(t, uuid.NewString(), key, total, offset)
 		r.Topic = consumers.RetryTopic("orders", "g", 1)

@@ -28,6 +28,7 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &pe) || schemas.IsPermanent(err)
 }
 
-// ErrNoEventID: the record lacks the eventline-event-id header (or it is not
-// a UUID), so it cannot be deduplicated. Permanent.
-var ErrNoEventID = errors.New("record has no valid eventline-event-id header")
+// ErrNoEventID: the record's dedupe key cannot be had: its
+// eventline-event-id header is not a UUID, or Config.EventID failed. A
+// record without the header gets DefaultEventID. Permanent.
+var ErrNoEventID = errors.New("record has no usable event id")

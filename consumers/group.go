@@ -20,11 +20,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/schemas"
 )
 
 // DefaultRetryDelays are the delays of retry.1, retry.2, retry.3.
-var DefaultRetryDelays = []time.Duration{time.Second, 10 * time.Second, time.Minute}
+var DefaultRetryDelays = pipeline.DefaultRetryDelays
 
 // Config configures a Group.
 type Config struct {
@@ -37,16 +38,35 @@ type Config struct {
 	Brokers []string
 	// DB is where handlers apply effects and the dedupe rows live.
 	DB *pgxpool.Pool
-	// Schema holds eventline's tables. Default "eventline".
+	// Schema is the PostgreSQL schema of eventline's tables (dedupe,
+	// chain), as given to migrate. Default "public".
 	Schema string
 	// Serde decodes values (Confluent framing, registry lookups cached).
 	Serde *schemas.Serde
 	// Handler applies one event; BatchHandler (optional) a partition's
-	// batch at once. At least one is required.
+	// batch at once. At least one is required. A Mux gives typed
+	// handlers per event type (Handler: mux.Handler(), Events:
+	// mux.Events()).
 	Handler      HandlerFunc
 	BatchHandler BatchHandlerFunc
-	// RetryDelays: one retry topic per delay. Default DefaultRetryDelays.
+	// Events are zero values of the generated types payloads decode into
+	// (e.g. &payments.PaymentCaptured{}), read with each type's schema
+	// (reader-side resolution against the record's writer schema). Events
+	// of other types reach handlers in the generic form (map[string]any).
+	Events []schemas.Event
+	// EventID chooses the dedupe key of records without an
+	// eventline-event-id header (written by other producers). Default
+	// DefaultEventID: derived from the record's source topic, partition
+	// and offset.
+	EventID EventIDFunc
+	// RetryDelays: one retry topic per delay. Default: Pipeline's
+	// consumers.retry_delays when Pipeline is set, else
+	// DefaultRetryDelays. Empty but non-nil: no retry topics (failures go
+	// to the DLT at once).
 	RetryDelays []time.Duration
+	// Pipeline, when set, gives RetryDelays its default (the team's
+	// eventline.yaml).
+	Pipeline *pipeline.Pipeline
 	// KeyOrder keeps a key's events in order across retries: while one is
 	// in the retry chain, later events of the same key follow it there.
 	KeyOrder bool
@@ -94,6 +114,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RetryDelays == nil {
 		c.RetryDelays = DefaultRetryDelays
+		if c.Pipeline != nil && c.Pipeline.Consumers.RetryDelays != nil {
+			c.RetryDelays = c.Pipeline.Consumers.RetryDelays
+		}
 	}
 	if c.DedupeRetention == 0 {
 		c.DedupeRetention = 7 * 24 * time.Hour
@@ -139,6 +162,9 @@ func (c Config) validate() error {
 	if c.Handler == nil && c.BatchHandler == nil {
 		errs = append(errs, errors.New("consumers: a Handler or BatchHandler is required"))
 	}
+	if _, err := newTypeSet(c.Events); err != nil {
+		errs = append(errs, err)
+	}
 	for i, d := range c.RetryDelays {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("consumers: RetryDelays[%d] must be positive", i))
@@ -183,7 +209,7 @@ func New(cfg Config) (*Group, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := NewApplier(cfg.Group, cfg.Schema, cfg.Serde, cfg.Handler).WithKeyOrder(cfg.KeyOrder)
+	a := NewApplier(cfg.Group, cfg.Schema, cfg.Serde, cfg.Handler).WithKeyOrder(cfg.KeyOrder).WithEvents(cfg.Events...).WithEventID(cfg.EventID)
 	if cfg.BatchHandler != nil {
 		a.WithBatchHandler(cfg.BatchHandler)
 	}

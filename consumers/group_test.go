@@ -1,6 +1,8 @@
 package consumers_test
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"context"
 	"encoding/binary"
 	"errors"
@@ -63,7 +65,7 @@ func newGroupEnvOn(t testing.TB, brokers []string, partitions int32) *groupEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	ss, err := cl.CreateSchema(ctx, e.topic+"-"+info.Name, sr.Schema{Schema: info.Text})
 	if err != nil {
 		t.Fatal(err)
@@ -76,8 +78,8 @@ func newGroupEnvOn(t testing.TB, brokers []string, partitions int32) *groupEnv {
 // event builds an OrderCreated record for key with a fresh event id.
 func (e *groupEnv) event(t testing.TB, key string) (*kgo.Record, uuid.UUID) {
 	t.Helper()
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
-	v, err := schemas.Encode(e.id, info.Schema, &schemas.OrderCreated{OrderID: key, CustomerID: key, Lines: []schemas.OrderLine{}, TotalMinor: 1, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	v, err := schemas.Encode(e.id, info.Schema, &events.OrderCreated{OrderID: key, CustomerID: key, Lines: []events.OrderLine{}, TotalMinor: 1, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +221,7 @@ func TestRetryChainAppliesOnceFromRetry2(t *testing.T) {
 	}
 }
 
-// Garbage bytes, an unknown schema id and a record without an event id
+// Garbage bytes, an unknown schema id and a forged event id header
 // land in the DLT with their error headers, and the partition keeps
 // flowing behind them.
 func TestPoisonRecordsGoToDLT(t *testing.T) {
@@ -229,9 +231,9 @@ func TestPoisonRecordsGoToDLT(t *testing.T) {
 	unknown, _ := e.event(t, "unknown-id")
 	v := append([]byte{0}, binary.BigEndian.AppendUint32(nil, 987654)...)
 	unknown.Value = append(v, unknown.Value[5:]...)
-	noID, _ := e.event(t, "no-id")
-	noID.Headers = noID.Headers[1:]
-	e.produce(t, garbage, unknown, noID)
+	badID, _ := e.event(t, "bad-id")
+	badID.Headers[0] = kgo.RecordHeader{Key: consumers.HeaderEventID, Value: []byte("not-a-uuid")}
+	e.produce(t, garbage, unknown, badID)
 	var good []*kgo.Record
 	for i := range 10 {
 		r, _ := e.event(t, fmt.Sprintf("good%d", i))
@@ -244,7 +246,7 @@ func TestPoisonRecordsGoToDLT(t *testing.T) {
 		return e.count(t, `SELECT count(*) FROM applied`) == 10
 	})
 	dlt := readAll(t, e.brokers, consumers.DLTTopic(e.topic, group), 3)
-	want := []struct{ key, class string }{{"garbage", consumers.ClassDecode}, {"unknown-id", consumers.ClassDecode}, {"no-id", consumers.ClassNoEventID}}
+	want := []struct{ key, class string }{{"garbage", consumers.ClassDecode}, {"unknown-id", consumers.ClassDecode}, {"bad-id", consumers.ClassNoEventID}}
 	for i, w := range want {
 		r := dlt[i]
 		h := headers(r)

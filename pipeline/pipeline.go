@@ -187,6 +187,19 @@ func (p *Pipeline) Validate() error {
 	return errors.Join(errs...)
 }
 
+// SubjectFor returns the subject under which event is registered when it
+// is written to topic.
+func (p *Pipeline) SubjectFor(topic, event string) string {
+	switch p.Schemas.SubjectStrategy {
+	case TopicName:
+		return topic + "-value"
+	case RecordName:
+		return event
+	default:
+		return topic + "-" + event
+	}
+}
+
 // SubjectsFor returns the subjects under which the event with Avro full
 // name event is registered: one per topic that carries it. An event routed
 // to no topic has none.
@@ -197,14 +210,7 @@ func (p *Pipeline) SubjectsFor(event string) []string {
 			if e != event {
 				continue
 			}
-			switch p.Schemas.SubjectStrategy {
-			case TopicName:
-				out = append(out, t.Name+"-value")
-			case RecordName:
-				out = append(out, event)
-			default:
-				out = append(out, t.Name+"-"+event)
-			}
+			out = append(out, p.SubjectFor(t.Name, event))
 		}
 	}
 	sort.Strings(out)

@@ -9,11 +9,11 @@ import (
 )
 
 func TestProjectPipelineFile(t *testing.T) {
-	p, err := pipeline.Load("../eventline.yaml")
+	p, err := pipeline.Load("../examples/events/eventline.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.SchemaDir() != "../schemas/avro" {
+	if p.SchemaDir() != "../examples/events/avro" {
 		t.Errorf("schema dir %q, want it relative to the file", p.SchemaDir())
 	}
 	if got := p.SubjectsFor("eventline.orders.OrderCreated"); len(got) != 1 || got[0] != "orders.events-eventline.orders.OrderCreated" {

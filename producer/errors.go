@@ -9,7 +9,7 @@ var (
 	// id, no payload) or the payload does not encode with its schema.
 	ErrInvalidEvent = errors.New("invalid event")
 	// ErrUnknownEventType: the payload's type was not resolved at startup
-	// (not in the catalogue, or routed to no topic by eventline.yaml).
+	// (not among the Config.Events given to New).
 	ErrUnknownEventType = errors.New("unknown event type")
 )
 
@@ -18,4 +18,8 @@ var (
 	// ErrNotRegistered: with AutoRegister off, a schema is missing from
 	// the registry under its subject.
 	ErrNotRegistered = errors.New("schema not registered")
+	// ErrNotRouted: an event type of Config.Events is carried by no topic
+	// of the pipeline file. (schemas.ErrNotInCatalog and
+	// schemas.ErrStaleType report a type without a matching .avsc file.)
+	ErrNotRouted = errors.New("event type not routed")
 )

@@ -18,8 +18,8 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -47,23 +47,58 @@ type Message struct {
 
 // Config of a Producer. Zero values take the documented defaults.
 type Config struct {
-	// Pipeline routes event types to topics and names subjects. Required.
+	// Pipeline routes event types to topics and names subjects (the
+	// team's eventline.yaml, from pipeline.Load). Required.
 	Pipeline *pipeline.Pipeline
 	// Registry resolves schema ids at startup. Required.
 	Registry *sr.Client
-	// AutoRegister registers a schema missing from its subject (so the
-	// registry's compatibility check runs); the dev default. Default false:
-	// production services fail fast instead, naming the subject.
+	// Catalog holds the team's .avsc files (schemas.LoadCatalogDir or
+	// LoadCatalog over an embed.FS). What the producer looks up and
+	// registers is each file's exact text, the bytes `eventline schemas
+	// register` sends, so a lookup finds what CI registered. Required.
+	Catalog *schemas.Catalog
+	// Events are the generated types this producer appends (zero values,
+	// e.g. &payments.PaymentCaptured{}). Each must have its file in
+	// Catalog, with the same schema, and be routed to a topic by
+	// Pipeline; New fails otherwise. Required.
+	Events []schemas.Event
+	// AutoRegister registers a schema missing from its subject, after
+	// setting the subject's compatibility level from Pipeline (so the
+	// registry's compatibility check runs at the intended level); the dev
+	// default. Default false: production services fail fast instead,
+	// naming the subject and the command that registers it.
 	AutoRegister bool
 	// Schema is the PostgreSQL schema of the outbox. Default "public".
 	Schema string
-	// Events are the types this producer appends. Default: every type of
-	// the schemas catalogue that the pipeline routes to a topic.
-	Events []schemas.Event
 	// TracerProvider, when set, gives every Append an "outbox append"
 	// span (child of the caller's span); its context is what the row
 	// stores. Unset, the caller's trace context is stored as is.
 	TracerProvider trace.TracerProvider
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Pipeline == nil {
+		errs = append(errs, errors.New("Pipeline is required"))
+	}
+	if c.Registry == nil {
+		errs = append(errs, errors.New("Registry is required"))
+	}
+	if c.Catalog == nil {
+		errs = append(errs, errors.New("Catalog is required"))
+	}
+	if len(c.Events) == 0 {
+		errs = append(errs, errors.New("Events is empty: list the generated types this producer appends"))
+	}
+	for i, ev := range c.Events {
+		if ev == nil {
+			errs = append(errs, fmt.Errorf("Events[%d] is nil", i))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("producer: invalid config: %w", err)
+	}
+	return nil
 }
 
 // route is what Append needs of one event type, resolved at startup.
@@ -81,64 +116,55 @@ type Producer struct {
 	tracer trace.Tracer // nil: no spans
 }
 
-// New resolves every event type's schema id under its subject once, so a
+// New checks that every event type is in the catalogue and routed to a
+// topic, then resolves each schema's id under its subject once, so a
 // registry outage after startup never blocks business writes.
 func New(ctx context.Context, cfg Config) (*Producer, error) {
-	if cfg.Pipeline == nil || cfg.Registry == nil {
-		return nil, errors.New("producer: Pipeline and Registry are required")
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	schema := cfg.Schema
 	if schema == "" {
 		schema = migrate.DefaultSchema
 	}
-	types := cfg.Events
-	explicit := len(types) > 0
-	if !explicit {
-		all, err := schemas.All()
-		if err != nil {
-			return nil, err
-		}
-		for _, info := range all {
-			types = append(types, eventFor(info))
-		}
-	}
 	p := &Producer{table: pgx.Identifier{schema, "eventline_outbox"}.Sanitize(), routes: map[string]route{}}
 	if cfg.TracerProvider != nil {
 		p.tracer = cfg.TracerProvider.Tracer("github.com/eventline/eventline/producer")
 	}
-	for _, ev := range types {
-		if ev == nil {
+	var errs []error
+	infos := make([]schemas.Info, 0, len(cfg.Events))
+	topics := make([]pipeline.Topic, 0, len(cfg.Events))
+	for _, ev := range cfg.Events {
+		info, err := cfg.Catalog.Of(ev)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		s := ev.Schema()
-		name := fullName(s)
-		topic, ok := cfg.Pipeline.TopicFor(name)
+		topic, ok := cfg.Pipeline.TopicFor(info.Name)
 		if !ok {
-			if explicit {
-				return nil, fmt.Errorf("producer: event type %s is routed to no topic in eventline.yaml", name)
-			}
+			errs = append(errs, fmt.Errorf("%w: %s is routed to no topic in eventline.yaml", ErrNotRouted, info.Name))
 			continue
 		}
-		subjects := cfg.Pipeline.SubjectsFor(name)
-		id, err := resolve(ctx, cfg.Registry, subjects[0], schemaText(name, s), cfg.AutoRegister)
+		infos, topics = append(infos, info), append(topics, topic)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("producer: %w", err)
+	}
+	for i, info := range infos {
+		if _, done := p.routes[info.Name]; done {
+			continue
+		}
+		subject := cfg.Pipeline.SubjectFor(topics[i].Name, info.Name)
+		id, err := resolve(ctx, cfg.Registry, subject, info.Text, cfg.Pipeline.Level(subject), cfg.AutoRegister)
 		if err != nil {
 			return nil, err
 		}
-		p.routes[name] = route{topic: topic.Name, schemaID: id, schema: s}
+		p.routes[info.Name] = route{topic: topics[i].Name, schemaID: id, schema: info.Schema}
 	}
 	return p, nil
 }
 
-// schemaText is what gets registered: the catalogue's file text (with docs
-// and defaults) when the type is from the catalogue, else the type's schema.
-func schemaText(name string, s avro.Schema) string {
-	if info, ok := schemas.Lookup(name); ok && info.Schema.Fingerprint() == s.Fingerprint() {
-		return info.Text
-	}
-	return s.String()
-}
-
-func resolve(ctx context.Context, reg *sr.Client, subject, text string, autoRegister bool) (int, error) {
+func resolve(ctx context.Context, reg *sr.Client, subject, text, level string, autoRegister bool) (int, error) {
 	sch := sr.Schema{Schema: text, Type: sr.TypeAvro}
 	ss, err := reg.LookupSchema(ctx, subject, sch)
 	if err == nil {
@@ -151,6 +177,13 @@ func resolve(ctx context.Context, reg *sr.Client, subject, text string, autoRegi
 	}
 	if !autoRegister {
 		return 0, fmt.Errorf("producer: %w: subject %s has no version equal to this build's schema; register it with `eventline schemas register` (or enable auto-register in development)", ErrNotRegistered, subject)
+	}
+	var lvl sr.CompatibilityLevel
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return 0, fmt.Errorf("producer: subject %s: compatibility level %q: %w", subject, level, err)
+	}
+	if res := reg.SetCompatibility(ctx, sr.SetCompatibility{Level: lvl}, subject); len(res) == 1 && res[0].Err != nil {
+		return 0, fmt.Errorf("producer: error setting compatibility %s of subject %s: %w", level, subject, res[0].Err)
 	}
 	ss, err = reg.CreateSchema(ctx, subject, sch)
 	if err != nil {
@@ -269,7 +302,7 @@ func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) 
 	name := fullName(s)
 	rt, ok := p.routes[name]
 	if !ok {
-		return row{}, fmt.Errorf("%w: %s (not in the catalogue, or routed to no topic)", ErrUnknownEventType, name)
+		return row{}, fmt.Errorf("%w: %s (not among the producer's Config.Events)", ErrUnknownEventType, name)
 	}
 	if s.Fingerprint() != rt.schema.Fingerprint() {
 		return row{}, fmt.Errorf("%w: %s has a schema other than the one resolved at startup", ErrUnknownEventType, name)
@@ -332,13 +365,4 @@ func fullName(s avro.Schema) string {
 		return n.FullName()
 	}
 	return string(s.Type())
-}
-
-// eventFor returns a zero value of the generated type of a catalogue entry,
-// or nil when the catalogue has a schema without a generated type.
-func eventFor(info schemas.Info) schemas.Event {
-	if ev, ok := schemas.New(info.Name); ok {
-		return ev
-	}
-	return nil
 }

@@ -18,9 +18,10 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/eventline/eventline/pipeline"
+	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/schemas"
 )
@@ -46,27 +47,24 @@ func setup(t *testing.T) *bundle {
 	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	pipe, err := pipeline.Load("../eventline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	pipe := events.Pipeline()
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	cl, err := sr.NewClient(sr.URLs(reg.URL()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, AutoRegister: true})
+	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All(), AutoRegister: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &bundle{db: db, reg: reg, cl: cl, prod: prod, pipe: pipe}
 }
 
-func order(id string) *schemas.OrderCreated {
-	return &schemas.OrderCreated{
+func order(id string) *events.OrderCreated {
+	return &events.OrderCreated{
 		OrderID: id, CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		Lines:      []schemas.OrderLine{{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 1, UnitPriceMinor: 100}},
+		Lines:      []events.OrderLine{{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 1, UnitPriceMinor: 100}},
 		TotalMinor: 100, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC(),
 	}
 }
@@ -129,7 +127,7 @@ func TestAppendWritesOneRowInTheCallersTransaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got schemas.OrderCreated
+	var got events.OrderCreated
 	if err := schemas.NewSerde(b.cl).Decode(ctx, value, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +160,7 @@ func TestAppendRefusesBadInput(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	good := uuid.NewString()
-	badEnum := &schemas.OrderCancelled{OrderID: good, CustomerID: good, Reason: "BECAUSE", CancelledAt: time.Now()}
+	badEnum := &events.OrderCancelled{OrderID: good, CustomerID: good, Reason: "BECAUSE", CancelledAt: time.Now()}
 	badUUID := order("not-a-uuid")
 	for _, tc := range []struct {
 		name string
@@ -242,18 +240,18 @@ func TestStartupResolution(t *testing.T) {
 	empty := srfake.New()
 	defer empty.Close()
 	cl, _ := sr.NewClient(sr.URLs(empty.URL()))
-	_, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: cl})
+	_, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All()})
 	if !errors.Is(err, producer.ErrNotRegistered) || !strings.Contains(err.Error(), "eventline schemas register") || !strings.Contains(err.Error(), "-eventline.") {
 		t.Fatalf("got %v", err)
 	}
 	down, _ := sr.NewClient(sr.URLs("http://127.0.0.1:1"))
-	if _, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: down}); err == nil || !strings.Contains(err.Error(), "registry") {
+	if _, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: down, Catalog: events.Catalog(), Events: events.All()}); err == nil || !strings.Contains(err.Error(), "registry") {
 		t.Fatalf("registry down at startup: %v", err)
 	}
 
 	// Lookup-only works once the schemas are registered (here by the
 	// auto-registering producer of setup).
-	p, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: b.cl})
+	p, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: b.cl, Catalog: events.Catalog(), Events: events.All()})
 	if err != nil {
 		t.Fatal(err)
 	}

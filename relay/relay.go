@@ -21,9 +21,9 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 )
 
 // DefaultBatchSize: `eventline bench relay` drains fastest around 10,000 on

@@ -1,6 +1,8 @@
 package relay_test
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"bytes"
 	"context"
 	"fmt"
@@ -14,9 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
@@ -55,7 +57,7 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, AutoRegister: true})
+	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}, &events.OrderConfirmed{}}, AutoRegister: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +129,8 @@ func (b *bundle) appendOrders(aggs []string, n int) {
 	}
 }
 
-func order(id string) *schemas.OrderCreated {
-	return &schemas.OrderCreated{OrderID: id, CustomerID: id, Lines: []schemas.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
+func order(id string) *events.OrderCreated {
+	return &events.OrderCreated{OrderID: id, CustomerID: id, Lines: []events.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
 }
 
 // consume reads the topic from the start until want records arrived.
@@ -424,10 +426,10 @@ func TestRelayRespectsTopicMaxMessageBytes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	big := func(id string, lines int) *schemas.OrderCreated {
+	big := func(id string, lines int) *events.OrderCreated {
 		o := order(id)
 		for i := 0; i < lines; i++ {
-			o.Lines = append(o.Lines, schemas.OrderLine{ProductID: id, Quantity: 1, UnitPriceMinor: 100})
+			o.Lines = append(o.Lines, events.OrderLine{ProductID: id, Quantity: 1, UnitPriceMinor: 100})
 		}
 		return o
 	}

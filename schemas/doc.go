@@ -1,8 +1,21 @@
-// Package schemas holds eventline's Avro event schemas (avro/*.avsc, one event
-// per file, embedded in the binary), the Go types generated from them
-// (events_gen.go, by hamba's avrogen), and the Confluent wire-format serde
-// that encodes those types with a registry id and decodes any registered
-// writer schema into them (schema evolution both ways).
+// Package schemas is eventline's Avro layer, for any team's schemas:
 //
-// The compatibility checker lives in schemas/compat.
+//   - Catalog: a team's .avsc files (one event per file, a self-contained
+//     named record), loaded from a directory (LoadCatalogDir) or an fs.FS
+//     such as an embed.FS (LoadCatalog). Each entry keeps the file's exact
+//     text, which is what the producer and `eventline schemas register`
+//     register, so CI and services agree byte for byte.
+//   - Event: what generated Go types (hamba's avrogen with -fullschema)
+//     implement; Catalog.Of checks a type against its file.
+//   - Serde: the Confluent wire format (magic byte 0, 4-byte big-endian
+//     schema id, Avro body). Encode frames a value under an id; Serde
+//     decodes values written with any schema the registry knows, by any
+//     producer, into a Go type (reader-side schema resolution) or into the
+//     generic form. Writer schemas and resolutions are cached.
+//   - Decoding errors (DecodeError, IsPermanent): permanent for the record
+//     that caused them, which is what routes it to a dead-letter topic.
+//
+// The compatibility checker (the seven Confluent levels) is schemas/compat.
+// The framework knows no domain: the demo's schemas and types live in
+// examples/events.
 package schemas

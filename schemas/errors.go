@@ -49,3 +49,12 @@ func IsPermanent(err error) bool {
 	var de *DecodeError
 	return errors.As(err, &de)
 }
+
+// Catalogue errors, returned by Catalog.Of (and so by producer.New).
+var (
+	// ErrNotInCatalog: an event type has no .avsc file in the catalogue.
+	ErrNotInCatalog = errors.New("event type not in the schema catalogue")
+	// ErrStaleType: a generated Go type's schema differs from its .avsc
+	// file (the code was not regenerated after the file changed).
+	ErrStaleType = errors.New("generated type does not match its schema file")
+)

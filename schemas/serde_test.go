@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -40,11 +41,11 @@ func (f *fixture) register(t testing.TB, subject, text string) int {
 	return ss.ID
 }
 
-func sampleOrder() *schemas.OrderCreated {
-	return &schemas.OrderCreated{
+func sampleOrder() *events.OrderCreated {
+	return &events.OrderCreated{
 		OrderID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
 		CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		Lines: []schemas.OrderLine{
+		Lines: []events.OrderLine{
 			{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 2, UnitPriceMinor: 1999},
 			{ProductID: "b5e4d3c2-1a0f-4e9d-8c7b-a69584736251", Quantity: 1, UnitPriceMinor: 500},
 		},
@@ -57,20 +58,17 @@ func sampleOrder() *schemas.OrderCreated {
 func TestEncodeDecodeEveryEvent(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	all, err := schemas.All()
-	if err != nil {
-		t.Fatal(err)
-	}
+	all := events.Catalog().All()
 	for _, info := range all {
 		id := f.register(t, "orders-"+info.Name, info.Text)
 		// A zero value of every generated type round-trips (enums need a
 		// valid symbol, so set them).
-		in := reflect.New(reflect.TypeOf(generated[info.Name]).Elem()).Interface().(schemas.Event)
+		in := mustNew(t, info.Name)
 		switch v := in.(type) {
-		case *schemas.OrderCancelled:
-			v.Reason = schemas.CancelReasonOutOfStock
-		case *schemas.InventoryReleased:
-			v.Reason = schemas.ReleaseReasonOrderCancelled
+		case *events.OrderCancelled:
+			v.Reason = events.CancelReasonOutOfStock
+		case *events.InventoryReleased:
+			v.Reason = events.ReleaseReasonOrderCancelled
 		}
 		b, err := schemas.Encode(id, in.Schema(), in)
 		if err != nil {
@@ -89,14 +87,14 @@ func TestEncodeDecodeEveryEvent(t *testing.T) {
 	}
 
 	// And a populated OrderCreated, compared field by field.
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	id := f.register(t, "orders-"+info.Name, info.Text)
 	in := sampleOrder()
 	b, err := schemas.Encode(id, in.Schema(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out schemas.OrderCreated
+	var out events.OrderCreated
 	if err := f.serde.Decode(ctx, b, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -137,20 +135,20 @@ func TestDecodeEvolution(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cur schemas.OrderCancelled
+	var cur events.OrderCancelled
 	if err := f.serde.Decode(ctx, b, &cur); err != nil {
 		t.Fatalf("current reader of a newer writer: %v", err)
 	}
-	if cur.Reason != schemas.CancelReasonUnknown || cur.OrderID != newer["order_id"] {
+	if cur.Reason != events.CancelReasonUnknown || cur.OrderID != newer["order_id"] {
 		t.Errorf("decoded %+v; want reason UNKNOWN and the order id", cur)
 	}
 
 	// Current writer, newer reader: the added field takes its default.
-	info, _ := schemas.Lookup("eventline.orders.OrderCancelled")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCancelled")
 	id1 := f.register(t, "orders-v1", info.Text)
-	b, err = schemas.Encode(id1, info.Schema, &schemas.OrderCancelled{
+	b, err = schemas.Encode(id1, info.Schema, &events.OrderCancelled{
 		OrderID: "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01", CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		Reason: schemas.CancelReasonTimeout, CancelledAt: time.UnixMilli(1_790_000_000_000).UTC(),
+		Reason: events.CancelReasonTimeout, CancelledAt: time.UnixMilli(1_790_000_000_000).UTC(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +176,7 @@ func TestDecodeEvolution(t *testing.T) {
 func TestDecodeErrors(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	id := f.register(t, "orders-created", info.Text)
 	good, err := schemas.Encode(id, info.Schema, sampleOrder())
 	if err != nil {
@@ -206,7 +204,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unresolvable writer", other, schemas.ErrUnresolvable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out schemas.OrderCreated
+			var out events.OrderCreated
 			err := f.serde.Decode(ctx, tc.in, &out)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
@@ -220,7 +218,7 @@ func TestDecodeErrors(t *testing.T) {
 	t.Run("registry down is not permanent", func(t *testing.T) {
 		cl, _ := sr.NewClient(sr.URLs("http://127.0.0.1:1"))
 		s := schemas.NewSerde(cl)
-		var out schemas.OrderCreated
+		var out events.OrderCreated
 		err := s.Decode(ctx, good, &out)
 		if err == nil || schemas.IsPermanent(err) {
 			t.Fatalf("got %v; want a non-permanent error", err)
@@ -231,7 +229,7 @@ func TestDecodeErrors(t *testing.T) {
 // Decoding hostile bytes never panics and always classifies its failure.
 func FuzzDecode(f *testing.F) {
 	fx := newFixture(f)
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	id := fx.register(f, "orders-created", info.Text)
 	if id != 1 {
 		f.Fatalf("the corpus assumes schema id 1, got %d", id)
@@ -246,7 +244,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 2})
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var out schemas.OrderCreated
+		var out events.OrderCreated
 		err := fx.serde.Decode(ctx, b, &out)
 		if err != nil && !schemas.IsPermanent(err) {
 			t.Fatalf("unclassified error for % x: %v", b, err)
@@ -255,7 +253,7 @@ func FuzzDecode(f *testing.F) {
 }
 
 func BenchmarkEncodeOrderCreated(b *testing.B) {
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	v := sampleOrder()
 	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
@@ -270,14 +268,14 @@ func BenchmarkEncodeOrderCreated(b *testing.B) {
 
 func BenchmarkDecodeOrderCreated(b *testing.B) {
 	f := newFixture(b)
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	id := f.register(b, "orders-created", info.Text)
 	enc, err := schemas.Encode(id, info.Schema, sampleOrder())
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var out schemas.OrderCreated
+	var out events.OrderCreated
 	if err := f.serde.Decode(ctx, enc, &out); err != nil { // warm the caches
 		b.Fatal(err)
 	}
@@ -287,4 +285,13 @@ func BenchmarkDecodeOrderCreated(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func mustNew(t *testing.T, name string) schemas.Event {
+	t.Helper()
+	ev, ok := events.New(name)
+	if !ok {
+		t.Fatalf("no generated type for %s", name)
+	}
+	return ev
 }

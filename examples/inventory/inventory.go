@@ -4,6 +4,8 @@
 package inventory
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,7 +22,6 @@ import (
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/producer"
-	"github.com/eventline/eventline/schemas"
 )
 
 // Schema is the service's PostgreSQL schema (tables and outbox).
@@ -80,7 +81,7 @@ func (s *Service) AddStock(ctx context.Context, productID string, quantity int32
 			return err
 		}
 		return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "product", AggregateID: productID,
-			Event: &schemas.StockReplenished{ProductID: productID, QuantityAdded: quantity, Available: available, OccurredAt: now()}})
+			Event: &events.StockReplenished{ProductID: productID, QuantityAdded: quantity, Available: available, OccurredAt: now()}})
 	})
 	return available, err
 }
@@ -105,11 +106,11 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev *consumers.Event) er
 		return err
 	}
 	switch e := ev.Payload.(type) {
-	case *schemas.OrderCreated:
+	case *events.OrderCreated:
 		return s.reserve(ctx, tx, e)
-	case *schemas.OrderConfirmed:
+	case *events.OrderConfirmed:
 		return s.settle(ctx, tx, e.OrderID, "confirmed")
-	case *schemas.OrderCancelled:
+	case *events.OrderCancelled:
 		return s.settle(ctx, tx, e.OrderID, "released")
 	}
 	return nil
@@ -117,9 +118,9 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev *consumers.Event) er
 
 // reserve takes every line's quantity or nothing. Stock rows are locked in
 // product order, so concurrent reservations cannot deadlock.
-func (s *Service) reserve(ctx context.Context, tx pgx.Tx, e *schemas.OrderCreated) error {
+func (s *Service) reserve(ctx context.Context, tx pgx.Tx, e *events.OrderCreated) error {
 	lines := slices.Clone(e.Lines)
-	slices.SortFunc(lines, func(a, b schemas.OrderLine) int { return strings.Compare(a.ProductID, b.ProductID) })
+	slices.SortFunc(lines, func(a, b events.OrderLine) int { return strings.Compare(a.ProductID, b.ProductID) })
 	ok := true
 	for _, l := range lines {
 		var available int32
@@ -140,10 +141,10 @@ func (s *Service) reserve(ctx context.Context, tx pgx.Tx, e *schemas.OrderCreate
 			return err
 		}
 		return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "reservation", AggregateID: e.OrderID,
-			Event: &schemas.InventoryReleased{OrderID: e.OrderID, Lines: e.Lines, Reason: schemas.ReleaseReasonOutOfStock, ReleasedAt: now()}})
+			Event: &events.InventoryReleased{OrderID: e.OrderID, Lines: e.Lines, Reason: events.ReleaseReasonOutOfStock, ReleasedAt: now()}})
 	}
 	msgs := []producer.Message{{AggregateType: "reservation", AggregateID: e.OrderID,
-		Event: &schemas.InventoryReserved{ReservationID: resID.String(), OrderID: e.OrderID, Lines: e.Lines, ReservedAt: now(), ExpiresAt: now().Add(15 * time.Minute)}}}
+		Event: &events.InventoryReserved{ReservationID: resID.String(), OrderID: e.OrderID, Lines: e.Lines, ReservedAt: now(), ExpiresAt: now().Add(15 * time.Minute)}}}
 	for _, l := range lines {
 		var left int32
 		if err := tx.QueryRow(ctx, `UPDATE inventory.stock SET available = available - $2, reserved = reserved + $2 WHERE product_id = $1 RETURNING available`,
@@ -152,7 +153,7 @@ func (s *Service) reserve(ctx context.Context, tx pgx.Tx, e *schemas.OrderCreate
 		}
 		if left == 0 {
 			msgs = append(msgs, producer.Message{AggregateType: "product", AggregateID: l.ProductID,
-				Event: &schemas.StockDepleted{ProductID: l.ProductID, Available: 0, Threshold: 0, OccurredAt: now()}})
+				Event: &events.StockDepleted{ProductID: l.ProductID, Available: 0, Threshold: 0, OccurredAt: now()}})
 		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO inventory.reservations (order_id, id, lines, status, created_at) VALUES ($1, $2, $3, 'reserved', $4)`,
@@ -176,11 +177,11 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, orderID, to string) err
 	if err != nil {
 		return err
 	}
-	var lines []schemas.OrderLine
+	var lines []events.OrderLine
 	if err := json.Unmarshal(linesJSON, &lines); err != nil {
 		return consumers.Permanent(fmt.Errorf("reservation %s has unreadable lines: %w", resID, err))
 	}
-	slices.SortFunc(lines, func(a, b schemas.OrderLine) int { return strings.Compare(a.ProductID, b.ProductID) })
+	slices.SortFunc(lines, func(a, b events.OrderLine) int { return strings.Compare(a.ProductID, b.ProductID) })
 	for _, l := range lines {
 		q := `UPDATE inventory.stock SET reserved = reserved - $2, sold = sold + $2 WHERE product_id = $1`
 		if to == "released" {
@@ -192,11 +193,11 @@ func (s *Service) settle(ctx context.Context, tx pgx.Tx, orderID, to string) err
 	}
 	if to == "confirmed" {
 		return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "reservation", AggregateID: orderID,
-			Event: &schemas.InventoryConfirmed{ReservationID: resID.String(), OrderID: orderID, Lines: lines, ConfirmedAt: now()}})
+			Event: &events.InventoryConfirmed{ReservationID: resID.String(), OrderID: orderID, Lines: lines, ConfirmedAt: now()}})
 	}
 	rid := resID.String()
 	return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "reservation", AggregateID: orderID,
-		Event: &schemas.InventoryReleased{ReservationID: &rid, OrderID: orderID, Lines: lines, Reason: schemas.ReleaseReasonOrderCancelled, ReleasedAt: now()}})
+		Event: &events.InventoryReleased{ReservationID: &rid, OrderID: orderID, Lines: lines, Reason: events.ReleaseReasonOrderCancelled, ReleasedAt: now()}})
 }
 
 // HTTP returns the service's API: POST /stock {product_id, quantity},

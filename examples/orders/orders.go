@@ -6,6 +6,8 @@
 package orders
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,7 +22,6 @@ import (
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/producer"
-	"github.com/eventline/eventline/schemas"
 )
 
 // Schema is the service's PostgreSQL schema (tables and outbox).
@@ -104,13 +105,13 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (uuid.UUID, err
 		req.Currency = "EUR"
 	}
 	var total int64
-	lines := make([]schemas.OrderLine, len(req.Lines))
+	lines := make([]events.OrderLine, len(req.Lines))
 	for i, l := range req.Lines {
 		if l.ProductID == "" || l.Quantity <= 0 || l.UnitPriceMinor < 0 {
 			return uuid.Nil, fmt.Errorf("%w: line %d needs a product_id, a positive quantity and a price", ErrInvalid, i+1)
 		}
 		total += int64(l.Quantity) * l.UnitPriceMinor
-		lines[i] = schemas.OrderLine{ProductID: l.ProductID, Quantity: l.Quantity, UnitPriceMinor: l.UnitPriceMinor}
+		lines[i] = events.OrderLine{ProductID: l.ProductID, Quantity: l.Quantity, UnitPriceMinor: l.UnitPriceMinor}
 	}
 	id := uuid.New()
 	now := time.Now().UTC().Truncate(time.Millisecond)
@@ -121,7 +122,7 @@ func (s *Service) Create(ctx context.Context, req CreateRequest) (uuid.UUID, err
 			return err
 		}
 		return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: id.String(), AggregateVersion: 1,
-			Event: &schemas.OrderCreated{OrderID: id.String(), CustomerID: req.CustomerID, Lines: lines, TotalMinor: total, Currency: req.Currency, CreatedAt: now}})
+			Event: &events.OrderCreated{OrderID: id.String(), CustomerID: req.CustomerID, Lines: lines, TotalMinor: total, Currency: req.Currency, CreatedAt: now}})
 	})
 	if err != nil {
 		return uuid.Nil, fmt.Errorf("creating order: %w", err)
@@ -152,9 +153,9 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev *consumers.Event) er
 	}
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	switch e := ev.Payload.(type) {
-	case *schemas.InventoryReserved:
+	case *events.InventoryReserved:
 		if s.DeclinePayment != nil && s.DeclinePayment(e.OrderID) {
-			return s.cancel(ctx, tx, e.OrderID, schemas.CancelReasonPaymentFailed, now)
+			return s.cancel(ctx, tx, e.OrderID, events.CancelReasonPaymentFailed, now)
 		}
 		var total int64
 		var currency string
@@ -167,18 +168,18 @@ func (s *Service) Handle(ctx context.Context, tx pgx.Tx, ev *consumers.Event) er
 			return err
 		}
 		return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: e.OrderID, AggregateVersion: 2,
-			Event: &schemas.OrderConfirmed{OrderID: e.OrderID, ReservationID: e.ReservationID, TotalMinor: total, Currency: currency, ConfirmedAt: now}})
-	case *schemas.InventoryReleased:
-		if e.Reason != schemas.ReleaseReasonOutOfStock {
+			Event: &events.OrderConfirmed{OrderID: e.OrderID, ReservationID: e.ReservationID, TotalMinor: total, Currency: currency, ConfirmedAt: now}})
+	case *events.InventoryReleased:
+		if e.Reason != events.ReleaseReasonOutOfStock {
 			return nil // a release after our own cancellation: nothing to decide
 		}
-		return s.cancel(ctx, tx, e.OrderID, schemas.CancelReasonOutOfStock, now)
+		return s.cancel(ctx, tx, e.OrderID, events.CancelReasonOutOfStock, now)
 	}
 	return nil // other inventory notifications do not concern orders
 }
 
 // cancel moves a pending order to cancelled and announces it.
-func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string, reason schemas.CancelReason, now time.Time) error {
+func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string, reason events.CancelReason, now time.Time) error {
 	var customer string
 	err := tx.QueryRow(ctx, `UPDATE orders.orders SET status = 'cancelled', reason = $3, terminal_at = $2 WHERE id = $1 AND status = 'pending'
 		RETURNING customer_id`, orderID, now, string(reason)).Scan(&customer)
@@ -189,7 +190,7 @@ func (s *Service) cancel(ctx context.Context, tx pgx.Tx, orderID string, reason 
 		return err
 	}
 	return s.Producer.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: orderID, AggregateVersion: 2,
-		Event: &schemas.OrderCancelled{OrderID: orderID, CustomerID: customer, Reason: reason, CancelledAt: now}})
+		Event: &events.OrderCancelled{OrderID: orderID, CustomerID: customer, Reason: reason, CancelledAt: now}})
 }
 
 // HTTP returns the service's API: POST /orders, GET /orders/{id}.

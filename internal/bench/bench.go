@@ -5,6 +5,8 @@
 package bench
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"bufio"
 	"context"
 	"fmt"
@@ -20,8 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/schemas"
 )
@@ -36,11 +38,11 @@ type Env struct {
 // setup creates a fresh PostgreSQL schema with eventline's tables, a
 // pipeline with one topic and a producer for it.
 type setup struct {
-	pool     *pgxpool.Pool
-	schema   string
-	topic    string
-	pipe *pipeline.Pipeline
-	prod     *producer.Producer
+	pool   *pgxpool.Pool
+	schema string
+	topic  string
+	pipe   *pipeline.Pipeline
+	prod   *producer.Producer
 }
 
 func newSetup(ctx context.Context, env Env, partitions int, writers int) (*setup, error) {
@@ -69,7 +71,7 @@ func newSetup(ctx context.Context, env Env, partitions int, writers int) (*setup
 		pool.Close()
 		return nil, err
 	}
-	s.prod, err = producer.New(ctx, producer.Config{Pipeline: s.pipe, Registry: reg, AutoRegister: true, Schema: s.schema})
+	s.prod, err = producer.New(ctx, producer.Config{Pipeline: s.pipe, Registry: reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Schema: s.schema})
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -85,10 +87,10 @@ func (s *setup) close() {
 	s.pool.Close()
 }
 
-func sampleOrder(id string, rng *rand.Rand) *schemas.OrderCreated {
-	return &schemas.OrderCreated{
+func sampleOrder(id string, rng *rand.Rand) *events.OrderCreated {
+	return &events.OrderCreated{
 		OrderID: id, CustomerID: id,
-		Lines: []schemas.OrderLine{
+		Lines: []events.OrderLine{
 			{ProductID: id, Quantity: int32(1 + rng.IntN(5)), UnitPriceMinor: int64(100 + rng.IntN(10000))},
 			{ProductID: id, Quantity: 1, UnitPriceMinor: 999},
 		},

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -182,7 +184,7 @@ func Consume(ctx context.Context, env Env, o ConsumeOptions) (ConsumeResult, err
 	if err != nil {
 		return res, err
 	}
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	ss, err := reg.LookupSchema(ctx, s.pipe.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
 	if err != nil {
 		return res, fmt.Errorf("looking up the benchmark schema: %w", err)
@@ -359,7 +361,7 @@ func (w *workload) produce(ctx context.Context, env Env, schemaID int, topic str
 	if err != nil {
 		return fmt.Errorf("creating topic %s: %w", topic, err)
 	}
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	rng := rand.New(rand.NewPCG(1, 2))
 	values := make([][]byte, len(w.aggs))
 	for a := range w.aggs {
@@ -597,7 +599,7 @@ func runPhase(ctx context.Context, spec ConsumerSpec, p ConsumerPhase, pool *pgx
 			if fail(ev) {
 				return errFirstAttempt // isolated by the per-event handler
 			}
-			aggs[i], amounts[i] = ev.AggregateID, ev.Payload.(*schemas.OrderCreated).TotalMinor
+			aggs[i], amounts[i] = ev.AggregateID, ev.Payload.(*events.OrderCreated).TotalMinor
 		}
 		batches.Add(1)
 		batchEvents.Add(int64(len(evs)))
@@ -608,7 +610,7 @@ func runPhase(ctx context.Context, spec ConsumerSpec, p ConsumerPhase, pool *pgx
 		if fail(ev) {
 			return errFirstAttempt
 		}
-		_, err := tx.Exec(ctx, updateOne, ev.AggregateID, ev.Payload.(*schemas.OrderCreated).TotalMinor)
+		_, err := tx.Exec(ctx, updateOne, ev.AggregateID, ev.Payload.(*events.OrderCreated).TotalMinor)
 		return err
 	}
 	var applied atomic.Int64
@@ -618,7 +620,7 @@ func runPhase(ctx context.Context, spec ConsumerSpec, p ConsumerPhase, pool *pgx
 	start := time.Now()
 	g, err := consumers.New(consumers.Config{
 		Group: p.Group, Topics: []string{p.Topic}, Brokers: spec.Env.Brokers, DB: pool, Schema: spec.Schema, Serde: serde,
-		Handler: handler, BatchHandler: batchHandler,
+		Handler: handler, BatchHandler: batchHandler, Events: []schemas.Event{&events.OrderCreated{}},
 		RetryDelays:    []time.Duration{p.Delay, 10 * p.Delay},
 		CreateTopics:   true,
 		MaxPollRecords: spec.MaxPollRecords,

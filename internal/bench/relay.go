@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"context"
 	"errors"
 	"fmt"
@@ -98,7 +100,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	if err != nil {
 		return res, err
 	}
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	ss, err := reg.LookupSchema(ctx, s.pipe.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
 	if err != nil {
 		return res, fmt.Errorf("looking up the benchmark schema: %w", err)
@@ -234,7 +236,7 @@ func joinComma(xs []string) string { return strings.Join(xs, ",") }
 // fill writes o.Events outbox rows with COPY, as a producer would have:
 // Confluent-framed OrderCreated values keyed by one of o.Aggregates ids.
 func fill(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
-	info, _ := schemas.Lookup("eventline.orders.OrderCreated")
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	rng := rand.New(rand.NewPCG(1, 2))
 	aggs := make([]string, o.Aggregates)
 	values := make([][]byte, o.Aggregates)

@@ -11,9 +11,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/relay"
 )
 

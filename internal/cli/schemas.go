@@ -13,8 +13,8 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/schemacheck"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/schemas/compat"
 )
 

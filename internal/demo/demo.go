@@ -5,6 +5,8 @@
 package demo
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"bytes"
 	"context"
 	_ "embed"
@@ -35,19 +37,13 @@ import (
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/inventory"
 	"github.com/eventline/eventline/examples/orders"
-	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/internal/telemetry"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
 )
-
-// pipeline is the demo's eventline.yaml (the repository's copy, embedded
-// so the binary runs anywhere).
-//
-//go:embed pipeline.yaml
-var pipelineYAML []byte
 
 // Config of a run.
 type Config struct {
@@ -136,10 +132,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	log := cfg.Logger
 	runID := uuid.NewString()[:8]
-	pipe, err := pipeline.Parse(pipelineYAML)
-	if err != nil {
-		return nil, err
-	}
+	pipe := events.Pipeline()
 	if cfg.Prefix != "" {
 		for i := range pipe.Topics {
 			pipe.Topics[i].Name = cfg.Prefix + pipe.Topics[i].Name
@@ -165,13 +158,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	serde := schemas.NewSerde(reg)
-	ordersProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, AutoRegister: true, Schema: orders.Schema, TracerProvider: cfg.TracerProvider,
-		Events: []schemas.Event{&schemas.OrderCreated{}, &schemas.OrderConfirmed{}, &schemas.OrderCancelled{}}})
+	ordersProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, Catalog: events.Catalog(), AutoRegister: true, Schema: orders.Schema, TracerProvider: cfg.TracerProvider,
+		Events: []schemas.Event{&events.OrderCreated{}, &events.OrderConfirmed{}, &events.OrderCancelled{}}})
 	if err != nil {
 		return nil, fmt.Errorf("demo: orders producer: %w", err)
 	}
-	invProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, AutoRegister: true, Schema: inventory.Schema, TracerProvider: cfg.TracerProvider,
-		Events: []schemas.Event{&schemas.InventoryReserved{}, &schemas.InventoryReleased{}, &schemas.InventoryConfirmed{}, &schemas.StockDepleted{}, &schemas.StockReplenished{}}})
+	invProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, Catalog: events.Catalog(), AutoRegister: true, Schema: inventory.Schema, TracerProvider: cfg.TracerProvider,
+		Events: []schemas.Event{&events.InventoryReserved{}, &events.InventoryReleased{}, &events.InventoryConfirmed{}, &events.StockDepleted{}, &events.StockReplenished{}}})
 	if err != nil {
 		return nil, fmt.Errorf("demo: inventory producer: %w", err)
 	}
@@ -183,7 +176,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}}
 	faultEvery := uint32(1 / cfg.FaultShare)
 	invSvc := &inventory.Service{DB: db, Producer: invProd, Fault: func(ev *consumers.Event) error {
-		if _, ok := ev.Payload.(*schemas.OrderCreated); ok && ev.Attempt == 0 && faultEvery > 0 && ev.ID.ID()%faultEvery == 0 {
+		if _, ok := ev.Payload.(*events.OrderCreated); ok && ev.Attempt == 0 && faultEvery > 0 && ev.ID.ID()%faultEvery == 0 {
 			return errors.New("simulated transient fault (first attempt)")
 		}
 		return nil
@@ -224,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	group := func(name, topic, schema string, h consumers.HandlerFunc) (*consumers.Group, error) {
 		var once sync.Once
 		return consumers.New(consumers.Config{Group: name, Topics: []string{topic}, Brokers: cfg.Brokers, DB: db, Schema: schema,
-			Serde: serde, Handler: h, RetryDelays: cfg.RetryDelays, KeyOrder: true, CreateTopics: true, MaxPollRecords: 1000,
+			Serde: serde, Handler: h, Events: events.All(), RetryDelays: cfg.RetryDelays, KeyOrder: true, CreateTopics: true, MaxPollRecords: 1000,
 			Logger: log.With("consumer", name), TracerProvider: cfg.TracerProvider, OnAssigned: func(map[string][]int32) { once.Do(func() { ready <- name }) }})
 	}
 	invGroupName, ordGroupName := cfg.Prefix+inventory.Group, cfg.Prefix+orders.Group

@@ -1,6 +1,8 @@
 package interop_test
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -69,11 +71,11 @@ func confluent(t *testing.T, cmd map[string]any, out any) {
 	}
 }
 
-func sampleOrder() *schemas.OrderCreated {
-	return &schemas.OrderCreated{
+func sampleOrder() *events.OrderCreated {
+	return &events.OrderCreated{
 		OrderID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
 		CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		Lines: []schemas.OrderLine{
+		Lines: []events.OrderLine{
 			{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 2, UnitPriceMinor: 1999},
 		},
 		TotalMinor: 3998,
@@ -90,7 +92,7 @@ func sampleOrder() *schemas.OrderCreated {
 // with HTTP 409.
 func TestConfluentPythonInterop(t *testing.T) {
 	url := registryURL(t)
-	info, ok := schemas.Lookup("eventline.orders.OrderCreated")
+	info, ok := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	if !ok {
 		t.Fatal("OrderCreated missing from the catalogue")
 	}
@@ -123,7 +125,7 @@ func TestConfluentPythonInterop(t *testing.T) {
 		t.Fatalf("bytes carry id %d, subject has id %d", ser.SchemaID, ss.ID)
 	}
 	serde := schemas.NewSerde(cl)
-	var got schemas.OrderCreated
+	var got events.OrderCreated
 	if err := serde.Decode(context.Background(), b, &got); err != nil {
 		t.Fatalf("eventline cannot decode Confluent's bytes: %v", err)
 	}

@@ -173,6 +173,21 @@ func AgainstGit(ctx context.Context, opts Options, ref string) (*Report, error) 
 	for from, to := range renames {
 		renamedFrom[to] = from
 	}
+	// Keep the lineages that concern dir: alive there at ref, moved there
+	// since, or defining a record one of dir's files defines now (other
+	// directories' schemas are other teams' business).
+	names := map[string]bool{}
+	for _, c := range cur {
+		names[c.name] = true
+	}
+	prefix := strings.TrimSuffix(dirRel, "/") + "/"
+	for p, l := range lineages {
+		under := func(p string) bool { return dirRel == "." || dirRel == "" || strings.HasPrefix(p, prefix) }
+		if under(p) || under(renames[p]) || (len(l.Versions) > 0 && names[recordName(l.Versions[len(l.Versions)-1].Text)]) {
+			continue
+		}
+		delete(lineages, p)
+	}
 	used := map[*Lineage]bool{}
 	for _, c := range cur {
 		lin := lineages[c.file]

@@ -26,13 +26,18 @@ type Lineage struct {
 
 // gitHistory reads every version of every .avsc file under dir in the
 // commits reachable from ref, following renames. It returns the lineages
-// alive at ref keyed by their path there.
+// alive at ref keyed by their path there: those of every .avsc file of
+// the repository (the caller keeps the ones that concern dir), so that a
+// schema directory moved since keeps its history.
 //
 // Hand-written on top of `git log --name-status -M` because no Go library
 // we use walks history with rename detection, and go-git's rename
 // following is weaker than git's own.
 func gitHistory(ctx context.Context, repo, ref, dir string) (map[string]*Lineage, error) {
-	out, err := git(ctx, repo, "log", "--reverse", "--topo-order", "-M", "--name-status", "--format=%x01%H", ref, "--", dir)
+	// Every .avsc of the repository, not only dir's: a schema directory
+	// moved (e.g. next to the code that owns it) keeps its history only if
+	// git sees both sides of the rename.
+	out, err := git(ctx, repo, "log", "--reverse", "--topo-order", "-M", "--name-status", "--format=%x01%H", ref, "--", "*.avsc")
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +138,7 @@ func (l *Lineage) add(ctx context.Context, repo, commit, p string) error {
 // renamesSince maps paths at ref to their paths in the working tree for
 // schema files git sees as renamed since ref.
 func renamesSince(ctx context.Context, repo, ref, dir string) (map[string]string, error) {
-	out, err := git(ctx, repo, "diff", "-M", "--name-status", ref, "--", dir)
+	out, err := git(ctx, repo, "diff", "-M", "--name-status", ref, "--", "*.avsc")
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,8 @@
 package chaos_test
 
 import (
+	"github.com/eventline/eventline/examples/events"
+
 	"context"
 	"errors"
 	"fmt"
@@ -21,12 +23,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
-	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
+	"github.com/eventline/eventline/relay"
 )
 
 const (
@@ -86,7 +88,7 @@ func setup(t *testing.T, dbURL string, brokers []string) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w.prod, err = producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, AutoRegister: true})
+	w.prod, err = producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +155,8 @@ func (w *world) appendOne(agg string, id uuid.UUID) (int64, error) {
 	return v, nil
 }
 
-func order(id string) *schemas.OrderCreated {
-	return &schemas.OrderCreated{OrderID: id, CustomerID: id, Lines: []schemas.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
+func order(id string) *events.OrderCreated {
+	return &events.OrderCreated{OrderID: id, CustomerID: id, Lines: []events.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
 }
 
 // startWriters runs n writers, each committing events to random aggregates,

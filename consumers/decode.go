@@ -1,0 +1,138 @@
+package consumers
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strconv"
+
+	"github.com/google/uuid"
+	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventline/eventline/schemas"
+)
+
+// envelope is what the runtime reads of a record's headers, once.
+type envelope struct {
+	origin    origin
+	hasOrigin bool // a retry or DLT copy: eventline-original-* headers
+	attempt   int
+}
+
+func envelopeOf(rec *kgo.Record) envelope {
+	_, has := header(rec, HeaderOriginalTopic)
+	return envelope{origin: originOf(rec), hasOrigin: has, attempt: attemptOf(rec)}
+}
+
+// typeSet maps Avro full names to the Go types payloads decode into.
+type typeSet map[string]reflect.Type
+
+// newTypeSet indexes evs (zero values of generated types, pointers).
+func newTypeSet(evs []schemas.Event) (typeSet, error) {
+	ts := typeSet{}
+	for i, ev := range evs {
+		t := reflect.TypeOf(ev)
+		if ev == nil || t.Kind() != reflect.Pointer {
+			return nil, fmt.Errorf("consumers: Events[%d] is %T, want a pointer to a generated type", i, ev)
+		}
+		name := schemaName(ev)
+		if prev, ok := ts[name]; ok && prev != t {
+			return nil, fmt.Errorf("consumers: Events lists %s twice, as %s and %s", name, prev, t)
+		}
+		ts[name] = t
+	}
+	return ts, nil
+}
+
+// new returns a fresh value of name's Go type.
+func (ts typeSet) new(name string) (schemas.Event, bool) {
+	t, ok := ts[name]
+	if !ok {
+		return nil, false
+	}
+	return reflect.New(t.Elem()).Interface().(schemas.Event), true
+}
+
+func schemaName(ev schemas.Event) string {
+	s := ev.Schema()
+	if n, ok := s.(avro.NamedSchema); ok {
+		return n.FullName()
+	}
+	return string(s.Type())
+}
+
+// decode reads a record into an Event: envelope, dedupe id, type and
+// payload. Errors are permanent (the record goes to the DLT) except a
+// registry that cannot be reached.
+func (a *Applier) decode(ctx context.Context, rec *kgo.Record) (*Event, error) {
+	ev := &Event{rec: rec, env: envelopeOf(rec), Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Key: rec.Key, Headers: make(map[string]string, len(rec.Headers))}
+	ev.Attempt = ev.env.attempt
+	for _, h := range rec.Headers {
+		ev.Headers[h.Key] = string(h.Value)
+	}
+	ev.Type = ev.Headers[HeaderEventType]
+	ev.AggregateType = ev.Headers[HeaderAggregateType]
+	ev.AggregateID = ev.Headers[HeaderAggregateID]
+	if v := ev.Headers[HeaderAggregateVersion]; v != "" {
+		ev.AggregateVersion, _ = strconv.ParseInt(v, 10, 64)
+	}
+	id, _, err := schemas.SplitHeader(rec.Value)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Type == "" { // another producer's record: the writer schema names it
+		w, err := a.serde.Writer(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		ev.Type = schemaName(writerEvent{w})
+	}
+	if typed, ok := a.types.new(ev.Type); ok {
+		if err := a.serde.Decode(ctx, rec.Value, typed); err != nil {
+			return nil, err
+		}
+		ev.Payload = typed
+	} else {
+		generic, _, err := a.serde.DecodeGeneric(ctx, rec.Value)
+		if err != nil {
+			return nil, err
+		}
+		ev.Payload = generic
+	}
+	if err := a.eventID(ev); err != nil {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// eventID sets ev.ID: the eventline-event-id header when there is one
+// (it must be a UUID), else the EventID hook's answer, else DefaultEventID.
+func (a *Applier) eventID(ev *Event) error {
+	if v, ok := ev.Headers[HeaderEventID]; ok {
+		id, err := uuid.Parse(v)
+		if err != nil {
+			return Permanent(fmt.Errorf("%w: %q", ErrNoEventID, truncate(v, 64)))
+		}
+		ev.ID = id
+		return nil
+	}
+	idf := a.idFunc
+	if idf == nil {
+		idf = DefaultEventID
+	}
+	id, err := idf(ev)
+	if err != nil {
+		return Permanent(fmt.Errorf("%w: %w", ErrNoEventID, err))
+	}
+	if id == uuid.Nil {
+		return Permanent(fmt.Errorf("%w: EventID returned the nil UUID", ErrNoEventID))
+	}
+	ev.ID = id
+	return nil
+}
+
+// writerEvent adapts a writer schema to schemaName.
+type writerEvent struct{ s avro.Schema }
+
+func (w writerEvent) Schema() avro.Schema { return w.s }
