@@ -27,8 +27,8 @@ import (
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
-	"github.com/eventline/eventline/schemas"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/schemas"
 )
 
 const (
