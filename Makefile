@@ -36,8 +36,13 @@ demo: build ensure-postgres ## run the orders/inventory saga on a fresh embedded
 	./$(BIN) demo
 
 .PHONY: test
-test: ensure-postgres ensure-java ensure-python ## all unit and integration tests, with -race, on the embedded broker (kfake)
+test: ensure-postgres ensure-java ensure-python ## all unit and integration tests, with -race, on the embedded broker (kfake), then the outside module
 	$(GOTEST) ./...
+	$(MAKE) --no-print-directory test-external
+
+.PHONY: test-external
+test-external: ensure-postgres ## examples/external: another team's module (own go.mod, schemas, types) on `eventline dev`, public packages only
+	cd examples/external && $(GOTEST) ./...
 
 .PHONY: test-kafka
 test-kafka: ensure-postgres ensure-java ensure-python ## the integration suite against a real Apache Kafka 4.x broker (started and stopped)
@@ -61,10 +66,12 @@ lint: ## gofmt, go vet and staticcheck
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
+	cd examples/external && $(GO) vet ./...
 
 .PHONY: generate
-generate: ## regenerate generated code (go generate)
+generate: ## regenerate generated code (go generate), here and in examples/external
 	$(GO) generate ./...
+	cd examples/external && $(GO) generate ./...
 
 .PHONY: check-generate
 check-generate: generate ## fail when generated code differs from what is committed

@@ -113,9 +113,9 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		is   error
 		says string
 	}{
-		{"no events", producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat}, nil, "Events is empty"},
-		{"no catalog", producer.Config{Pipeline: pipe, Registry: cl, Events: []schemas.Event{&refund{}}}, nil, "Catalog is required"},
-		{"nil event", producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{nil}}, nil, "Events[0] is nil"},
+		{"no events", producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat}, nil, "no Events"},
+		{"no catalog", producer.Config{Pipeline: pipe, Registry: cl, Events: []schemas.Event{&refund{}}}, nil, "missing Catalog"},
+		{"nil event", producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{nil}}, nil, "nil event at Events[0]"},
 		{"not in catalogue", producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&unlisted{}}}, schemas.ErrNotInCatalog, "acme.payments.Unlisted"},
 		{"not routed", producer.Config{Pipeline: otherPipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}, AutoRegister: true}, producer.ErrNotRouted, "acme.payments.RefundIssued"},
 		{"stale type", producer.Config{Pipeline: pipe, Registry: cl, Catalog: stale, Events: []schemas.Event{&refund{}}, AutoRegister: true}, schemas.ErrStaleType, "regenerate"},

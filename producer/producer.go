@@ -79,20 +79,20 @@ type Config struct {
 func (c Config) validate() error {
 	var errs []error
 	if c.Pipeline == nil {
-		errs = append(errs, errors.New("Pipeline is required"))
+		errs = append(errs, errors.New("missing Pipeline (required)"))
 	}
 	if c.Registry == nil {
-		errs = append(errs, errors.New("Registry is required"))
+		errs = append(errs, errors.New("missing Registry (required)"))
 	}
 	if c.Catalog == nil {
-		errs = append(errs, errors.New("Catalog is required"))
+		errs = append(errs, errors.New("missing Catalog (required)"))
 	}
 	if len(c.Events) == 0 {
-		errs = append(errs, errors.New("Events is empty: list the generated types this producer appends"))
+		errs = append(errs, errors.New("no Events: list the generated types this producer appends"))
 	}
 	for i, ev := range c.Events {
 		if ev == nil {
-			errs = append(errs, fmt.Errorf("Events[%d] is nil", i))
+			errs = append(errs, fmt.Errorf("nil event at Events[%d]", i))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
