@@ -1,10 +1,39 @@
-// Package consumers runs consumer groups whose handlers apply each event
-// exactly once in PostgreSQL (a dedupe row in the same transaction as the
-// effects), commit offsets only after that transaction, and route failures
-// through delay retry topics to a dead-letter topic.
+// Package consumers runs Kafka consumer groups whose handlers apply each
+// event exactly once in PostgreSQL, and routes failures through delay
+// retry topics to a dead-letter topic.
 //
-// Status (issue #5): the idempotent apply core is here (Applier.ApplyBatch:
-// one transaction per partition batch, a savepoint and a dedupe row per
-// record); the group runtime, retry chain, DLT and tools are still to come.
-// See docs/architecture.md.
+// Exactly-once effects: a batch of one partition's records is applied in
+// one transaction that holds both the handlers' effects and a dedupe row
+// (group, event id) per event; an event whose row exists is skipped.
+// Offsets are marked only after that transaction commits (and after any
+// retry or DLT copy is acknowledged), so a crash at any point redelivers
+// and the dedupe rows absorb the repeat.
+//
+// Handlers receive an Event: its payload decoded into the team's generated
+// Go type (Config.Events, or typed handlers on a Mux with Handle), read
+// with that type's schema whatever version the writer used, plus the raw
+// record (Event.Record: key, headers, offset, timestamp). Records of any
+// Confluent-Avro producer are accepted, not only eventline's relay: the
+// event type is the writer schema's full name and the dedupe key, without
+// an eventline-event-id header, is DefaultEventID (the record's source
+// topic/partition/offset) or Config.EventID's answer.
+//
+//	mux := consumers.NewMux()
+//	consumers.Handle(mux, func(ctx context.Context, tx pgx.Tx, ev *consumers.Event, p *payments.PaymentCaptured) error {
+//		_, err := tx.Exec(ctx, `INSERT INTO ledger (payment_id, amount) VALUES ($1, $2)`, p.PaymentID, p.AmountMinor)
+//		return err
+//	})
+//	g, err := consumers.New(consumers.Config{
+//		Group: "ledger", Topics: []string{"payments.events"}, Brokers: brokers, DB: pool,
+//		Serde: schemas.NewSerde(registryClient), Handler: mux.Handler(), Events: mux.Events(),
+//		Pipeline: pipe, CreateTopics: true,
+//	})
+//	err = g.Run(ctx) // until ctx ends
+//
+// Failures: a handler error sends the event to <topic>.<group>.retry.1
+// (then .retry.2 …, each with its delay), and after the last step to
+// <topic>.<group>.dlt; Permanent(err), a panic or an undecodable record go
+// to the DLT at once. With KeyOrder, later events of a key whose event is
+// in the chain follow it there. ListDLT and ReplayDLT (and `eventline dlt`)
+// inspect and replay dead letters. See docs/architecture.md.
 package consumers
