@@ -12,8 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/schemaregistry"
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/registry"
 )
 
 // gitRepo is a throwaway repository for the schema-evolution checks.
@@ -217,7 +217,7 @@ func TestSchemasCompatCLI(t *testing.T) {
 
 func startRegistry(t *testing.T) string {
 	t.Helper()
-	reg, err := schemaregistry.New(context.Background(), schemaregistry.Config{Store: &schemaregistry.MemoryStore{}, Logger: testkit.Logger(t)})
+	reg, err := registry.New(context.Background(), registry.Config{Store: &registry.MemoryStore{}, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

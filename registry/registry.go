@@ -1,4 +1,4 @@
-// Package schemaregistry is eventline's embedded schema registry: the
+// Package registry is eventline's embedded schema registry: the
 // Confluent Schema Registry REST API (the part that franz-go's sr client and
 // Confluent's own clients use) for Avro schemas, enforcing each subject's
 // compatibility level with schemas/compat, with its state kept in a
@@ -7,7 +7,7 @@
 // Hand-written because no Go library serves this API with enforcement:
 // franz-go's srfake answers every compatibility check with "compatible" and
 // keeps nothing.
-package schemaregistry
+package registry
 
 import (
 	"context"
@@ -53,14 +53,14 @@ type Registry struct {
 // New replays the store and returns a registry ready to serve.
 func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("schemaregistry: a Store is required")
+		return nil, errors.New("registry: a Store is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	r := &Registry{store: cfg.Store, log: cfg.Logger, st: newState()}
 	if err := cfg.Store.Load(ctx, r.st.apply); err != nil {
-		return nil, fmt.Errorf("schemaregistry: error loading state: %w", err)
+		return nil, fmt.Errorf("registry: error loading state: %w", err)
 	}
 	r.routes()
 	return r, nil
