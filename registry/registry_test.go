@@ -368,10 +368,14 @@ func TestBrokerDown(t *testing.T) {
 	}
 }
 
+// failingStore is a store whose writes fail.
+type failingStore struct{ registry.MemoryStore }
+
+func (*failingStore) Append(context.Context, string, []byte) error { return errors.New("disk on fire") }
+
 func TestStoreFailureIs500(t *testing.T) {
 	t.Parallel()
-	store := &registry.MemoryStore{Fail: errors.New("disk on fire")}
-	f := newFixture(t, store)
+	f := newFixture(t, &failingStore{})
 	code, m, _ := f.call("POST", "/subjects/x/versions", body(v1))
 	if code != 500 || m["error_code"] != float64(50001) {
 		t.Fatalf("store failure: %d %v", code, m)
