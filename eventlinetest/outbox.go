@@ -25,6 +25,8 @@ type Match struct {
 	EventID       uuid.UUID
 }
 
+// String is m as the failure messages show it, e.g.
+// event_type="shop.OrderPlaced" aggregate_id="order-42".
 func (m Match) String() string {
 	var parts []string
 	add := func(name, v string) {
@@ -104,6 +106,7 @@ func (e AppendedEvent) Header(key string) (string, bool) {
 	return "", false
 }
 
+// String is e on one line, as the failure messages list it.
 func (e AppendedEvent) String() string {
 	s := fmt.Sprintf("id=%d topic=%s event_type=%s aggregate=%s/%s", e.ID, e.Topic, e.EventType, e.AggregateType, e.AggregateID)
 	if e.AggregateVersion != 0 {
