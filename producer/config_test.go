@@ -3,7 +3,6 @@ package producer_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,8 +11,8 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/eventline/eventline/eventlinetest"
 	"github.com/eventline/eventline/internal/schemacheck"
-	"github.com/eventline/eventline/internal/schemaregistry"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/schemas"
@@ -78,22 +77,11 @@ func teamRepo(t *testing.T) (*pipeline.Pipeline, *schemas.Catalog) {
 	return pipe, cat
 }
 
-// enforcingRegistry is eventline's embedded registry (it checks levels,
-// stores the exact text it is given).
+// enforcingRegistry is eventline's registry as users start it in their
+// tests (it checks levels, stores the exact text it is given).
 func enforcingRegistry(t *testing.T) *sr.Client {
 	t.Helper()
-	r, err := schemaregistry.New(context.Background(), schemaregistry.Config{Store: &schemaregistry.MemoryStore{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(r.Handler())
-	t.Cleanup(srv.Close)
-	t.Cleanup(r.Close)
-	cl, err := sr.NewClient(sr.URLs(srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cl
+	return eventlinetest.StartRegistry(t).Client()
 }
 
 // Configuration mistakes surface at New, not at the first Append.

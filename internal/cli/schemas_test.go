@@ -3,7 +3,6 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/schemaregistry"
 	"github.com/eventline/eventline/internal/testkit"
 )
 
@@ -215,17 +213,6 @@ func TestSchemasCompatCLI(t *testing.T) {
 	}
 }
 
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	reg, err := schemaregistry.New(context.Background(), schemaregistry.Config{Store: &schemaregistry.MemoryStore{}, Logger: testkit.Logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(reg.Handler())
-	t.Cleanup(srv.Close)
-	return srv.URL
-}
-
 // register sets each subject's level first, is idempotent, and
 // check --against registry then judges changes by the registry's verdict.
 func TestSchemasRegisterAndCheckAgainstRegistry(t *testing.T) {
@@ -236,7 +223,7 @@ func TestSchemasRegisterAndCheckAgainstRegistry(t *testing.T) {
 	r.write("schemas/avro/Refund.avsc", refund)
 	r.commit("schemas")
 	cfg := filepath.Join(r.dir, "eventline.yaml")
-	url := startRegistry(t)
+	url := testkit.Registry(t) // enforcing, as the dev stack's
 	env := map[string]string{"SCHEMA_REGISTRY_URL": url}
 
 	code, out, errOut := run(t, env, "schemas", "register", "--config", cfg)

@@ -1,6 +1,6 @@
 // Package devstack runs eventline's embedded development stack in one
 // process: a Kafka broker (franz-go's kfake, persisted to disk), a schema
-// registry (internal/schemaregistry, enforcing compatibility, persisted in the
+// registry (package registry, enforcing compatibility, persisted in the
 // broker), and a PostgreSQL cluster (see internal/pgcluster).
 // `eventline dev` and `eventline demo` are thin wrappers around it, and the
 // tests start it in-process.
@@ -30,7 +30,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/eventline/eventline/internal/pgcluster"
-	"github.com/eventline/eventline/internal/schemaregistry"
+	"github.com/eventline/eventline/registry"
 )
 
 // Default ports of the embedded services: the conventional Kafka and
@@ -107,7 +107,7 @@ type Stack struct {
 	kafka    *kfake.Cluster
 	registry *http.Server
 	regLn    net.Listener
-	reg      *schemaregistry.Registry
+	reg      *registry.Registry
 	regDone  chan struct{}
 	pg       *pgcluster.Cluster // nil when DatabaseURL was given
 
@@ -179,11 +179,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 
 	// The schema registry keeps its state in the broker's compacted
 	// _schemas topic, so it survives restarts with the broker's data dir.
-	store, err := schemaregistry.NewKafkaStore(ctx, s.kafka.ListenAddrs(), schemaregistry.DefaultTopic)
+	store, err := registry.NewKafkaStore(ctx, s.kafka.ListenAddrs(), registry.DefaultTopic)
 	if err != nil {
 		return nil, fmt.Errorf("error opening the registry's store: %w", err)
 	}
-	s.reg, err = schemaregistry.New(ctx, schemaregistry.Config{Store: store, Logger: cfg.Logger.With("component", "registry")})
+	s.reg, err = registry.New(ctx, registry.Config{Store: store, Logger: cfg.Logger.With("component", "registry")})
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -5,19 +5,19 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/eventline/eventline/internal/schemaregistry"
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/registry"
 )
 
 // registryURL starts eventline's embedded registry, persisted in a topic of
 // the test broker (kfake, or real Kafka under make test-kafka).
 func registryURL(t *testing.T) string {
 	t.Helper()
-	store, err := schemaregistry.NewKafkaStore(context.Background(), testkit.Kafka(t), testkit.UniqueName(t, "_schemas"))
+	store, err := registry.NewKafkaStore(context.Background(), testkit.Kafka(t), testkit.UniqueName(t, "_schemas"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := schemaregistry.New(context.Background(), schemaregistry.Config{Store: store, Logger: testkit.Logger(t)})
+	reg, err := registry.New(context.Background(), registry.Config{Store: store, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/schemaregistry"
+	"github.com/eventline/eventline/registry"
 )
 
 // ErrInvalidSchema: a schema file does not parse; nothing is registered.
@@ -57,7 +57,7 @@ func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration,
 			}
 			ss, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: c.text, Type: sr.TypeAvro})
 			if err != nil {
-				if schemaregistry.IsIncompatible(err) {
+				if registry.IsIncompatible(err) {
 					return out, fmt.Errorf("%s is incompatible with subject %s at its level %s (the registry refused it): %w", c.file, subj, level, err)
 				}
 				var re *sr.ResponseError

@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"regexp"
@@ -31,10 +32,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.uber.org/goleak"
 
 	"github.com/eventline/eventline/internal/pgcluster"
+	"github.com/eventline/eventline/registry"
 )
 
 // KafkaEnv is the variable naming an external broker for the tests.
@@ -248,11 +249,20 @@ func DataDir(t testing.TB) string {
 	return d
 }
 
-// Registry starts a schema registry for t and returns its URL. For now it is
-// franz-go's srfake, the same placeholder the dev stack serves.
+// Registry starts a schema registry for t and returns its URL: eventline's
+// enforcing registry (package registry) in memory, as the dev stack serves
+// it, so a test registering an incompatible version gets the 409 that
+// production would answer (srfake says "compatible" to everything).
 func Registry(t testing.TB) string {
 	t.Helper()
-	r := srfake.New()
-	t.Cleanup(r.Close)
-	return r.URL()
+	reg, err := registry.New(context.Background(), registry.Config{Store: &registry.MemoryStore{}, Logger: Logger(t)})
+	if err != nil {
+		t.Fatalf("starting the schema registry: %v", err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(func() {
+		srv.Close() // waits for requests in flight: nothing logs to t after it ends
+		reg.Close()
+	})
+	return srv.URL
 }

@@ -1,4 +1,4 @@
-package schemaregistry
+package registry
 
 import (
 	"encoding/json"
@@ -117,7 +117,7 @@ func (r *Registry) getMode(_ http.ResponseWriter, req *http.Request) (any, error
 		if subject != "" && req.URL.Query().Get("defaultToGlobal") != "true" {
 			return nil, errf(404, 40409, "Subject '%s' does not have subject-level mode configured", subject)
 		}
-		mode = r.effective(r.st.mode, "", DefaultMode)
+		mode = r.effective(r.st.mode, "", defaultMode)
 	}
 	return map[string]string{"mode": mode}, nil
 }
@@ -152,7 +152,7 @@ func (r *Registry) deleteMode(_ http.ResponseWriter, req *http.Request) (any, er
 	subject := req.PathValue("subject")
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	prev := r.effective(r.st.mode, subject, DefaultMode)
+	prev := r.effective(r.st.mode, subject, defaultMode)
 	if err := r.store.Append(req.Context(), "mode/"+subject, nil); err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package schemaregistry_test
+package registry_test
 
 import (
 	"context"
@@ -12,25 +12,25 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/schemaregistry"
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/registry"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
 
 type fixture struct {
 	t   *testing.T
-	reg *schemaregistry.Registry
+	reg *registry.Registry
 	srv *httptest.Server
 	cl  *sr.Client
 }
 
-func newFixture(t *testing.T, store schemaregistry.Store) *fixture {
+func newFixture(t *testing.T, store registry.Store) *fixture {
 	t.Helper()
 	if store == nil {
-		store = &schemaregistry.MemoryStore{}
+		store = &registry.MemoryStore{}
 	}
-	reg, err := schemaregistry.New(context.Background(), schemaregistry.Config{Store: store, Logger: testkit.Logger(t)})
+	reg, err := registry.New(context.Background(), registry.Config{Store: store, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestRestartFromKafka(t *testing.T) {
 	topic := testkit.UniqueName(t, "_schemas")
 	ctx := context.Background()
 	open := func() *fixture {
-		store, err := schemaregistry.NewKafkaStore(ctx, brokers, topic)
+		store, err := registry.NewKafkaStore(ctx, brokers, topic)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -362,16 +362,20 @@ func TestBrokerDown(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5e9)
 	defer cancel()
-	_, err := schemaregistry.NewKafkaStore(ctx, []string{"127.0.0.1:1"}, "_schemas")
+	_, err := registry.NewKafkaStore(ctx, []string{"127.0.0.1:1"}, "_schemas")
 	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") {
 		t.Fatalf("broker down: %v", err)
 	}
 }
 
+// failingStore is a store whose writes fail.
+type failingStore struct{ registry.MemoryStore }
+
+func (*failingStore) Append(context.Context, string, []byte) error { return errors.New("disk on fire") }
+
 func TestStoreFailureIs500(t *testing.T) {
 	t.Parallel()
-	store := &schemaregistry.MemoryStore{Fail: errors.New("disk on fire")}
-	f := newFixture(t, store)
+	f := newFixture(t, &failingStore{})
 	code, m, _ := f.call("POST", "/subjects/x/versions", body(v1))
 	if code != 500 || m["error_code"] != float64(50001) {
 		t.Fatalf("store failure: %d %v", code, m)

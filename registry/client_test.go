@@ -1,4 +1,4 @@
-package schemaregistry_test
+package registry_test
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/internal/schemaregistry"
+	"github.com/eventline/eventline/registry"
 )
 
 func TestIsIncompatibleAcceptsBothCodes(t *testing.T) {
@@ -26,11 +26,11 @@ func TestIsIncompatibleAcceptsBothCodes(t *testing.T) {
 		cl, _ := sr.NewClient(sr.URLs(srv.URL))
 		_, err := cl.CreateSchema(context.Background(), "s", sr.Schema{Schema: `"string"`})
 		srv.Close()
-		if !schemaregistry.IsIncompatible(err) {
+		if !registry.IsIncompatible(err) {
 			t.Errorf("%s: IsIncompatible(%v) = false", body, err)
 		}
 	}
-	if schemaregistry.IsIncompatible(errors.New("connection refused")) {
+	if registry.IsIncompatible(errors.New("connection refused")) {
 		t.Error("a network error counted as incompatible")
 	}
 }

@@ -1,4 +1,4 @@
-package schemaregistry
+package registry
 
 import (
 	"context"
@@ -14,23 +14,34 @@ import (
 
 // Store persists the registry's state as a log of keyed records: a later
 // record with the same key supersedes an earlier one, and a nil value deletes
-// the key, which is what a compacted Kafka topic keeps.
+// the key, which is what a compacted Kafka topic keeps. KafkaStore and
+// MemoryStore implement it; another implementation must keep the order of
+// Appends.
 type Store interface {
-	// Load replays every record, oldest first.
+	// Load replays every record, oldest first. New calls it once, before
+	// any Append.
 	Load(ctx context.Context, apply func(key string, value []byte) error) error
-	// Append writes one record durably before returning.
+	// Append writes one record durably before returning. The registry
+	// calls it with its write lock held and answers HTTP 500 when it fails.
 	Append(ctx context.Context, key string, value []byte) error
+	// Close releases the store's resources.
 	Close()
 }
 
-// MemoryStore is a Store in memory, for tests.
+// MemoryStore is a Store in memory, for tests: the state lasts as long as
+// the value, so a second Registry on the same MemoryStore finds it again.
+// The zero value is ready to use.
 type MemoryStore struct {
 	mu   sync.Mutex
 	recs [][2][]byte
-	// Fail, when set, makes Append fail (to test storage errors).
-	Fail error
 }
 
+var (
+	_ Store = (*MemoryStore)(nil)
+	_ Store = (*KafkaStore)(nil)
+)
+
+// Load replays the records appended so far.
 func (m *MemoryStore) Load(_ context.Context, apply func(string, []byte) error) error {
 	m.mu.Lock()
 	recs := append([][2][]byte(nil), m.recs...)
@@ -43,20 +54,19 @@ func (m *MemoryStore) Load(_ context.Context, apply func(string, []byte) error) 
 	return nil
 }
 
+// Append keeps the record.
 func (m *MemoryStore) Append(_ context.Context, key string, value []byte) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.Fail != nil {
-		return m.Fail
-	}
 	m.recs = append(m.recs, [2][]byte{[]byte(key), value})
 	return nil
 }
 
+// Close does nothing: the records stay for the next Registry.
 func (m *MemoryStore) Close() {}
 
 // KafkaStore keeps the log in a compacted single-partition topic, as
-// Confluent's registry does with _schemas.
+// Confluent's registry does with _schemas. Create it with NewKafkaStore.
 type KafkaStore struct {
 	cl    *kgo.Client
 	topic string
@@ -100,8 +110,11 @@ func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error)
 		return fmt.Errorf("error reading the end of %s: %w", s.topic, err)
 	}
 	end, ok := ends.Lookup(s.topic, 0)
-	if !ok || end.Err != nil {
-		return fmt.Errorf("error reading the end of %s: %v", s.topic, end.Err)
+	if !ok {
+		return fmt.Errorf("error reading the end of %s: no partition 0 in the answer", s.topic)
+	}
+	if end.Err != nil {
+		return fmt.Errorf("error reading the end of %s: %w", s.topic, end.Err)
 	}
 	if end.Offset == 0 {
 		return nil
@@ -111,7 +124,7 @@ func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error)
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: {0: kgo.NewOffset().AtStart()}}),
 	)
 	if err != nil {
-		return err
+		return fmt.Errorf("error creating a kafka client to replay %s: %w", s.topic, err)
 	}
 	defer rd.Close()
 	for {
@@ -140,7 +153,7 @@ func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error)
 			}
 		})
 		if aerr != nil {
-			return aerr
+			return fmt.Errorf("error replaying %s: %w", s.topic, aerr)
 		}
 		if done {
 			return nil
@@ -148,12 +161,18 @@ func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error)
 	}
 }
 
+// Append produces the record with acks from all in-sync replicas, waiting
+// at most 30 seconds.
 func (s *KafkaStore) Append(ctx context.Context, key string, value []byte) error {
 	// The registry holds its write lock meanwhile: bound the wait so a
 	// broker outage fails writes (HTTP 500) instead of blocking reads.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	return s.cl.ProduceSync(ctx, &kgo.Record{Topic: s.topic, Partition: 0, Key: []byte(key), Value: value}).FirstErr()
+	if err := s.cl.ProduceSync(ctx, &kgo.Record{Topic: s.topic, Partition: 0, Key: []byte(key), Value: value}).FirstErr(); err != nil {
+		return fmt.Errorf("error writing %s to %s: %w", key, s.topic, err)
+	}
+	return nil
 }
 
+// Close closes the Kafka client.
 func (s *KafkaStore) Close() { s.cl.Close() }

@@ -1,13 +1,4 @@
-// Package schemaregistry is eventline's embedded schema registry: the
-// Confluent Schema Registry REST API (the part that franz-go's sr client and
-// Confluent's own clients use) for Avro schemas, enforcing each subject's
-// compatibility level with schemas/compat, with its state kept in a
-// compacted Kafka topic so it survives restarts.
-//
-// Hand-written because no Go library serves this API with enforcement:
-// franz-go's srfake answers every compatibility check with "compatible" and
-// keeps nothing.
-package schemaregistry
+package registry
 
 import (
 	"context"
@@ -24,19 +15,29 @@ import (
 	"github.com/eventline/eventline/schemas/compat"
 )
 
-// Default settings, as Confluent's registry has them.
+// Defaults, as Confluent's registry has them.
 const (
+	// DefaultCompatibility is the level of a subject when neither it nor
+	// the global configuration (PUT /config) sets one.
 	DefaultCompatibility = "BACKWARD"
-	DefaultMode          = "READWRITE"
-	DefaultTopic         = "_schemas"
-	contentType          = "application/vnd.schemaregistry.v1+json"
+	// DefaultTopic is the topic Confluent's registry keeps its state in;
+	// pass it to NewKafkaStore unless several registries share a cluster.
+	DefaultTopic = "_schemas"
+
+	defaultMode = "READWRITE"
+	contentType = "application/vnd.schemaregistry.v1+json"
 )
 
 // Config of a Registry.
 type Config struct {
-	// Store keeps the state. Required (NewKafkaStore for the real thing).
+	// Store keeps the registry's state. Required: a KafkaStore
+	// (NewKafkaStore) to survive restarts, or a MemoryStore for tests. There
+	// is no default because a registry that forgets its schemas on restart
+	// hands out their ids again, and consumers would decode old records
+	// with the wrong schema.
 	Store Store
-	// Logger. Default slog.Default().
+	// Logger receives a line per registered schema and per internal error.
+	// Default slog.Default().
 	Logger *slog.Logger
 }
 
@@ -50,26 +51,30 @@ type Registry struct {
 	mux   *http.ServeMux
 }
 
-// New replays the store and returns a registry ready to serve.
+// New replays cfg.Store and returns a registry ready to serve (see Handler).
+// It fails when the store cannot be read or holds a record it does not
+// understand.
 func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Store == nil {
-		return nil, errors.New("schemaregistry: a Store is required")
+		return nil, errors.New("registry: a Store is required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	r := &Registry{store: cfg.Store, log: cfg.Logger, st: newState()}
 	if err := cfg.Store.Load(ctx, r.st.apply); err != nil {
-		return nil, fmt.Errorf("schemaregistry: error loading state: %w", err)
+		return nil, fmt.Errorf("registry: error loading state: %w", err)
 	}
 	r.routes()
 	return r, nil
 }
 
-// Handler serves the REST API.
+// Handler serves the REST API at the root of its path space; mount it on
+// an http.Server or an httptest.Server.
 func (r *Registry) Handler() http.Handler { return r.mux }
 
-// Close releases the store.
+// Close closes the store. Stop serving Handler first: on a KafkaStore, a
+// write after Close fails with HTTP 500.
 func (r *Registry) Close() { r.store.Close() }
 
 // apiError is Confluent's error body.
@@ -154,7 +159,7 @@ func (r *Registry) routes() {
 type schemaRequest struct {
 	Schema     string      `json:"schema"`
 	SchemaType string      `json:"schemaType"`
-	References []Reference `json:"references"`
+	References []reference `json:"references"`
 }
 
 func decodeSchemaRequest(req *http.Request) (schemaRequest, error) {
@@ -174,7 +179,7 @@ func decodeSchemaRequest(req *http.Request) (schemaRequest, error) {
 
 // parse compiles text with its references resolved (the referenced named
 // types are parsed first into the same cache). Called with r.mu held.
-func (r *Registry) parse(text string, refs []Reference) (avro.Schema, error) {
+func (r *Registry) parse(text string, refs []reference) (avro.Schema, error) {
 	if len(refs) == 0 {
 		s, err := compat.Parse(text)
 		if err != nil {
@@ -193,7 +198,7 @@ func (r *Registry) parse(text string, refs []Reference) (avro.Schema, error) {
 	return s, nil
 }
 
-func (r *Registry) loadRefs(cache *avro.SchemaCache, refs []Reference, depth int) error {
+func (r *Registry) loadRefs(cache *avro.SchemaCache, refs []reference, depth int) error {
 	if depth > 32 {
 		return errf(422, 42201, "Invalid schema: references nest too deeply")
 	}

@@ -1,4 +1,4 @@
-package schemaregistry
+package registry
 
 import (
 	"net/http"
@@ -27,7 +27,7 @@ func (r *Registry) schemaByID(_ http.ResponseWriter, req *http.Request) (any, er
 	}
 	return struct {
 		Schema     string      `json:"schema"`
-		References []Reference `json:"references,omitempty"`
+		References []reference `json:"references,omitempty"`
 	}{s.Text, s.References}, nil
 }
 

@@ -1,4 +1,4 @@
-package schemaregistry
+package registry
 
 import (
 	"context"
@@ -79,7 +79,7 @@ type subjectVersion struct {
 	Version    int         `json:"version"`
 	ID         int         `json:"id"`
 	Schema     string      `json:"schema"`
-	References []Reference `json:"references,omitempty"`
+	References []reference `json:"references,omitempty"`
 }
 
 func (r *Registry) getVersion(_ http.ResponseWriter, req *http.Request) (any, error) {
@@ -151,7 +151,7 @@ func (r *Registry) effective(m map[string]string, subject, def string) string {
 }
 
 func (r *Registry) writable(subject string) error {
-	if mode := r.effective(r.st.mode, subject, DefaultMode); mode == "READONLY" || mode == "READONLY_OVERRIDE" {
+	if mode := r.effective(r.st.mode, subject, defaultMode); mode == "READONLY" || mode == "READONLY_OVERRIDE" {
 		return errf(422, 42205, "Subject %s is in read-only mode", subject)
 	}
 	return nil

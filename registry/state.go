@@ -1,4 +1,4 @@
-package schemaregistry
+package registry
 
 import (
 	"encoding/json"
@@ -8,8 +8,8 @@ import (
 	"strings"
 )
 
-// Reference is a schema reference (Confluent's {name, subject, version}).
-type Reference struct {
+// reference is a schema reference (Confluent's {name, subject, version}).
+type reference struct {
 	Name    string `json:"name"`
 	Subject string `json:"subject"`
 	Version int    `json:"version"`
@@ -19,7 +19,7 @@ type Reference struct {
 type storedSchema struct {
 	ID         int
 	Text       string
-	References []Reference
+	References []reference
 	key        string // identity: normalized text + references
 }
 
@@ -82,7 +82,7 @@ func newState() *state {
 type schemaRecord struct {
 	ID         int         `json:"id"`
 	Schema     string      `json:"schema"`
-	References []Reference `json:"references,omitempty"`
+	References []reference `json:"references,omitempty"`
 }
 
 type versionRecord struct {
@@ -197,7 +197,7 @@ func (st *state) removeVersion(subj string, n int) {
 // insignificant whitespace and key order normalised, plus the references.
 // (Avro's Parsing Canonical Form would also drop defaults and aliases, which
 // change compatibility, so it is not used here.)
-func identity(text string, refs []Reference) string {
+func identity(text string, refs []reference) string {
 	var v any
 	norm := text
 	if err := json.Unmarshal([]byte(text), &v); err == nil {
