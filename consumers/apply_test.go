@@ -14,11 +14,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/internal/testkit"
-	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -32,28 +30,12 @@ func setup(t *testing.T) *bundle { return setupB(t) }
 
 func setupB(t testing.TB) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	db, err := pgxpool.New(ctx, testkit.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, `CREATE TABLE totals (order_id uuid PRIMARY KEY, total bigint NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := sr.NewClient(sr.URLs(testkit.Registry(t)))
-	if err != nil {
+	f := testkit.Setup(t)
+	if _, err := f.DB.Exec(context.Background(), `CREATE TABLE totals (order_id uuid PRIMARY KEY, total bigint NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
 	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	ss, err := cl.CreateSchema(ctx, "orders-"+info.Name, sr.Schema{Schema: info.Text})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &bundle{db: db, serde: schemas.NewSerde(cl), id: ss.ID}
+	return &bundle{db: f.DB, serde: f.Serde, id: f.Register(t, "orders-"+info.Name, info.Text)}
 }
 
 func (b *bundle) record(t *testing.T, eventID string, orderID string, total int64, offset int64) *kgo.Record {

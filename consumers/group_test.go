@@ -16,11 +16,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/internal/testkit"
-	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -42,35 +40,17 @@ func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
 
 func newGroupEnvOn(t testing.TB, brokers []string, partitions int32) *groupEnv {
 	t.Helper()
-	ctx := context.Background()
-	e := &groupEnv{brokers: brokers}
+	f := testkit.Setup(t)
+	e := &groupEnv{brokers: brokers, db: f.DB, serde: f.Serde, regURL: f.RegistryURL}
 	e.topic = testkit.Topic(t, e.brokers, partitions)
-	db, err := pgxpool.New(ctx, testkit.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	e.db = db
-	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
-		t.Fatal(err)
-	}
 	// applied counts applications per event (n > 1 is a double apply) and
 	// records their order.
-	if _, err := db.Exec(ctx, `CREATE TABLE applied (event_id uuid PRIMARY KEY, key text NOT NULL, grp text NOT NULL DEFAULT '',
+	if _, err := e.db.Exec(context.Background(), `CREATE TABLE applied (event_id uuid PRIMARY KEY, key text NOT NULL, grp text NOT NULL DEFAULT '',
 		attempt int NOT NULL, seq bigserial, n int NOT NULL DEFAULT 1, early_ms bigint NOT NULL DEFAULT 0)`); err != nil {
 		t.Fatal(err)
 	}
-	e.regURL = testkit.Registry(t)
-	cl, err := sr.NewClient(sr.URLs(e.regURL))
-	if err != nil {
-		t.Fatal(err)
-	}
 	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	ss, err := cl.CreateSchema(ctx, e.topic+"-"+info.Name, sr.Schema{Schema: info.Text})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.serde, e.id = schemas.NewSerde(cl), ss.ID
+	e.id = f.Register(t, e.topic+"-"+info.Name, info.Text)
 	e.prod = testkit.Client(t, e.brokers, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	return e
 }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/testkit"
-	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/schemas"
@@ -38,27 +37,21 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	db, err := pgxpool.New(ctx, testkit.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	pipe := events.Pipeline()
+	f := testkit.Setup(t)
+	// srfake, not the fixture's registry: TestStartupResolution closes it
+	// to show appends need no registry after startup.
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
 	cl, err := sr.NewClient(sr.URLs(reg.URL()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All(), AutoRegister: true})
+	pipe := events.Pipeline()
+	prod, err := producer.New(context.Background(), producer.Config{Pipeline: pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All(), AutoRegister: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &bundle{db: db, reg: reg, cl: cl, prod: prod, pipe: pipe}
+	return &bundle{db: f.DB, reg: reg, cl: cl, prod: prod, pipe: pipe}
 }
 
 func order(id string) *events.OrderCreated {

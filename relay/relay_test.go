@@ -14,10 +14,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/internal/testkit"
-	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
@@ -37,31 +35,11 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	ctx := context.Background()
-	url := testkit.Postgres(t)
-	db, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	brokers := testkit.Kafka(t)
+	f := testkit.Setup(t)
 	topic := testkit.UniqueName(t, "orders")
-	pipe, err := pipeline.Parse([]byte(fmt.Sprintf("topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated, eventline.orders.OrderConfirmed]}]", topic)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl, err := sr.NewClient(sr.URLs(testkit.Registry(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}, &events.OrderConfirmed{}}, AutoRegister: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &bundle{t: t, dbURL: url, db: db, brokers: brokers, topic: topic, prod: prod}
+	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated, eventline.orders.OrderConfirmed]}]", topic),
+		events.Catalog(), &events.OrderCreated{}, &events.OrderConfirmed{})
+	return &bundle{t: t, dbURL: f.DatabaseURL, db: f.DB, brokers: testkit.Kafka(t), topic: topic, prod: prod}
 }
 
 func (b *bundle) topics() []pipeline.Topic {

@@ -21,14 +21,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/internal/testkit"
-	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
-	"github.com/eventline/eventline/schemas"
 )
 
 const (
@@ -53,19 +50,8 @@ type world struct {
 func setup(t *testing.T, dbURL string, brokers []string) *world {
 	t.Helper()
 	ctx := context.Background()
-	pcfg, err := pgxpool.ParseConfig(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pcfg.MaxConns = 24 // up to 16 writers plus the test's own queries
-	db, err := pgxpool.NewWithConfig(ctx, pcfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	f := testkit.Setup(t, testkit.Database(dbURL), testkit.MaxConns(24)) // up to 16 writers plus the test's own queries
+	db := f.DB
 	// The business table: one row per aggregate, whose version the writers
 	// bump in the transaction that appends the event. Its row lock orders
 	// the writers of one aggregate, so the version is the commit order.
@@ -80,18 +66,7 @@ func setup(t *testing.T, dbURL string, brokers []string) *world {
 		t.Fatal(err)
 	}
 	w.pipeline = fmt.Appendf(nil, "topics:\n  - name: %s\n    partitions: %d\n    replication_factor: 1\n    events: [eventline.orders.OrderCreated]\n", w.topic, partitions)
-	pipe, err := pipeline.Parse(w.pipeline)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := sr.NewClient(sr.URLs(testkit.Registry(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.prod, err = producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w.prod = f.Producer(t, w.pipeline, events.Catalog(), &events.OrderCreated{})
 	w.ledger.committed = map[uuid.UUID]event{}
 	w.ledger.uncertain = map[uuid.UUID]event{}
 	return w

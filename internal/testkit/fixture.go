@@ -1,0 +1,98 @@
+package testkit
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
+	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/schemas"
+)
+
+// Fixture is the setup integration tests share: a fresh database with
+// eventline's tables (schema "public"), the enforcing registry and a serde
+// over it. Everything is released when the test ends.
+type Fixture struct {
+	DatabaseURL string
+	DB          *pgxpool.Pool
+	RegistryURL string
+	Registry    *sr.Client
+	Serde       *schemas.Serde
+}
+
+// FixtureOption adjusts Setup.
+type FixtureOption func(*fixtureOpts)
+
+type fixtureOpts struct {
+	url      string
+	maxConns int32
+}
+
+// MaxConns sizes the pool (default pgxpool's: 4 or the CPU count).
+func MaxConns(n int32) FixtureOption { return func(o *fixtureOpts) { o.maxConns = n } }
+
+// Database uses the database at url (e.g. a RestartablePostgres's) instead
+// of a fresh one on the shared test server.
+func Database(url string) FixtureOption { return func(o *fixtureOpts) { o.url = url } }
+
+// Setup returns t's fixture.
+func Setup(t testing.TB, opts ...FixtureOption) *Fixture {
+	t.Helper()
+	ctx := context.Background()
+	var o fixtureOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.url == "" {
+		o.url = Postgres(t)
+	}
+	f := &Fixture{DatabaseURL: o.url, RegistryURL: Registry(t)}
+	pcfg, err := pgxpool.ParseConfig(f.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.maxConns > 0 {
+		pcfg.MaxConns = o.maxConns
+	}
+	if f.DB, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.DB.Close)
+	if _, err := migrate.Migrate(ctx, f.DB, migrate.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if f.Registry, err = sr.NewClient(sr.URLs(f.RegistryURL)); err != nil {
+		t.Fatal(err)
+	}
+	f.Serde = schemas.NewSerde(f.Registry)
+	return f
+}
+
+// Register registers text under subject and returns its id.
+func (f *Fixture) Register(t testing.TB, subject, text string) int {
+	t.Helper()
+	ss, err := f.Registry.CreateSchema(context.Background(), subject, sr.Schema{Schema: text, Type: sr.TypeAvro})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss.ID
+}
+
+// Producer returns an auto-registering producer of evs (their files in
+// cat) routed by the pipeline file text pipe.
+func (f *Fixture) Producer(t testing.TB, pipe []byte, cat *schemas.Catalog, evs ...schemas.Event) *producer.Producer {
+	t.Helper()
+	p, err := pipeline.Parse(pipe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := producer.New(context.Background(), producer.Config{Pipeline: p, Registry: f.Registry, Catalog: cat, Events: evs, AutoRegister: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prod
+}
