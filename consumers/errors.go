@@ -31,3 +31,8 @@ func IsPermanent(err error) bool {
 // ErrNoEventID: the record lacks the eventline-event-id header (or it is not
 // a UUID), so it cannot be deduplicated. Permanent.
 var ErrNoEventID = errors.New("record has no valid eventline-event-id header")
+
+// ErrAlreadyRunning is returned by Group.Run when Run was called before on
+// the same Group, whether that call still runs or has returned: a Group runs
+// once (create another with New).
+var ErrAlreadyRunning = errors.New("consumers: Run was already called on this Group")
