@@ -32,3 +32,8 @@ func IsPermanent(err error) bool {
 // eventline-event-id header is not a UUID, or Config.EventID failed. A
 // record without the header gets DefaultEventID. Permanent.
 var ErrNoEventID = errors.New("record has no usable event id")
+
+// ErrAlreadyRunning is returned by Group.Run when Run was called before on
+// the same Group, whether that call still runs or has returned: a Group runs
+// once (create another with New).
+var ErrAlreadyRunning = errors.New("consumers: Run was already called on this Group")

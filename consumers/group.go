@@ -195,6 +195,7 @@ type Group struct {
 	joined                                                       [2]atomic.Bool // source, retry consumer
 	applyHist                                                    atomic.Pointer[metric.Float64Histogram]
 	running                                                      atomic.Pointer[kgo.Client] // prod while Run runs: metrics read lag through it
+	started                                                      atomic.Bool                // Run was called: a Group runs once
 
 	origins sync.Map // tp -> *sync.Mutex, see originLock
 
@@ -250,21 +251,62 @@ func (g *Group) noteLateness(d time.Duration) {
 	g.latMu.Unlock()
 }
 
+// closeGrace is how long Run waits, past ShutdownTimeout, for its Kafka
+// clients to close. Their contexts have ended by then, so closing only
+// fails what is still in flight and stops goroutines; the wait is a safety
+// net.
+const closeGrace = time.Second
+
 // Run consumes until ctx ends, then finishes the in-flight batches,
-// commits the marked offsets and leaves both groups. It returns an error
-// only for a failed startup (bad topics, unreachable cluster).
+// commits the marked offsets and leaves both groups, all within
+// ShutdownTimeout of ctx ending, even against a broker that stopped
+// answering (closing the Kafka clients may take up to 1 s more). Offsets it
+// could not commit in time are delivered again and deduplicated.
+//
+// It returns an error only for a failed startup (bad topics, unreachable
+// cluster, client options a consumer rejects): when one part of the group
+// fails, the others are stopped and Run returns the error without waiting
+// for ctx.
+//
+// A Group runs once: a second call, concurrent or after the first returned,
+// returns ErrAlreadyRunning.
 func (g *Group) Run(ctx context.Context) error {
+	if !g.started.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
 	log := g.cfg.Logger.With("group", g.cfg.Group)
-	prod, err := kgo.NewClient(append([]kgo.Opt{
+	// runCtx ends with ctx or when a part fails. grace ends ShutdownTimeout
+	// later: the in-flight batches, the final commits and leaving the
+	// groups share it. The clients close concurrently (closers); Run waits
+	// for them until closing ends, closeGrace after grace.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	grace, stopGrace := outlast(runCtx, g.cfg.ShutdownTimeout)
+	defer stopGrace()
+	closing, stopClosing := outlast(grace, closeGrace)
+	defer stopClosing()
+	var closers sync.WaitGroup
+
+	prod, err := kgo.NewClient(append(append([]kgo.Opt{
 		kgo.SeedBrokers(g.cfg.Brokers...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.UnknownTopicRetries(-1),
-	}, g.kafkaOpts(false)...)...)
+	}, g.kafkaOpts(false)...), kgo.WithContext(grace))...) // see consume
 	if err != nil {
 		return fmt.Errorf("consumers: kafka client: %w", err)
 	}
-	defer prod.Close()
+	defer func() {
+		stop()
+		closers.Go(prod.Close)
+		closed := make(chan struct{})
+		go func() { closers.Wait(); close(closed) }()
+		select {
+		case <-closed:
+		case <-closing.Done():
+			log.Warn("consumers: Kafka clients did not close in time; they finish closing in the background")
+		}
+	}()
 	g.prod = prod
 	g.running.Store(prod)
 	defer g.running.Store(nil)
@@ -272,20 +314,28 @@ func (g *Group) Run(ctx context.Context) error {
 		return err
 	}
 
+	// The parts share runCtx: the first to fail stops the others, which
+	// would otherwise run until ctx ends.
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	wg.Go(func() { errs <- g.consume(ctx, false) })
+	var mu sync.Mutex
+	var errs []error
+	part := func(run func() error) {
+		wg.Go(func() {
+			if err := run(); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+				stop()
+			}
+		})
+	}
+	part(func() error { return g.consume(runCtx, grace, &closers, false) })
 	if len(g.cfg.RetryDelays) > 0 {
-		wg.Go(func() { errs <- g.consume(ctx, true) })
+		part(func() error { return g.consume(runCtx, grace, &closers, true) })
 	}
-	wg.Go(func() { g.expireDedupe(ctx) })
+	part(func() error { g.expireDedupe(runCtx); return nil })
 	wg.Wait()
-	close(errs)
-	var all []error
-	for err := range errs {
-		all = append(all, err)
-	}
-	return errors.Join(all...)
+	return errors.Join(errs...)
 }
 
 // Preflight checks (or, with CreateTopics, creates) the retry and DLT
@@ -313,8 +363,10 @@ func (g *Group) preflight(ctx context.Context, cl *kgo.Client, log *slog.Logger)
 }
 
 // consume runs one Kafka group: the source topics, or (retries) the retry
-// topics, whose records wait for their due time.
-func (g *Group) consume(ctx context.Context, retries bool) error {
+// topics, whose records wait for their due time. It polls until ctx ends;
+// batches in flight, the final commit and the group leave get until grace
+// ends; the client is closed in closers (see Run).
+func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, retries bool) error {
 	log := g.cfg.Logger.With("group", g.cfg.Group, "retries", retries)
 	groupID, topics := g.cfg.Group, g.cfg.Topics
 	if retries {
@@ -346,6 +398,9 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 			if retries {
 				w.drop(cl, m)
 			}
+			// ctx is the client's, which ends with grace (see
+			// WithContext below): the final leave's commit cannot
+			// outlast the shutdown budget.
 			if err := cl.CommitMarkedOffsets(ctx); err != nil {
 				log.Warn("consumers: committing offsets on revoke failed (the records will be delivered again and deduplicated)", "err", err)
 			}
@@ -369,11 +424,16 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 		// the next fetch: keep that wait short.
 		opts = append(opts, kgo.FetchMaxWait(retryFetchMaxWait))
 	}
-	cl, err := kgo.NewClient(append(opts, g.cfg.ConsumerOpts...)...)
+	// The client's context ends with grace: its requests (the revoke's
+	// commit, the LeaveGroup, the fetch sessions' and telemetry's goodbyes)
+	// then fail at once instead of waiting for a broker that does not
+	// answer, and Close returns. Last, so that no option overrides it.
+	opts = append(append(opts, g.cfg.ConsumerOpts...), kgo.WithContext(grace))
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return fmt.Errorf("consumers: kafka client: %w", err)
+		return fmt.Errorf("consumers: %s consumer: kafka client: %w", groupID, err)
 	}
-	defer cl.Close() // leaves the group (revoke commits the marks)
+	defer g.finish(cl, grace, closers, log) // leaves the group (the revoke commits the marks), closes
 	defer g.joined[boolIndex(retries)].Store(false)
 
 	for {
@@ -384,7 +444,6 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 		fetches := cl.PollRecords(pollCtx, g.cfg.MaxPollRecords)
 		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
-			g.finish(cl, log)
 			return nil
 		}
 		fetches.EachError(func(t string, p int32, err error) {
@@ -401,9 +460,9 @@ func (g *Group) consume(ctx context.Context, retries bool) error {
 		if retries {
 			batches = w.admit(cl, batches, time.Now())
 		}
-		// Processing outlives ctx by at most ShutdownTimeout: a batch in
-		// flight at shutdown is finished, not abandoned.
-		work, stop := g.workContext(ctx)
+		// Processing outlives ctx until grace ends: a batch in flight
+		// at shutdown is finished, not abandoned.
+		work, stop := context.WithCancel(grace)
 		var pwg sync.WaitGroup
 		var mu sync.Mutex
 		var done []*kgo.Record
@@ -443,24 +502,33 @@ func boolIndex(b bool) int {
 	return 0
 }
 
-// finish commits the marked offsets before the client leaves the group.
-func (g *Group) finish(cl *kgo.Client, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := cl.CommitMarkedOffsets(ctx); err != nil {
-		log.Warn("consumers: final commit failed (records will be delivered again and deduplicated)", "err", err)
+// finish leaves the group, which commits the marked offsets (the revoke
+// does), and starts closing cl in closers. The commit and the leave give up
+// when grace ends (the client's context ends with it).
+//
+// There is no commit before the leave: a commit waits for the commit before
+// it whatever its own context says (franz-go keeps commits in order), and
+// an autocommit in flight to a broker that stopped answering would hold it
+// until grace ends. Leaving cancels the group's context, which ends that
+// autocommit; the revoke then commits.
+func (g *Group) finish(cl *kgo.Client, grace context.Context, closers *sync.WaitGroup, log *slog.Logger) {
+	cl.AllowRebalance() // leaving revokes, which BlockRebalanceOnPoll holds until now
+	if err := cl.LeaveGroupContext(grace); err != nil {
+		log.Warn("consumers: leaving the group failed or timed out (its partitions move to other members when the session times out)", "err", err)
 	}
-	cl.AllowRebalance()
+	closers.Go(cl.Close)
 }
 
-func (g *Group) workContext(ctx context.Context) (context.Context, func()) {
-	work, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	stop := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(g.cfg.ShutdownTimeout, cancel)
-		<-work.Done()
+// outlast returns a context that ends d after parent does, or when stop is
+// called: work begun before a shutdown gets d to finish.
+func outlast(parent context.Context, d time.Duration) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	stopAfter := context.AfterFunc(parent, func() {
+		t := time.AfterFunc(d, cancel)
+		<-ctx.Done()
 		t.Stop()
 	})
-	return work, func() { stop(); cancel() }
+	return ctx, func() { stopAfter(); cancel() }
 }
 
 // process applies one partition's records and forwards the failed and

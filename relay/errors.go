@@ -2,7 +2,9 @@ package relay
 
 import (
 	"errors"
+	"strings"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -27,4 +29,45 @@ func permanent(err error) bool {
 		}
 	}
 	return false
+}
+
+// ErrAlreadyRunning is returned by Run when Run was called before on the same
+// Relay, whether that call still runs or has returned: a Relay runs once
+// (create another with New).
+var ErrAlreadyRunning = errors.New("relay: Run was already called on this Relay")
+
+// unrecoverable reports whether err is one that waiting cannot heal, so Run
+// returns it instead of retrying with backoff (the classification lives here
+// alone). Retrying these would hide a deployment mistake behind a log line
+// repeated forever, while a supervisor restarting a failed process shows it:
+//
+//   - PostgreSQL class 28 (invalid authorization: wrong password, no
+//     pg_hba.conf entry), 3D000 (the database does not exist), 42P01 (the
+//     outbox table does not exist: the migrations have not run, or not in
+//     this schema) and 42501 (the role may not read, delete or park outbox
+//     rows);
+//   - Kafka SASL authentication failed, or a mechanism the broker does not
+//     enable;
+//   - at startup only, a topic or cluster authorization failure (creating or
+//     describing the topics): nothing was produced yet and an operator must
+//     grant the ACL. Later, the same error on a produce stalls the relay
+//     instead (see permanent), so the backlog flows once the ACL is fixed,
+//     without a restart.
+//
+// Everything else heals, or may: refused connections and timeouts (the
+// server is starting, the network is down), a database that is starting or
+// shutting down (57P03, 57P01), too many connections (53300), a broker that
+// cannot yet meet the replication factor.
+func unrecoverable(err error, startup bool) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "28"), pe.Code == "3D000", pe.Code == "42P01", pe.Code == "42501":
+			return true
+		}
+	}
+	if errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.UnsupportedSaslMechanism) {
+		return true
+	}
+	return startup && (errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed))
 }

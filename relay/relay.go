@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -137,6 +138,7 @@ type Relay struct {
 
 	batchCap sync.Map // topic -> int32: the topic's max.message.bytes, when smaller than the default
 
+	started   atomic.Bool // Run was called: a Relay runs once
 	leader    atomic.Bool
 	connected atomic.Bool // holds a lock connection: leader or standby
 	published atomic.Uint64
@@ -249,15 +251,29 @@ func (r *Relay) Close() {
 // Run ensures the topics, then alternates between standby and leader until
 // ctx is done. As leader it drains the outbox; when ctx is cancelled it
 // finishes the in-flight batch (up to ShutdownTimeout) and returns nil.
+//
+// Errors that heal by waiting (a broker or database that cannot be reached,
+// a lost connection, a failed batch) are logged and retried with backoff.
+// Errors that cannot end Run, which returns them: refused database or SASL
+// credentials, a missing database or outbox table, no privilege on the
+// outbox, and at startup a topic or cluster authorization failure (see
+// unrecoverable). Each session starts by checking that the outbox can be
+// drained, so a standby reports these too.
+//
+// A Relay runs once: a second call, concurrent or after the first returned,
+// returns ErrAlreadyRunning.
 func (r *Relay) Run(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return ErrAlreadyRunning
+	}
 	log := r.cfg.Logger
-	if err := r.retry(ctx, "creating topics", r.ensureTopics); err != nil {
-		return nil // ctx done
+	if err := r.retry(ctx, "creating topics", true, r.ensureTopics); err != nil {
+		return runResult(ctx, err)
 	}
 	for ctx.Err() == nil {
 		conn, err := r.connect(ctx)
 		if err != nil {
-			return nil // ctx done
+			return runResult(ctx, err)
 		}
 		r.connected.Store(true)
 		err = r.session(ctx, conn)
@@ -265,6 +281,9 @@ func (r *Relay) Run(ctx context.Context) error {
 		_ = conn.Close(context.Background())
 		r.leader.Store(false)
 		if err != nil && ctx.Err() == nil {
+			if unrecoverable(err, false) {
+				return fmt.Errorf("relay: %w", err)
+			}
 			log.Warn("relay session ended; reconnecting", "err", err)
 			r.sleep(ctx, r.cfg.StandbyRetry)
 		}
@@ -272,9 +291,20 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
+// runResult is what Run returns for an error of retry: nil once ctx is done
+// (the stop was asked for), the error otherwise.
+func runResult(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
 // retry runs fn until it succeeds or ctx is done, backing off between
-// attempts; it returns ctx's error in the latter case.
-func (r *Relay) retry(ctx context.Context, what string, fn func(context.Context) error) error {
+// attempts; it returns ctx's error in the latter case, and fn's error,
+// wrapped, when waiting cannot heal it (unrecoverable; startup says whether
+// the relay is still starting).
+func (r *Relay) retry(ctx context.Context, what string, startup bool, fn func(context.Context) error) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := fn(ctx)
@@ -283,6 +313,9 @@ func (r *Relay) retry(ctx context.Context, what string, fn func(context.Context)
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if unrecoverable(err, startup) {
+			return fmt.Errorf("relay: %s: %w", what, err)
 		}
 		r.cfg.Logger.Error("relay: "+what+" failed; retrying", "err", err, "in", backoff)
 		if !r.sleep(ctx, backoff) {
@@ -307,7 +340,7 @@ func (r *Relay) sleep(ctx context.Context, d time.Duration) bool {
 
 func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 	var conn *pgx.Conn
-	err := r.retry(ctx, "connecting to postgres at "+pgcluster.Redact(r.cfg.DatabaseURL), func(ctx context.Context) error {
+	err := r.retry(ctx, "connecting to postgres at "+pgcluster.Redact(r.cfg.DatabaseURL), false, func(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		c, err := pgx.Connect(cctx, r.cfg.DatabaseURL)
@@ -321,12 +354,14 @@ func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 }
 
 func (r *Relay) ensureTopics(ctx context.Context) error {
-	if len(r.cfg.Topics) == 0 {
-		return nil
-	}
-	adm := kadm.NewClient(r.kafka)
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if len(r.cfg.Topics) == 0 {
+		// Nothing to create; meet the broker all the same, so that
+		// refused credentials end Run now rather than at the first row.
+		return r.kafka.Ping(cctx)
+	}
+	adm := kadm.NewClient(r.kafka)
 	for _, t := range r.cfg.Topics {
 		configs := map[string]*string{}
 		for k, v := range t.Configs {
@@ -355,9 +390,13 @@ func (r *Relay) ensureTopics(ctx context.Context) error {
 }
 
 // session holds conn for one standby/leader period. It returns when the
-// connection fails or ctx is done.
+// connection fails, a batch fails with an unrecoverable error, or ctx is
+// done.
 func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 	log := r.cfg.Logger
+	if err := r.checkOutbox(ctx, conn); err != nil {
+		return err
+	}
 	for {
 		var got bool
 		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, r.key).Scan(&got); err != nil {
@@ -417,6 +456,9 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 			if ctx.Err() != nil {
 				return nil
 			}
+			if unrecoverable(err, false) {
+				return err
+			}
 			log.Error("relay: batch failed; retrying", "err", err, "in", backoff)
 			if !r.sleep(ctx, backoff) {
 				return nil
@@ -439,6 +481,38 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 		}
 		poll.Stop()
 	}
+}
+
+// checkOutbox fails when the outbox cannot be drained however long the
+// relay waits (unrecoverable): the tables are missing, or the role may not
+// read, delete (or mark) and park rows. The statements touch no row (WHERE
+// false) and are rolled back, yet PostgreSQL checks existence and privileges
+// as for real ones.
+func (r *Relay) checkOutbox(ctx context.Context, conn *pgx.Conn) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("checking the outbox: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	stmts := []string{
+		`SELECT id FROM ` + r.table + ` WHERE false`,
+		`DELETE FROM ` + r.table + ` WHERE false`,
+		`INSERT INTO ` + r.park + ` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
+			SELECT id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, '' FROM ` + r.table + ` WHERE false`,
+	}
+	if r.cfg.Retention > 0 {
+		stmts = append(stmts, `UPDATE `+r.table+` SET published_at = clock_timestamp() WHERE false`)
+	}
+	for _, q := range stmts {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "42P01" {
+				return fmt.Errorf("checking the outbox: %s or %s does not exist (have the migrations run? eventline migrate): %w", r.table, r.park, err)
+			}
+			return fmt.Errorf("checking the outbox %s: %w", r.table, err)
+		}
+	}
+	return nil
 }
 
 // watch waits for notifications on conn and pings it when idle; it returns
