@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,7 +24,6 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 )
@@ -157,7 +158,7 @@ func New(cfg Config) (*Relay, error) {
 	}
 	pool, err := pgxpool.New(context.Background(), cfg.DatabaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("relay: bad database URL %s: %w", pgcluster.Redact(cfg.DatabaseURL), err)
+		return nil, fmt.Errorf("relay: bad database URL %s: %w", dsn.Redact(cfg.DatabaseURL), err)
 	}
 	r := &Relay{
 		cfg: cfg, pool: pool,
@@ -340,7 +341,7 @@ func (r *Relay) sleep(ctx context.Context, d time.Duration) bool {
 
 func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
 	var conn *pgx.Conn
-	err := r.retry(ctx, "connecting to postgres at "+pgcluster.Redact(r.cfg.DatabaseURL), false, func(ctx context.Context) error {
+	err := r.retry(ctx, "connecting to postgres at "+dsn.Redact(r.cfg.DatabaseURL), false, func(ctx context.Context) error {
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		c, err := pgx.Connect(cctx, r.cfg.DatabaseURL)

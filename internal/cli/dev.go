@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"context"
 	"fmt"
 	"os"
@@ -12,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventline/eventline/internal/devstack"
-	"github.com/eventline/eventline/internal/pgcluster"
 )
 
 // DefaultDataDir is where `eventline dev` keeps its state unless told
@@ -40,7 +41,7 @@ func runDev(ctx context.Context, env *Env, args []string) int {
 		// Fail now, with the reason, rather than print an address that
 		// does not work.
 		if err := ping(ctx, dbURL); err != nil {
-			log.Error("DATABASE_URL is set but unusable; unset it to start an embedded PostgreSQL", "url", pgcluster.Redact(dbURL), "err", err)
+			log.Error("DATABASE_URL is set but unusable; unset it to start an embedded PostgreSQL", "url", dsn.Redact(dbURL), "err", err)
 			return ExitFail
 		}
 	}

@@ -1,13 +1,14 @@
 package cli
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"context"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/migrate"
 )
 
@@ -26,7 +27,7 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, *dbURL)
 	if err != nil {
-		env.Logger.Error("connecting to postgres", "url", pgcluster.Redact(*dbURL), "err", err)
+		env.Logger.Error("connecting to postgres", "url", dsn.Redact(*dbURL), "err", err)
 		return ExitFail
 	}
 	defer conn.Close(context.WithoutCancel(ctx))

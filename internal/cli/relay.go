@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/relay"
@@ -53,7 +54,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 			pool.Close()
 		}
 		if err != nil {
-			log.Error("migration failed", "url", pgcluster.Redact(*dbURL), "err", err)
+			log.Error("migration failed", "url", dsn.Redact(*dbURL), "err", err)
 			return ExitFail
 		}
 	}
@@ -153,7 +154,7 @@ func runRelayParked(ctx context.Context, env *Env, args []string) int {
 	if sub == "list" {
 		rows, err := relay.ListParked(ctx, pool, *schema)
 		if err != nil {
-			env.Logger.Error("listing parked rows", "url", pgcluster.Redact(*dbURL), "err", err)
+			env.Logger.Error("listing parked rows", "url", dsn.Redact(*dbURL), "err", err)
 			return ExitFail
 		}
 		if *asJSON {

@@ -5,6 +5,8 @@
 package demo
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"github.com/eventline/eventline/examples/events"
 
 	"bytes"
@@ -37,7 +39,6 @@ import (
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/inventory"
 	"github.com/eventline/eventline/examples/orders"
-	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/internal/telemetry"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
@@ -141,11 +142,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ordersTopic, inventoryTopic := cfg.Prefix+"orders.events", cfg.Prefix+"inventory.events"
 	db, err := pgxpool.New(ctx, cfg.DatabaseURL)
 	if err != nil {
-		return nil, fmt.Errorf("demo: bad database URL %s: %w", pgcluster.Redact(cfg.DatabaseURL), err)
+		return nil, fmt.Errorf("demo: bad database URL %s: %w", dsn.Redact(cfg.DatabaseURL), err)
 	}
 	defer db.Close()
 	if _, err := db.Exec(ctx, `DROP SCHEMA IF EXISTS orders CASCADE; DROP SCHEMA IF EXISTS inventory CASCADE`); err != nil {
-		return nil, fmt.Errorf("demo: error connecting to postgres at %s (resetting the demo schemas): %w", pgcluster.Redact(cfg.DatabaseURL), err)
+		return nil, fmt.Errorf("demo: error connecting to postgres at %s (resetting the demo schemas): %w", dsn.Redact(cfg.DatabaseURL), err)
 	}
 	if err := orders.Migrate(ctx, db); err != nil {
 		return nil, fmt.Errorf("demo: orders schema: %w", err)

@@ -14,6 +14,8 @@
 package devstack
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"context"
 	"errors"
 	"fmt"
@@ -146,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	// fail (binaries missing, data dir unreachable).
 	if cfg.DatabaseURL != "" {
 		s.databaseURL = cfg.DatabaseURL
-		cfg.Logger.Info("using external database from DATABASE_URL", "url", pgcluster.Redact(cfg.DatabaseURL))
+		cfg.Logger.Info("using external database from DATABASE_URL", "url", dsn.Redact(cfg.DatabaseURL))
 	} else {
 		s.pg, err = pgcluster.Start(ctx, pgcluster.Config{
 			DataDir:   filepath.Join(dataDir, "pg"),
@@ -216,7 +218,7 @@ func (s *Stack) Brokers() string { return s.brokers }
 func (s *Stack) RegistryURL() string { return s.registryURL }
 
 // DatabaseURL is the PostgreSQL connection string. It may hold a password:
-// log pgcluster.Redact(DatabaseURL()) instead.
+// log dsn.Redact(DatabaseURL()) instead.
 func (s *Stack) DatabaseURL() string { return s.databaseURL }
 
 // Postgres is the embedded cluster, or nil when an external database is used.

@@ -14,6 +14,8 @@
 package pgcluster
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"bufio"
 	"context"
 	"crypto/rand"
@@ -220,7 +222,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 func (c *Cluster) URL() string { return c.url }
 
 // Redacted is URL with the password masked, for logs.
-func (c *Cluster) Redacted() string { return Redact(c.url) }
+func (c *Cluster) Redacted() string { return dsn.Redact(c.url) }
 
 // Port is the loopback port the server listens on.
 func (c *Cluster) Port() int { return c.port }
@@ -267,24 +269,6 @@ func (c *Cluster) stop(ctx context.Context) error {
 	_ = c.cmd.Process.Kill()
 	<-c.exited
 	return fmt.Errorf("postgres had to be killed: %w", ctx.Err())
-}
-
-// Redact renders a connection string (URL or key=value form) for logs:
-// user, host, port and database only, never the password, whatever form it
-// takes (URL user info, a password= parameter, a quoted value). A string
-// that does not parse is not echoed at all.
-func Redact(dsn string) string {
-	cfg, err := pgconn.ParseConfig(dsn)
-	if err != nil {
-		return "<unparsable connection string>"
-	}
-	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))), Path: "/" + cfg.Database}
-	if cfg.Password != "" {
-		u.User = url.UserPassword(cfg.User, "xxxxx")
-	} else {
-		u.User = url.User(cfg.User)
-	}
-	return u.String()
 }
 
 // owner is the account the server runs as: the caller, or the postgres
@@ -529,7 +513,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 			}
 			return fmt.Errorf("postgres exited during startup (%v); log %s:\n%s", c.waitErr, c.logPath, logTail)
 		case <-ctx.Done():
-			return fmt.Errorf("postgres did not accept connections within %s: %v; log %s:\n%s", c.cfg.StartTimeout, Redact(lastErr.Error()), c.logPath, c.logTail())
+			return fmt.Errorf("postgres did not accept connections within %s: %v; log %s:\n%s", c.cfg.StartTimeout, dsn.Redact(lastErr.Error()), c.logPath, c.logTail())
 		case <-time.After(backoff):
 		}
 		if backoff < 200*time.Millisecond {

@@ -1,6 +1,8 @@
 package pgcluster_test
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"context"
 	"errors"
 	"os"
@@ -118,7 +120,7 @@ func TestRedact(t *testing.T) {
 		"host=h user=u password = secret dbname=d":      "postgres://u:xxxxx@h:5432/d",
 		"postgres://u:secret@h:5432/db?bad_param=%zz":   "<unparsable connection string>",
 	} {
-		got := pgcluster.Redact(in)
+		got := dsn.Redact(in)
 		if got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}

@@ -14,6 +14,8 @@
 package testkit
 
 import (
+	"github.com/eventline/eventline/internal/dsn"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -168,7 +170,7 @@ func Postgres(t testing.TB) string {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, server)
 	if err != nil {
-		t.Fatalf("connecting to test postgres %s: %v", pgcluster.Redact(server), err)
+		t.Fatalf("connecting to test postgres %s: %v", dsn.Redact(server), err)
 	}
 	defer conn.Close(ctx)
 	db := UniqueName(t, "db")
