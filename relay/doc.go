@@ -15,7 +15,17 @@
 // consumers dedupe by event id; loss is not.
 //
 // Transient failures (broker down, leader moves) are retried by the Kafka
-// client forever, and database failures by the relay with capped backoff.
-// Permanent failures (record too large, topic invalid or not allowed) park
-// the row in eventline_outbox_parked with the error, and the relay moves on.
+// client forever, and database failures that can heal by the relay with
+// capped backoff. Errors that waiting cannot heal (wrong credentials, no
+// such database, the outbox table missing, no privilege on it, SASL
+// refused) end Run with the error instead (errors.go). Permanent failures
+// of one row (record too large, topic invalid or not allowed) park the row
+// in eventline_outbox_parked with the error, and the relay moves on.
+//
+// Run runs once (ErrAlreadyRunning after); after its context ends it waits
+// at most ShutdownTimeout for the in-flight batch's acks.
+//
+// Files: config.go (Config and its defaults), relay.go (New, Run, topics),
+// leader.go (leadership and the session), publish.go (the produce
+// pipeline), store.go (the outbox's SQL), parked.go, metrics.go.
 package relay

@@ -1,0 +1,165 @@
+package consumers
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
+	"github.com/eventline/eventline/schemas"
+)
+
+// DefaultRetryDelays are the delays of retry.1, retry.2, retry.3.
+var DefaultRetryDelays = pipeline.DefaultRetryDelays
+
+// Config configures a Group.
+type Config struct {
+	// Group is the consumer group: the Kafka group id of the source
+	// consumer (the retry consumer uses Group+".retry"), the dedupe scope
+	// and part of the retry and DLT topic names.
+	Group string
+	// Topics are the source topics.
+	Topics  []string
+	Brokers []string
+	// DB is where handlers apply effects and the dedupe rows live.
+	DB *pgxpool.Pool
+	// Schema is the PostgreSQL schema of eventline's tables (dedupe,
+	// chain), as given to migrate. Default "public".
+	Schema string
+	// Serde decodes values (Confluent framing, registry lookups cached).
+	Serde *schemas.Serde
+	// Handler applies one event; BatchHandler (optional) a partition's
+	// batch at once. At least one is required. A Mux gives typed
+	// handlers per event type (Handler: mux.Handler(), Events:
+	// mux.Events()).
+	Handler      HandlerFunc
+	BatchHandler BatchHandlerFunc
+	// Events are zero values of the generated types payloads decode into
+	// (e.g. &payments.PaymentCaptured{}), read with each type's schema
+	// (reader-side resolution against the record's writer schema). Events
+	// of other types reach handlers in the generic form (map[string]any).
+	Events []schemas.Event
+	// EventID chooses the dedupe key of records without an
+	// eventline-event-id header (written by other producers). Default
+	// DefaultEventID: derived from the record's source topic, partition
+	// and offset.
+	EventID EventIDFunc
+	// RetryDelays: one retry topic per delay. Default: Pipeline's
+	// consumers.retry_delays when Pipeline is set, else
+	// DefaultRetryDelays. Empty but non-nil: no retry topics (failures go
+	// to the DLT at once).
+	RetryDelays []time.Duration
+	// Pipeline, when set, gives RetryDelays its default (the team's
+	// eventline.yaml).
+	Pipeline *pipeline.Pipeline
+	// KeyOrder keeps a key's events in order across retries: while one is
+	// in the retry chain, later events of the same key follow it there.
+	KeyOrder bool
+	// CreateTopics lets the group create missing retry and DLT topics
+	// (with the source's partition count and ReplicationFactor, -1 =
+	// broker default). Otherwise a missing one is a startup error.
+	CreateTopics      bool
+	ReplicationFactor int16
+	// DedupeRetention: dedupe rows older than this are deleted. It must
+	// exceed the longest time a record can be redelivered. Default 7 days;
+	// negative keeps them forever.
+	DedupeRetention time.Duration
+	// CommitInterval between commits of marked offsets. Default 1s.
+	CommitInterval time.Duration
+	// MaxPollRecords bounds one poll (and so one transaction per
+	// partition). Default 10000.
+	MaxPollRecords int
+	// MaxBackoff caps the wait between retries of a failing database or
+	// broker call. Default 5s.
+	MaxBackoff time.Duration
+	// ShutdownTimeout bounds finishing in-flight batches after ctx ends.
+	// Default 30s.
+	ShutdownTimeout time.Duration
+	// KafkaOpts are extra franz-go options for every client (TLS, SASL...);
+	// ConsumerOpts only for the two group consumers (session timeout,
+	// instance id, fetch sizes...).
+	KafkaOpts    []kgo.Opt
+	ConsumerOpts []kgo.Opt
+	Logger       *slog.Logger
+	// TracerProvider, when set, traces the group: kotel receive spans on
+	// the consumers, a process span per handler call, kotel publish spans
+	// on retry and DLT copies (children of the failed attempt's process
+	// span, so retries stay in the event's trace).
+	TracerProvider trace.TracerProvider
+	// OnAssigned and OnRevoked observe the source consumer's partitions.
+	OnAssigned, OnRevoked func(map[string][]int32)
+	// AfterApply runs after a batch's transaction commits and its retry
+	// and DLT copies are acknowledged, before its offsets are marked.
+	AfterApply func(results []Result)
+}
+
+func (c Config) withDefaults() Config {
+	if c.Schema == "" {
+		c.Schema = migrate.DefaultSchema
+	}
+	if c.RetryDelays == nil {
+		c.RetryDelays = DefaultRetryDelays
+		if c.Pipeline != nil && c.Pipeline.Consumers.RetryDelays != nil {
+			c.RetryDelays = c.Pipeline.Consumers.RetryDelays
+		}
+	}
+	if c.DedupeRetention == 0 {
+		c.DedupeRetention = 7 * 24 * time.Hour
+	}
+	if c.CommitInterval == 0 {
+		c.CommitInterval = time.Second
+	}
+	if c.MaxPollRecords == 0 {
+		c.MaxPollRecords = 10000
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = -1
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	var errs []error
+	if c.Group == "" {
+		errs = append(errs, errors.New("consumers: Group is required"))
+	}
+	if len(c.Topics) == 0 {
+		errs = append(errs, errors.New("consumers: Topics are required"))
+	}
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("consumers: Brokers are required"))
+	}
+	if c.DB == nil {
+		errs = append(errs, errors.New("consumers: DB is required"))
+	}
+	if c.Serde == nil {
+		errs = append(errs, errors.New("consumers: Serde is required"))
+	}
+	if c.Handler == nil && c.BatchHandler == nil {
+		errs = append(errs, errors.New("consumers: a Handler or BatchHandler is required"))
+	}
+	if _, err := newTypeSet(c.Events); err != nil {
+		errs = append(errs, err)
+	}
+	for i, d := range c.RetryDelays {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("consumers: RetryDelays[%d] must be positive", i))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,174 @@
+package consumers
+
+// Processing one partition's batch: apply, forward failures and deferred
+// events to the next retry step or the DLT, then account.
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/eventline/eventline/schemas"
+)
+
+// process applies one partition's records and forwards the failed and
+// deferred ones; it retries database and broker errors until they pass or
+// ctx ends (false: nothing may be marked).
+func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logger) bool {
+	stage := g.stage[recs[0].Topic]
+	steps := len(g.cfg.RetryDelays)
+	var results []Result
+	start := time.Now()
+	// A retry batch and a source batch of the same source partition touch
+	// the same keys' rows; run concurrently they lock them in different
+	// orders and deadlock (a second each, at deadlock_timeout). In one
+	// process they take turns instead.
+	mu := g.originLock(originOf(recs[0]))
+	mu.Lock()
+	if stage > 0 { // lateness: due time to the start of the apply
+		now := time.Now()
+		for _, r := range recs {
+			if due := dueAt(r); !due.IsZero() {
+				g.noteLateness(now.Sub(due))
+			}
+		}
+		g.retryProcessed.Add(int64(len(recs)))
+	}
+	ok := g.retryForever(ctx, log, "apply", func() error {
+		var err error
+		results, err = g.applier.apply(ctx, g.cfg.DB, recs, stage == steps, func() { mu.Unlock(); mu.Lock() })
+		return err
+	})
+	mu.Unlock()
+	if !ok {
+		return false
+	}
+	now := time.Now()
+	source := originOf(recs[0]).topic
+	var out []*kgo.Record
+	dest := make([]string, len(results))
+	var applied, dups, retried, dead, deferred int64
+	for i, r := range results {
+		switch r.Outcome {
+		case Applied:
+			applied++
+		case Duplicate:
+			dups++
+		case Failed, Deferred:
+			class, cause := classify(r)
+			nextStage := stage + 1
+			if r.Outcome == Failed && IsPermanent(r.Err) {
+				nextStage = steps + 1
+			}
+			st := g.next[source]
+			if st == nil { // a copy of a topic this group no longer consumes
+				st = stageTopics(source, g.cfg.Group, steps)
+			}
+			var due time.Time
+			if nextStage <= steps {
+				due = now.Add(g.cfg.RetryDelays[nextStage-1])
+				retried++
+			} else {
+				dead++
+			}
+			if r.Outcome == Deferred {
+				deferred++
+			}
+			dest[i] = st[nextStage]
+			cp := forwardCopy(r.Record, st[nextStage], g.cfg.Group, attemptOf(r.Record)+1, due, class, cause, now)
+			if g.cfg.TracerProvider != nil {
+				cp.Context = recordTrace(ctx, r.Record) // keep ctx's cancellation, continue the trace
+			}
+			out = append(out, cp)
+		}
+	}
+	if len(out) > 0 && !g.retryForever(ctx, log, "produce retry/DLT copies", func() error {
+		return g.prod.ProduceSync(ctx, out...).FirstErr()
+	}) {
+		return false
+	}
+	g.applied.Add(applied)
+	g.duplicates.Add(dups)
+	g.retried.Add(retried)
+	g.dead.Add(dead)
+	g.deferred.Add(deferred)
+	for i, r := range results {
+		if r.Outcome != Failed {
+			continue
+		}
+		level := slog.LevelDebug // on its way through the retry chain
+		if dest[i] == DLTTopic(source, g.cfg.Group) {
+			level = slog.LevelWarn
+		}
+		log.Log(ctx, level, "consumers: event failed", "topic", r.Record.Topic, "partition", r.Record.Partition, "offset", r.Record.Offset,
+			"event_id", headerOr(r.Record, HeaderEventID), "attempt", attemptOf(r.Record), "to", dest[i], "err", r.Err)
+	}
+	if h := g.applyHist.Load(); h != nil {
+		(*h).Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("group", g.cfg.Group), attribute.String("topic", source)))
+	}
+	if g.cfg.AfterApply != nil {
+		g.cfg.AfterApply(results)
+	}
+	return true
+}
+
+// originLock is the mutex of a source partition (see process).
+func (g *Group) originLock(o origin) *sync.Mutex {
+	k := tp{o.topic, o.partition}
+	if mu, ok := g.origins.Load(k); ok {
+		return mu.(*sync.Mutex)
+	}
+	mu, _ := g.origins.LoadOrStore(k, &sync.Mutex{})
+	return mu.(*sync.Mutex)
+}
+
+func headerOr(rec *kgo.Record, key string) string {
+	v, _ := header(rec, key)
+	return v
+}
+
+func classify(r Result) (string, error) {
+	if r.Outcome == Deferred {
+		return ClassKeyOrder, errors.New("an earlier event of this key is in the retry chain")
+	}
+	var pe *permanentError
+	switch {
+	case errors.Is(r.Err, ErrNoEventID):
+		return ClassNoEventID, r.Err
+	case errors.As(r.Err, &pe):
+		return ClassPermanent, r.Err
+	case schemas.IsPermanent(r.Err):
+		return ClassDecode, r.Err
+	}
+	return ClassHandler, r.Err
+}
+
+// retryForever runs fn until it succeeds or ctx ends, with capped
+// exponential backoff.
+func (g *Group) retryForever(ctx context.Context, log *slog.Logger, what string, fn func() error) bool {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		log.Warn("consumers: "+what+" failed; retrying", "err", err, "in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(backoff*2, g.cfg.MaxBackoff)
+	}
+}

@@ -1,0 +1,191 @@
+package relay
+
+// Leadership: one relay per outbox holds a session-level advisory lock on a
+// dedicated connection; the leader's session checks the outbox, listens for
+// wake-ups and drains; standbys retry the lock.
+
+import (
+	"github.com/eventline/eventline/internal/dsn"
+
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eventline/eventline/migrate"
+)
+
+func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
+	var conn *pgx.Conn
+	err := r.retry(ctx, "connecting to postgres at "+dsn.Redact(r.cfg.DatabaseURL), false, func(ctx context.Context) error {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(cctx, r.cfg.DatabaseURL)
+		if err != nil {
+			return err
+		}
+		conn = c
+		return nil
+	})
+	return conn, err
+}
+
+// session holds conn for one standby/leader period. It returns when the
+// connection fails, a batch fails with an unrecoverable error, or ctx is
+// done.
+func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
+	log := r.cfg.Logger
+	if err := r.checkOutbox(ctx, conn); err != nil {
+		return err
+	}
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock(hashtextextended($1, 0))`, r.key).Scan(&got); err != nil {
+			return fmt.Errorf("trying the leader lock: %w", err)
+		}
+		if got {
+			break
+		}
+		if !r.sleep(ctx, r.cfg.StandbyRetry) {
+			return nil
+		}
+	}
+	r.leader.Store(true)
+	log.Info("relay: leader", "schema", r.cfg.Schema)
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{migrate.Channel(r.cfg.Schema)}.Sanitize()); err != nil {
+		return fmt.Errorf("LISTEN: %w", err)
+	}
+
+	// The lock connection is watched by one goroutine (a pgx.Conn is not
+	// safe for concurrent use): it turns notifications into wake-ups and a
+	// dead connection into lost leadership.
+	wake := make(chan struct{}, 1)
+	lost := make(chan error, 1)
+	var lostFlag atomic.Bool
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := r.watch(watchCtx, conn, wake)
+		lostFlag.Store(true)
+		lost <- err
+	}()
+	defer func() { stopWatch(); wg.Wait() }()
+
+	var cleanup <-chan time.Time
+	if r.cfg.Retention > 0 {
+		t := time.NewTicker(min(r.cfg.Retention/2, time.Minute))
+		defer t.Stop()
+		cleanup = t.C
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		select {
+		case err := <-lost:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		default:
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		err := r.drain(ctx, &lostFlag)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if unrecoverable(err, false) {
+				return err
+			}
+			log.Error("relay: batch failed; retrying", "err", err, "in", backoff)
+			if !r.sleep(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, r.cfg.MaxBackoff)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		poll := time.NewTimer(r.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-poll.C:
+		case err := <-lost:
+			lost <- err // handled at the top of the loop
+		case <-cleanup:
+			if err := r.cleanup(ctx); err != nil && ctx.Err() == nil {
+				log.Error("relay: retention cleanup failed", "err", err)
+			}
+		}
+		poll.Stop()
+	}
+}
+
+// checkOutbox fails when the outbox cannot be drained however long the
+// relay waits (unrecoverable): the tables are missing, or the role may not
+// read, delete (or mark) and park rows. The statements touch no row (WHERE
+// false) and are rolled back, yet PostgreSQL checks existence and privileges
+// as for real ones.
+func (r *Relay) checkOutbox(ctx context.Context, conn *pgx.Conn) error {
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("checking the outbox: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	stmts := []string{
+		`SELECT id FROM ` + r.table + ` WHERE false`,
+		`DELETE FROM ` + r.table + ` WHERE false`,
+		`INSERT INTO ` + r.park + ` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
+			SELECT id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, '' FROM ` + r.table + ` WHERE false`,
+	}
+	if r.cfg.Retention > 0 {
+		stmts = append(stmts, `UPDATE `+r.table+` SET published_at = clock_timestamp() WHERE false`)
+	}
+	for _, q := range stmts {
+		if _, err := tx.Exec(ctx, q); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "42P01" {
+				return fmt.Errorf("checking the outbox: %s or %s does not exist (have the migrations run? eventline migrate): %w", r.table, r.park, err)
+			}
+			return fmt.Errorf("checking the outbox %s: %w", r.table, err)
+		}
+	}
+	return nil
+}
+
+// watch waits for notifications on conn and pings it when idle; it returns
+// the error that ended the connection, or nil when ctx is done.
+func (r *Relay) watch(ctx context.Context, conn *pgx.Conn, wake chan<- struct{}) error {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.StandbyRetry)
+		_, err := conn.WaitForNotification(wctx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+			continue
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		pctx, cancel := context.WithTimeout(ctx, r.cfg.StandbyRetry)
+		err = conn.Ping(pctx)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+}

@@ -1,0 +1,212 @@
+package relay
+
+// The produce pipeline: a batch is produced asynchronously (idempotent
+// producer), every ack awaited, then settled; the next read overlaps the
+// current produce.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// inflight is a batch whose records were handed to the Kafka client.
+type inflight struct {
+	rows    []outboxRow
+	results []error
+	wg      sync.WaitGroup
+	start   time.Time
+}
+
+func (f *inflight) ids() []int64 {
+	ids := make([]int64, len(f.rows))
+	for i := range f.rows {
+		ids[i] = f.rows[i].id
+	}
+	return ids
+}
+
+// produce hands every row to the Kafka client in id order and returns at
+// once; finish waits for the acks.
+func (r *Relay) produce(pctx context.Context, rows []outboxRow, start time.Time) *inflight {
+	f := &inflight{rows: rows, results: make([]error, len(rows)), start: start}
+	f.wg.Add(len(rows))
+	for i := range rows {
+		rec, err := record(&rows[i])
+		if err != nil {
+			f.results[i] = err
+			f.wg.Done()
+			continue
+		}
+		if r.tracing { // the publish span's parent: the row's stored context
+			rec.Context = propagation.TraceContext{}.Extract(pctx, kotel.NewRecordCarrier(rec))
+		}
+		r.kafka.Produce(pctx, rec, func(_ *kgo.Record, err error) {
+			f.results[i] = err
+			f.wg.Done()
+		})
+	}
+	return f
+}
+
+// finish waits for f's acks, then deletes (or marks) the published rows and
+// parks the permanently failed ones in one transaction.
+func (r *Relay) finish(pctx context.Context, f *inflight) error {
+	// The idempotent producer does not fail a record whose outcome is
+	// unknown (sent, no answer) when its context is cancelled, so a broker
+	// that vanished mid-request could hold this wait forever. Once pctx
+	// ends (ShutdownTimeout after shutdown), give the batch up unsettled:
+	// its rows stay and are published again (duplicates, not loss).
+	acked := make(chan struct{})
+	go func() { f.wg.Wait(); close(acked) }()
+	select {
+	case <-acked:
+	case <-pctx.Done():
+		return fmt.Errorf("%w: %d records without an answer from the broker", errAbandoned, len(f.rows))
+	}
+	var done, parkIDs []int64
+	var parkErrs []string
+	var transient error
+	for i, err := range f.results {
+		switch {
+		case err == nil:
+			done = append(done, f.rows[i].id)
+		case permanent(err) || errors.Is(err, errBadHeaders):
+			parkIDs = append(parkIDs, f.rows[i].id)
+			parkErrs = append(parkErrs, err.Error())
+		default:
+			if transient == nil {
+				transient = err
+			}
+		}
+	}
+	if err := r.settle(pctx, done, parkIDs, parkErrs); err != nil {
+		// The records are on Kafka but the rows remain: they are
+		// published again (duplicates, never loss).
+		return err
+	}
+	r.published.Add(uint64(len(done)))
+	r.parked.Add(uint64(len(parkIDs)))
+	r.batches.Add(1)
+	r.lastBatch.Store(int64(time.Since(f.start)))
+	for i, id := range parkIDs {
+		r.cfg.Logger.Error("relay: parked an outbox row", "id", id, "err", parkErrs[i])
+	}
+	if transient != nil {
+		return fmt.Errorf("producing: %w", transient)
+	}
+	return nil
+}
+
+// drain publishes until a read comes back short (caught up). It keeps two
+// batches in flight: while batch N waits for its acks, batch N+1 (which
+// skips N's rows) is read and handed to the client. Records are produced in
+// id order across batches, and the idempotent producer keeps that order per
+// partition, so per-aggregate order holds. A row of an aggregate that
+// commits late (with a lower id than rows already read) is never overtaken
+// by a later row of the same aggregate: the producer's advisory lock means
+// that later row did not exist before the late one committed, and each read
+// takes the lowest unpublished ids.
+func (r *Relay) drain(ctx context.Context, lost *atomic.Bool) error {
+	// Produce with a context that survives shutdown for ShutdownTimeout:
+	// batches in flight are finished, not abandoned.
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(r.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-pctx.Done():
+		}
+	})
+	defer stop()
+
+	var prev *inflight
+	settle := func() error {
+		if prev == nil {
+			return nil
+		}
+		f := prev
+		prev = nil
+		return r.finish(pctx, f)
+	}
+	for {
+		if ctx.Err() != nil || lost.Load() {
+			return settle()
+		}
+		var exclude []int64
+		if prev != nil {
+			exclude = prev.ids()
+		}
+		start := time.Now()
+		rows, err := r.read(ctx, exclude)
+		if err != nil {
+			return errors.Join(err, settle())
+		}
+		var cur *inflight
+		if len(rows) > 0 {
+			cur = r.produce(pctx, rows, start)
+		}
+		if err := settle(); err != nil {
+			if cur != nil {
+				_ = r.finish(pctx, cur) // settle what was produced; the error wins
+			}
+			return err
+		}
+		prev = cur
+		if len(rows) < r.cfg.BatchSize {
+			return settle()
+		}
+	}
+}
+
+var errBadHeaders = errors.New("outbox row has malformed headers")
+
+// errAbandoned: a batch's acks did not come before shutdown's deadline.
+var errAbandoned = errors.New("batch abandoned at shutdown")
+
+func record(o *outboxRow) (*kgo.Record, error) {
+	var stored [][2]string
+	if err := json.Unmarshal(o.headers, &stored); err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadHeaders, err)
+	}
+	h := make([]kgo.RecordHeader, 0, 5+len(stored))
+	h = append(h,
+		kgo.RecordHeader{Key: "eventline-event-id", Value: []byte(uuidString(o.eventID))},
+		kgo.RecordHeader{Key: "eventline-event-type", Value: []byte(o.eventType)},
+		kgo.RecordHeader{Key: "eventline-aggregate-type", Value: []byte(o.aggType)},
+		kgo.RecordHeader{Key: "eventline-aggregate-id", Value: []byte(o.aggID)},
+	)
+	if o.aggVersion != nil {
+		h = append(h, kgo.RecordHeader{Key: "eventline-aggregate-version", Value: fmt.Appendf(nil, "%d", *o.aggVersion)})
+	}
+	for _, kv := range stored {
+		h = append(h, kgo.RecordHeader{Key: kv[0], Value: []byte(kv[1])})
+	}
+	return &kgo.Record{Topic: o.topic, Key: o.key, Value: o.value, Headers: h}, nil
+}
+
+func uuidString(b [16]byte) string {
+	const hexd = "0123456789abcdef"
+	out := make([]byte, 36)
+	j := 0
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out[j] = '-'
+			j++
+		}
+		out[j], out[j+1] = hexd[c>>4], hexd[c&0xf]
+		j += 2
+	}
+	return string(out)
+}

@@ -1,0 +1,139 @@
+package relay
+
+// The outbox's SQL: rows read in id order, settled (deleted, marked or
+// parked) in one statement once Kafka acknowledged them, the backlog.
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+type outboxRow struct {
+	id                        int64
+	topic                     string
+	key, value                []byte
+	eventID                   [16]byte
+	eventType, aggType, aggID string
+	aggVersion                *int64
+	headers                   []byte
+	createdAt                 time.Time
+}
+
+// read returns the next BatchSize unpublished rows in id order, skipping
+// the rows of the batch still in flight (exclude).
+func (r *Relay) read(ctx context.Context, exclude []int64) ([]outboxRow, error) {
+	where := "WHERE id <> ALL($2::bigint[]) " // hashed by PostgreSQL 15+
+	if r.cfg.Retention > 0 {
+		where += "AND published_at IS NULL "
+	}
+	if exclude == nil {
+		exclude = []int64{}
+	}
+	rows, err := r.pool.Query(ctx, `SELECT id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at
+		FROM `+r.table+` `+where+`ORDER BY id LIMIT $1`, r.cfg.BatchSize, exclude)
+	if err != nil {
+		return nil, fmt.Errorf("reading the outbox: %w", err)
+	}
+	batch := make([]outboxRow, 0, r.cfg.BatchSize)
+	for rows.Next() {
+		var o outboxRow
+		if err := rows.Scan(&o.id, &o.topic, &o.key, &o.value, &o.eventID, &o.eventType, &o.aggType, &o.aggID, &o.aggVersion, &o.headers, &o.createdAt); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("reading the outbox: %w", err)
+		}
+		batch = append(batch, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading the outbox: %w", err)
+	}
+	return batch, nil
+}
+
+// DrainWithoutKafka empties the outbox with exactly the relay's queries and
+// batch size but no Kafka: the SQL-only ceiling `eventline bench relay`
+// compares the relay with. It returns the rows drained.
+func (r *Relay) DrainWithoutKafka(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		batch, err := r.read(ctx, nil)
+		if err != nil {
+			return total, err
+		}
+		if len(batch) == 0 {
+			return total, nil
+		}
+		done := make([]int64, len(batch))
+		for i := range batch {
+			if _, err := record(&batch[i]); err != nil { // the same per-row work
+				return total, err
+			}
+			done[i] = batch[i].id
+		}
+		if err := r.settle(ctx, done, nil, nil); err != nil {
+			return total, err
+		}
+		total += len(batch)
+	}
+}
+
+// settle removes (or marks) the published rows and moves the parked ones,
+// in one transaction.
+func (r *Relay) settle(ctx context.Context, done, parkIDs []int64, parkErrs []string) error {
+	if len(done) == 0 && len(parkIDs) == 0 {
+		return nil
+	}
+	tx, err := r.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("settling the batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if len(parkIDs) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO `+r.park+` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
+			SELECT o.id, o.topic, o.record_key, o.record_value, o.event_id, o.event_type, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.headers, o.created_at, e.err
+			FROM `+r.table+` o JOIN unnest($1::bigint[], $2::text[]) AS e(id, err) ON o.id = e.id
+			ON CONFLICT (id) DO UPDATE SET error = EXCLUDED.error, parked_at = clock_timestamp()`, parkIDs, parkErrs); err != nil {
+			return fmt.Errorf("parking rows: %w", err)
+		}
+		done = append(done, parkIDs...)
+	}
+	if r.cfg.Retention > 0 && len(done) > len(parkIDs) {
+		if _, err := tx.Exec(ctx, `UPDATE `+r.table+` SET published_at = clock_timestamp() WHERE id = ANY($1)`, done[:len(done)-len(parkIDs)]); err != nil {
+			return fmt.Errorf("marking published rows: %w", err)
+		}
+		if len(parkIDs) > 0 {
+			if _, err := tx.Exec(ctx, `DELETE FROM `+r.table+` WHERE id = ANY($1)`, parkIDs); err != nil {
+				return fmt.Errorf("removing parked rows: %w", err)
+			}
+		}
+	} else if _, err := tx.Exec(ctx, `DELETE FROM `+r.table+` WHERE id = ANY($1)`, done); err != nil {
+		return fmt.Errorf("deleting published rows: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("settling the batch: %w", err)
+	}
+	return nil
+}
+
+func (r *Relay) cleanup(ctx context.Context) error {
+	_, err := r.pool.Exec(ctx, `DELETE FROM `+r.table+` WHERE published_at < clock_timestamp() - make_interval(secs => $1)`, r.cfg.Retention.Seconds())
+	return err
+}
+
+// Backlog reports the unpublished rows and the age of the oldest one: the
+// relay's lag behind committed business transactions.
+func (r *Relay) Backlog(ctx context.Context) (rows int64, oldest time.Duration, err error) {
+	where := ""
+	if r.cfg.Retention > 0 {
+		where = " WHERE published_at IS NULL"
+	}
+	var age *float64
+	err = r.pool.QueryRow(ctx, `SELECT count(*), extract(epoch FROM clock_timestamp() - min(created_at))::float8 FROM `+r.table+where).Scan(&rows, &age)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading the backlog: %w", err)
+	}
+	if age != nil {
+		oldest = time.Duration(*age * float64(time.Second))
+	}
+	return rows, oldest, nil
+}
