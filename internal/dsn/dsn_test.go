@@ -27,4 +27,3 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
-

@@ -1,7 +1,6 @@
 package pgcluster_test
 
 import (
-
 	"context"
 	"errors"
 	"os"
