@@ -29,7 +29,9 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
-//go:generate go tool avrogen -pkg shipping -o events_gen.go -tags json:snake -encoders -fullschema -strict-types -enums schemas/ShipmentDelivered.avsc schemas/ShipmentDispatched.avsc
+// The generated file's first line is followed by a blank line so that its
+// "Code generated" comment is not taken for the package's doc.
+//go:generate sh -c "go tool avrogen -pkg shipping -o events_gen.go -tags json:snake -encoders -fullschema -strict-types -enums schemas/*.avsc && sed -i '1s/$/\\n/' events_gen.go"
 
 //go:embed schemas/*.avsc eventline.yaml
 var files embed.FS
