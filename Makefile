@@ -50,7 +50,8 @@ test-kafka: ensure-postgres ensure-java ensure-python ## the integration suite a
 	line=$$(bash scripts/kafka.sh up); export "$$line"; \
 	trap 'bash scripts/kafka.sh down' EXIT; \
 	echo "running the suite against $$line"; \
-	$(GOTEST) $(KAFKA_PKGS)
+	$(GOTEST) $(KAFKA_PKGS); \
+	cd examples/external && $(GOTEST) ./...
 
 .PHONY: kafka-up
 kafka-up: ## start a real single-node Apache Kafka (KRaft) from Maven Central jars; prints EVENTLINE_TEST_KAFKA=…

@@ -88,6 +88,11 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "eventline dev was not ready within 3 minutes")
 		return 1
 	}
+	// EVENTLINE_TEST_KAFKA points the test at another broker (the
+	// repository's `make test-kafka` runs it on Apache Kafka this way).
+	if b := os.Getenv("EVENTLINE_TEST_KAFKA"); b != "" {
+		stack["KAFKA_BROKERS"] = b
+	}
 	return m.Run()
 }
 
