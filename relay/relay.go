@@ -116,6 +116,15 @@ func (r *Relay) learnBatchLimits(ctx context.Context, adm *kadm.Client) error {
 	names := make([]string, 0, len(r.cfg.Topics))
 	for _, t := range r.cfg.Topics {
 		names = append(names, t.Name)
+		// What eventline.yaml asked for first: a real cluster may not
+		// describe a topic it has just created (the broker answering has
+		// not seen it yet), and batches sized for the default limit would
+		// then be refused whole.
+		if v, ok := t.Configs["max.message.bytes"]; ok {
+			if n, err := strconv.Atoi(v); err == nil {
+				r.batchCap.Store(t.Name, int32(min(max(n, 512), defaultBatchMaxBytes)))
+			}
+		}
 	}
 	rcs, err := adm.DescribeTopicConfigs(ctx, names...)
 	if err != nil {

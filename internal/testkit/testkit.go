@@ -144,6 +144,21 @@ func Topic(t testing.TB, brokers []string, partitions int32) string {
 	if err != nil {
 		t.Fatalf("creating topic %s: %v", name, err)
 	}
+	// A real cluster answers CreateTopics before every broker's metadata
+	// shows the topic; a consumer started now may be told it does not
+	// exist. Return once metadata shows every partition with a leader.
+	WaitFor(t, 30*time.Second, "topic "+name+" in the cluster's metadata", func() bool {
+		td, err := adm.ListTopics(ctx, name)
+		if err != nil || !td.Has(name) || td[name].Err != nil || len(td[name].Partitions) != int(partitions) {
+			return false
+		}
+		for _, p := range td[name].Partitions {
+			if p.Err != nil || p.Leader < 0 {
+				return false
+			}
+		}
+		return true
+	})
 	return name
 }
 
