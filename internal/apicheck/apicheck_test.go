@@ -19,7 +19,7 @@ func isFramework(path string) bool {
 
 func load(t *testing.T) []*packages.Package {
 	t.Helper()
-	pkgs, err := packages.Load(&packages.Config{Mode: packages.NeedName | packages.NeedTypes | packages.NeedImports | packages.NeedDeps, Dir: "../.."}, module+"/...")
+	pkgs, err := packages.Load(&packages.Config{Mode: packages.NeedName | packages.NeedTypes | packages.NeedImports, Dir: "../.."}, module+"/...")
 	if err != nil {
 		t.Fatal(err)
 	}
