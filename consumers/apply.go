@@ -48,6 +48,8 @@ type Result struct {
 	Record  *kgo.Record
 	Outcome Outcome
 	Err     error // for Failed
+
+	env envelope
 }
 
 // Beginner is what ApplyBatch needs of a database: *pgxpool.Pool, *pgx.Conn.
@@ -146,7 +148,7 @@ func (a *Applier) WithKeyOrder(on bool) *Applier { a.keyOrder = on; return a }
 // chain come back Deferred (and enter the chain in the same transaction),
 // and a record that fails with a retriable error enters the chain too.
 func (a *Applier) ApplyBatch(ctx context.Context, db Beginner, records []*kgo.Record) ([]Result, error) {
-	return a.apply(ctx, db, records, false, nil)
+	return a.apply(ctx, db, itemsOf(records), false, nil)
 }
 
 // slowChunk: after the fast path failed, a batch is applied again in
@@ -158,12 +160,12 @@ const slowChunk = 64
 
 // apply is ApplyBatch; last says a retriable failure goes to the DLT (the
 // record is on the last retry step), which takes it out of the chain.
-func (a *Applier) apply(ctx context.Context, db Beginner, records []*kgo.Record, last bool, yield func()) ([]Result, error) {
-	results := make([]Result, len(records))
-	events := make([]*Event, len(records))
-	for i, rec := range records {
-		results[i] = Result{Record: rec}
-		ev, err := a.decode(ctx, rec)
+func (a *Applier) apply(ctx context.Context, db Beginner, items []item, last bool, yield func()) ([]Result, error) {
+	results := make([]Result, len(items))
+	events := make([]*Event, len(items))
+	for i, it := range items {
+		results[i] = Result{Record: it.rec, env: it.env}
+		ev, err := a.decode(ctx, it)
 		if err != nil {
 			if !IsPermanent(err) {
 				return nil, err // registry unreachable: retry the batch
@@ -173,7 +175,7 @@ func (a *Applier) apply(ctx context.Context, db Beginner, records []*kgo.Record,
 		}
 		events[i] = ev
 	}
-	failed, ferr, err := a.fast(ctx, db, records, events, results, last)
+	failed, ferr, err := a.fast(ctx, db, items, events, results, last)
 	if err != nil || failed == nil {
 		return results, err
 	}
@@ -182,22 +184,22 @@ func (a *Applier) apply(ctx context.Context, db Beginner, records []*kgo.Record,
 			results[i].Outcome, results[i].Err = 0, nil
 		}
 	}
-	if len(records) <= slowChunk {
-		return results, a.slow(ctx, db, records, events, results, last, failed, ferr)
+	if len(items) <= slowChunk {
+		return results, a.slow(ctx, db, items, events, results, last, failed, ferr)
 	}
-	for lo := 0; lo < len(records); lo += slowChunk {
-		hi := min(lo+slowChunk, len(records))
-		recs, evs, res := records[lo:hi], events[lo:hi], results[lo:hi]
+	for lo := 0; lo < len(items); lo += slowChunk {
+		hi := min(lo+slowChunk, len(items))
+		its, evs, res := items[lo:hi], events[lo:hi], results[lo:hi]
 		if yield != nil && lo > 0 {
 			yield()
 		}
 		if slices.Contains(evs, failed) { // its handler already failed for this attempt
-			if err := a.slow(ctx, db, recs, evs, res, last, failed, ferr); err != nil {
+			if err := a.slow(ctx, db, its, evs, res, last, failed, ferr); err != nil {
 				return results, err
 			}
 			continue
 		}
-		f, fe, err := a.fast(ctx, db, recs, evs, res, last)
+		f, fe, err := a.fast(ctx, db, its, evs, res, last)
 		if err != nil {
 			return results, err
 		}
@@ -209,7 +211,7 @@ func (a *Applier) apply(ctx context.Context, db Beginner, records []*kgo.Record,
 				res[i].Outcome, res[i].Err = 0, nil
 			}
 		}
-		if err := a.slow(ctx, db, recs, evs, res, last, f, fe); err != nil {
+		if err := a.slow(ctx, db, its, evs, res, last, f, fe); err != nil {
 			return results, err
 		}
 	}
@@ -222,18 +224,18 @@ func goesToDLT(err error, last bool) bool { return last || IsPermanent(err) }
 // fast applies without savepoints. A non-nil failed means a handler failed
 // and the transaction was rolled back: failed is the event whose handler
 // failed with ferr (nil for a failed batch handler, which does not say).
-func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, events []*Event, results []Result, last bool) (failed *Event, ferr error, err error) {
+func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []*Event, results []Result, last bool) (failed *Event, ferr error, err error) {
 	rolledBack := &Event{}
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("error beginning apply transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	chain, err := a.loadChain(ctx, tx, records)
+	chain, err := a.loadChain(ctx, tx, items)
 	if err != nil {
 		return nil, nil, err
 	}
-	var enter, leave []*kgo.Record
+	var enter, leave []item
 	skip := make([]bool, len(events))       // deferred
 	ids := make([][16]byte, 0, len(events)) // see insertDedupe
 	for i, ev := range events {
@@ -243,13 +245,13 @@ func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, 
 			}
 			continue
 		}
-		blocked, own := chain.check(records[i])
-		isSource := attemptOf(records[i]) == 0 && !hasOrigin(records[i])
+		blocked, own := chain.check(items[i])
+		isSource := items[i].env.isSource()
 		switch {
 		case ev == nil: // undecodable: to the DLT, out of the chain
 			if own {
-				leave = append(leave, records[i])
-				chain.remove(records[i])
+				leave = append(leave, items[i])
+				chain.remove(items[i])
 			}
 		case blocked || (own && isSource):
 			// Follows its key's earlier event (or, re-read after a crash,
@@ -257,12 +259,12 @@ func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, 
 			results[i].Outcome = Deferred
 			skip[i] = true
 			if !own {
-				enter = append(enter, records[i])
+				enter = append(enter, items[i])
 			}
 		default: // applied or a duplicate: either way it leaves the chain
 			if own {
-				leave = append(leave, records[i])
-				chain.remove(records[i])
+				leave = append(leave, items[i])
+				chain.remove(items[i])
 			}
 			ids = append(ids, ev.ID)
 		}
@@ -311,11 +313,6 @@ func (a *Applier) fast(ctx context.Context, db Beginner, records []*kgo.Record, 
 		return nil, nil, fmt.Errorf("error committing apply transaction: %w", err)
 	}
 	return nil, nil, nil
-}
-
-func hasOrigin(rec *kgo.Record) bool {
-	_, ok := header(rec, HeaderOriginalTopic)
-	return ok
 }
 
 // isConflict: a deadlock or serialization failure between concurrent apply

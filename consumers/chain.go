@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Key order (Config.KeyOrder): eventline_consumer_chain holds, per group,
@@ -23,10 +22,10 @@ type chainKey struct {
 	key       string
 }
 
-// blocked: an earlier event of rec's key is in the chain. own: rec itself is.
-func (c chainState) check(rec *kgo.Record) (blocked, own bool) {
-	o := originOf(rec)
-	for _, off := range c[chainKey{o.partition, string(rec.Key)}] {
+// blocked: an earlier event of it's key is in the chain. own: it is.
+func (c chainState) check(it item) (blocked, own bool) {
+	o := it.env.origin
+	for _, off := range c[chainKey{o.partition, string(it.rec.Key)}] {
 		if off < o.offset {
 			blocked = true
 		}
@@ -37,15 +36,15 @@ func (c chainState) check(rec *kgo.Record) (blocked, own bool) {
 	return blocked, own
 }
 
-func (c chainState) add(rec *kgo.Record) {
-	o := originOf(rec)
-	k := chainKey{o.partition, string(rec.Key)}
+func (c chainState) add(it item) {
+	o := it.env.origin
+	k := chainKey{o.partition, string(it.rec.Key)}
 	c[k] = append(c[k], o.offset)
 }
 
-func (c chainState) remove(rec *kgo.Record) {
-	o := originOf(rec)
-	k := chainKey{o.partition, string(rec.Key)}
+func (c chainState) remove(it item) {
+	o := it.env.origin
+	k := chainKey{o.partition, string(it.rec.Key)}
 	offs := c[k]
 	for i, off := range offs {
 		if off == o.offset {
@@ -57,17 +56,17 @@ func (c chainState) remove(rec *kgo.Record) {
 
 // loadChain reads the chain rows for the batch's keys (all records of a
 // batch come from one source topic).
-func (a *Applier) loadChain(ctx context.Context, tx pgx.Tx, records []*kgo.Record) (chainState, error) {
+func (a *Applier) loadChain(ctx context.Context, tx pgx.Tx, items []item) (chainState, error) {
 	state := chainState{}
-	if !a.keyOrder || len(records) == 0 {
+	if !a.keyOrder || len(items) == 0 {
 		return state, nil
 	}
-	keys := make([][]byte, 0, len(records))
-	for _, r := range records {
-		keys = append(keys, r.Key)
+	keys := make([][]byte, 0, len(items))
+	for _, it := range items {
+		keys = append(keys, it.rec.Key)
 	}
 	rows, err := tx.Query(ctx, `SELECT partition, key, source_offset FROM `+a.chain+` WHERE group_id = $1 AND topic = $2 AND key = ANY($3::bytea[])`,
-		a.group, originOf(records[0]).topic, keys)
+		a.group, items[0].env.origin.topic, keys)
 	if err != nil {
 		return nil, fmt.Errorf("error reading the retry chain: %w", err)
 	}
@@ -85,38 +84,38 @@ func (a *Applier) loadChain(ctx context.Context, tx pgx.Tx, records []*kgo.Recor
 	return state, rows.Err()
 }
 
-func (a *Applier) enterChain(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
-	if len(recs) == 0 {
+func (a *Applier) enterChain(ctx context.Context, tx pgx.Tx, items []item) error {
+	if len(items) == 0 {
 		return nil
 	}
-	parts, keys, offs := chainColumns(recs)
+	parts, keys, offs := chainColumns(items)
 	_, err := tx.Exec(ctx, `INSERT INTO `+a.chain+` (group_id, topic, partition, key, source_offset)
 		SELECT $1, $2, p, k, o FROM unnest($3::int[], $4::bytea[], $5::bigint[]) AS t(p, k, o) ON CONFLICT DO NOTHING`,
-		a.group, originOf(recs[0]).topic, parts, keys, offs)
+		a.group, items[0].env.origin.topic, parts, keys, offs)
 	if err != nil {
 		return fmt.Errorf("error entering the retry chain: %w", err)
 	}
 	return nil
 }
 
-func (a *Applier) leaveChain(ctx context.Context, tx pgx.Tx, recs []*kgo.Record) error {
-	if len(recs) == 0 {
+func (a *Applier) leaveChain(ctx context.Context, tx pgx.Tx, items []item) error {
+	if len(items) == 0 {
 		return nil
 	}
-	parts, keys, offs := chainColumns(recs)
+	parts, keys, offs := chainColumns(items)
 	_, err := tx.Exec(ctx, `DELETE FROM `+a.chain+` c USING unnest($3::int[], $4::bytea[], $5::bigint[]) AS t(p, k, o)
 		WHERE c.group_id = $1 AND c.topic = $2 AND c.key = t.k AND c.partition = t.p AND c.source_offset = t.o`,
-		a.group, originOf(recs[0]).topic, parts, keys, offs)
+		a.group, items[0].env.origin.topic, parts, keys, offs)
 	if err != nil {
 		return fmt.Errorf("error leaving the retry chain: %w", err)
 	}
 	return nil
 }
 
-func chainColumns(recs []*kgo.Record) (parts []int32, keys [][]byte, offs []int64) {
-	for _, r := range recs {
-		o := originOf(r)
-		parts, keys, offs = append(parts, o.partition), append(keys, r.Key), append(offs, o.offset)
+func chainColumns(items []item) (parts []int32, keys [][]byte, offs []int64) {
+	for _, it := range items {
+		o := it.env.origin
+		parts, keys, offs = append(parts, o.partition), append(keys, it.rec.Key), append(offs, o.offset)
 	}
 	return parts, keys, offs
 }

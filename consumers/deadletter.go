@@ -307,7 +307,7 @@ func ReplayDLT(ctx context.Context, brokers []string, dls []DeadLetter, o Replay
 			rep.Refused = append(rep.Refused, Refusal{d.Position, fmt.Sprintf("%v: %d replays already (limit %d); fix the cause, then raise the limit deliberately",
 				ErrReplayedTooOften, d.ReplayCount, o.MaxReplays)})
 		default:
-			cp := forwardCopy(d.record, RetryTopic(d.OriginalTopic, d.Group, 1), d.Group, 1, now, d.ErrorClass, errors.New(d.ErrorMessage), now)
+			cp := forwardCopy(d.record, originOf(d.record), RetryTopic(d.OriginalTopic, d.Group, 1), d.Group, 1, now, d.ErrorClass, errors.New(d.ErrorMessage), now)
 			setHeader(cp, HeaderReplayCount, strconv.Itoa(d.ReplayCount+1))
 			todo = append(todo, cp)
 			pos = append(pos, d.Position)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/hamba/avro/v2"
@@ -13,16 +14,39 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
-// envelope is what the runtime reads of a record's headers, once.
+// envelope is what the runtime reads of a record's headers, once, when
+// the record enters Applier.apply: where the event first appeared, whether
+// the record is a copy, its attempt and due time. The chain, forwarding and
+// accounting take it from there instead of reading the headers again.
 type envelope struct {
 	origin    origin
 	hasOrigin bool // a retry or DLT copy: eventline-original-* headers
 	attempt   int
+	due       time.Time // zero: now
 }
 
 func envelopeOf(rec *kgo.Record) envelope {
 	_, has := header(rec, HeaderOriginalTopic)
-	return envelope{origin: originOf(rec), hasOrigin: has, attempt: attemptOf(rec)}
+	return envelope{origin: originOf(rec), hasOrigin: has, attempt: attemptOf(rec), due: dueAt(rec)}
+}
+
+// isSource: the record is on its source topic, not a retry copy.
+func (e envelope) isSource() bool { return e.attempt == 0 && !e.hasOrigin }
+
+// item is a record and its envelope, as the apply path passes them.
+type item struct {
+	rec *kgo.Record
+	env envelope
+}
+
+// itemsOf reads each record's envelope: the one place the runtime parses
+// the bookkeeping headers of a record it processes.
+func itemsOf(recs []*kgo.Record) []item {
+	items := make([]item, len(recs))
+	for i, r := range recs {
+		items[i] = item{rec: r, env: envelopeOf(r)}
+	}
+	return items
 }
 
 // typeSet maps Avro full names to the Go types payloads decode into.
@@ -65,8 +89,9 @@ func schemaName(ev schemas.Event) string {
 // decode reads a record into an Event: envelope, dedupe id, type and
 // payload. Errors are permanent (the record goes to the DLT) except a
 // registry that cannot be reached.
-func (a *Applier) decode(ctx context.Context, rec *kgo.Record) (*Event, error) {
-	ev := &Event{rec: rec, env: envelopeOf(rec), Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Key: rec.Key, Headers: make(map[string]string, len(rec.Headers))}
+func (a *Applier) decode(ctx context.Context, it item) (*Event, error) {
+	rec := it.rec
+	ev := &Event{rec: rec, env: it.env, Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Key: rec.Key, Headers: make(map[string]string, len(rec.Headers))}
 	ev.Attempt = ev.env.attempt
 	for _, h := range rec.Headers {
 		ev.Headers[h.Key] = string(h.Value)

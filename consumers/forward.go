@@ -23,18 +23,19 @@ import (
 func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logger) bool {
 	stage := g.stage[recs[0].Topic]
 	steps := len(g.cfg.RetryDelays)
+	items := itemsOf(recs)
 	var results []Result
 	start := time.Now()
 	// A retry batch and a source batch of the same source partition touch
 	// the same keys' rows; run concurrently they lock them in different
 	// orders and deadlock (a second each, at deadlock_timeout). In one
 	// process they take turns instead.
-	mu := g.originLock(originOf(recs[0]))
+	mu := g.originLock(items[0].env.origin)
 	mu.Lock()
 	if stage > 0 { // lateness: due time to the start of the apply
 		now := time.Now()
-		for _, r := range recs {
-			if due := dueAt(r); !due.IsZero() {
+		for _, it := range items {
+			if due := it.env.due; !due.IsZero() {
 				g.noteLateness(now.Sub(due))
 			}
 		}
@@ -42,7 +43,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	}
 	ok := g.retryForever(ctx, log, "apply", func() error {
 		var err error
-		results, err = g.applier.apply(ctx, g.cfg.DB, recs, stage == steps, func() { mu.Unlock(); mu.Lock() })
+		results, err = g.applier.apply(ctx, g.cfg.DB, items, stage == steps, func() { mu.Unlock(); mu.Lock() })
 		return err
 	})
 	mu.Unlock()
@@ -50,7 +51,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 		return false
 	}
 	now := time.Now()
-	source := originOf(recs[0]).topic
+	source := items[0].env.origin.topic
 	var out []*kgo.Record
 	dest := make([]string, len(results))
 	var applied, dups, retried, dead, deferred int64
@@ -81,7 +82,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 				deferred++
 			}
 			dest[i] = st[nextStage]
-			cp := forwardCopy(r.Record, st[nextStage], g.cfg.Group, attemptOf(r.Record)+1, due, class, cause, now)
+			cp := forwardCopy(r.Record, r.env.origin, st[nextStage], g.cfg.Group, r.env.attempt+1, due, class, cause, now)
 			if g.cfg.TracerProvider != nil {
 				cp.Context = recordTrace(ctx, r.Record) // keep ctx's cancellation, continue the trace
 			}
@@ -107,7 +108,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 			level = slog.LevelWarn
 		}
 		log.Log(ctx, level, "consumers: event failed", "topic", r.Record.Topic, "partition", r.Record.Partition, "offset", r.Record.Offset,
-			"event_id", headerOr(r.Record, HeaderEventID), "attempt", attemptOf(r.Record), "to", dest[i], "err", r.Err)
+			"event_id", headerOr(r.Record, HeaderEventID), "attempt", r.env.attempt, "to", dest[i], "err", r.Err)
 	}
 	if h := g.applyHist.Load(); h != nil {
 		(*h).Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("group", g.cfg.Group), attribute.String("topic", source)))

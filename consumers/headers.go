@@ -99,8 +99,7 @@ func attemptOf(rec *kgo.Record) int {
 // forwardCopy builds rec's copy for topic (a retry step or the DLT): the
 // same key, value and event headers, the original-* headers kept from the
 // first hop, bookkeeping headers replaced.
-func forwardCopy(rec *kgo.Record, topic, group string, attempt int, due time.Time, class string, cause error, now time.Time) *kgo.Record {
-	o := originOf(rec)
+func forwardCopy(rec *kgo.Record, o origin, topic, group string, attempt int, due time.Time, class string, cause error, now time.Time) *kgo.Record {
 	first, hasFirst := header(rec, HeaderFirstFailureAt)
 	if !hasFirst {
 		first = strconv.FormatInt(now.UnixMilli(), 10)

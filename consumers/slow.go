@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // slow applies the batch again after the fast path failed, isolating the
@@ -17,18 +16,18 @@ import (
 // fail alone. k failures among n events cost about 2k·log2(n/k) savepoints
 // instead of n. known is the event the fast path saw fail with knownErr:
 // it is failed directly, its handler not run again for the same attempt.
-func (a *Applier) slow(ctx context.Context, db Beginner, records []*kgo.Record, events []*Event, results []Result, last bool, known *Event, knownErr error) error {
+func (a *Applier) slow(ctx context.Context, db Beginner, items []item, events []*Event, results []Result, last bool, known *Event, knownErr error) error {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("error beginning apply transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	chain, err := a.loadChain(ctx, tx, records)
+	chain, err := a.loadChain(ctx, tx, items)
 	if err != nil {
 		return err
 	}
-	s := &slowRun{a: a, tx: tx, records: records, events: events, results: results, last: last, chain: chain, known: known, knownErr: knownErr}
-	all := make([]int, len(records))
+	s := &slowRun{a: a, tx: tx, items: items, events: events, results: results, last: last, chain: chain, known: known, knownErr: knownErr}
+	all := make([]int, len(items))
 	for i := range all {
 		all[i] = i
 	}
@@ -51,21 +50,21 @@ func (a *Applier) slow(ctx context.Context, db Beginner, records []*kgo.Record, 
 type slowRun struct {
 	a            *Applier
 	tx           pgx.Tx
-	records      []*kgo.Record
+	items        []item
 	events       []*Event
 	results      []Result
 	last         bool
 	chain        chainState
 	known        *Event
 	knownErr     error
-	enter, leave []*kgo.Record
+	enter, leave []item
 }
 
 func (s *slowRun) check(i int) (blocked, own bool) {
 	if !s.a.keyOrder {
 		return false, false
 	}
-	return s.chain.check(s.records[i])
+	return s.chain.check(s.items[i])
 }
 
 // run classifies the records at idx in order against the chain (what is
@@ -73,20 +72,20 @@ func (s *slowRun) check(i int) (blocked, own bool) {
 func (s *slowRun) run(ctx context.Context, idx []int) error {
 	var todo []int
 	for _, i := range idx {
-		rec, ev := s.records[i], s.events[i]
+		it, ev := s.items[i], s.events[i]
 		blocked, own := s.check(i)
-		isSource := attemptOf(rec) == 0 && !hasOrigin(rec)
+		isSource := it.env.isSource()
 		switch {
 		case ev == nil:
 			if own {
-				s.leave = append(s.leave, rec)
-				s.chain.remove(rec)
+				s.leave = append(s.leave, it)
+				s.chain.remove(it)
 			}
 		case blocked || (own && isSource):
 			s.results[i].Outcome = Deferred
 			if !own {
-				s.enter = append(s.enter, rec)
-				s.chain.add(rec)
+				s.enter = append(s.enter, it)
+				s.chain.add(it)
 			}
 		case ev == s.known:
 			if err := s.bisect(ctx, todo); err != nil {
@@ -106,14 +105,14 @@ func (s *slowRun) fail(i int, err error, own bool) {
 	if !s.a.keyOrder {
 		return
 	}
-	rec := s.records[i]
+	it := s.items[i]
 	switch {
 	case !goesToDLT(err, s.last) && !own: // a source record entering the chain
-		s.enter = append(s.enter, rec)
-		s.chain.add(rec)
+		s.enter = append(s.enter, it)
+		s.chain.add(it)
 	case goesToDLT(err, s.last) && own:
-		s.leave = append(s.leave, rec)
-		s.chain.remove(rec)
+		s.leave = append(s.leave, it)
+		s.chain.remove(it)
 	}
 }
 
@@ -137,8 +136,8 @@ func (s *slowRun) bisect(ctx context.Context, list []int) error {
 		for j, i := range list {
 			s.results[i].Outcome = outcomes[j]
 			if _, own := s.check(i); own {
-				s.leave = append(s.leave, s.records[i])
-				s.chain.remove(s.records[i])
+				s.leave = append(s.leave, s.items[i])
+				s.chain.remove(s.items[i])
 			}
 		}
 		return nil

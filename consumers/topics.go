@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -44,11 +45,15 @@ func stageTopics(topic, group string, steps int) []string {
 // source partition number, which is what keeps a key's copies in order).
 // Missing ones are created when create is set.
 func preflight(ctx context.Context, adm *kadm.Client, group string, sources []string, steps int, create bool, rf int16) ([]string, error) {
-	var all []string
+	var all, need []string
 	for _, s := range sources {
 		all = append(all, stageTopics(s, group, steps)...)
 	}
-	td, err := adm.ListTopics(ctx, all...)
+	need = sources
+	if !create {
+		need = all
+	}
+	td, err := listSettled(ctx, adm, all, need)
 	if err != nil {
 		return nil, fmt.Errorf("listing topics: %w", err)
 	}
@@ -85,4 +90,39 @@ func preflight(ctx context.Context, adm *kadm.Client, group string, sources []st
 		}
 	}
 	return created, errors.Join(errs...)
+}
+
+// metadataGrace is how long preflight waits for a topic it does not see
+// yet: a cluster answers CreateTopics before every broker's metadata shows
+// the topic, so a group started just after an operator (or another member)
+// created its topics would otherwise be refused.
+const metadataGrace = 5 * time.Second
+
+// listSettled lists topics, listing again (every 200 ms, up to
+// metadataGrace) while some of need are missing.
+func listSettled(ctx context.Context, adm *kadm.Client, topics, need []string) (kadm.TopicDetails, error) {
+	deadline := time.Now().Add(metadataGrace)
+	for {
+		td, err := adm.ListTopics(ctx, topics...)
+		if err != nil {
+			return nil, err
+		}
+		missing := false
+		for _, t := range need {
+			if d, ok := td[t]; !ok || d.Err != nil {
+				missing = true
+				break
+			}
+		}
+		if !missing || time.Now().After(deadline) {
+			return td, nil
+		}
+		timer := time.NewTimer(200 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return td, nil
+		case <-timer.C:
+		}
+	}
 }
