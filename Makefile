@@ -42,7 +42,7 @@ test: ensure-postgres ensure-java ensure-python ## all unit and integration test
 
 .PHONY: test-external
 test-external: ensure-postgres ## examples/external: another team's module (own go.mod, schemas, types) on `eventline dev`, public packages only
-	cd examples/external && $(GOTEST) ./...
+	(cd examples/external && $(GOTEST) ./...)
 
 .PHONY: test-kafka
 test-kafka: ensure-postgres ensure-java ensure-python ## the integration suite against a real Apache Kafka 4.x broker (started and stopped)
@@ -51,7 +51,7 @@ test-kafka: ensure-postgres ensure-java ensure-python ## the integration suite a
 	trap 'bash scripts/kafka.sh down' EXIT; \
 	echo "running the suite against $$line"; \
 	$(GOTEST) $(KAFKA_PKGS); \
-	cd examples/external && $(GOTEST) ./...
+	(cd examples/external && $(GOTEST) ./...)
 
 .PHONY: kafka-up
 kafka-up: ## start a real single-node Apache Kafka (KRaft) from Maven Central jars; prints EVENTLINE_TEST_KAFKA=…
