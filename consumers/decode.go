@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/schemas"
@@ -60,7 +59,7 @@ func newTypeSet(evs []schemas.Event) (typeSet, error) {
 		if ev == nil || t.Kind() != reflect.Pointer {
 			return nil, fmt.Errorf("consumers: Events[%d] is %T, want a pointer to a generated type", i, ev)
 		}
-		name := schemaName(ev)
+		name := schemas.FullName(ev.Schema())
 		if prev, ok := ts[name]; ok && prev != t {
 			return nil, fmt.Errorf("consumers: Events lists %s twice, as %s and %s", name, prev, t)
 		}
@@ -76,14 +75,6 @@ func (ts typeSet) new(name string) (schemas.Event, bool) {
 		return nil, false
 	}
 	return reflect.New(t.Elem()).Interface().(schemas.Event), true
-}
-
-func schemaName(ev schemas.Event) string {
-	s := ev.Schema()
-	if n, ok := s.(avro.NamedSchema); ok {
-		return n.FullName()
-	}
-	return string(s.Type())
 }
 
 // decode reads a record into an Event: envelope, dedupe id, type and
@@ -111,7 +102,7 @@ func (a *Applier) decode(ctx context.Context, it item) (*Event, error) {
 		if err != nil {
 			return nil, err
 		}
-		ev.Type = schemaName(writerEvent{w})
+		ev.Type = schemas.FullName(w)
 	}
 	if typed, ok := a.types.new(ev.Type); ok {
 		if err := a.serde.Decode(ctx, rec.Value, typed); err != nil {
@@ -156,8 +147,3 @@ func (a *Applier) eventID(ev *Event) error {
 	ev.ID = id
 	return nil
 }
-
-// writerEvent adapts a writer schema to schemaName.
-type writerEvent struct{ s avro.Schema }
-
-func (w writerEvent) Schema() avro.Schema { return w.s }

@@ -155,7 +155,7 @@ func Handle[E any, T interface {
 	schemas.Event
 }](m *Mux, fn func(ctx context.Context, tx pgx.Tx, ev *Event, payload T) error) {
 	proto := T(new(E))
-	name := schemaName(proto)
+	name := schemas.FullName(proto.Schema())
 	if _, dup := m.handlers[name]; dup {
 		panic("consumers: Handle: a handler for " + name + " is already registered")
 	}

@@ -285,7 +285,7 @@ func eventTypeOf(m Message) string {
 	if m.Event == nil {
 		return ""
 	}
-	return fullName(m.Event.Schema())
+	return schemas.FullName(m.Event.Schema())
 }
 
 func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) {
@@ -299,7 +299,7 @@ func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) 
 		return row{}, fmt.Errorf("%w: negative aggregate version %d", ErrInvalidEvent, m.AggregateVersion)
 	}
 	s := m.Event.Schema()
-	name := fullName(s)
+	name := schemas.FullName(s)
 	rt, ok := p.routes[name]
 	if !ok {
 		return row{}, fmt.Errorf("%w: %s (not among the producer's Config.Events)", ErrUnknownEventType, name)
@@ -358,11 +358,4 @@ func hdrsOrEmpty(h [][2]string) [][2]string {
 		return [][2]string{}
 	}
 	return h
-}
-
-func fullName(s avro.Schema) string {
-	if n, ok := s.(avro.NamedSchema); ok {
-		return n.FullName()
-	}
-	return string(s.Type())
 }

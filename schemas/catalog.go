@@ -121,7 +121,7 @@ func (c *Catalog) Lookup(name string) (Info, bool) {
 // else the generated code is stale and ErrStaleType says so.
 func (c *Catalog) Of(ev Event) (Info, error) {
 	s := ev.Schema()
-	name := nameOf(s)
+	name := FullName(s)
 	info, ok := c.Lookup(name)
 	if !ok {
 		return Info{}, fmt.Errorf("%w: %s (%T) has no .avsc file in the catalogue", ErrNotInCatalog, name, ev)

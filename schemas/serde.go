@@ -89,7 +89,7 @@ func AppendEncode(b []byte, id int, schema avro.Schema, v any) ([]byte, error) {
 	w.Error = nil
 	w.WriteVal(schema, v)
 	if w.Error != nil {
-		return nil, fmt.Errorf("encoding %T as %s: %w", v, nameOf(schema), w.Error)
+		return nil, fmt.Errorf("encoding %T as %s: %w", v, FullName(schema), w.Error)
 	}
 	return append(AppendHeader(b, id), w.Buffer()...), nil
 }
@@ -213,7 +213,7 @@ func (s *Serde) readerFor(ctx context.Context, id int, reader avro.Schema) (avro
 	} else {
 		r, err = avro.NewSchemaCompatibility().Resolve(reader, w)
 		if err != nil {
-			return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: %s as %s: %v", ErrUnresolvable, nameOf(w), nameOf(reader), err)}
+			return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: %s as %s: %v", ErrUnresolvable, FullName(w), FullName(reader), err)}
 		}
 	}
 	s.mu.Lock()
@@ -222,7 +222,9 @@ func (s *Serde) readerFor(ctx context.Context, id int, reader avro.Schema) (avro
 	return r, nil
 }
 
-func nameOf(s avro.Schema) string {
+// FullName is a schema's Avro full name (namespace.name), or its type for
+// an unnamed schema: the event type eventline stores and dispatches on.
+func FullName(s avro.Schema) string {
 	if n, ok := s.(avro.NamedSchema); ok {
 		return n.FullName()
 	}

@@ -181,8 +181,8 @@ func AgainstGit(ctx context.Context, opts Options, ref string) (*Report, error) 
 		names[c.name] = true
 	}
 	prefix := strings.TrimSuffix(dirRel, "/") + "/"
+	under := func(p string) bool { return dirRel == "." || dirRel == "" || strings.HasPrefix(p, prefix) }
 	for p, l := range lineages {
-		under := func(p string) bool { return dirRel == "." || dirRel == "" || strings.HasPrefix(p, prefix) }
 		if under(p) || under(renames[p]) || (len(l.Versions) > 0 && names[recordName(l.Versions[len(l.Versions)-1].Text)]) {
 			continue
 		}
