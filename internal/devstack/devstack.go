@@ -14,8 +14,6 @@
 package devstack
 
 import (
-	"github.com/eventline/eventline/internal/dsn"
-
 	"context"
 	"errors"
 	"fmt"
@@ -31,6 +29,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/eventline/eventline/internal/devbroker"
+	"github.com/eventline/eventline/internal/dsn"
 	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/registry"
 )
@@ -106,7 +106,7 @@ func (c Config) validate() error {
 // Stack is a running development stack.
 type Stack struct {
 	cfg      Config
-	kafka    *kfake.Cluster
+	kafka    *devbroker.Broker
 	registry *http.Server
 	regLn    net.Listener
 	reg      *registry.Registry
@@ -165,7 +165,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if kafkaPort == -1 {
 		kafkaPort = 0 // kfake: 0 means any free port
 	}
-	s.kafka, err = kfake.NewCluster(
+	// devbroker: kfake, plus the removal of members that died mid-join,
+	// which kfake alone keeps for minutes.
+	s.kafka, err = devbroker.New(devbroker.Options{Logger: cfg.Logger.With("component", "kafka")},
 		kfake.NumBrokers(1),
 		kfake.Ports(kafkaPort),
 		kfake.DataDir(filepath.Join(dataDir, "kafka")),

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/eventline/eventline/internal/devbroker"
 )
 
 // RestartableKafka returns the seed brokers of a single-node Kafka that t
@@ -45,7 +47,7 @@ func restartableKfake(t testing.TB) ([]string, func(time.Duration)) {
 	var (
 		port int
 		opts []kfake.Opt
-		c    *kfake.Cluster
+		c    *devbroker.Broker
 		err  error
 	)
 	// Another program may bind the port between StablePort's probe and
@@ -56,7 +58,7 @@ func restartableKfake(t testing.TB) ([]string, func(time.Duration)) {
 			kfake.Ports(port), kfake.DataDir(dir),
 			kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3),
 		}
-		if c, err = kfake.NewCluster(opts...); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
+		if c, err = devbroker.New(devbroker.Options{}, opts...); err == nil || !errors.Is(err, syscall.EADDRINUSE) {
 			break
 		}
 	}
@@ -84,7 +86,7 @@ func restartableKfake(t testing.TB) ([]string, func(time.Duration)) {
 		// could, which the retries do not cure but report.
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			nc, err := kfake.NewCluster(opts...)
+			nc, err := devbroker.New(devbroker.Options{}, opts...)
 			if err == nil {
 				mu.Lock()
 				c = nc

@@ -14,8 +14,6 @@
 package testkit
 
 import (
-	"github.com/eventline/eventline/internal/dsn"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -36,6 +34,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/goleak"
 
+	"github.com/eventline/eventline/internal/devbroker"
+	"github.com/eventline/eventline/internal/dsn"
 	"github.com/eventline/eventline/internal/pgcluster"
 	"github.com/eventline/eventline/registry"
 )
@@ -111,7 +111,7 @@ func Kafka(t testing.TB) []string {
 	if env := os.Getenv(KafkaEnv); env != "" {
 		return strings.Split(env, ",")
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
+	c, err := devbroker.New(devbroker.Options{}, kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(3))
 	if err != nil {
 		t.Fatalf("starting kfake: %v", err)
 	}
