@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/internal/devbroker"
 	"github.com/eventline/eventline/internal/testkit"
 )
 
@@ -78,9 +80,14 @@ func TestRunTwiceRefused(t *testing.T) {
 // The broker stops answering (every request is swallowed) while a batch is
 // in flight: Run still returns within ShutdownTimeout of the cancel, plus a
 // small margin, although the final commit and the group leave never get an
-// answer and the in-flight batch never finishes.
+// answer and the in-flight batch never finishes. When the broker answers
+// again, a restarted member applies what was in flight, exactly once, and
+// nothing applied before is applied again.
+//
+// kfake only: its Control hook is how a broker is made to read requests
+// and never answer.
 func TestRunReturnsWithinShutdownTimeoutWhenBrokerStopsAnswering(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(2))
+	c, err := devbroker.New(devbroker.Options{}, kfake.NumBrokers(1), kfake.AllowAutoTopicCreation(), kfake.DefaultNumPartitions(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +98,13 @@ func TestRunReturnsWithinShutdownTimeoutWhenBrokerStopsAnswering(t *testing.T) {
 	var once sync.Once
 	handler := recordingHandler("", nil)
 	const shutdown = 2 * time.Second
+	var restarted atomic.Bool
 	cfg := consumers.Config{Group: testkit.UniqueName(t, "g"), Topics: []string{e.topic}, Brokers: e.brokers, DB: e.db, Serde: e.serde,
 		CreateTopics: true, RetryDelays: fastDelays, ShutdownTimeout: shutdown, Logger: testkit.Logger(t),
+		// The member that could not leave is expired by its session.
+		ConsumerOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond)},
 		Handler: func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
-			if ev.ID == stuckID { // holds its batch until the shutdown budget is spent
+			if ev.ID == stuckID && !restarted.Load() { // holds its batch until the shutdown budget is spent
 				once.Do(func() { close(entered) })
 				<-ctx.Done()
 				return ctx.Err()
@@ -126,10 +136,12 @@ func TestRunReturnsWithinShutdownTimeoutWhenBrokerStopsAnswering(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the stuck event was not handled within 30s")
 	}
-	// From now on the broker reads requests and never answers them.
+	// From now on the broker reads requests and never answers them,
+	// until answering is set again.
+	var answering atomic.Bool
 	c.Control(func(kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
-		return nil, nil, true
+		return nil, nil, !answering.Load()
 	})
 	cancel()
 	start := time.Now()
@@ -145,5 +157,34 @@ func TestRunReturnsWithinShutdownTimeoutWhenBrokerStopsAnswering(t *testing.T) {
 	t.Logf("Run returned %v after cancel", took)
 	if took > shutdown+2*time.Second { // closing the clients may take 1 s more
 		t.Errorf("Run took %v after cancel, ShutdownTimeout is %v", took, shutdown)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE event_id = $1`, stuckID); n != 0 {
+		t.Fatalf("the abandoned event was applied (%d rows)", n)
+	}
+
+	// The broker answers again; a new member of the group takes over.
+	answering.Store(true)
+	restarted.Store(true)
+	g2, err := consumers.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan error, 1)
+	go func() { done2 <- g2.Run(ctx2) }()
+	defer func() {
+		cancel2()
+		if err := <-done2; err != nil {
+			t.Errorf("restarted Run: %v", err)
+		}
+	}()
+	testkit.WaitFor(t, 60*time.Second, "the in-flight event applied after the restart", func() bool {
+		return e.count(t, `SELECT count(*) FROM applied WHERE event_id = $1`, stuckID) == 1
+	})
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE n <> 1`); n != 0 {
+		t.Errorf("%d events applied more than once across the restart", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied`); n != 21 {
+		t.Errorf("%d events applied, want 21", n)
 	}
 }
