@@ -162,12 +162,15 @@ func (g *Group) Preflight(ctx context.Context) error {
 func (g *Group) preflight(ctx context.Context, cl *kgo.Client, log *slog.Logger) error {
 	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	created, err := preflight(pctx, kadm.NewClient(cl), g.cfg.Group, g.cfg.Topics, len(g.cfg.RetryDelays), g.cfg.CreateTopics, g.cfg.ReplicationFactor)
+	created, existed, err := preflight(pctx, kadm.NewClient(cl), g.cfg.Group, g.cfg.Topics, len(g.cfg.RetryDelays), g.cfg.CreateTopics, g.cfg.ReplicationFactor)
 	if err != nil {
 		return fmt.Errorf("consumers: group %s: %w", g.cfg.Group, err)
 	}
 	for _, t := range created {
 		log.Info("consumers: created topic", "topic", t)
+	}
+	for _, t := range existed {
+		log.Debug("consumers: topic created meanwhile by another client", "topic", t)
 	}
 	return nil
 }

@@ -2,7 +2,9 @@ package consumers_test
 
 import (
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,4 +92,37 @@ func TestDedupeRetention(t *testing.T) {
 	if n := e.count(t, `SELECT count(*) FROM eventline_consumer_dedupe WHERE event_id = ANY($1)`, []uuid.UUID{fresh, other}); n != 2 {
 		t.Errorf("%d of the 2 rows to keep are left (one is young, one belongs to another group)", n)
 	}
+}
+
+// Members starting together race to create the same retry and DLT topics:
+// each topic is reported created by exactly one of them, the others say it
+// was created meanwhile (the "already exists" answer is not a creation).
+func TestConcurrentPreflightReportsEachCreationOnce(t *testing.T) {
+	e := newGroupEnv(t, 2)
+	group := testkit.UniqueName(t, "g")
+	var logs testkit.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := consumers.Config{Group: group, Topics: []string{e.topic}, Brokers: e.brokers, DB: e.db, Serde: e.serde,
+		Handler: recordingHandler(group, nil), RetryDelays: fastDelays, CreateTopics: true, Logger: log}
+	const members = 6
+	var wg sync.WaitGroup
+	for range members {
+		g, err := consumers.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			if err := g.Preflight(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	out := logs.String()
+	want := len(fastDelays) + 1 // retry topics and the DLT
+	if n := strings.Count(out, `msg="consumers: created topic"`); n != want {
+		t.Errorf("%d creations reported for %d topics:\n%s", n, want, out)
+	}
+	t.Logf("%d creations reported by %d members; %d saw a topic created meanwhile", want, members,
+		strings.Count(out, "created meanwhile"))
 }

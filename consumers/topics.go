@@ -43,8 +43,10 @@ func stageTopics(topic, group string, steps int) []string {
 // preflight checks that every source topic exists and that its retry and
 // DLT topics exist with at least as many partitions (a retry copy keeps its
 // source partition number, which is what keeps a key's copies in order).
-// Missing ones are created when create is set.
-func preflight(ctx context.Context, adm *kadm.Client, group string, sources []string, steps int, create bool, rf int16) ([]string, error) {
+// Missing ones are created when create is set: created names those this
+// call created, existed those another client created between the listing
+// and the creation (another member starting at the same time).
+func preflight(ctx context.Context, adm *kadm.Client, group string, sources []string, steps int, create bool, rf int16) (created, existed []string, err error) {
 	var all, need []string
 	for _, s := range sources {
 		all = append(all, stageTopics(s, group, steps)...)
@@ -55,10 +57,9 @@ func preflight(ctx context.Context, adm *kadm.Client, group string, sources []st
 	}
 	td, err := listSettled(ctx, adm, all, need)
 	if err != nil {
-		return nil, fmt.Errorf("listing topics: %w", err)
+		return nil, nil, fmt.Errorf("listing topics: %w", err)
 	}
 	var errs []error
-	var created []string
 	for _, s := range sources {
 		src, ok := td[s]
 		if !ok || src.Err != nil {
@@ -82,14 +83,17 @@ func preflight(ctx context.Context, adm *kadm.Client, group string, sources []st
 			if err == nil {
 				err = resp.Err
 			}
-			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+			switch {
+			case err == nil:
+				created = append(created, name)
+			case errors.Is(err, kerr.TopicAlreadyExists):
+				existed = append(existed, name)
+			default:
 				errs = append(errs, fmt.Errorf("creating topic %s: %w", name, err))
-				continue
 			}
-			created = append(created, name)
 		}
 	}
-	return created, errors.Join(errs...)
+	return created, existed, errors.Join(errs...)
 }
 
 // metadataGrace is how long preflight waits for a topic it does not see
