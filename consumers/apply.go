@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -50,6 +51,7 @@ type Result struct {
 	Err     error // for Failed
 
 	env envelope
+	due time.Time // a Failed or Deferred record's next copy, when the applier chose it (key order)
 }
 
 // Beginner is what ApplyBatch needs of a database: *pgxpool.Pool, *pgx.Conn.
@@ -148,7 +150,7 @@ func (a *Applier) WithKeyOrder(on bool) *Applier { a.keyOrder = on; return a }
 // chain come back Deferred (and enter the chain in the same transaction),
 // and a record that fails with a retriable error enters the chain too.
 func (a *Applier) ApplyBatch(ctx context.Context, db Beginner, records []*kgo.Record) ([]Result, error) {
-	return a.apply(ctx, db, itemsOf(records), false, nil)
+	return a.apply(ctx, db, itemsOf(records), step{}, nil)
 }
 
 // slowChunk: after the fast path failed, a batch is applied again in
@@ -158,9 +160,10 @@ func (a *Applier) ApplyBatch(ctx context.Context, db Beginner, records []*kgo.Re
 // the same partition in).
 const slowChunk = 64
 
-// apply is ApplyBatch; last says a retriable failure goes to the DLT (the
-// record is on the last retry step), which takes it out of the chain.
-func (a *Applier) apply(ctx context.Context, db Beginner, items []item, last bool, yield func()) ([]Result, error) {
+// apply is ApplyBatch at step st: st.last says a retriable failure goes to
+// the DLT (the record is on the last retry step), which takes it out of the
+// chain; st.next dates the copies of failed and deferred records.
+func (a *Applier) apply(ctx context.Context, db Beginner, items []item, st step, yield func()) ([]Result, error) {
 	results := make([]Result, len(items))
 	events := make([]*Event, len(items))
 	for i, it := range items {
@@ -175,7 +178,7 @@ func (a *Applier) apply(ctx context.Context, db Beginner, items []item, last boo
 		}
 		events[i] = ev
 	}
-	failed, ferr, err := a.fast(ctx, db, items, events, results, last)
+	failed, ferr, err := a.fast(ctx, db, items, events, results, st)
 	if err != nil || failed == nil {
 		return results, err
 	}
@@ -185,7 +188,7 @@ func (a *Applier) apply(ctx context.Context, db Beginner, items []item, last boo
 		}
 	}
 	if len(items) <= slowChunk {
-		return results, a.slow(ctx, db, items, events, results, last, failed, ferr)
+		return results, a.slow(ctx, db, items, events, results, st, failed, ferr)
 	}
 	for lo := 0; lo < len(items); lo += slowChunk {
 		hi := min(lo+slowChunk, len(items))
@@ -194,12 +197,12 @@ func (a *Applier) apply(ctx context.Context, db Beginner, items []item, last boo
 			yield()
 		}
 		if slices.Contains(evs, failed) { // its handler already failed for this attempt
-			if err := a.slow(ctx, db, its, evs, res, last, failed, ferr); err != nil {
+			if err := a.slow(ctx, db, its, evs, res, st, failed, ferr); err != nil {
 				return results, err
 			}
 			continue
 		}
-		f, fe, err := a.fast(ctx, db, its, evs, res, last)
+		f, fe, err := a.fast(ctx, db, its, evs, res, st)
 		if err != nil {
 			return results, err
 		}
@@ -211,7 +214,7 @@ func (a *Applier) apply(ctx context.Context, db Beginner, items []item, last boo
 				res[i].Outcome, res[i].Err = 0, nil
 			}
 		}
-		if err := a.slow(ctx, db, its, evs, res, last, f, fe); err != nil {
+		if err := a.slow(ctx, db, its, evs, res, st, f, fe); err != nil {
 			return results, err
 		}
 	}
@@ -224,7 +227,7 @@ func goesToDLT(err error, last bool) bool { return last || IsPermanent(err) }
 // fast applies without savepoints. A non-nil failed means a handler failed
 // and the transaction was rolled back: failed is the event whose handler
 // failed with ferr (nil for a failed batch handler, which does not say).
-func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []*Event, results []Result, last bool) (failed *Event, ferr error, err error) {
+func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []*Event, results []Result, st step) (failed *Event, ferr error, err error) {
 	rolledBack := &Event{}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -235,7 +238,9 @@ func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []
 	if err != nil {
 		return nil, nil, err
 	}
-	var enter, leave []item
+	var enter []entry
+	var leave []item
+	now := time.Now()
 	skip := make([]bool, len(events))       // deferred
 	ids := make([][16]byte, 0, len(events)) // see insertDedupe
 	for i, ev := range events {
@@ -245,7 +250,7 @@ func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []
 			}
 			continue
 		}
-		blocked, own := chain.check(items[i])
+		blocked, own, after := chain.check(items[i])
 		isSource := items[i].env.isSource()
 		switch {
 		case ev == nil: // undecodable: to the DLT, out of the chain
@@ -258,9 +263,10 @@ func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []
 			// had already entered the chain).
 			results[i].Outcome = Deferred
 			skip[i] = true
-			if !own {
-				enter = append(enter, items[i])
-			}
+			row, due := st.deferDue(now, after)
+			results[i].due = due
+			enter = append(enter, entry{items[i], row})
+			chain.set(items[i], row)
 		default: // applied or a duplicate: either way it leaves the chain
 			if own {
 				leave = append(leave, items[i])

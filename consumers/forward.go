@@ -17,6 +17,18 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
+// step is where a batch of stage stage is in the chain, for the applier.
+func (g *Group) step(stage int) step {
+	steps := len(g.cfg.RetryDelays)
+	st := step{last: stage == steps}
+	if stage < steps {
+		st.next = g.cfg.RetryDelays[stage]
+	} else if steps > 0 { // a deferred record waits on the last step again
+		st.next = g.cfg.RetryDelays[steps-1]
+	}
+	return st
+}
+
 // process applies one partition's records and forwards the failed and
 // deferred ones; it retries database and broker errors until they pass or
 // ctx ends (false: nothing may be marked).
@@ -43,7 +55,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	}
 	ok := g.retryForever(ctx, log, "apply", func() error {
 		var err error
-		results, err = g.applier.apply(ctx, g.cfg.DB, items, stage == steps, func() { mu.Unlock(); mu.Lock() })
+		results, err = g.applier.apply(ctx, g.cfg.DB, items, g.step(stage), func() { mu.Unlock(); mu.Lock() })
 		return err
 	})
 	mu.Unlock()
@@ -64,8 +76,13 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 		case Failed, Deferred:
 			class, cause := classify(r)
 			nextStage := stage + 1
-			if r.Outcome == Failed && IsPermanent(r.Err) {
+			switch {
+			case r.Outcome == Failed && IsPermanent(r.Err):
 				nextStage = steps + 1
+			case r.Outcome == Deferred && stage == steps && steps > 0:
+				// A deferred event did not fail: it waits on the last
+				// step for its key's earlier events, never in the DLT.
+				nextStage = steps
 			}
 			st := g.next[source]
 			if st == nil { // a copy of a topic this group no longer consumes
@@ -73,7 +90,10 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 			}
 			var due time.Time
 			if nextStage <= steps {
-				due = now.Add(g.cfg.RetryDelays[nextStage-1])
+				due = r.due
+				if due.IsZero() {
+					due = now.Add(g.cfg.RetryDelays[nextStage-1])
+				}
 				retried++
 			} else {
 				dead++

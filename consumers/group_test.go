@@ -353,3 +353,44 @@ func waitStats(t *testing.T, g *consumers.Group, want string, ok func(consumers.
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// A follower deferred while its key's failed event waits on retry.2 is
+// due just after that event's copy (100 ms later), not a retry delay after
+// its own deferral: the key's events leave the chain together. Both are
+// then applied, in order, and nothing is dead-lettered.
+func TestDeferredFollowerDueWithItsPredecessor(t *testing.T) {
+	e := newGroupEnv(t, 1)
+	first, firstID := e.event(t, "K")
+	e.produce(t, first)
+	delays := []time.Duration{300 * time.Millisecond, 3 * time.Second, 5 * time.Second}
+	group := testkit.UniqueName(t, "g")
+	e.run(t, consumers.Config{Group: group, KeyOrder: true, RetryDelays: delays, Handler: recordingHandler("", func(ev *consumers.Event) error {
+		if ev.ID == firstID && ev.Attempt < 2 {
+			return errFlaky
+		}
+		return nil
+	})})
+	// The first event is on retry.2 (due 3 s after its second failure).
+	atRetry2 := readAll(t, e.brokers, consumers.RetryTopic(e.topic, group, 2), 1)[0]
+	follower, followerID := e.event(t, "K")
+	e.produce(t, follower)
+	cp := readAll(t, e.brokers, consumers.RetryTopic(e.topic, group, 1), 2)[1]
+	if id := headers(cp)[consumers.HeaderEventID]; id != followerID.String() {
+		t.Fatalf("retry.1's second record is %s, want the follower %s", id, followerID)
+	}
+	due := func(r *kgo.Record) int64 {
+		ms, err := strconv.ParseInt(headers(r)[consumers.HeaderDueAt], 10, 64)
+		if err != nil {
+			t.Fatalf("due-at header: %v", err)
+		}
+		return ms
+	}
+	if got, want := due(cp), due(atRetry2)+100; got != want {
+		t.Errorf("follower due at %d, want %d (its predecessor's due + 100 ms); it was deferred %d ms before that",
+			got, want, want-cp.Timestamp.UnixMilli())
+	}
+	testkit.WaitFor(t, 30*time.Second, "both applied", func() bool { return e.count(t, `SELECT count(*) FROM applied`) == 2 })
+	if n := e.count(t, `SELECT count(*) FROM applied a JOIN applied b ON a.seq < b.seq WHERE a.event_id = $1 AND b.event_id = $2`, firstID, followerID); n != 1 {
+		t.Error("the follower was applied before the event it followed")
+	}
+}

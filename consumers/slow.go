@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -16,7 +17,7 @@ import (
 // fail alone. k failures among n events cost about 2k·log2(n/k) savepoints
 // instead of n. known is the event the fast path saw fail with knownErr:
 // it is failed directly, its handler not run again for the same attempt.
-func (a *Applier) slow(ctx context.Context, db Beginner, items []item, events []*Event, results []Result, last bool, known *Event, knownErr error) error {
+func (a *Applier) slow(ctx context.Context, db Beginner, items []item, events []*Event, results []Result, st step, known *Event, knownErr error) error {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("error beginning apply transaction: %w", err)
@@ -26,7 +27,7 @@ func (a *Applier) slow(ctx context.Context, db Beginner, items []item, events []
 	if err != nil {
 		return err
 	}
-	s := &slowRun{a: a, tx: tx, items: items, events: events, results: results, last: last, chain: chain, known: known, knownErr: knownErr}
+	s := &slowRun{a: a, tx: tx, items: items, events: events, results: results, st: st, now: time.Now(), chain: chain, known: known, knownErr: knownErr}
 	all := make([]int, len(items))
 	for i := range all {
 		all[i] = i
@@ -48,21 +49,23 @@ func (a *Applier) slow(ctx context.Context, db Beginner, items []item, events []
 
 // slowRun is one slow-path transaction.
 type slowRun struct {
-	a            *Applier
-	tx           pgx.Tx
-	items        []item
-	events       []*Event
-	results      []Result
-	last         bool
-	chain        chainState
-	known        *Event
-	knownErr     error
-	enter, leave []item
+	a        *Applier
+	tx       pgx.Tx
+	items    []item
+	events   []*Event
+	results  []Result
+	st       step
+	now      time.Time
+	chain    chainState
+	known    *Event
+	knownErr error
+	enter    []entry
+	leave    []item
 }
 
-func (s *slowRun) check(i int) (blocked, own bool) {
+func (s *slowRun) check(i int) (blocked, own bool, after time.Time) {
 	if !s.a.keyOrder {
-		return false, false
+		return false, false, time.Time{}
 	}
 	return s.chain.check(s.items[i])
 }
@@ -73,7 +76,7 @@ func (s *slowRun) run(ctx context.Context, idx []int) error {
 	var todo []int
 	for _, i := range idx {
 		it, ev := s.items[i], s.events[i]
-		blocked, own := s.check(i)
+		blocked, own, after := s.check(i)
 		isSource := it.env.isSource()
 		switch {
 		case ev == nil:
@@ -83,10 +86,10 @@ func (s *slowRun) run(ctx context.Context, idx []int) error {
 			}
 		case blocked || (own && isSource):
 			s.results[i].Outcome = Deferred
-			if !own {
-				s.enter = append(s.enter, it)
-				s.chain.add(it)
-			}
+			row, due := s.st.deferDue(s.now, after)
+			s.results[i].due = due
+			s.enter = append(s.enter, entry{it, row})
+			s.chain.set(it, row)
 		case ev == s.known:
 			if err := s.bisect(ctx, todo); err != nil {
 				return err
@@ -107,10 +110,12 @@ func (s *slowRun) fail(i int, err error, own bool) {
 	}
 	it := s.items[i]
 	switch {
-	case !goesToDLT(err, s.last) && !own: // a source record entering the chain
-		s.enter = append(s.enter, it)
-		s.chain.add(it)
-	case goesToDLT(err, s.last) && own:
+	case !goesToDLT(err, s.st.last): // entering the chain, or staying in it for another step
+		due := s.st.failDue(s.now)
+		s.results[i].due = due
+		s.enter = append(s.enter, entry{it, due})
+		s.chain.set(it, due)
+	case own:
 		s.leave = append(s.leave, it)
 		s.chain.remove(it)
 	}
@@ -135,7 +140,7 @@ func (s *slowRun) bisect(ctx context.Context, list []int) error {
 		}
 		for j, i := range list {
 			s.results[i].Outcome = outcomes[j]
-			if _, own := s.check(i); own {
+			if _, own, _ := s.check(i); own {
 				s.leave = append(s.leave, s.items[i])
 				s.chain.remove(s.items[i])
 			}
@@ -146,7 +151,7 @@ func (s *slowRun) bisect(ctx context.Context, list []int) error {
 		return fmt.Errorf("error rolling back to savepoint: %w", errors.Join(err, herr))
 	}
 	if len(list) == 1 {
-		_, own := s.check(list[0])
+		_, own, _ := s.check(list[0])
 		s.fail(list[0], herr, own)
 		return nil
 	}
