@@ -150,7 +150,7 @@ func (a *Applier) WithKeyOrder(on bool) *Applier { a.keyOrder = on; return a }
 // chain come back Deferred (and enter the chain in the same transaction),
 // and a record that fails with a retriable error enters the chain too.
 func (a *Applier) ApplyBatch(ctx context.Context, db Beginner, records []*kgo.Record) ([]Result, error) {
-	return a.apply(ctx, db, itemsOf(records), step{}, nil)
+	return a.apply(ctx, db, itemsOf(records, a.group), step{}, nil)
 }
 
 // slowChunk: after the fast path failed, a batch is applied again in

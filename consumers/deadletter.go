@@ -35,6 +35,10 @@ type DeadLetter struct {
 	Value             any               `json:"value,omitempty"`        // decoded (generic form)
 	DecodeError       string            `json:"decode_error,omitempty"` // why Value is absent
 	Headers           map[string]string `json:"headers"`
+	// Untrusted says why the record's bookkeeping headers were not written
+	// by the group (they disagree with the DLT topic and partition it was
+	// read from, or the replay count is not one): ReplayDLT refuses it.
+	Untrusted string `json:"untrusted,omitempty"`
 
 	record *kgo.Record
 }
@@ -248,6 +252,18 @@ func deadLetter(ctx context.Context, serde *schemas.Serde, r *kgo.Record) DeadLe
 		ReplayCount: int(num(HeaderReplayCount)), FirstFailureAt: ms(HeaderFirstFailureAt),
 		Key: string(r.Key), Headers: h, record: r,
 	}
+	// Only the group writes its DLT, and a copy keeps its source
+	// partition: headers that disagree with the topic the record was read
+	// from were not written by the group, and the record is not replayed.
+	if src, ok := ParseDLTTopic(r.Topic, d.Group); !ok || src != d.OriginalTopic || d.OriginalPartition != r.Partition {
+		d.Untrusted = fmt.Sprintf("its eventline-group/eventline-original-* headers (group %q, topic %q, partition %d) do not match the DLT it was read from (%s, partition %d)",
+			d.Group, d.OriginalTopic, d.OriginalPartition, r.Topic, r.Partition)
+	}
+	if v, ok := h[HeaderReplayCount]; ok {
+		if n, err := strconv.Atoi(v); err != nil || n < 0 {
+			d.Untrusted = fmt.Sprintf("its %s header %q is not a replay count", HeaderReplayCount, truncate(v, 40))
+		}
+	}
 	if serde == nil {
 		return d
 	}
@@ -303,11 +319,14 @@ func ReplayDLT(ctx context.Context, brokers []string, dls []DeadLetter, o Replay
 			rep.Refused = append(rep.Refused, Refusal{d.Position, "not read by ListDLT"})
 		case d.Group == "" || d.OriginalTopic == "":
 			rep.Refused = append(rep.Refused, Refusal{d.Position, "no eventline-group / eventline-original-topic header: not a dead letter of an eventline group"})
+		case d.Untrusted != "":
+			rep.Refused = append(rep.Refused, Refusal{d.Position, "not written by the group: " + d.Untrusted})
 		case d.ReplayCount >= o.MaxReplays:
 			rep.Refused = append(rep.Refused, Refusal{d.Position, fmt.Sprintf("%v: %d replays already (limit %d); fix the cause, then raise the limit deliberately",
 				ErrReplayedTooOften, d.ReplayCount, o.MaxReplays)})
 		default:
-			cp := forwardCopy(d.record, originOf(d.record), RetryTopic(d.OriginalTopic, d.Group, 1), d.Group, 1, now, d.ErrorClass, errors.New(d.ErrorMessage), now)
+			o, _ := originOf(d.record, d.Group)
+			cp := forwardCopy(d.record, o, RetryTopic(d.OriginalTopic, d.Group, 1), d.Group, 1, now, d.ErrorClass, errors.New(d.ErrorMessage), now)
 			setHeader(cp, HeaderReplayCount, strconv.Itoa(d.ReplayCount+1))
 			todo = append(todo, cp)
 			pos = append(pos, d.Position)

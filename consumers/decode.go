@@ -24,13 +24,21 @@ type envelope struct {
 	due       time.Time // zero: now
 }
 
-func envelopeOf(rec *kgo.Record) envelope {
-	_, has := header(rec, HeaderOriginalTopic)
-	return envelope{origin: originOf(rec), hasOrigin: has, attempt: attemptOf(rec), due: dueAt(rec)}
+// envelopeOf reads rec's envelope for group: its bookkeeping headers count
+// only on the group's own retry topics and DLT (see copyTopicSource).
+func envelopeOf(rec *kgo.Record, group string) envelope {
+	o, isCopy := originOf(rec, group)
+	if !isCopy {
+		return envelope{origin: o}
+	}
+	return envelope{origin: o, hasOrigin: true, attempt: min(max(attemptOf(rec), 1), maxAttempt), due: dueAt(rec)}
 }
 
+// maxAttempt bounds the attempt a copy's header may claim.
+const maxAttempt = 1 << 20
+
 // isSource: the record is on its source topic, not a retry copy.
-func (e envelope) isSource() bool { return e.attempt == 0 && !e.hasOrigin }
+func (e envelope) isSource() bool { return !e.hasOrigin }
 
 // item is a record and its envelope, as the apply path passes them.
 type item struct {
@@ -40,10 +48,10 @@ type item struct {
 
 // itemsOf reads each record's envelope: the one place the runtime parses
 // the bookkeeping headers of a record it processes.
-func itemsOf(recs []*kgo.Record) []item {
+func itemsOf(recs []*kgo.Record, group string) []item {
 	items := make([]item, len(recs))
 	for i, r := range recs {
-		items[i] = item{rec: r, env: envelopeOf(r)}
+		items[i] = item{rec: r, env: envelopeOf(r, group)}
 	}
 	return items
 }

@@ -35,7 +35,7 @@ func (g *Group) step(stage int) step {
 func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logger) bool {
 	stage := g.stage[recs[0].Topic]
 	steps := len(g.cfg.RetryDelays)
-	items := itemsOf(recs)
+	items := itemsOf(recs, g.cfg.Group)
 	var results []Result
 	start := time.Now()
 	// A retry batch and a source batch of the same source partition touch

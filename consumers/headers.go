@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,18 +68,44 @@ type origin struct {
 	offset    int64
 }
 
-func originOf(rec *kgo.Record) origin {
-	o := origin{rec.Topic, rec.Partition, rec.Offset}
-	if t, ok := header(rec, HeaderOriginalTopic); ok {
-		o.topic = t
-		if p, ok := headerInt(rec, HeaderOriginalPartition); ok {
-			o.partition = int32(p)
-		}
-		if off, ok := headerInt(rec, HeaderOriginalOffset); ok {
-			o.offset = off
-		}
+func originOf(rec *kgo.Record, group string) (o origin, isCopy bool) {
+	o = origin{rec.Topic, rec.Partition, rec.Offset}
+	src, ok := copyTopicSource(rec.Topic, group)
+	if !ok {
+		return o, false
 	}
-	return o
+	// A copy keeps its source partition; its source offset is only in the
+	// header.
+	o.topic = src
+	if off, ok := headerInt(rec, HeaderOriginalOffset); ok && off >= 0 {
+		o.offset = off
+	}
+	return o, true
+}
+
+// copyTopicSource: whether topic is one of group's own retry topics or its
+// DLT, and the source topic it belongs to. The eventline-original-*,
+// attempt and due-at headers are trusted only there, where the group alone
+// writes: on any other topic they are a producer's, possibly forged (a
+// source record claiming partition 7 of a 3-partition topic stalled its
+// partition), and are ignored.
+func copyTopicSource(topic, group string) (string, bool) {
+	if group == "" {
+		return "", false
+	}
+	if src, ok := ParseDLTTopic(topic, group); ok && src != "" {
+		return src, true
+	}
+	mark := "." + group + ".retry."
+	i := strings.LastIndex(topic, mark)
+	if i <= 0 {
+		return "", false
+	}
+	n := topic[i+len(mark):]
+	if k, err := strconv.Atoi(n); err != nil || k < 1 || strconv.Itoa(k) != n {
+		return "", false
+	}
+	return topic[:i], true
 }
 
 // dueAt is the time a retry copy may be processed (zero: now).
@@ -100,12 +127,15 @@ func attemptOf(rec *kgo.Record) int {
 // same key, value and event headers, the original-* headers kept from the
 // first hop, bookkeeping headers replaced.
 func forwardCopy(rec *kgo.Record, o origin, topic, group string, attempt int, due time.Time, class string, cause error, now time.Time) *kgo.Record {
+	// A copy carries the first hop's bookkeeping; a source record's
+	// headers of those names are a producer's and are replaced.
+	isCopy := rec.Topic != o.topic
 	first, hasFirst := header(rec, HeaderFirstFailureAt)
-	if !hasFirst {
+	if !hasFirst || !isCopy {
 		first = strconv.FormatInt(now.UnixMilli(), 10)
 	}
 	origTS, hasTS := header(rec, HeaderOriginalTimestamp)
-	if !hasTS {
+	if !hasTS || !isCopy {
 		origTS = strconv.FormatInt(rec.Timestamp.UnixMilli(), 10)
 	}
 	replace := map[string]bool{

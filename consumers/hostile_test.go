@@ -1,0 +1,129 @@
+package consumers_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/internal/testkit"
+)
+
+// Source records carrying forged bookkeeping headers (a partition the topic
+// does not have, a topic that does not exist, an attempt and due time, a
+// first failure) are processed as the plain source records they are: the
+// failing one goes to retry.1 in its own partition, once, and is applied
+// from there at attempt 1; the partition keeps flowing; nothing reaches the
+// DLT. Before, the forged partition stalled its partition for good and
+// wrote the next copy 18 times.
+func TestForgedHeadersOnSourceRecordsIgnored(t *testing.T) {
+	e := newGroupEnv(t, 3)
+	forge := func(r *kgo.Record, kv ...string) {
+		for i := 0; i < len(kv); i += 2 {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: kv[i], Value: []byte(kv[i+1])})
+		}
+	}
+	far := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
+	failing, failingID := e.event(t, "forged-partition")
+	forge(failing, consumers.HeaderOriginalTopic, e.topic, consumers.HeaderOriginalPartition, "7",
+		consumers.HeaderOriginalOffset, "-5", consumers.HeaderAttempt, "3", consumers.HeaderFirstFailureAt, "1")
+	lost, _ := e.event(t, "forged-topic")
+	forge(lost, consumers.HeaderOriginalTopic, "no-such-topic", consumers.HeaderOriginalPartition, "0", consumers.HeaderOriginalOffset, "0")
+	late, _ := e.event(t, "forged-due")
+	forge(late, consumers.HeaderAttempt, "99", consumers.HeaderDueAt, far)
+	recs := []*kgo.Record{failing, lost, late}
+	for i := range 30 {
+		r, _ := e.event(t, fmt.Sprintf("plain%d", i))
+		recs = append(recs, r)
+	}
+	e.produce(t, recs...)
+	group := testkit.UniqueName(t, "g")
+	g, _ := e.run(t, consumers.Config{Group: group, RetryDelays: fastDelays, Handler: recordingHandler(group, func(ev *consumers.Event) error {
+		if ev.ID == failingID && ev.Attempt == 0 {
+			return errFlaky
+		}
+		return nil
+	})})
+	testkit.WaitFor(t, 30*time.Second, "every record applied", func() bool { return e.count(t, `SELECT count(*) FROM applied`) == 33 })
+	waitStats(t, g, "1 retried, none dead-lettered", func(st consumers.Stats) bool { return st.Retried == 1 && st.DeadLettered == 0 })
+	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, failingID); a != 1 {
+		t.Errorf("the forged-partition record applied at attempt %d, want 1 (from retry.1)", a)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE attempt <> 0 AND key <> 'forged-partition'`); n != 0 {
+		t.Errorf("%d records took their forged attempt header", n)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE n <> 1`); n != 0 {
+		t.Errorf("%d records applied more than once", n)
+	}
+	cp := readAll(t, e.brokers, consumers.RetryTopic(e.topic, group, 1), 1)[0]
+	h := headers(cp)
+	if cp.Partition != failing.Partition || h[consumers.HeaderOriginalPartition] != strconv.Itoa(int(failing.Partition)) ||
+		h[consumers.HeaderOriginalOffset] != strconv.FormatInt(failing.Offset, 10) || h[consumers.HeaderAttempt] != "1" || h[consumers.HeaderFirstFailureAt] == "1" {
+		t.Errorf("retry copy in partition %d with headers %v; the source record was at partition %d offset %d", cp.Partition, h, failing.Partition, failing.Offset)
+	}
+}
+
+// Records in a DLT whose headers the group did not write (they name
+// another topic or partition than the DLT they sit in, or a negative
+// replay count that would slip past MaxReplays) are listed with the reason
+// and never replayed.
+func TestReplayRefusesForgedDeadLetters(t *testing.T) {
+	e := newGroupEnv(t, 3)
+	group := testkit.UniqueName(t, "g")
+	g, err := consumers.New(consumers.Config{Group: group, Topics: []string{e.topic}, Brokers: e.brokers, DB: e.db, Serde: e.serde,
+		RetryDelays: fastDelays, CreateTopics: true, Handler: recordingHandler(group, nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Preflight(context.Background()); err != nil { // creates the group's retry topics and DLT
+		t.Fatal(err)
+	}
+	dlt := consumers.DLTTopic(e.topic, group)
+	mk := func(key string, kv ...string) *kgo.Record {
+		r, _ := e.event(t, key)
+		r.Topic, r.Partition = dlt, 1
+		for i := 0; i < len(kv); i += 2 {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: kv[i], Value: []byte(kv[i+1])})
+		}
+		return r
+	}
+	p := testkit.Client(t, e.brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	recs := []*kgo.Record{
+		mk("other-topic", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, "victim", consumers.HeaderOriginalPartition, "1"),
+		mk("other-partition", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, e.topic, consumers.HeaderOriginalPartition, "2"),
+		mk("negative-count", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, e.topic, consumers.HeaderOriginalPartition, "1",
+			consumers.HeaderReplayCount, "-1000000"),
+	}
+	if err := p.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	dls, err := consumers.ListDLT(context.Background(), e.brokers, e.serde, consumers.DLTFilter{Group: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 3 {
+		t.Fatalf("listed %d dead letters, want 3", len(dls))
+	}
+	for _, d := range dls {
+		if d.Untrusted == "" {
+			t.Errorf("%s (key %s) listed as trusted", d.Position, d.Key)
+		}
+	}
+	rep, err := consumers.ReplayDLT(context.Background(), e.brokers, dls, consumers.ReplayOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Replayed) != 0 || len(rep.Refused) != 3 {
+		t.Fatalf("replayed %v, refused %v: want all 3 refused", rep.Replayed, rep.Refused)
+	}
+	for _, r := range rep.Refused {
+		if !strings.Contains(r.Reason, "not written by the group") {
+			t.Errorf("refusal of %s: %q", r.Position, r.Reason)
+		}
+	}
+}
