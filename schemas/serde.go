@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -43,7 +44,24 @@ type Serde struct {
 	mu       sync.RWMutex
 	writers  map[int]avro.Schema
 	resolved map[resolveKey]avro.Schema
+	missing  map[int]missingID // ids the registry said it does not have
 }
+
+// missingID is a negative answer, remembered until expires: a stream of
+// records with unknown ids (garbage, or another cluster's) costs one
+// registry request per id per NegativeTTL, not one per record.
+type missingID struct {
+	err     error
+	expires time.Time
+}
+
+// NegativeTTL is how long an id the registry does not know is answered
+// from the cache; an id registered meanwhile is seen after it.
+const NegativeTTL = 30 * time.Second
+
+// maxMissing bounds the negative cache; when full, expired entries are
+// dropped, and if none has expired, all of them.
+const maxMissing = 10000
 
 type resolveKey struct {
 	id     int
@@ -52,7 +70,7 @@ type resolveKey struct {
 
 // NewSerde returns a Serde fetching writer schemas from src.
 func NewSerde(src SchemaSource) *Serde {
-	return &Serde{src: src, writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}}
+	return &Serde{src: src, writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}, missing: map[int]missingID{}}
 }
 
 // HeaderSize is the length of the Confluent wire-format header.
@@ -165,15 +183,21 @@ func decodeBody(id int, schema avro.Schema, body []byte, v any) (err error) {
 func (s *Serde) Writer(ctx context.Context, id int) (avro.Schema, error) {
 	s.mu.RLock()
 	w, ok := s.writers[id]
+	miss, missed := s.missing[id]
 	s.mu.RUnlock()
 	if ok {
 		return w, nil
+	}
+	if missed && time.Now().Before(miss.expires) {
+		return nil, miss.err
 	}
 	got, err := s.src.SchemaByID(ctx, id)
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && (re.ErrorCode == 40403 || re.StatusCode == http.StatusNotFound) {
-			return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: the registry has no schema %d", ErrUnknownSchemaID, id)}
+			err := &DecodeError{ID: id, Err: fmt.Errorf("%w: the registry has no schema %d", ErrUnknownSchemaID, id)}
+			s.rememberMissing(id, err)
+			return nil, err
 		}
 		// Not permanent: the registry may be down or slow.
 		return nil, fmt.Errorf("error fetching schema %d from the registry: %w", id, err)
@@ -194,6 +218,23 @@ func (s *Serde) Writer(ctx context.Context, id int) (avro.Schema, error) {
 	s.writers[id] = w
 	s.mu.Unlock()
 	return w, nil
+}
+
+func (s *Serde) rememberMissing(id int, err error) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.missing) >= maxMissing {
+		for k, m := range s.missing {
+			if now.After(m.expires) {
+				delete(s.missing, k)
+			}
+		}
+		if len(s.missing) >= maxMissing {
+			clear(s.missing)
+		}
+	}
+	s.missing[id] = missingID{err: err, expires: now.Add(NegativeTTL)}
 }
 
 func (s *Serde) readerFor(ctx context.Context, id int, reader avro.Schema) (avro.Schema, error) {

@@ -295,3 +295,36 @@ func mustNew(t *testing.T, name string) schemas.Event {
 	}
 	return ev
 }
+
+// countingSource counts the registry requests behind a Serde.
+type countingSource struct {
+	src schemas.SchemaSource
+	n   int
+}
+
+func (c *countingSource) SchemaByID(ctx context.Context, id int) (sr.Schema, error) {
+	c.n++
+	return c.src.SchemaByID(ctx, id)
+}
+
+// A stream of records with an unknown schema id costs one registry
+// request per id, not one per record, and each still fails with
+// ErrUnknownSchemaID naming the id.
+func TestUnknownSchemaIDsNegativelyCached(t *testing.T) {
+	f := newFixture(t)
+	src := &countingSource{src: f.cl}
+	serde := schemas.NewSerde(src)
+	body := []byte{2, 'x'}
+	for range 100 {
+		for _, id := range []int{987654, 987655} {
+			_, _, err := serde.DecodeGeneric(context.Background(), append(schemas.AppendHeader(nil, id), body...))
+			var de *schemas.DecodeError
+			if !errors.Is(err, schemas.ErrUnknownSchemaID) || !errors.As(err, &de) || de.ID != id {
+				t.Fatalf("id %d: got %v", id, err)
+			}
+		}
+	}
+	if src.n != 2 {
+		t.Errorf("%d registry requests for 200 records with 2 unknown ids, want 2", src.n)
+	}
+}
