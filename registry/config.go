@@ -66,8 +66,8 @@ func (r *Registry) putConfig(_ http.ResponseWriter, req *http.Request) (any, err
 	var body struct {
 		Compatibility string `json:"compatibility"`
 	}
-	if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
-		return nil, errf(422, 42203, "Invalid compatibility level: %v", err)
+	if err := decodeBody(req, maxSmallBody, &body, 42203, "Invalid compatibility level"); err != nil {
+		return nil, err
 	}
 	level, err := compat.ParseLevel(body.Compatibility)
 	if err != nil {
@@ -126,8 +126,8 @@ func (r *Registry) putMode(_ http.ResponseWriter, req *http.Request) (any, error
 	var body struct {
 		Mode string `json:"mode"`
 	}
-	if err := json.NewDecoder(req.Body).Decode(&body); err != nil {
-		return nil, errf(422, 42204, "Invalid mode: %v", err)
+	if err := decodeBody(req, maxSmallBody, &body, 42204, "Invalid mode"); err != nil {
+		return nil, err
 	}
 	mode := strings.ToUpper(body.Mode)
 	valid := false

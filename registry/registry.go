@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -162,11 +163,37 @@ type schemaRequest struct {
 	References []reference `json:"references"`
 }
 
+// Request body limits: a schema request carries a schema (Confluent's
+// default limit on a schema is in the megabytes); config and mode bodies
+// carry one word.
+const (
+	maxSchemaBody = 16 << 20
+	maxSmallBody  = 4 << 10
+)
+
+// decodeBody reads one JSON value of at most limit bytes into v: too large
+// is 413, not JSON 400, JSON of the wrong shape 422 with code (as
+// Confluent's registry answers).
+func decodeBody(req *http.Request, limit int64, v any, code int, what string) error {
+	err := json.NewDecoder(http.MaxBytesReader(nil, req.Body, limit)).Decode(v)
+	var tooLarge *http.MaxBytesError
+	var syntax *json.SyntaxError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooLarge):
+		return errf(413, 413, "Request body larger than %d bytes", limit)
+	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return errf(400, 400, "Unparseable request body: %v", err)
+	default:
+		return errf(422, code, "%s: %v", what, err)
+	}
+}
+
 func decodeSchemaRequest(req *http.Request) (schemaRequest, error) {
 	var body schemaRequest
-	dec := json.NewDecoder(http.MaxBytesReader(nil, req.Body, 16<<20))
-	if err := dec.Decode(&body); err != nil {
-		return body, errf(422, 42201, "Invalid schema: request body is not a schema request: %v", err)
+	if err := decodeBody(req, maxSchemaBody, &body, 42201, "Invalid schema: request body is not a schema request"); err != nil {
+		return body, err
 	}
 	if body.SchemaType != "" && !strings.EqualFold(body.SchemaType, "AVRO") {
 		return body, errf(422, 42201, "Invalid schema: this registry serves Avro schemas only, not %s", body.SchemaType)

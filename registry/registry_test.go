@@ -197,7 +197,6 @@ func TestInvalidSchemas(t *testing.T) {
 		body(`{"type":"record","name":"X","fields":[{"name":"a","type":"nope"}]}`),
 		body(`not json`),
 		`{"schema": "{\"type\":\"string\"}", "schemaType": "PROTOBUF"}`,
-		`garbage`,
 	} {
 		code, m, _ := f.call("POST", "/subjects/x/versions", b)
 		if code != 422 || m["error_code"] != float64(42201) {
@@ -383,4 +382,51 @@ func TestStoreFailureIs500(t *testing.T) {
 	if _, err := f.cl.SubjectVersions(context.Background(), "x"); err == nil {
 		t.Fatal("a failed write changed the state")
 	}
+}
+
+// Hostile request bodies get Confluent's answers without being read whole:
+// too large 413, not JSON 400, JSON of the wrong shape 422 with the
+// endpoint's code; the largest version number is a valid (absent) version.
+func TestHostileBodies(t *testing.T) {
+	f := newFixture(t, nil)
+	huge := `{"compatibility": "` + strings.Repeat("A", 8<<10) + `"}`
+	cases := []struct {
+		method, path, body string
+		status, code       int
+	}{
+		{"PUT", "/config", huge, 413, 413},
+		{"PUT", "/mode", `{"mode": "` + strings.Repeat("R", 8<<10) + `"}`, 413, 413},
+		{"PUT", "/config/s", `{"compatibility": `, 400, 400},
+		{"PUT", "/config", `not json`, 400, 400},
+		{"PUT", "/config", `{"compatibility": 5}`, 422, 42203},
+		{"PUT", "/mode", `["READONLY"]`, 422, 42204},
+		{"POST", "/subjects/s/versions", `{"schema": "` + strings.Repeat("x", 17<<20) + `"}`, 413, 413},
+		{"POST", "/subjects/s/versions", `{"schema": {}}`, 422, 42201},
+		{"POST", "/subjects/s", `{`, 400, 400},
+		{"GET", "/subjects/s/versions/2147483647", "", 404, 40401},
+	}
+	for _, c := range cases {
+		status, m, raw := f.call(c.method, c.path, c.body)
+		code, _ := m["error_code"].(float64)
+		if status != c.status || int(code) != c.code {
+			t.Errorf("%s %s (%d-byte body): %d %s, want %d with error_code %d", c.method, c.path, len(c.body), status, abbreviate(raw), c.status, c.code)
+		}
+	}
+	// The registry still works.
+	if status, _, raw := f.call("POST", "/subjects/s/versions", body(`"string"`)); status != 200 {
+		t.Fatalf("register after hostile bodies: %d %s", status, raw)
+	}
+	if status, m, _ := f.call("GET", "/subjects/s/versions/2147483647", ""); status != 404 || m["error_code"].(float64) != 40402 {
+		t.Errorf("version 2^31-1 of an existing subject: %d %v, want 404 40402", status, m)
+	}
+	if status, m, _ := f.call("GET", "/subjects/s/versions/2147483648", ""); status != 422 || m["error_code"].(float64) != 42202 {
+		t.Errorf("version 2^31 of an existing subject: %d %v, want 422 42202", status, m)
+	}
+}
+
+func abbreviate(s string) string {
+	if len(s) > 200 {
+		return s[:200] + "…"
+	}
+	return s
 }

@@ -64,7 +64,7 @@ func (r *Registry) version(ss *subjectState, raw string, withDeleted bool) (*ver
 		return live[len(live)-1], nil
 	}
 	n, err := strconv.Atoi(raw)
-	if err != nil || n < 1 || n > 1<<31-2 {
+	if err != nil || n < 1 || n > 1<<31-1 {
 		return nil, errf(422, 42202, "The specified version '%s' is not a valid version id. Allowed values are between [1, 2^31-1] and the string \"latest\"", raw)
 	}
 	v := ss.find(n)

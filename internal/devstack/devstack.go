@@ -200,7 +200,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("error listening for the schema registry on port %d: %w", regPort, err)
 	}
-	s.registry = &http.Server{Handler: s.reg.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// A client that trickles a body cannot hold a connection for long.
+	s.registry = &http.Server{Handler: s.reg.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	s.regDone = make(chan struct{})
 	go func() {
 		defer close(s.regDone)
