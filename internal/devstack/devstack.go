@@ -7,10 +7,14 @@
 //
 // Layout of the data directory:
 //
-//	<data-dir>/kafka          kfake's persisted topics, records, groups
-//	<data-dir>/pg             PGDATA of the PostgreSQL cluster
+//	<data-dir>/kafka          kfake's persisted topics, records, groups (0700)
+//	<data-dir>/pg             PGDATA of the PostgreSQL cluster (0700)
 //	<data-dir>/pg.password    the cluster superuser's password (0600)
-//	<data-dir>/pg.log         the server's log
+//	<data-dir>/pg.log         the server's log (0600)
+//	<data-dir>/pg.initdb      present only while eventline's initdb runs
+//
+// A pg directory that is not empty, has no PG_VERSION and no pg.initdb
+// marker is not eventline's: dev refuses to start rather than delete it.
 package devstack
 
 import (
@@ -165,12 +169,19 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if kafkaPort == -1 {
 		kafkaPort = 0 // kfake: 0 means any free port
 	}
+	kafkaDir := filepath.Join(dataDir, "kafka") // the events themselves: the owner's only
+	if err := os.MkdirAll(kafkaDir, 0o700); err != nil {
+		return nil, fmt.Errorf("error creating %s: %w", kafkaDir, err)
+	}
+	if err := os.Chmod(kafkaDir, 0o700); err != nil {
+		return nil, fmt.Errorf("error restricting %s: %w", kafkaDir, err)
+	}
 	// devbroker: kfake, plus the removal of members that died mid-join,
 	// which kfake alone keeps for minutes.
 	s.kafka, err = devbroker.New(devbroker.Options{Logger: cfg.Logger.With("component", "kafka")},
 		kfake.NumBrokers(1),
 		kfake.Ports(kafkaPort),
-		kfake.DataDir(filepath.Join(dataDir, "kafka")),
+		kfake.DataDir(kafkaDir),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(cfg.Partitions),
 		kfake.ClusterID("eventline-dev"),

@@ -356,11 +356,21 @@ func ensureCluster(ctx context.Context, cfg Config, o owner) (string, error) {
 			return "", fmt.Errorf("error saving password file: %w", err)
 		}
 	}
-	// initdb wants an empty directory: clear what an interrupted run left.
+	// initdb wants an empty directory. What an interrupted initdb of ours
+	// left is cleared: the marker next to the directory says it was ours.
+	// Anything else is somebody's data, and is left alone.
+	marker := filepath.Clean(cfg.DataDir) + ".initdb"
 	if entries, err := os.ReadDir(cfg.DataDir); err == nil && len(entries) > 0 {
+		if _, err := os.Stat(marker); err != nil {
+			return "", fmt.Errorf("%s is not empty and holds no PostgreSQL cluster eventline created (no PG_VERSION, no %s): "+
+				"refusing to delete it; move it away or choose another data directory", cfg.DataDir, filepath.Base(marker))
+		}
 		if err := os.RemoveAll(cfg.DataDir); err != nil {
 			return "", fmt.Errorf("error clearing the unfinished cluster in %s: %w", cfg.DataDir, err)
 		}
+	}
+	if err := os.WriteFile(marker, []byte("initdb by eventline in progress; remove the directory next to this file and this file to start over\n"), 0o600); err != nil {
+		return "", fmt.Errorf("error marking %s as being initialised: %w", cfg.DataDir, err)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("error creating data dir: %w", err)
@@ -397,6 +407,9 @@ func ensureCluster(ctx context.Context, cfg Config, o owner) (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("initdb failed: %w\n%s", err, tail(string(out), 20))
 	}
+	if err := os.Remove(marker); err != nil {
+		return "", fmt.Errorf("error removing %s after initdb: %w", marker, err)
+	}
 	cfg.Logger.Info("postgres cluster initialised", "data_dir", cfg.DataDir, "took", time.Since(start).Round(time.Millisecond))
 	return pw, nil
 }
@@ -413,9 +426,13 @@ var errPortInUse = errors.New("port in use")
 
 func startServer(ctx context.Context, cfg Config, o owner, port int, password string) (*Cluster, error) {
 	logPath := filepath.Clean(cfg.DataDir) + ".log"
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600) // queries and errors may quote data
 	if err != nil {
 		return nil, fmt.Errorf("error opening postgres log: %w", err)
+	}
+	if err := logf.Chmod(0o600); err != nil { // a log from an older version may be world-readable
+		logf.Close()
+		return nil, fmt.Errorf("error restricting postgres log: %w", err)
 	}
 	defer logf.Close() // the child has its own copy of the descriptor
 

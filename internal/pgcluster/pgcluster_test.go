@@ -118,3 +118,46 @@ func mustPassword(t *testing.T, dir string) string {
 func processAlive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil
 }
+
+// A data directory that holds something other than a cluster eventline
+// started to create is refused, not deleted; one left by an interrupted
+// initdb of eventline's (its marker is there) is cleared and initialised.
+// The server log is readable by its owner only.
+func TestForeignDataDirRefused(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(testkit.DataDir(t), "pg")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	precious := filepath.Join(dir, "thesis.tex")
+	if err := os.WriteFile(precious, []byte("years of work"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := pgcluster.Start(context.Background(), pgcluster.Config{DataDir: dir, Ephemeral: true, Logger: testkit.Logger(t)})
+	if err == nil || !strings.Contains(err.Error(), "refusing to delete") {
+		t.Fatalf("want a refusal, got %v", err)
+	}
+	if _, err := os.Stat(precious); err != nil {
+		t.Fatalf("the directory's content is gone: %v", err)
+	}
+
+	// An interrupted initdb of ours: the marker is next to the directory.
+	if err := os.WriteFile(dir+".initdb", nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := pgcluster.Start(context.Background(), pgcluster.Config{DataDir: dir, Ephemeral: true, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Stop(context.Background())
+	if _, err := os.Stat(dir + ".initdb"); !os.IsNotExist(err) {
+		t.Errorf("marker left after initdb: %v", err)
+	}
+	st, err := os.Stat(dir + ".log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("server log mode %v, want 0600", st.Mode().Perm())
+	}
+}
