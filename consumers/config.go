@@ -138,6 +138,9 @@ func (c Config) validate() error {
 	if c.Group == "" {
 		errs = append(errs, errors.New("consumers: Group is required"))
 	}
+	if err := migrate.ValidateSchema(c.Schema); err != nil {
+		errs = append(errs, fmt.Errorf("consumers: Schema: %w", err))
+	}
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("consumers: Topics are required"))
 	}

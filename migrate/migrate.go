@@ -8,7 +8,9 @@ package migrate
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -72,12 +74,38 @@ func Migrations() ([]Migration, error) {
 }
 
 // Channel is the LISTEN/NOTIFY channel on which the outbox trigger of schema
-// announces commits.
+// announces commits: "eventline_outbox.<schema>", or, when that exceeds
+// PostgreSQL's 63-byte limit on channel names, the prefix and a digest of
+// the schema name.
 func Channel(schema string) string {
 	if schema == "" || schema == DefaultSchema {
 		return "eventline_outbox"
 	}
-	return "eventline_outbox." + schema
+	if c := "eventline_outbox." + schema; len(c) <= maxIdentifier {
+		return c
+	}
+	sum := sha256.Sum256([]byte(schema))
+	return "eventline_outbox." + hex.EncodeToString(sum[:16])
+}
+
+// maxIdentifier is PostgreSQL's limit on identifiers and channel names, in
+// bytes (NAMEDATALEN - 1); longer ones are truncated or refused.
+const maxIdentifier = 63
+
+// ValidateSchema checks that name can be used as the PostgreSQL schema of
+// eventline's tables: not empty, at most 63 bytes (PostgreSQL would
+// truncate a longer one, silently naming another schema), no NUL. Any
+// other character is fine: the name is always quoted.
+func ValidateSchema(name string) error {
+	switch {
+	case name == "":
+		return errors.New("schema name is empty")
+	case len(name) > maxIdentifier:
+		return fmt.Errorf("schema name %.20q… is %d bytes; PostgreSQL allows at most %d", name, len(name), maxIdentifier)
+	case strings.ContainsRune(name, 0):
+		return errors.New("schema name contains a NUL byte")
+	}
+	return nil
 }
 
 // Beginner is what Migrate needs of a connection or pool.
@@ -110,6 +138,9 @@ func MigrateTx(ctx context.Context, tx pgx.Tx, opts Options) ([]Migration, error
 		return nil, err
 	}
 	schema := opts.schema()
+	if err := ValidateSchema(schema); err != nil {
+		return nil, err
+	}
 	ident := pgx.Identifier{schema}.Sanitize()
 	// Concurrent migrators (several replicas starting at once) queue here.
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('eventline_migrate:' || $1))`, schema); err != nil {

@@ -3,6 +3,7 @@ package migrate_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,55 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 	if _, err := migrate.Migrate(ctx, db, migrate.Options{}); !errors.Is(err, migrate.ErrNewerSchema) {
 		t.Fatalf("got %v, want ErrNewerSchema", err)
+	}
+}
+
+// Any schema name PostgreSQL accepts works, however long or odd: a 60-byte
+// name with $$, quotes and a dot migrates, its outbox takes inserts, and
+// the commit wakes a listener on Channel(name) (the 77-byte channel the
+// plain rule gives is over PostgreSQL's limit and broke every insert; a $$
+// in the name ended the trigger function's body). A name PostgreSQL would
+// truncate is refused.
+func TestOddSchemaNames(t *testing.T) {
+	t.Parallel()
+	db := pool(t)
+	ctx := context.Background()
+	name := `odd$$"name'with.dots` + strings.Repeat("x", 40)
+	if len(name) != 60 {
+		t.Fatalf("name is %d bytes", len(name))
+	}
+	if _, err := migrate.Migrate(ctx, db, migrate.Options{Schema: name}); err != nil {
+		t.Fatal(err)
+	}
+	ch := migrate.Channel(name)
+	if len(ch) > 63 {
+		t.Fatalf("channel %q is %d bytes", ch, len(ch))
+	}
+	listener, err := db.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Release()
+	if _, err := listener.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+		t.Fatal(err)
+	}
+	table := pgx.Identifier{name, "eventline_outbox"}.Sanitize()
+	if _, err := db.Exec(ctx, `INSERT INTO `+table+` (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
+		VALUES ('t', 'k', '\x00', gen_random_uuid(), 'T', 'a', 'k')`); err != nil {
+		t.Fatalf("insert into the outbox of %q: %v", name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	n, err := listener.Conn().WaitForNotification(wctx)
+	if err != nil {
+		t.Fatalf("no notification on %q: %v", ch, err)
+	}
+	if n.Channel != ch {
+		t.Errorf("notified on %q, want %q", n.Channel, ch)
+	}
+
+	long := strings.Repeat("y", 64)
+	if _, err := migrate.Migrate(ctx, db, migrate.Options{Schema: long}); err == nil || !strings.Contains(err.Error(), "at most 63") {
+		t.Errorf("64-byte schema name: got %v, want a refusal", err)
 	}
 }

@@ -127,6 +127,9 @@ func New(ctx context.Context, cfg Config) (*Producer, error) {
 	if schema == "" {
 		schema = migrate.DefaultSchema
 	}
+	if err := migrate.ValidateSchema(schema); err != nil {
+		return nil, fmt.Errorf("producer: Schema: %w", err)
+	}
 	p := &Producer{table: pgx.Identifier{schema, "eventline_outbox"}.Sanitize(), routes: map[string]route{}}
 	if cfg.TracerProvider != nil {
 		p.tracer = cfg.TracerProvider.Tracer("github.com/eventline/eventline/producer")

@@ -95,6 +95,9 @@ func (c Config) validate() error {
 	if c.BatchSize < 1 {
 		errs = append(errs, fmt.Errorf("relay: BatchSize must be positive, got %d", c.BatchSize))
 	}
+	if err := migrate.ValidateSchema(c.Schema); err != nil {
+		errs = append(errs, fmt.Errorf("relay: Schema: %w", err))
+	}
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("relay: Retention must not be negative"))
 	}

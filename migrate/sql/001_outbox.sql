@@ -38,14 +38,16 @@ CREATE TABLE {{.Schema}}.eventline_outbox_parked (
 -- Wake the relay on commit: NOTIFY is delivered when the inserting
 -- transaction commits, never before, and duplicates within one transaction
 -- collapse into one notification.
+-- The channel comes as the trigger's argument: the function body holds no
+-- text derived from the schema name (a name containing $$ would end it).
 CREATE FUNCTION {{.Schema}}.eventline_outbox_notify() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql AS $eventline$
 BEGIN
-    PERFORM pg_notify({{.Channel}}, '');
+    PERFORM pg_notify(TG_ARGV[0], '');
     RETURN NULL;
 END;
-$$;
+$eventline$;
 
 CREATE TRIGGER eventline_outbox_notify
     AFTER INSERT ON {{.Schema}}.eventline_outbox
-    FOR EACH STATEMENT EXECUTE FUNCTION {{.Schema}}.eventline_outbox_notify();
+    FOR EACH STATEMENT EXECUTE FUNCTION {{.Schema}}.eventline_outbox_notify({{.Channel}});
