@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"time"
 
@@ -48,7 +49,7 @@ type link struct {
 func (c chainState) check(it item) (blocked, own bool, after time.Time) {
 	o := it.env.origin
 	unknown := false
-	for _, l := range c[chainKey{o.partition, string(it.rec.Key)}] {
+	for _, l := range c[chainKey{o.partition, string(chainKeyOf(it.rec.Key))}] {
 		if l.offset < o.offset {
 			blocked = true
 			if l.due.IsZero() {
@@ -70,7 +71,7 @@ func (c chainState) check(it item) (blocked, own bool, after time.Time) {
 // set adds it to the chain, or updates its due time.
 func (c chainState) set(it item, due time.Time) {
 	o := it.env.origin
-	k := chainKey{o.partition, string(it.rec.Key)}
+	k := chainKey{o.partition, string(chainKeyOf(it.rec.Key))}
 	for i, l := range c[k] {
 		if l.offset == o.offset {
 			c[k][i].due = due
@@ -82,7 +83,7 @@ func (c chainState) set(it item, due time.Time) {
 
 func (c chainState) remove(it item) {
 	o := it.env.origin
-	k := chainKey{o.partition, string(it.rec.Key)}
+	k := chainKey{o.partition, string(chainKeyOf(it.rec.Key))}
 	links := c[k]
 	for i, l := range links {
 		if l.offset == o.offset {
@@ -124,6 +125,22 @@ func (s step) deferDue(now, after time.Time) (row, copy time.Time) {
 	return after, after.Add(deferGap)
 }
 
+// maxRawChainKey: record keys up to this long are stored as they are in
+// the chain's key column; longer ones as their SHA-256 (32 bytes, so never
+// equal to a stored raw key of another length but 32, and equal to one of
+// those only by a SHA-256 preimage). A btree entry must fit a third of a
+// page: a 4,000-byte key made every insert fail, and its batch retry
+// forever.
+const maxRawChainKey = 64
+
+func chainKeyOf(key []byte) []byte {
+	if len(key) <= maxRawChainKey {
+		return key
+	}
+	sum := sha256.Sum256(key)
+	return sum[:]
+}
+
 // entry is a chain row to write: it, due at due.
 type entry struct {
 	it  item
@@ -139,7 +156,7 @@ func (a *Applier) loadChain(ctx context.Context, tx pgx.Tx, items []item) (chain
 	}
 	keys := make([][]byte, 0, len(items))
 	for _, it := range items {
-		keys = append(keys, it.rec.Key)
+		keys = append(keys, chainKeyOf(it.rec.Key))
 	}
 	rows, err := tx.Query(ctx, `SELECT partition, key, source_offset, due_at FROM `+a.chain+` WHERE group_id = $1 AND topic = $2 AND key = ANY($3::bytea[])`,
 		a.group, items[0].env.origin.topic, keys)
@@ -219,7 +236,7 @@ func (a *Applier) leaveChain(ctx context.Context, tx pgx.Tx, items []item) error
 func chainColumns(items []item) (parts []int32, keys [][]byte, offs []int64) {
 	for _, it := range items {
 		o := it.env.origin
-		parts, keys, offs = append(parts, o.partition), append(keys, it.rec.Key), append(offs, o.offset)
+		parts, keys, offs = append(parts, o.partition), append(keys, chainKeyOf(it.rec.Key)), append(offs, o.offset)
 	}
 	return parts, keys, offs
 }

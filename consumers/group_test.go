@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -392,5 +393,29 @@ func TestDeferredFollowerDueWithItsPredecessor(t *testing.T) {
 	testkit.WaitFor(t, 30*time.Second, "both applied", func() bool { return e.count(t, `SELECT count(*) FROM applied`) == 2 })
 	if n := e.count(t, `SELECT count(*) FROM applied a JOIN applied b ON a.seq < b.seq WHERE a.event_id = $1 AND b.event_id = $2`, firstID, followerID); n != 1 {
 		t.Error("the follower was applied before the event it followed")
+	}
+}
+
+// Key order with a key far larger than a btree entry may be: its events
+// still follow each other through the chain (the chain stores a digest of
+// long keys; a 4,000-byte key used to fail every insert and retry forever).
+func TestKeyOrderWithHugeKeys(t *testing.T) {
+	e := newGroupEnv(t, 1)
+	huge := strings.Repeat("k", 4000)
+	first, firstID := e.event(t, huge)
+	second, secondID := e.event(t, huge)
+	e.produce(t, first, second)
+	e.run(t, consumers.Config{KeyOrder: true, RetryDelays: fastDelays, Handler: recordingHandler("", func(ev *consumers.Event) error {
+		if ev.ID == firstID && ev.Attempt == 0 {
+			return errFlaky
+		}
+		return nil
+	})})
+	testkit.WaitFor(t, 30*time.Second, "both applied", func() bool { return e.count(t, `SELECT count(*) FROM applied`) == 2 })
+	if n := e.count(t, `SELECT count(*) FROM applied a JOIN applied b ON a.seq < b.seq WHERE a.event_id = $1 AND b.event_id = $2`, firstID, secondID); n != 1 {
+		t.Error("the second event of the key was applied before the first")
+	}
+	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, secondID); a != 1 {
+		t.Errorf("the second event applied at attempt %d, want 1 (deferred behind the first)", a)
 	}
 }
