@@ -11,8 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/sr"
-
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/schemas"
 )
@@ -104,17 +102,22 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+	kopts, err := kafkaOpts(env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "eventline dlt %s: connection settings: %v\n", sub, err)
+		return ExitUsage
+	}
 	var serde *schemas.Serde
 	if *registry != "" {
-		cl, err := sr.NewClient(sr.URLs(*registry))
+		cl, err := registryClient(env, *registry)
 		if err != nil {
 			return usageErr(env, fs, "--registry", err)
 		}
 		serde = schemas.NewSerde(cl)
 	}
-	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f)
+	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f, kopts...)
 	if err != nil {
-		fmt.Fprintf(env.Stderr, "eventline dlt %s: reading dead letters from %s: %v\n", sub, *brokers, err)
+		fmt.Fprintf(env.Stderr, "eventline dlt %s: reading dead letters from %s: %v\n", sub, *brokers, kafkaErr(env, err))
 		return ExitFail
 	}
 	switch sub {
@@ -133,7 +136,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		}
 		printDeadLetter(env.Stdout, dls[0])
 	case "replay":
-		rep, err := consumers.ReplayDLT(ctx, splitList(*brokers), dls, consumers.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun})
+		rep, err := consumers.ReplayDLT(ctx, splitList(*brokers), dls, consumers.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun}, kopts...)
 		if *asJSON {
 			if code := writeJSON(env.Stdout, rep); code != ExitOK {
 				return code

@@ -39,6 +39,11 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline relay: needs --database-url (DATABASE_URL) and --brokers (KAFKA_BROKERS)")
 		return ExitUsage
 	}
+	kopts, err := kafkaOpts(env)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay: connection settings:", err)
+		return ExitUsage
+	}
 	var topics []pipeline.Topic
 	if p, err := pipeline.Load(*cfgPath); err == nil {
 		topics = p.Topics
@@ -67,7 +72,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
 		BatchSize: *batch, Retention: *retention, PollInterval: *poll, Logger: log,
-		TracerProvider: tel.TracerProvider,
+		TracerProvider: tel.TracerProvider, KafkaOpts: kopts,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline relay:", err)

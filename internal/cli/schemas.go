@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/internal/schemacheck"
 	"github.com/eventline/eventline/pipeline"
@@ -146,7 +145,7 @@ func runSchemasCheck(ctx context.Context, env *Env, args []string) int {
 			fmt.Fprintln(env.Stderr, "eventline schemas check: --against registry needs --registry or SCHEMA_REGISTRY_URL")
 			return ExitUsage
 		}
-		cl, cerr := sr.NewClient(sr.URLs(*registry))
+		cl, cerr := registryClient(env, *registry)
 		if cerr != nil {
 			fmt.Fprintln(env.Stderr, "eventline schemas check:", cerr)
 			return ExitUsage
@@ -202,7 +201,7 @@ func runSchemasRegister(ctx context.Context, env *Env, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	cl, err := sr.NewClient(sr.URLs(*registry))
+	cl, err := registryClient(env, *registry)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline schemas register:", err)
 		return ExitUsage
