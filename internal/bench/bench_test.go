@@ -3,6 +3,9 @@ package bench_test
 import (
 	"context"
 	"encoding/json"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,12 +29,29 @@ func TestRelayBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	res, err := bench.Relay(context.Background(), env(t), bench.RelayOptions{
+	e := env(t)
+	// The relay child's command line is recorded: no secret may be on it.
+	argsFile := filepath.Join(t.TempDir(), "argv")
+	wrapper := []string{"sh", "-c", `printf '%s\n' "$@" > "$0"; exec "$@"`, argsFile, bin, "relay"}
+	res, err := bench.Relay(context.Background(), e, bench.RelayOptions{
 		Events: 3000, BatchSize: 500, LatencyRate: 200, LatencyFor: 500 * time.Millisecond,
-		RelayCommand: []string{bin, "relay"}, Logger: testkit.Logger(t),
+		RelayCommand: wrapper, Logger: testkit.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	argv, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := url.Parse(e.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pw, ok := u.User.Password(); !ok || pw == "" {
+		t.Fatalf("test database URL has no password to look for")
+	} else if strings.Contains(string(argv), pw) || strings.Contains(string(argv), "database-url") {
+		t.Errorf("the relay child's argv carries the database URL:\n%s", argv)
 	}
 	if res.Events != 3000 || res.EventsPerSec <= 0 || res.CeilingEventsPerSec <= 0 || res.LatencyEvents != 100 || res.P99Ms < res.P50Ms || res.MaxRSSMB <= 0 {
 		t.Fatalf("implausible result %+v", res)

@@ -200,9 +200,11 @@ func startRelayProcess(env Env, s *setup, partitions, batch int, command []strin
 		command = []string{exe, "relay"}
 	}
 	cmd := exec.Command(command[0], append(command[1:],
-		"--database-url", env.DatabaseURL, "--brokers", joinComma(env.Brokers), "--schema", s.schema,
+		"--brokers", joinComma(env.Brokers), "--schema", s.schema,
 		"--config", cfgFile.Name(), "--batch-size", fmt.Sprint(batch), "--poll-interval", "100ms")...)
-	cmd.Env = append(os.Environ(), "EVENTLINE_LOG_LEVEL=warn")
+	// The database URL carries a password: the environment, not argv,
+	// which any user on the machine can read in ps.
+	cmd.Env = append(os.Environ(), "EVENTLINE_LOG_LEVEL=warn", "DATABASE_URL="+env.DatabaseURL)
 	// EVENTLINE_RELAY_CPUPROFILE profiles the relay process alone.
 	if p := os.Getenv("EVENTLINE_RELAY_CPUPROFILE"); p != "" {
 		cmd.Env = append(cmd.Env, "EVENTLINE_CPUPROFILE="+p)
