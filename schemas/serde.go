@@ -45,6 +45,7 @@ type Serde struct {
 	writers  map[int]avro.Schema
 	resolved map[resolveKey]avro.Schema
 	missing  map[int]missingID // ids the registry said it does not have
+	deep     map[int]bool      // writer ids whose schema is recursive (see budget.go)
 }
 
 // missingID is a negative answer, remembered until expires: a stream of
@@ -70,7 +71,7 @@ type resolveKey struct {
 
 // NewSerde returns a Serde fetching writer schemas from src.
 func NewSerde(src SchemaSource) *Serde {
-	return &Serde{src: src, writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}, missing: map[int]missingID{}}
+	return &Serde{src: src, writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}, missing: map[int]missingID{}, deep: map[int]bool{}}
 }
 
 // HeaderSize is the length of the Confluent wire-format header.
@@ -136,6 +137,9 @@ func (s *Serde) DecodeAs(ctx context.Context, b []byte, reader avro.Schema, v an
 	if err != nil {
 		return err
 	}
+	if err := s.budget(ctx, id, body); err != nil {
+		return err
+	}
 	return decodeBody(id, schema, body, v)
 }
 
@@ -150,11 +154,33 @@ func (s *Serde) DecodeGeneric(ctx context.Context, b []byte) (any, avro.Schema, 
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := s.budget(ctx, id, body); err != nil {
+		return nil, nil, err
+	}
 	var v any
 	if err := decodeBody(id, w, body, &v); err != nil {
 		return nil, nil, err
 	}
 	return v, w, nil
+}
+
+// budget walks body within the decoding budget when the writer schema of
+// id is recursive.
+func (s *Serde) budget(ctx context.Context, id int, body []byte) error {
+	s.mu.RLock()
+	deep := s.deep[id]
+	s.mu.RUnlock()
+	if !deep {
+		return nil
+	}
+	w, err := s.Writer(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := checkBudget(w, body); err != nil {
+		return &DecodeError{ID: id, Err: fmt.Errorf("%w: %w", ErrBadBody, err)}
+	}
+	return nil
 }
 
 func decodeBody(id int, schema avro.Schema, body []byte, v any) (err error) {
@@ -216,6 +242,7 @@ func (s *Serde) Writer(ctx context.Context, id int) (avro.Schema, error) {
 	}
 	s.mu.Lock()
 	s.writers[id] = w
+	s.deep[id] = recursive(w)
 	s.mu.Unlock()
 	return w, nil
 }

@@ -2,6 +2,7 @@ package schemas_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"testing"
@@ -327,4 +328,92 @@ func TestUnknownSchemaIDsNegativelyCached(t *testing.T) {
 	if src.n != 2 {
 		t.Errorf("%d registry requests for 200 records with 2 unknown ids, want 2", src.n)
 	}
+}
+
+// Bodies of a recursive writer schema are walked within a budget before
+// they are decoded: a linked list a million levels deep (2 MB) and a tree
+// node with 200,000 children fail with ErrTooComplex at once instead of
+// taking gigabytes or overflowing the stack (a fatal error); a legitimate
+// nested value still decodes.
+func TestRecursiveSchemaBombs(t *testing.T) {
+	f := newFixture(t)
+	list := f.register(t, "list-value", `{"type":"record","name":"Node","fields":[{"name":"v","type":"int"},{"name":"next","type":["null","Node"]}]}`)
+	tree := f.register(t, "tree-value", `{"type":"record","name":"T","fields":[{"name":"kids","type":{"type":"array","items":"T"}}]}`)
+	chain := func(depth int) []byte {
+		b := schemas.AppendHeader(nil, list)
+		for range depth {
+			b = append(b, 0x02, 0x02) // v = 1, next = branch 1 (Node)
+		}
+		return append(b, 0x02, 0x00) // v = 1, next = null
+	}
+	ctx := context.Background()
+	v, _, err := f.serde.DecodeGeneric(ctx, chain(10))
+	if err != nil {
+		t.Fatalf("a 10-deep list: %v", err)
+	}
+	depth := 0
+	for m, _ := v.(map[string]any); m != nil; depth++ {
+		next, _ := m["next"].(map[string]any)
+		if inner, ok := next["Node"].(map[string]any); ok { // a union branch, named
+			next = inner
+		}
+		m = next
+	}
+	if depth != 11 {
+		t.Errorf("decoded %d nodes, want 11", depth)
+	}
+	wide := schemas.AppendHeader(nil, tree)
+	wide = binary.AppendVarint(wide, 200_000)
+	wide = append(wide, make([]byte, 200_000)...) // each child: an empty block list
+	wide = append(wide, 0x00)
+	for name, body := range map[string][]byte{"deep list": chain(1_000_000), "wide tree": wide} {
+		start := time.Now()
+		_, _, err := f.serde.DecodeGeneric(ctx, body)
+		if !errors.Is(err, schemas.ErrTooComplex) || !errors.Is(err, schemas.ErrBadBody) {
+			t.Errorf("%s (%d bytes): got %v, want ErrTooComplex", name, len(body), err)
+		}
+		if took := time.Since(start); took > 5*time.Second {
+			t.Errorf("%s: refused after %v", name, took)
+		}
+		var into map[string]any
+		if err := f.serde.DecodeAs(ctx, body, mustParse(t, body, f), &into); !errors.Is(err, schemas.ErrTooComplex) {
+			t.Errorf("%s through DecodeAs: got %v", name, err)
+		}
+	}
+}
+
+func mustParse(t *testing.T, body []byte, f *fixture) avro.Schema {
+	t.Helper()
+	id, _, err := schemas.SplitHeader(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := f.serde.Writer(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// FuzzRecursiveDecode: any body under a recursive writer schema ends in a
+// value or an error, within the budget, never a crash.
+func FuzzRecursiveDecode(f *testing.F) {
+	fx := newFixture(f)
+	id := fx.register(f, "tree-value", `{"type":"record","name":"T","fields":[{"name":"n","type":["null","string","T"]},{"name":"kids","type":{"type":"array","items":"T"}},{"name":"m","type":{"type":"map","values":"T"}}]}`)
+	f.Add([]byte{0, 0, 0, 0, 0})
+	f.Add([]byte{4, 4, 0, 0, 0, 0, 0})
+	f.Add([]byte{4, 4, 0, 0, 0, 2, 0, 0, 0, 0})
+	f.Add([]byte{0, 3, 0, 2, 0, 0})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) > 1<<16 {
+			return
+		}
+		v, _, err := fx.serde.DecodeGeneric(context.Background(), append(schemas.AppendHeader(nil, id), body...))
+		if err == nil && v == nil {
+			t.Fatal("no value and no error")
+		}
+		if err != nil && !schemas.IsPermanent(err) {
+			t.Fatalf("a bad body is not a permanent error: %v", err)
+		}
+	})
 }
