@@ -6,10 +6,13 @@ package consumers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -109,9 +112,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 			out = append(out, cp)
 		}
 	}
-	if len(out) > 0 && !g.retryForever(ctx, log, "produce retry/DLT copies", func() error {
-		return g.prod.ProduceSync(ctx, out...).FirstErr()
-	}) {
+	if len(out) > 0 && !g.retryForever(ctx, log, "produce retry/DLT copies", g.produceCopies(ctx, log, out)) {
 		return false
 	}
 	g.applied.Add(applied)
@@ -168,6 +169,63 @@ func classify(r Result) (string, error) {
 		return ClassDecode, r.Err
 	}
 	return ClassHandler, r.Err
+}
+
+// produceCopies returns the step retryForever repeats to deliver copies:
+// only the copies not yet acknowledged are produced again (a whole-batch
+// retry wrote the acknowledged ones again), and a copy the broker refuses
+// for good goes on to the DLT, once, with the reason (see undeliverable).
+func (g *Group) produceCopies(ctx context.Context, log *slog.Logger, copies []*kgo.Record) func() error {
+	pending := copies
+	return func() error {
+		for len(pending) > 0 {
+			var again []*kgo.Record
+			var errs []error
+			redirected := false
+			for _, r := range g.prod.ProduceSync(ctx, pending...) {
+				if r.Err == nil {
+					continue
+				}
+				if next := g.undeliverable(r.Record, r.Err); next != nil {
+					log.Warn("consumers: a copy was refused for good; sending it to the DLT", "topic", r.Record.Topic,
+						"partition", r.Record.Partition, "to", next.Topic, "value_dropped", next.Value == nil && r.Record.Value != nil, "err", r.Err)
+					again = append(again, next)
+					redirected = true
+					continue
+				}
+				again = append(again, r.Record)
+				errs = append(errs, r.Err)
+			}
+			pending = again
+			if len(errs) > 0 || !redirected {
+				return errors.Join(errs...)
+			}
+		}
+		return nil
+	}
+}
+
+// undeliverable returns where a copy the broker refused with err goes
+// instead, or nil when err may pass (retry the same copy). A copy too large
+// for its retry topic goes to the DLT; one too large for the DLT goes there
+// without its value (the headers say where the original is).
+func (g *Group) undeliverable(rec *kgo.Record, err error) *kgo.Record {
+	refused := errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
+		errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)
+	src, ok := copyTopicSource(rec.Topic, g.cfg.Group)
+	if !refused || !ok || (rec.Topic == DLTTopic(src, g.cfg.Group) && rec.Value == nil) {
+		return nil // may pass later; or nothing left to drop: retried, and logged
+	}
+	cp := &kgo.Record{Topic: DLTTopic(src, g.cfg.Group), Partition: rec.Partition, Key: rec.Key, Value: rec.Value,
+		Headers: slices.Clone(rec.Headers)}
+	msg := fmt.Sprintf("the copy for %s (%d bytes) was refused: %v", rec.Topic, len(rec.Key)+len(rec.Value), err)
+	if rec.Topic == cp.Topic { // already the DLT: drop the value, keep the record
+		cp.Value = nil
+		msg += "; value dropped, read it from the original topic at eventline-original-partition/offset"
+	}
+	setHeader(cp, HeaderErrorClass, ClassUndeliverable)
+	setHeader(cp, HeaderErrorMessage, truncate(msg, maxErrorMessage))
+	return cp
 }
 
 // retryForever runs fn until it succeeds or ctx ends, with capped

@@ -40,6 +40,10 @@ const (
 	ClassPermanent = "permanent" // the handler returned Permanent(err) or panicked
 	ClassHandler   = "handler"   // the handler failed on every attempt of the chain
 	ClassKeyOrder  = "key-order" // followed its key's earlier event into the chain
+	// ClassUndeliverable: the broker refused the copy for good (too large
+	// for its retry topic, or for the DLT, where it then arrives without
+	// its value; the original is at eventline-original-*).
+	ClassUndeliverable = "undeliverable"
 )
 
 func header(rec *kgo.Record, key string) (string, bool) {

@@ -8,10 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/schemas"
 )
 
 // Source records carrying forged bookkeeping headers (a partition the topic
@@ -125,5 +128,70 @@ func TestReplayRefusesForgedDeadLetters(t *testing.T) {
 		if !strings.Contains(r.Reason, "not written by the group") {
 			t.Errorf("refusal of %s: %q", r.Position, r.Reason)
 		}
+	}
+}
+
+// A copy the broker refuses for good (too large for its retry topic) goes
+// to the DLT once with class undeliverable; when the DLT refuses it too it
+// arrives there without its value. Nothing is written twice, and the
+// partition keeps flowing behind it. (The whole produce used to be retried
+// forever, writing the accepted copies again each time.)
+func TestUndeliverableCopiesGoToDLTOnce(t *testing.T) {
+	e := newGroupEnv(t, 1)
+	group := testkit.UniqueName(t, "g")
+	small := map[string]*string{"max.message.bytes": kadm.StringPtr("4000")}
+	adm := kadm.NewClient(testkit.Client(t, e.brokers))
+	for _, topic := range []string{consumers.RetryTopic(e.topic, group, 1), consumers.DLTTopic(e.topic, group)} {
+		resp, err := adm.CreateTopic(context.Background(), 1, 1, small, topic)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	big, bigID := e.event(t, "big")
+	v, err := schemas.Encode(e.id, info.Schema, &events.OrderCreated{OrderID: "big", CustomerID: strings.Repeat("c", 8000), Lines: []events.OrderLine{},
+		TotalMinor: 1, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	big.Value = v
+	flaky, flakyID := e.event(t, "flaky")
+	recs := []*kgo.Record{big, flaky}
+	for i := range 10 {
+		r, _ := e.event(t, fmt.Sprintf("after%d", i))
+		recs = append(recs, r)
+	}
+	e.produce(t, recs...)
+	// Apache Kafka refuses by the topics' max.message.bytes; kfake does not
+	// enforce it, so the group's producer refuses by its batch limit.
+	e.run(t, consumers.Config{Group: group, RetryDelays: fastDelays, KafkaOpts: []kgo.Opt{kgo.ProducerBatchMaxBytes(6000)},
+		Handler: recordingHandler(group, func(ev *consumers.Event) error {
+			if (ev.ID == bigID || ev.ID == flakyID) && ev.Attempt == 0 {
+				return errFlaky
+			}
+			return nil
+		})})
+	testkit.WaitFor(t, 30*time.Second, "the others applied", func() bool { return e.count(t, `SELECT count(*) FROM applied`) == 11 })
+	dlt := readAll(t, e.brokers, consumers.DLTTopic(e.topic, group), 1)
+	h := headers(dlt[0])
+	if h[consumers.HeaderEventID] != bigID.String() || h[consumers.HeaderErrorClass] != consumers.ClassUndeliverable || len(dlt[0].Value) != 0 ||
+		!strings.Contains(h[consumers.HeaderErrorMessage], "value dropped") || h[consumers.HeaderOriginalOffset] != strconv.FormatInt(big.Offset, 10) {
+		t.Errorf("DLT record: %d-byte value, headers %v", len(dlt[0].Value), h)
+	}
+	ends, err := adm.ListEndOffsets(context.Background(), consumers.DLTTopic(e.topic, group), consumers.RetryTopic(e.topic, group, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := ends.Lookup(consumers.DLTTopic(e.topic, group), 0); o.Offset != 1 {
+		t.Errorf("the DLT holds %d records, want 1", o.Offset)
+	}
+	if o, _ := ends.Lookup(consumers.RetryTopic(e.topic, group, 1), 0); o.Offset != 1 {
+		t.Errorf("retry.1 holds %d records, want 1 (the flaky event's copy, once)", o.Offset)
+	}
+	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, flakyID); a != 1 {
+		t.Errorf("the flaky event applied at attempt %d, want 1", a)
 	}
 }
