@@ -149,7 +149,7 @@ func (r *Relay) drain(ctx context.Context, lost *atomic.Bool) error {
 			exclude = prev.ids()
 		}
 		start := time.Now()
-		rows, err := r.read(ctx, exclude)
+		rows, more, err := r.read(ctx, exclude)
 		if err != nil {
 			return errors.Join(err, settle())
 		}
@@ -164,7 +164,7 @@ func (r *Relay) drain(ctx context.Context, lost *atomic.Bool) error {
 			return err
 		}
 		prev = cur
-		if len(rows) < r.cfg.BatchSize {
+		if len(rows) < r.cfg.BatchSize && !more {
 			return settle()
 		}
 	}

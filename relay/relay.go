@@ -42,7 +42,8 @@ type Relay struct {
 	// tracing: kotel hooks are installed.
 	tracing bool
 
-	batchCap sync.Map // topic -> int32: the topic's max.message.bytes, when smaller than the default
+	batchCap sync.Map     // topic -> int32: the topic's max.message.bytes, when smaller than the default
+	avgRow   atomic.Int64 // key+value bytes per row of the last batch read (0: none yet)
 
 	started   atomic.Bool // Run was called: a Relay runs once
 	leader    atomic.Bool
@@ -76,6 +77,7 @@ func New(cfg Config) (*Relay, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent producer (the default) needs all acks
 		kgo.ProducerLinger(time.Millisecond),
 		kgo.MaxBufferedRecords(4 * cfg.BatchSize),
+		kgo.MaxBufferedBytes(4 * cfg.BatchBytes),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
 		// Retry a missing topic forever, like any transient error: a
 		// failed batch must never let a later batch of the same

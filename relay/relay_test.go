@@ -5,6 +5,7 @@ import (
 
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strings"
 	"sync"
@@ -442,5 +443,34 @@ func TestRelayRespectsTopicMaxMessageBytes(t *testing.T) {
 	parked, err := relay.ListParked(ctx, b.db, "")
 	if err != nil || len(parked) != 1 || parked[0].Size < 4096 {
 		t.Fatalf("parked: %+v, %v", parked, err)
+	}
+}
+
+// Large events make small batches: with a 1 MiB byte budget, 200 rows of
+// 100 KB are drained in at least 19 batches (by rows alone it would be one
+// batch of 20 MB in the relay's memory), every row once, in order per key.
+func TestRelayBatchesByBytes(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	// Rows written directly: 100 KB values the relay passes on as they are.
+	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
+		SELECT $1, convert_to('k' || (i % 4), 'UTF8'), '\x00'::bytea || int4send(i) || decode(repeat('ab', 100000), 'hex'), gen_random_uuid(), 'T', 'order', 'k' || (i % 4)
+		FROM generate_series(1, 200) AS i`, b.topic); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b.start(relay.Config{BatchBytes: 1 << 20})
+	waitFor(t, func() bool { return b.outboxCount() == 0 })
+	if s := r.Stats(); s.Published != 200 || s.Batches < 19 {
+		t.Errorf("stats %+v: want 200 published in at least 19 batches", s)
+	}
+	recs := b.consume(200)
+	last := map[string]uint32{}
+	for _, rec := range recs {
+		seq := binary.BigEndian.Uint32(rec.Value[1:5])
+		if seq <= last[string(rec.Key)] {
+			t.Fatalf("key %s: %d after %d", rec.Key, seq, last[string(rec.Key)])
+		}
+		last[string(rec.Key)] = seq
 	}
 }

@@ -28,6 +28,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
 	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", pipeline.DefaultPath), "pipeline file: topics to create or check (env EVENTLINE_CONFIG); missing file: no topics")
 	batch := fs.Int("batch-size", relay.DefaultBatchSize, "rows per batch")
+	batchBytes := fs.Int("batch-bytes", relay.DefaultBatchBytes, "key and value bytes per batch (at least one row): bounds the relay's memory for large events")
 	retention := fs.Duration("retention", 0, "keep published rows this long (marking them) instead of deleting them; 0 deletes")
 	poll := fs.Duration("poll-interval", 2*time.Second, "fallback poll when no notification arrives")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
@@ -71,7 +72,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	defer stopTel()
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
-		BatchSize: *batch, Retention: *retention, PollInterval: *poll, Logger: log,
+		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, Logger: log,
 		TracerProvider: tel.TracerProvider, KafkaOpts: kopts,
 	})
 	if err != nil {
