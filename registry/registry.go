@@ -53,8 +53,10 @@ type Registry struct {
 }
 
 // New replays cfg.Store and returns a registry ready to serve (see Handler).
-// It fails when the store cannot be read or holds a record it does not
-// understand.
+// It fails when the store cannot be read. A record it does not understand
+// (another registry's kind, a malformed key or value) is skipped with a
+// warning, as Confluent's registry does, rather than keeping the registry
+// from starting.
 func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("registry: a Store is required")
@@ -63,7 +65,13 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		cfg.Logger = slog.Default()
 	}
 	r := &Registry{store: cfg.Store, log: cfg.Logger, st: newState()}
-	if err := cfg.Store.Load(ctx, r.st.apply); err != nil {
+	skip := func(key string, value []byte) error {
+		if err := r.st.apply(key, value); err != nil {
+			r.log.Warn("registry: skipping a stored record it cannot read", "key", abbreviate(key), "err", err)
+		}
+		return nil
+	}
+	if err := cfg.Store.Load(ctx, skip); err != nil {
 		return nil, fmt.Errorf("registry: error loading state: %w", err)
 	}
 	r.routes()
@@ -215,7 +223,7 @@ func (r *Registry) parse(text string, refs []reference) (avro.Schema, error) {
 		return s, nil
 	}
 	cache := &avro.SchemaCache{}
-	if err := r.loadRefs(cache, refs, 0); err != nil {
+	if err := r.loadRefs(cache, refs, 0, map[int]bool{}); err != nil {
 		return nil, err
 	}
 	s, err := avro.ParseWithCache(text, "", cache)
@@ -225,7 +233,15 @@ func (r *Registry) parse(text string, refs []reference) (avro.Schema, error) {
 	return s, nil
 }
 
-func (r *Registry) loadRefs(cache *avro.SchemaCache, refs []reference, depth int) error {
+// maxReferenced bounds the distinct schemas one schema's references pull
+// in, transitively.
+const maxReferenced = 1000
+
+// loadRefs parses the schemas refs name, and theirs first, into cache.
+// Each schema is parsed once however many paths lead to it (seen): two
+// schemas per level each referencing both of the level below made the
+// work double per level, 11 s at depth 17, under the write lock.
+func (r *Registry) loadRefs(cache *avro.SchemaCache, refs []reference, depth int, seen map[int]bool) error {
 	if depth > 32 {
 		return errf(422, 42201, "Invalid schema: references nest too deeply")
 	}
@@ -244,8 +260,15 @@ func (r *Registry) loadRefs(cache *avro.SchemaCache, refs []reference, depth int
 		if v == nil {
 			return errf(422, 42201, "Invalid schema: reference %q to subject %s version %d not found", ref.Name, ref.Subject, ref.Version)
 		}
+		if seen[v.ID] {
+			continue
+		}
+		seen[v.ID] = true
+		if len(seen) > maxReferenced {
+			return errf(422, 42201, "Invalid schema: references pull in more than %d schemas", maxReferenced)
+		}
 		s := r.st.schemas[v.ID]
-		if err := r.loadRefs(cache, s.References, depth+1); err != nil {
+		if err := r.loadRefs(cache, s.References, depth+1, seen); err != nil {
 			return err
 		}
 		if _, err := avro.ParseWithCache(s.Text, "", cache); err != nil {
