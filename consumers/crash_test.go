@@ -69,11 +69,11 @@ func consumerChild() int {
 		return 1
 	}
 	if os.Getenv("CHILD_MODE") == "churn" {
-		return churnChild(ctx, db, reg)
+		return runChild(ctx, churnConfig(os.Getenv("CHILD_GROUP"), os.Getenv("CHILD_TOPIC"), strings.Split(os.Getenv("CHILD_BROKERS"), ","), db, schemas.NewSerde(reg)))
 	}
 	killAfter, _ := strconv.Atoi(os.Getenv("CHILD_KILL_AFTER"))
 	var batches atomic.Int64
-	g, err := consumers.New(consumers.Config{
+	return runChild(ctx, consumers.Config{
 		Group: os.Getenv("CHILD_GROUP"), Topics: []string{os.Getenv("CHILD_TOPIC")},
 		Brokers: strings.Split(os.Getenv("CHILD_BROKERS"), ","), DB: db, Serde: schemas.NewSerde(reg),
 		BatchHandler: batchRecorder, MaxPollRecords: 500,
@@ -96,11 +96,15 @@ func consumerChild() int {
 			}
 		},
 	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+}
+
+// runChild runs a group until ctx ends; the exit code of the child.
+func runChild(ctx context.Context, cfg consumers.Config) int {
+	g, err := consumers.New(cfg)
+	if err == nil {
+		err = g.Run(ctx)
 	}
-	if err := g.Run(ctx); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -216,19 +220,6 @@ func churnConfig(group, topic string, brokers []string, db *pgxpool.Pool, serde 
 		ConsumerOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond)},
 		Logger:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
-}
-
-func churnChild(ctx context.Context, db *pgxpool.Pool, reg *sr.Client) int {
-	g, err := consumers.New(churnConfig(os.Getenv("CHILD_GROUP"), os.Getenv("CHILD_TOPIC"), strings.Split(os.Getenv("CHILD_BROKERS"), ","), db, schemas.NewSerde(reg)))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := g.Run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return 0
 }
 
 // Three consumer processes of one group, one SIGKILLed at a random moment

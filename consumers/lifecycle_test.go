@@ -165,19 +165,7 @@ func TestRunReturnsWithinShutdownTimeoutWhenBrokerStopsAnswering(t *testing.T) {
 	// The broker answers again; a new member of the group takes over.
 	answering.Store(true)
 	restarted.Store(true)
-	g2, err := consumers.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	done2 := make(chan error, 1)
-	go func() { done2 <- g2.Run(ctx2) }()
-	defer func() {
-		cancel2()
-		if err := <-done2; err != nil {
-			t.Errorf("restarted Run: %v", err)
-		}
-	}()
+	e.run(t, cfg)
 	testkit.WaitFor(t, 60*time.Second, "the in-flight event applied after the restart", func() bool {
 		return e.count(t, `SELECT count(*) FROM applied WHERE event_id = $1`, stuckID) == 1
 	})

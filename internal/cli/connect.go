@@ -180,25 +180,24 @@ func tlsConfig(env *Env, prefix string, on bool) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// registryClient connects to the registry at rawURL with the environment's
+// registryClient connects to the registry at rawURL with the settings'
 // credentials. Credentials inside the URL are refused: URLs end up in logs
 // and reports.
-func registryClient(env *Env, rawURL string) (*sr.Client, error) {
+func (c connSettings) registryClient(rawURL string) (*sr.Client, error) {
 	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
 		return nil, errors.New("the schema registry URL carries credentials: put them in SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO (or _FILE) instead, URLs end up in logs")
-	}
-	c, err := connections(env)
-	if err != nil {
-		return nil, err
 	}
 	return sr.NewClient(append([]sr.ClientOpt{sr.URLs(rawURL)}, c.registry...)...)
 }
 
-// kafkaOpts are the environment's TLS and SASL options for every Kafka
-// client a command makes.
-func kafkaOpts(env *Env) ([]kgo.Opt, error) {
+// registryFromEnv is registryClient for a command that needs only the
+// registry.
+func registryFromEnv(env *Env, rawURL string) (*sr.Client, error) {
 	c, err := connections(env)
-	return c.kafka, err
+	if err != nil {
+		return nil, err
+	}
+	return c.registryClient(rawURL)
 }
 
 // kafkaErr adds what a bare connection error most likely means under the

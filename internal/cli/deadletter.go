@@ -102,20 +102,20 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	kopts, err := kafkaOpts(env)
+	conn, err := connections(env)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "eventline dlt %s: connection settings: %v\n", sub, err)
 		return ExitUsage
 	}
 	var serde *schemas.Serde
 	if *registry != "" {
-		cl, err := registryClient(env, *registry)
+		cl, err := conn.registryClient(*registry)
 		if err != nil {
 			return usageErr(env, fs, "--registry", err)
 		}
 		serde = schemas.NewSerde(cl)
 	}
-	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f, kopts...)
+	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f, conn.kafka...)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "eventline dlt %s: reading dead letters from %s: %v\n", sub, *brokers, kafkaErr(env, err))
 		return ExitFail
@@ -136,7 +136,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		}
 		printDeadLetter(env.Stdout, dls[0])
 	case "replay":
-		rep, err := consumers.ReplayDLT(ctx, splitList(*brokers), dls, consumers.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun}, kopts...)
+		rep, err := consumers.ReplayDLT(ctx, splitList(*brokers), dls, consumers.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun}, conn.kafka...)
 		if *asJSON {
 			if code := writeJSON(env.Stdout, rep); code != ExitOK {
 				return code

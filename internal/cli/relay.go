@@ -40,7 +40,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline relay: needs --database-url (DATABASE_URL) and --brokers (KAFKA_BROKERS)")
 		return ExitUsage
 	}
-	kopts, err := kafkaOpts(env)
+	conn, err := connections(env)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline relay: connection settings:", err)
 		return ExitUsage
@@ -73,7 +73,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
 		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, Logger: log,
-		TracerProvider: tel.TracerProvider, KafkaOpts: kopts,
+		TracerProvider: tel.TracerProvider, KafkaOpts: conn.kafka,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline relay:", err)

@@ -145,7 +145,7 @@ func runSchemasCheck(ctx context.Context, env *Env, args []string) int {
 			fmt.Fprintln(env.Stderr, "eventline schemas check: --against registry needs --registry or SCHEMA_REGISTRY_URL")
 			return ExitUsage
 		}
-		cl, cerr := registryClient(env, *registry)
+		cl, cerr := registryFromEnv(env, *registry)
 		if cerr != nil {
 			fmt.Fprintln(env.Stderr, "eventline schemas check:", cerr)
 			return ExitUsage
@@ -201,7 +201,7 @@ func runSchemasRegister(ctx context.Context, env *Env, args []string) int {
 	if code >= 0 {
 		return code
 	}
-	cl, err := registryClient(env, *registry)
+	cl, err := registryFromEnv(env, *registry)
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline schemas register:", err)
 		return ExitUsage
