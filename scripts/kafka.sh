@@ -27,6 +27,10 @@
 #   EVENTLINE_KAFKA_TIMEOUT          seconds `up` waits for readiness (90)
 #   EVENTLINE_KAFKA_LOG_LEVEL        broker log level, to <run dir>/logs/server.log (WARN)
 #   EVENTLINE_KAFKA_JAVA_OPTS        extra JVM options
+#   EVENTLINE_KAFKA_EXTRA_PROPERTIES file appended to server.properties on up
+#                                    (a later key wins: e.g. listeners with a
+#                                    SASL_SSL listener beside PLAINTEXT, which
+#                                    the readiness probe keeps using)
 #   JAVA_HOME                        Java to use (else `java` on PATH)
 #
 # Jars land in $EVENTLINE_CACHE/kafka-<version>/libs (Maven's local repo,
@@ -214,6 +218,11 @@ num.network.threads=2
 num.io.threads=4
 background.threads=4
 EOF
+  if [ -n "${EVENTLINE_KAFKA_EXTRA_PROPERTIES:-}" ]; then
+    [ -r "$EVENTLINE_KAFKA_EXTRA_PROPERTIES" ] || die "EVENTLINE_KAFKA_EXTRA_PROPERTIES: cannot read $EVENTLINE_KAFKA_EXTRA_PROPERTIES"
+    { echo; echo "# From EVENTLINE_KAFKA_EXTRA_PROPERTIES."; cat "$EVENTLINE_KAFKA_EXTRA_PROPERTIES"; } >>"$RUN/server.properties"
+  fi
+  chmod 600 "$RUN/server.properties"
 }
 
 # fail_up MSG PID: show why, stop the half-started broker, exit 1.
