@@ -31,7 +31,17 @@
 // again on another one (a client whose connection broke retries there). A
 // member kfake already expired gets UNKNOWN_MEMBER_ID, which is ignored.
 // KIP-848 groups and members that never joined with a member id are left to
-// kfake. Reading the Kafka framing by hand is what this package adds to
+// kfake.
+//
+// # Refused credentials
+//
+// kfake answers a SASLAuthenticate with wrong credentials by closing the
+// connection. A client sees EOF, which it takes for a network failure and
+// retries for ever: a relay with a wrong password would hang instead of
+// failing. Apache Kafka answers SASL_AUTHENTICATION_FAILED first, which
+// clients treat as final. When kfake closes a connection whose
+// SASLAuthenticate it never answered, the wrapper writes that answer
+// before the close. Reading the Kafka framing by hand is what this package adds to
 // kfake: no library exposes a broker's inbound requests, and kfake's
 // Control hook does not say which connection a request came on.
 package devbroker
@@ -46,6 +56,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -280,6 +291,11 @@ type conn struct {
 	skip int    // bytes of an uninteresting frame still to pass
 	off  bool   // the stream stopped looking like Kafka framing
 	once sync.Once
+
+	// auth is the SASLAuthenticate read and not answered yet (nil when
+	// none): kfake closes the connection instead of refusing it.
+	auth *kmsg.SASLAuthenticateRequest
+	corr int32
 }
 
 func (c *conn) Read(p []byte) (int, error) {
@@ -293,9 +309,42 @@ func (c *conn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+func (c *conn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.auth = nil // kfake answered it (SASL requests are not pipelined)
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
 func (c *conn) Close() error {
 	c.end()
+	c.mu.Lock()
+	auth, corr := c.auth, c.corr
+	c.auth = nil
+	c.mu.Unlock()
+	if auth != nil {
+		c.refuse(auth, corr)
+	}
 	return c.Conn.Close()
+}
+
+// refuse writes the SASL_AUTHENTICATION_FAILED answer Apache Kafka gives
+// to wrong credentials (bounded by a short deadline: the client may be
+// gone too).
+func (c *conn) refuse(req *kmsg.SASLAuthenticateRequest, corr int32) {
+	resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+	resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+	msg := "Authentication failed: invalid credentials"
+	resp.ErrorMessage = &msg
+	buf := make([]byte, 4, 64)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(corr))
+	if resp.IsFlexible() {
+		buf = append(buf, 0) // the response header's empty tag buffer
+	}
+	buf = resp.AppendTo(buf)
+	binary.BigEndian.PutUint32(buf, uint32(len(buf)-4))
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = c.Conn.Write(buf)
 }
 
 func (c *conn) end() { c.once.Do(func() { c.g.closed(c) }) }
@@ -325,7 +374,7 @@ func (c *conn) feed(b []byte) {
 				return
 			}
 			switch int16(binary.BigEndian.Uint16(c.head[4:])) {
-			case 8, 11, 12, 13, 14: // OffsetCommit, JoinGroup, Heartbeat, LeaveGroup, SyncGroup
+			case 8, 11, 12, 13, 14, 36: // OffsetCommit, JoinGroup, Heartbeat, LeaveGroup, SyncGroup, SASLAuthenticate
 				if size <= maxSniffed {
 					c.size = size
 					c.head = append(c.head[:0], c.head[4:]...)
@@ -349,7 +398,7 @@ func (c *conn) feed(b []byte) {
 func (c *conn) decode(frame []byte) {
 	r := kbin.Reader{Src: frame}
 	key, version := r.Int16(), r.Int16()
-	r.Int32()
+	corr := r.Int32()
 	r.NullableString()
 	req := kmsg.RequestForKey(key)
 	if req == nil {
@@ -363,6 +412,9 @@ func (c *conn) decode(frame []byte) {
 		return
 	}
 	switch q := req.(type) {
+	case *kmsg.SASLAuthenticateRequest:
+		q.SASLAuthBytes = nil // the credentials: not kept
+		c.auth, c.corr = q, corr // under c.mu (feed holds it)
 	case *kmsg.JoinGroupRequest:
 		if q.MemberID != "" { // a first join's id comes in the answer; kfake times those
 			c.g.seen(memberKey{q.Group, q.MemberID}, c, time.Duration(q.SessionTimeoutMillis)*time.Millisecond)

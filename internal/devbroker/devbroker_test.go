@@ -9,8 +9,12 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/eventline/eventline/internal/devbroker"
 	"github.com/eventline/eventline/internal/testkit"
@@ -200,4 +204,44 @@ func ownedPartitions(g kadm.DescribedGroup) int {
 		}
 	}
 	return n
+}
+
+// Wrong credentials get SASL_AUTHENTICATION_FAILED, as from Apache Kafka,
+// so a client fails at once instead of retrying what looks like a broken
+// connection (kfake alone closes the connection: EOF). Right ones still
+// work, for PLAIN and SCRAM.
+func TestWrongCredentialsRefusedNotHungUp(t *testing.T) {
+	b, err := devbroker.New(devbroker.Options{ClientOpts: []kgo.Opt{kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha256Mechanism())}},
+		kfake.NumBrokers(1), kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-256", "admin", "admin-pw"), kfake.User("PLAIN", "p", "p-pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	for name, tc := range map[string]struct {
+		mech sasl.Mechanism
+		ok   bool
+	}{
+		"PLAIN right":          {plain.Auth{User: "p", Pass: "p-pw"}.AsMechanism(), true},
+		"PLAIN wrong":          {plain.Auth{User: "p", Pass: "nope"}.AsMechanism(), false},
+		"SCRAM-SHA-256 right":  {scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha256Mechanism(), true},
+		"SCRAM-SHA-256 wrong":  {scram.Auth{User: "admin", Pass: "nope"}.AsSha256Mechanism(), false},
+		"SCRAM-SHA-256 nobody": {scram.Auth{User: "nobody", Pass: "nope"}.AsSha256Mechanism(), false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(b.ListenAddrs()...), kgo.SASL(tc.mech))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cl.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err = cl.Ping(ctx)
+			switch {
+			case tc.ok && err != nil:
+				t.Fatalf("ping: %v", err)
+			case !tc.ok && !errors.Is(err, kerr.SaslAuthenticationFailed):
+				t.Fatalf("ping with wrong credentials: %v, want SASL_AUTHENTICATION_FAILED", err)
+			}
+		})
+	}
 }
