@@ -413,7 +413,7 @@ func (c *conn) decode(frame []byte) {
 	}
 	switch q := req.(type) {
 	case *kmsg.SASLAuthenticateRequest:
-		q.SASLAuthBytes = nil // the credentials: not kept
+		q.SASLAuthBytes = nil    // the credentials: not kept
 		c.auth, c.corr = q, corr // under c.mu (feed holds it)
 	case *kmsg.JoinGroupRequest:
 		if q.MemberID != "" { // a first join's id comes in the answer; kfake times those
