@@ -104,13 +104,36 @@ func restartableKfake(t testing.TB) ([]string, func(time.Duration)) {
 
 func restartableApacheKafka(t testing.TB) ([]string, func(time.Duration)) {
 	t.Helper()
+	addr, script := apacheNode(t, nil)
+	restart := func(down time.Duration) {
+		t.Helper()
+		if _, err := script("stop"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(down) // the outage itself
+		if _, err := script("start"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return strings.Split(addr, ","), restart
+}
+
+// apacheNode starts an Apache Kafka node of t's own through
+// scripts/kafka.sh, in a run directory of t's, on free ports, and stops it
+// when t ends. props, when set, returns server properties to add for the
+// node's client and controller ports (EVENTLINE_KAFKA_EXTRA_PROPERTIES); it
+// is called again when a port was taken meanwhile. It returns the PLAINTEXT
+// address and a runner of the script's other commands on that node.
+func apacheNode(t testing.TB, props func(port, controller int) string) (string, func(cmd string) (string, error)) {
+	t.Helper()
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Every call names the run dir: with the default one, down would stop
 	// the shared broker.
-	runDir := filepath.Join(DataDir(t), "kafka")
+	dir := DataDir(t)
+	runDir := filepath.Join(dir, "kafka")
 	base := append(os.Environ(), "EVENTLINE_KAFKA_DIR="+runDir)
 	env := base
 	script := func(cmd string) (string, error) {
@@ -135,10 +158,18 @@ func restartableApacheKafka(t testing.TB) ([]string, func(time.Duration)) {
 	// Another program may bind a port between StablePort's probe and the
 	// broker's bind: the first start may pick other ones.
 	for range 3 {
+		port, controller := StablePort(t), StablePort(t)
 		env = append(slices.Clip(base),
-			"EVENTLINE_KAFKA_PORT="+strconv.Itoa(StablePort(t)),
-			"EVENTLINE_KAFKA_CONTROLLER_PORT="+strconv.Itoa(StablePort(t)),
+			"EVENTLINE_KAFKA_PORT="+strconv.Itoa(port),
+			"EVENTLINE_KAFKA_CONTROLLER_PORT="+strconv.Itoa(controller),
 		)
+		if props != nil {
+			f := filepath.Join(dir, "extra.properties")
+			if err := os.WriteFile(f, []byte(props(port, controller)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			env = append(env, "EVENTLINE_KAFKA_EXTRA_PROPERTIES="+f)
+		}
 		if line, err = script("up"); err == nil || !strings.Contains(err.Error(), "already in use") {
 			break
 		}
@@ -150,17 +181,7 @@ func restartableApacheKafka(t testing.TB) ([]string, func(time.Duration)) {
 	if !ok {
 		t.Fatalf("kafka.sh up printed %q", line)
 	}
-	restart := func(down time.Duration) {
-		t.Helper()
-		if _, err := script("stop"); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(down) // the outage itself
-		if _, err := script("start"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return strings.Split(addr, ","), restart
+	return addr, script
 }
 
 // repoRoot is the directory of eventline's go.mod, found upwards from the

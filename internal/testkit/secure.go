@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -8,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -33,8 +36,10 @@ type SecureCluster struct {
 	Users map[string][2]string
 }
 
-// SecureKafka starts an embedded broker for t with TLS (a fresh test CA)
-// and SASL: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 users.
+// SecureKafka starts a broker of t's own that serves clients only over
+// TLS (a fresh test CA) with SASL: PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512
+// users. It is an embedded kfake broker, or, when EVENTLINE_TEST_KAFKA is
+// set, an Apache Kafka node with a SASL_SSL listener (secureApacheKafka).
 func SecureKafka(t testing.TB) SecureCluster {
 	t.Helper()
 	dir := t.TempDir()
@@ -46,6 +51,10 @@ func SecureKafka(t testing.TB) SecureCluster {
 		"SCRAM-SHA-256": {"scram256-user", "scram256-secret"},
 		"SCRAM-SHA-512": {"scram512-user", "scram512-secret"},
 	}}
+	if RealKafka() {
+		sc.Brokers = secureApacheKafka(t, dir, serverCert, sc.Users)
+		return sc
+	}
 	roots := x509.NewCertPool()
 	roots.AddCert(ca)
 	clientTLS := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
@@ -111,4 +120,61 @@ func issue(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey) tls.Cert
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// secureApacheKafka starts an Apache Kafka node of t's own whose clients'
+// listener is SASL_SSL, with the certificate in a PEM key store (Kafka
+// reads PEM since 2.7: no keytool, no JKS password) and users: PLAIN's
+// from the listener's JAAS line, SCRAM's added over the node's PLAINTEXT
+// listener (kadm), which only the harness and the readiness probe use.
+// It returns the SASL_SSL address.
+func secureApacheKafka(t testing.TB, dir string, cert tls.Certificate, users map[string][2]string) []string {
+	t.Helper()
+	key, err := x509.MarshalPKCS8PrivateKey(cert.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := filepath.Join(dir, "broker-keystore.pem")
+	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
+	pemBytes = append(pemBytes, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]})...)
+	if err := os.WriteFile(store, pemBytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plainUser := users["PLAIN"]
+	var saslPort int
+	plainAddr, _ := apacheNode(t, func(port, controller int) string {
+		saslPort = StablePort(t)
+		return fmt.Sprintf(`listeners=PLAINTEXT://127.0.0.1:%[1]d,CONTROLLER://127.0.0.1:%[2]d,SASL_SSL://127.0.0.1:%[3]d
+advertised.listeners=PLAINTEXT://127.0.0.1:%[1]d,SASL_SSL://127.0.0.1:%[3]d
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256,SCRAM-SHA-512
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=%[4]s
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_%[5]s="%[6]s";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+`, port, controller, saslPort, store, plainUser[0], plainUser[1])
+	})
+	adm := kadm.NewClient(Client(t, []string{plainAddr}))
+	var upserts []kadm.UpsertSCRAM
+	for mech, m := range map[string]kadm.ScramMechanism{"SCRAM-SHA-256": kadm.ScramSha256, "SCRAM-SHA-512": kadm.ScramSha512} {
+		up := users[mech]
+		upserts = append(upserts, kadm.UpsertSCRAM{User: up[0], Mechanism: m, Iterations: 4096, Password: up[1]})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := adm.AlterUserSCRAMs(ctx, nil, upserts)
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		t.Fatalf("adding the SCRAM users: %v", err)
+	}
+	// The controller commits them; the broker serves them once its
+	// metadata image has them, which is what Describe reads.
+	WaitFor(t, 20*time.Second, "the SCRAM users known to the broker", func() bool {
+		d, err := adm.DescribeUserSCRAMs(ctx)
+		return err == nil && d.Error() == nil && len(d) == len(upserts)
+	})
+	return []string{fmt.Sprintf("127.0.0.1:%d", saslPort)}
 }
