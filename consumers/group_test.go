@@ -2,6 +2,7 @@ package consumers_test
 
 import (
 	"github.com/eventline/eventline/examples/events"
+	"slices"
 
 	"context"
 	"encoding/binary"
@@ -32,6 +33,7 @@ type groupEnv struct {
 	id      int
 	prod    *kgo.Client
 	regURL  string
+	opts    []kgo.Opt // every client's (TLS and SASL on a secured cluster)
 }
 
 func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
@@ -39,11 +41,11 @@ func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
 	return newGroupEnvOn(t, testkit.Kafka(t), partitions)
 }
 
-func newGroupEnvOn(t testing.TB, brokers []string, partitions int32) *groupEnv {
+func newGroupEnvOn(t testing.TB, brokers []string, partitions int32, opts ...kgo.Opt) *groupEnv {
 	t.Helper()
 	f := testkit.Setup(t)
-	e := &groupEnv{brokers: brokers, db: f.DB, serde: f.Serde, regURL: f.RegistryURL}
-	e.topic = testkit.Topic(t, e.brokers, partitions)
+	e := &groupEnv{brokers: brokers, db: f.DB, serde: f.Serde, regURL: f.RegistryURL, opts: opts}
+	e.topic = testkit.Topic(t, e.brokers, partitions, opts...)
 	// applied counts applications per event (n > 1 is a double apply) and
 	// records their order.
 	if _, err := e.db.Exec(context.Background(), `CREATE TABLE applied (event_id uuid PRIMARY KEY, key text NOT NULL, grp text NOT NULL DEFAULT '',
@@ -52,7 +54,7 @@ func newGroupEnvOn(t testing.TB, brokers []string, partitions int32) *groupEnv {
 	}
 	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	e.id = f.Register(t, e.topic+"-"+info.Name, info.Text)
-	e.prod = testkit.Client(t, e.brokers, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
+	e.prod = testkit.Client(t, e.brokers, append([]kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}, opts...)...)
 	return e
 }
 
@@ -114,6 +116,7 @@ func (e *groupEnv) run(t testing.TB, cfg consumers.Config) (*consumers.Group, fu
 	cfg.DB = e.db
 	cfg.Serde = e.serde
 	cfg.CreateTopics = true
+	cfg.KafkaOpts = append(slices.Clip(e.opts), cfg.KafkaOpts...)
 	if cfg.Logger == nil {
 		cfg.Logger = testkit.Logger(t)
 	}

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"crypto/tls"
 	"errors"
 	"strings"
 
@@ -48,6 +49,9 @@ var ErrAlreadyRunning = errors.New("relay: Run was already called on this Relay"
 //     rows);
 //   - Kafka SASL authentication failed, or a mechanism the broker does not
 //     enable;
+//   - a broker certificate that fails verification: not signed by a
+//     trusted CA, expired, or not for the broker's name (a wrong
+//     KAFKA_TLS_CA_FILE or server name);
 //   - at startup only, a topic or cluster authorization failure (creating or
 //     describing the topics): nothing was produced yet and an operator must
 //     grant the ACL. Later, the same error on a produce stalls the relay
@@ -67,6 +71,9 @@ func unrecoverable(err error, startup bool) bool {
 		}
 	}
 	if errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.UnsupportedSaslMechanism) {
+		return true
+	}
+	if verify := (*tls.CertificateVerificationError)(nil); errors.As(err, &verify) {
 		return true
 	}
 	return startup && (errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed))

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -144,6 +145,30 @@ func TestRelayOnSecuredCluster(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), up[1]) {
 		t.Error("the SASL password is in the relay's output")
+	}
+
+	// A wrong password or an untrusted CA is a deployment mistake: the
+	// relay exits with the reason instead of retrying it for ever.
+	for name, tc := range map[string]struct {
+		key, value, want string
+	}{
+		"wrong password": {"KAFKA_SASL_PASSWORD", "not-the-password-xyzzy", "SASL_AUTHENTICATION_FAILED"},
+		"untrusted CA":   {"KAFKA_TLS_CA_FILE", sc.OtherCAFile, "certificate signed by unknown authority"},
+	} {
+		bad := maps.Clone(env)
+		bad[tc.key] = tc.value
+		var out testkit.SyncBuffer
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		start := time.Now()
+		code := cli.Run(ctx, []string{"relay"}, &cli.Env{Stdout: &out, Stderr: &out, Getenv: func(k string) string { return bad[k] }})
+		cancel()
+		took := time.Since(start)
+		if code == 0 || !strings.Contains(out.String(), tc.want) || took > 15*time.Second {
+			t.Errorf("%s: relay exit %d after %v, want a failure naming %q within 15 s\n%s", name, code, took, tc.want, out.String())
+		}
+		if strings.Contains(out.String(), "xyzzy") {
+			t.Errorf("%s: the password is in the relay's output", name)
+		}
 	}
 }
 

@@ -20,6 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/eventline/eventline/internal/devbroker"
@@ -74,6 +76,33 @@ func SecureKafka(t testing.TB) SecureCluster {
 	t.Cleanup(b.Close)
 	sc.Brokers = b.ListenAddrs()
 	return sc
+}
+
+// ClientOpts are the franz-go options of a client of the cluster
+// authenticating with mech (a key of Users): its seed brokers, TLS
+// trusting the test CA, and SASL.
+func (sc SecureCluster) ClientOpts(t testing.TB, mech string) []kgo.Opt {
+	t.Helper()
+	b, err := os.ReadFile(sc.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(b)
+	up, ok := sc.Users[mech]
+	if !ok {
+		t.Fatalf("no %s user", mech)
+	}
+	var m sasl.Mechanism
+	switch mech {
+	case "PLAIN":
+		m = plain.Auth{User: up[0], Pass: up[1]}.AsMechanism()
+	case "SCRAM-SHA-256":
+		m = scram.Auth{User: up[0], Pass: up[1]}.AsSha256Mechanism()
+	default:
+		m = scram.Auth{User: up[0], Pass: up[1]}.AsSha512Mechanism()
+	}
+	return []kgo.Opt{kgo.SeedBrokers(sc.Brokers...), kgo.DialTLSConfig(&tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}), kgo.SASL(m)}
 }
 
 func newCA(t testing.TB, dir, name string) (*x509.Certificate, *ecdsa.PrivateKey, string) {

@@ -130,11 +130,12 @@ func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 	return cl
 }
 
-// Topic creates a topic with a name unique to t and returns its name.
-func Topic(t testing.TB, brokers []string, partitions int32) string {
+// Topic creates a topic with a name unique to t and returns its name; opts
+// are the client's (TLS and SASL for a secured cluster).
+func Topic(t testing.TB, brokers []string, partitions int32, opts ...kgo.Opt) string {
 	t.Helper()
 	name := UniqueName(t, "t")
-	adm := kadm.NewClient(Client(t, brokers))
+	adm := kadm.NewClient(Client(t, brokers, opts...))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, name)
