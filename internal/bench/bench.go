@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/migrate"
@@ -33,6 +34,21 @@ type Env struct {
 	Brokers     []string
 	RegistryURL string
 	DatabaseURL string
+	// KafkaOpts and RegistryOpts are the connection settings (TLS, SASL,
+	// registry auth). Child processes do not get them from the spec: they
+	// read the same environment (connection settings hold secrets).
+	KafkaOpts    []kgo.Opt      `json:"-"`
+	RegistryOpts []sr.ClientOpt `json:"-"`
+}
+
+// registry is a client of env's registry.
+func (env Env) registry() (*sr.Client, error) {
+	return sr.NewClient(append([]sr.ClientOpt{sr.URLs(env.RegistryURL)}, env.RegistryOpts...)...)
+}
+
+// kafka is a client of env's brokers with opts.
+func (env Env) kafka(opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(env.Brokers...)}, env.KafkaOpts...), opts...)...)
 }
 
 // setup creates a fresh PostgreSQL schema with eventline's tables, a
@@ -66,7 +82,7 @@ func newSetup(ctx context.Context, env Env, partitions int, writers int) (*setup
 		pool.Close()
 		return nil, err
 	}
-	reg, err := sr.NewClient(sr.URLs(env.RegistryURL))
+	reg, err := env.registry()
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -180,7 +180,7 @@ func Consume(ctx context.Context, env Env, o ConsumeOptions) (ConsumeResult, err
 		return res, err
 	}
 	defer s.close()
-	reg, err := sr.NewClient(sr.URLs(env.RegistryURL))
+	reg, err := env.registry()
 	if err != nil {
 		return res, err
 	}
@@ -348,7 +348,7 @@ func failsOnce(id uuid.UUID, share float64) bool {
 
 // produce writes n Confluent-framed OrderCreated records to a new topic.
 func (w *workload) produce(ctx context.Context, env Env, schemaID int, topic string, n int, share float64) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	cl, err := env.kafka(kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.MaxBufferedRecords(50_000), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		return err
@@ -570,7 +570,7 @@ func ConsumerProcess(ctx context.Context, spec ConsumerSpec, log *slog.Logger) (
 		return rep, err
 	}
 	defer pool.Close()
-	reg, err := sr.NewClient(sr.URLs(spec.Env.RegistryURL))
+	reg, err := spec.Env.registry()
 	if err != nil {
 		return rep, err
 	}
@@ -619,7 +619,7 @@ func runPhase(ctx context.Context, spec ConsumerSpec, p ConsumerPhase, pool *pgx
 	var once sync.Once
 	start := time.Now()
 	g, err := consumers.New(consumers.Config{
-		Group: p.Group, Topics: []string{p.Topic}, Brokers: spec.Env.Brokers, DB: pool, Schema: spec.Schema, Serde: serde,
+		Group: p.Group, Topics: []string{p.Topic}, Brokers: spec.Env.Brokers, KafkaOpts: spec.Env.KafkaOpts, DB: pool, Schema: spec.Schema, Serde: serde,
 		Handler: handler, BatchHandler: batchHandler, Events: []schemas.Event{&events.OrderCreated{}},
 		RetryDelays:    []time.Duration{p.Delay, 10 * p.Delay},
 		CreateTopics:   true,

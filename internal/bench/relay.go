@@ -96,7 +96,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		return res, err
 	}
 	defer s.close()
-	reg, err := sr.NewClient(sr.URLs(env.RegistryURL))
+	reg, err := env.registry()
 	if err != nil {
 		return res, err
 	}
@@ -111,7 +111,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	if err := fill(ctx, s, o, ss.ID); err != nil {
 		return res, err
 	}
-	sqlOnly, err := relay.New(relay.Config{DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, Schema: s.schema, BatchSize: o.BatchSize, Logger: log})
+	sqlOnly, err := relay.New(relay.Config{DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, BatchSize: o.BatchSize, Logger: log})
 	if err != nil {
 		return res, err
 	}
@@ -272,7 +272,7 @@ func fill(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
 // liveLatency appends single-event transactions at o.LatencyRate for
 // o.LatencyFor and returns each event's commit-to-receipt latency.
 func liveLatency(ctx context.Context, env Env, s *setup, o RelayOptions) ([]time.Duration, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...))
+	cl, err := env.kafka()
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +283,7 @@ func liveLatency(ctx context.Context, env Env, s *setup, o RelayOptions) ([]time
 	}
 	start := map[int32]kgo.Offset{}
 	ends.Each(func(lo kadm.ListedOffset) { start[lo.Partition] = kgo.NewOffset().At(lo.Offset) })
-	cons, err := kgo.NewClient(kgo.SeedBrokers(env.Brokers...), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: start}), kgo.FetchMaxWait(50*time.Millisecond))
+	cons, err := env.kafka(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: start}), kgo.FetchMaxWait(50*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}

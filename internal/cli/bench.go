@@ -49,7 +49,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		return ExitFail
 	}
 	defer stop()
-	benv := bench.Env{Brokers: svc.brokers, RegistryURL: svc.registry, DatabaseURL: svc.db}
+	benv := bench.Env{Brokers: svc.brokers, RegistryURL: svc.registry, DatabaseURL: svc.db, KafkaOpts: svc.conn.kafka, RegistryOpts: svc.conn.registry}
 	var out any
 	switch what {
 	case "relay":
@@ -115,6 +115,14 @@ func runBenchConsumerProcess(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "eventline bench consumer-process: %s: %v\n", bench.ConsumerSpecEnv, err)
 		return ExitUsage
 	}
+	// The connection settings come from the environment the parent
+	// passed on, as its own did (they may hold secrets: not in the spec).
+	conn, err := connections(env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "eventline bench consumer-process: connection settings: %v\n", err)
+		return ExitUsage
+	}
+	spec.Env.KafkaOpts, spec.Env.RegistryOpts = conn.kafka, conn.registry
 	rep, err := bench.ConsumerProcess(ctx, spec, env.Logger)
 	if err != nil {
 		env.Logger.Error("bench consumer process failed", "err", err)

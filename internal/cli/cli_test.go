@@ -74,17 +74,24 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 }
 
-// `eventline demo` with the services named by the environment: the broker
-// is testkit's (kfake, or the real Kafka under make test-kafka).
+// `eventline demo` with the services named by the environment, on a
+// cluster that serves only TLS and SASL PLAIN (as Confluent Cloud does):
+// kfake, or Apache Kafka's SASL_SSL listener under make test-kafka. The
+// plaintext path is the library's TestSaga.
 func TestDemoAgainstEnvironment(t *testing.T) {
 	t.Parallel()
-	brokers := testkit.Kafka(t)
+	sc := testkit.SecureKafka(t)
+	up := sc.Users["PLAIN"]
 	reg := testkit.Registry(t)
 	db := testkit.Postgres(t)
 	code, out, errOut := run(t, map[string]string{
-		"KAFKA_BROKERS":       strings.Join(brokers, ","),
-		"SCHEMA_REGISTRY_URL": reg,
-		"DATABASE_URL":        db,
+		"KAFKA_BROKERS":        strings.Join(sc.Brokers, ","),
+		"KAFKA_TLS_CA_FILE":    sc.CAFile,
+		"KAFKA_SASL_MECHANISM": "PLAIN",
+		"KAFKA_SASL_USERNAME":  up[0],
+		"KAFKA_SASL_PASSWORD":  up[1],
+		"SCHEMA_REGISTRY_URL":  reg,
+		"DATABASE_URL":         db,
 	}, "demo", "--orders", "200", "--poison", "2", "--json")
 	if code != 0 {
 		t.Fatalf("demo exit %d:\n%s\n%s", code, out, errOut)
@@ -96,6 +103,9 @@ func TestDemoAgainstEnvironment(t *testing.T) {
 	}
 	if strings.Contains(errOut, "starting the embedded stack") {
 		t.Errorf("demo started an embedded stack although the environment named services")
+	}
+	if strings.Contains(out+errOut, up[1]) {
+		t.Errorf("the SASL password is in the demo's output")
 	}
 }
 

@@ -51,7 +51,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	}
 	defer stopTel()
 	cfg := demo.Config{
-		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db,
+		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db, KafkaOpts: stack.conn.kafka, RegistryOpts: stack.conn.registry,
 		Orders: *orders, Poison: *poison, Timeout: *timeout, Logger: log, Prefix: *prefix,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Health: health,
 	}
@@ -107,11 +107,13 @@ func printDemo(w io.Writer, r *demo.Result) {
 	}
 }
 
-// services are the addresses a command works against.
+// services are the addresses a command works against, and the connection
+// settings (TLS, SASL, registry auth) the environment gives for them.
 type services struct {
 	brokers  []string
 	registry string
 	db       string
+	conn     connSettings
 }
 
 // servicesFor returns the services the environment names when
@@ -121,7 +123,14 @@ type services struct {
 func servicesFor(ctx context.Context, env *Env, dataDir string) (services, func(), error) {
 	brokers, registry, db := env.Getenv("KAFKA_BROKERS"), env.Getenv("SCHEMA_REGISTRY_URL"), env.Getenv("DATABASE_URL")
 	if brokers != "" && registry != "" && db != "" {
-		return services{splitList(brokers), registry, db}, func() {}, nil
+		conn, err := connections(env)
+		if err != nil {
+			return services{}, nil, fmt.Errorf("connection settings: %w", err)
+		}
+		if _, err := conn.registryClient(registry); err != nil { // refuses credentials in the URL
+			return services{}, nil, err
+		}
+		return services{splitList(brokers), registry, db, conn}, func() {}, nil
 	}
 	log := env.Logger
 	dir := dataDir
@@ -153,5 +162,5 @@ func servicesFor(ctx context.Context, env *Env, dataDir string) (services, func(
 		}
 		cleanup()
 	}
-	return services{splitList(stack.Brokers()), stack.RegistryURL(), stack.DatabaseURL()}, stop, nil
+	return services{splitList(stack.Brokers()), stack.RegistryURL(), stack.DatabaseURL(), connSettings{}}, stop, nil
 }

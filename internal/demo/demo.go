@@ -51,6 +51,10 @@ type Config struct {
 	Brokers     []string
 	RegistryURL string
 	DatabaseURL string
+	// KafkaOpts (TLS, SASL) go to every Kafka client of the run, and
+	// RegistryOpts (TLS, basic or bearer auth) to its registry client.
+	KafkaOpts    []kgo.Opt
+	RegistryOpts []sr.ClientOpt
 	// Orders to place; Poison garbage records to inject into orders.events.
 	Orders, Poison int
 	// Products in stock; stock is sized so that about a fifth of the
@@ -154,7 +158,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err := inventory.Migrate(ctx, db); err != nil {
 		return nil, fmt.Errorf("demo: inventory schema: %w", err)
 	}
-	reg, err := sr.NewClient(sr.URLs(cfg.RegistryURL))
+	reg, err := sr.NewClient(append([]sr.ClientOpt{sr.URLs(cfg.RegistryURL)}, cfg.RegistryOpts...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	// Relays: one per service outbox.
 	for _, schema := range []string{orders.Schema, inventory.Schema} {
-		r, err := relay.New(relay.Config{DatabaseURL: cfg.DatabaseURL, Brokers: cfg.Brokers, Schema: schema, Topics: pipe.Topics, Logger: log.With("relay", schema), TracerProvider: cfg.TracerProvider})
+		r, err := relay.New(relay.Config{DatabaseURL: cfg.DatabaseURL, Brokers: cfg.Brokers, Schema: schema, Topics: pipe.Topics, KafkaOpts: cfg.KafkaOpts, Logger: log.With("relay", schema), TracerProvider: cfg.TracerProvider})
 		if err != nil {
 			return nil, err
 		}
@@ -211,14 +215,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Go(func() { defer r.Close(); fail(r.Run(runCtx)) })
 	}
 	// Consumer groups, started once the relays have created the topics.
-	if err := waitTopics(runCtx, cfg.Brokers, pipe.Topics); err != nil {
+	if err := waitTopics(runCtx, cfg.Brokers, cfg.KafkaOpts, pipe.Topics); err != nil {
 		return nil, err
 	}
 	ready := make(chan string, 2)
 	group := func(name, topic, schema string, h consumers.HandlerFunc) (*consumers.Group, error) {
 		var once sync.Once
 		return consumers.New(consumers.Config{Group: name, Topics: []string{topic}, Brokers: cfg.Brokers, DB: db, Schema: schema,
-			Serde: serde, Handler: h, Events: events.All(), RetryDelays: cfg.RetryDelays, KeyOrder: true, CreateTopics: true, MaxPollRecords: 1000,
+			Serde: serde, Handler: h, Events: events.All(), RetryDelays: cfg.RetryDelays, KeyOrder: true, CreateTopics: true, MaxPollRecords: 1000, KafkaOpts: cfg.KafkaOpts,
 			Logger: log.With("consumer", name), TracerProvider: cfg.TracerProvider, OnAssigned: func(map[string][]int32) { once.Do(func() { ready <- name }) }})
 	}
 	invGroupName, ordGroupName := cfg.Prefix+inventory.Group, cfg.Prefix+orders.Group
@@ -286,7 +290,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// orders.
 	var poisonErr error
 	var placeWG sync.WaitGroup
-	placeWG.Go(func() { poisonErr = injectPoison(runCtx, cfg.Brokers, ordersTopic, cfg.Poison, runID) })
+	placeWG.Go(func() { poisonErr = injectPoison(runCtx, cfg.Brokers, cfg.KafkaOpts, ordersTopic, cfg.Poison, runID) })
 	jobs := make(chan int)
 	var placeErr atomic.Pointer[error]
 	for range 8 {
@@ -520,11 +524,11 @@ func postJSON(ctx context.Context, url string, body, out any) error {
 
 // injectPoison writes n records no decoder accepts to orders.events, with
 // an event id so only the bytes are wrong.
-func injectPoison(ctx context.Context, brokers []string, topic string, n int, runID string) error {
+func injectPoison(ctx context.Context, brokers []string, opts []kgo.Opt, topic string, n int, runID string) error {
 	if n == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return err
 	}
@@ -538,8 +542,8 @@ func injectPoison(ctx context.Context, brokers []string, topic string, n int, ru
 }
 
 // waitTopics waits until the relays have created the pipeline's topics.
-func waitTopics(ctx context.Context, brokers []string, topics []pipeline.Topic) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func waitTopics(ctx context.Context, brokers []string, opts []kgo.Opt, topics []pipeline.Topic) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
 	if err != nil {
 		return err
 	}
