@@ -134,91 +134,15 @@ func dltTopics(ctx context.Context, adm *kadm.Client, f DLTFilter) ([]string, er
 	return out, nil
 }
 
-// ListDLT reads the dead-letter topics matching f from their start to
-// their end as of the call (it does not wait for new records; DLT topics
-// are written without transactions, so each partition's last offset is a
-// record), and
-// decodes each value with serde (nil: values stay undecoded). Records that
-// no decoder accepts are listed with DecodeError.
+// ListDLT returns the dead letters ScanDLT finds, sorted by position. It
+// holds them all: for a DLT of unknown size, ScanDLT (or a Limit) keeps
+// memory bounded.
 func ListDLT(ctx context.Context, brokers []string, serde *schemas.Serde, f DLTFilter, opts ...kgo.Opt) ([]DeadLetter, error) {
-	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	topics, err := dltTopics(ctx, adm, f)
-	if err != nil {
-		return nil, err
-	}
-	if len(topics) == 0 {
-		return nil, nil
-	}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the start offsets of %v: %w", topics, err)
-	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the end offsets of %v: %w", topics, err)
-	}
-	want := map[string]map[int32]kgo.Offset{}
-	remaining := map[Position]bool{} // partition -> not yet read to its end (Offset = end)
-	ends.Each(func(o kadm.ListedOffset) {
-		start, _ := starts.Lookup(o.Topic, o.Partition)
-		if o.Offset <= start.Offset {
-			return // empty
-		}
-		if want[o.Topic] == nil {
-			want[o.Topic] = map[int32]kgo.Offset{}
-		}
-		want[o.Topic][o.Partition] = kgo.NewOffset().At(start.Offset)
-		remaining[Position{o.Topic, o.Partition, o.Offset}] = true
-	})
-	if len(want) == 0 {
-		return nil, nil
-	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(want)}, opts...)...)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	end := map[[2]any]int64{}
-	for p := range remaining {
-		end[[2]any{p.Topic, p.Partition}] = p.Offset
-	}
 	var out []DeadLetter
-	for len(end) > 0 {
-		fetches := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return out, fmt.Errorf("reading dead letters: %w", err)
-		}
-		var ferr error
-		fetches.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetching %s/%d: %w", t, p, err) })
-		if ferr != nil {
-			return out, ferr
-		}
-		fetches.EachRecord(func(r *kgo.Record) {
-			k := [2]any{r.Topic, r.Partition}
-			last, ok := end[k]
-			if !ok || r.Offset >= last {
-				return
-			}
-			if r.Offset == last-1 {
-				delete(end, k)
-			}
-			d := deadLetter(ctx, serde, r)
-			if f.match(&d) && (f.Limit <= 0 || len(out) < f.Limit) {
-				out = append(out, d)
-			}
-		})
-	}
+	err := ScanDLT(ctx, brokers, serde, f, func(d DeadLetter) error {
+		out = append(out, d)
+		return nil
+	}, opts...)
 	sort.Slice(out, func(i, j int) bool {
 		a, b := out[i].Position, out[j].Position
 		if a.Topic != b.Topic {
@@ -229,7 +153,111 @@ func ListDLT(ctx context.Context, brokers []string, serde *schemas.Serde, f DLTF
 		}
 		return a.Offset < b.Offset
 	})
-	return out, nil
+	return out, err
+}
+
+// scanFetchBytes bounds ScanDLT's fetches (a larger record still comes,
+// alone).
+const scanFetchBytes = 4 << 20
+
+// ScanDLT reads the dead-letter topics matching f from their start to
+// their end as of the call (it does not wait for new records; DLT topics
+// are written without transactions, so each partition's last offset is a
+// record), decodes each value with serde (nil: values stay undecoded) and
+// calls fn with every match, one at a time, offsets ascending within each
+// partition: memory stays bounded by a fetch, whatever the DLT's size.
+// Records that no decoder accepts are passed with DecodeError. It stops
+// after f.Limit matches, or at fn's first error, which it returns.
+func ScanDLT(ctx context.Context, brokers []string, serde *schemas.Serde, f DLTFilter, fn func(DeadLetter) error, opts ...kgo.Opt) error {
+	admCl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		return err
+	}
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	topics, err := dltTopics(ctx, adm, f)
+	if err != nil {
+		return err
+	}
+	if len(topics) == 0 {
+		return nil
+	}
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("reading the start offsets of %v: %w", topics, err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("reading the end offsets of %v: %w", topics, err)
+	}
+	type tp struct {
+		topic     string
+		partition int32
+	}
+	want := map[string]map[int32]kgo.Offset{}
+	end := map[tp]int64{} // partitions not yet read to their end
+	ends.Each(func(o kadm.ListedOffset) {
+		start, _ := starts.Lookup(o.Topic, o.Partition)
+		if o.Offset <= start.Offset {
+			return // empty
+		}
+		if want[o.Topic] == nil {
+			want[o.Topic] = map[int32]kgo.Offset{}
+		}
+		want[o.Topic][o.Partition] = kgo.NewOffset().At(start.Offset)
+		end[tp{o.Topic, o.Partition}] = o.Offset
+	})
+	if len(want) == 0 {
+		return nil
+	}
+	// Small fetches: the client holds a fetch until it is drained and
+	// buffers the next one, which franz-go's defaults size at 50 MiB.
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.ConsumePartitions(want),
+		kgo.FetchMaxBytes(scanFetchBytes), kgo.FetchMaxPartitionBytes(scanFetchBytes)}, opts...)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	matched := 0
+	for len(end) > 0 {
+		fetches := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("reading dead letters: %w", err)
+		}
+		var ferr error
+		fetches.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("fetching %s/%d: %w", t, p, err) })
+		if ferr != nil {
+			return ferr
+		}
+		for it := fetches.RecordIter(); !it.Done(); {
+			r := it.Next()
+			k := tp{r.Topic, r.Partition}
+			last, ok := end[k]
+			if !ok || r.Offset >= last {
+				continue
+			}
+			if r.Offset == last-1 {
+				delete(end, k)
+			}
+			d := deadLetter(ctx, serde, r)
+			if !f.match(&d) {
+				continue
+			}
+			if err := fn(d); err != nil {
+				return err
+			}
+			if matched++; f.Limit > 0 && matched >= f.Limit {
+				return nil
+			}
+		}
+	}
+	return nil
 }
 
 func deadLetter(ctx context.Context, serde *schemas.Serde, r *kgo.Record) DeadLetter {

@@ -2,7 +2,10 @@ package consumers_test
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -193,5 +196,93 @@ func TestUndeliverableCopiesGoToDLTOnce(t *testing.T) {
 	}
 	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, flakyID); a != 1 {
 		t.Errorf("the flaky event applied at attempt %d, want 1", a)
+	}
+}
+
+// ScanDLT passes dead letters one at a time, in offset order per
+// partition, so listing a DLT larger than memory works: scanning 94 MiB of
+// dead letters grows the live heap by a fraction of that (ListDLT, which
+// keeps them, grows it by all of it). It stops at fn's first error and
+// after Limit matches.
+func TestScanDLTStreamsInBoundedMemory(t *testing.T) {
+	brokers := testkit.Kafka(t)
+	group := testkit.UniqueName(t, "g")
+	dlt := consumers.DLTTopic("orders", group)
+	adm := kadm.NewClient(testkit.Client(t, brokers))
+	if _, err := adm.CreateTopic(context.Background(), 3, 1, nil, dlt); err != nil {
+		t.Fatal(err)
+	}
+	const n, size = 6000, 16 << 10
+	cl := testkit.Client(t, brokers, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))
+	for i := range n {
+		value := make([]byte, size)
+		rand.Read(value) // incompressible: fetches are bounded in compressed bytes
+		cl.Produce(context.Background(), &kgo.Record{Topic: dlt, Value: value, Headers: []kgo.RecordHeader{
+			{Key: consumers.HeaderGroup, Value: []byte(group)}, {Key: consumers.HeaderOriginalTopic, Value: []byte("orders")},
+			{Key: consumers.HeaderOriginalPartition, Value: []byte("0")}, {Key: consumers.HeaderOriginalOffset, Value: []byte(strconv.Itoa(i))},
+			{Key: consumers.HeaderErrorClass, Value: []byte(consumers.ClassPermanent)},
+		}}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	live := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	base := live()
+	var peak uint64
+	seen, last := 0, map[int32]int64{}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	err := consumers.ScanDLT(ctx, brokers, nil, consumers.DLTFilter{Group: group}, func(d consumers.DeadLetter) error {
+		if prev, ok := last[d.Position.Partition]; ok && d.Position.Offset <= prev {
+			t.Errorf("partition %d: offset %d after %d", d.Position.Partition, d.Position.Offset, prev)
+		}
+		last[d.Position.Partition] = d.Position.Offset
+		if seen++; seen%500 == 0 {
+			peak = max(peak, live())
+		}
+		return nil
+	})
+	if err != nil || seen != n {
+		t.Fatalf("scanned %d of %d: %v", seen, n, err)
+	}
+	grew := int64(peak) - int64(base)
+	t.Logf("live heap grew by %d MiB while scanning %d MiB of dead letters", grew>>20, n*size>>20)
+	if grew > n*size/2 {
+		t.Errorf("the live heap grew by %d MiB scanning %d MiB: not streamed", grew>>20, n*size>>20)
+	}
+	// The instrument sees holding: ListDLT keeps every record.
+	before := live()
+	all, err := consumers.ListDLT(ctx, brokers, nil, consumers.DLTFilter{Group: group})
+	held := int64(live()) - int64(before)
+	if err != nil || len(all) != n || held < n*size*3/4 {
+		t.Errorf("ListDLT: %d records, live heap +%d MiB (want all %d, about +%d MiB): %v", len(all), held>>20, n, n*size>>20, err)
+	}
+	runtime.KeepAlive(all)
+
+	stop := errors.New("enough")
+	calls := 0
+	if err := consumers.ScanDLT(ctx, brokers, nil, consumers.DLTFilter{Group: group}, func(consumers.DeadLetter) error {
+		if calls++; calls == 10 {
+			return stop
+		}
+		return nil
+	}); !errors.Is(err, stop) || calls != 10 {
+		t.Errorf("fn's error: ScanDLT returned %v after %d calls, want it after 10", err, calls)
+	}
+	calls = 0
+	if err := consumers.ScanDLT(ctx, brokers, nil, consumers.DLTFilter{Group: group, Limit: 7}, func(consumers.DeadLetter) error {
+		calls++
+		return nil
+	}); err != nil || calls != 7 {
+		t.Errorf("Limit 7: %d calls, %v", calls, err)
 	}
 }

@@ -115,17 +115,25 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		}
 		serde = schemas.NewSerde(cl)
 	}
+	if sub == "list" {
+		// Streamed: a DLT of any size lists in bounded memory.
+		out := newDeadLetterWriter(env.Stdout, *asJSON)
+		err := consumers.ScanDLT(ctx, splitList(*brokers), serde, f, out.write, conn.kafka...)
+		if cerr := out.close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "eventline dlt list: reading dead letters from %s: %v\n", *brokers, kafkaErr(env, err))
+			return ExitFail
+		}
+		return ExitOK
+	}
 	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f, conn.kafka...)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "eventline dlt %s: reading dead letters from %s: %v\n", sub, *brokers, kafkaErr(env, err))
 		return ExitFail
 	}
 	switch sub {
-	case "list":
-		if *asJSON {
-			return writeJSON(env.Stdout, dls)
-		}
-		printDeadLetters(env.Stdout, dls)
 	case "show":
 		if len(dls) == 0 {
 			fmt.Fprintf(env.Stderr, "eventline dlt show: no dead letter at %s\n", position)
@@ -203,19 +211,68 @@ func writeJSON(w io.Writer, v any) int {
 	return ExitOK
 }
 
-func printDeadLetters(w io.Writer, dls []consumers.DeadLetter) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "POSITION\tGROUP\tORIGINAL\tCLASS\tATTEMPT\tREPLAYS\tDEAD-LETTERED\tMESSAGE")
-	for _, d := range dls {
-		msg := d.ErrorMessage
-		if len(msg) > 70 {
-			msg = msg[:67] + "..."
+// deadLetterWriter prints dead letters as they are read: a JSON array, or
+// a table flushed every tableBlock rows (its columns are aligned within a
+// block), then a count.
+type deadLetterWriter struct {
+	w    io.Writer
+	json bool
+	tw   *tabwriter.Writer
+	n    int
+}
+
+const tableBlock = 100
+
+func newDeadLetterWriter(w io.Writer, asJSON bool) *deadLetterWriter {
+	return &deadLetterWriter{w: w, json: asJSON}
+}
+
+func (o *deadLetterWriter) write(d consumers.DeadLetter) error {
+	o.n++
+	if o.json {
+		b, err := json.MarshalIndent(d, "  ", "  ")
+		if err != nil {
+			return err
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s/%d/%d\t%s\t%d\t%d\t%s\t%s\n", d.Position, d.Group, d.OriginalTopic, d.OriginalPartition, d.OriginalOffset,
-			d.ErrorClass, d.Attempt, d.ReplayCount, d.Timestamp.Format(time.RFC3339), msg)
+		sep := ",\n  "
+		if o.n == 1 {
+			sep = "[\n  "
+		}
+		_, err = fmt.Fprintf(o.w, "%s%s", sep, b)
+		return err
 	}
-	tw.Flush()
-	fmt.Fprintf(w, "%d dead letters\n", len(dls))
+	if o.tw == nil {
+		o.tw = tabwriter.NewWriter(o.w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(o.tw, "POSITION\tGROUP\tORIGINAL\tCLASS\tATTEMPT\tREPLAYS\tDEAD-LETTERED\tMESSAGE")
+	}
+	msg := d.ErrorMessage
+	if len(msg) > 70 {
+		msg = msg[:67] + "..."
+	}
+	fmt.Fprintf(o.tw, "%s\t%s\t%s/%d/%d\t%s\t%d\t%d\t%s\t%s\n", d.Position, d.Group, d.OriginalTopic, d.OriginalPartition, d.OriginalOffset,
+		d.ErrorClass, d.Attempt, d.ReplayCount, d.Timestamp.Format(time.RFC3339), msg)
+	if o.n%tableBlock == 0 {
+		return o.tw.Flush()
+	}
+	return nil
+}
+
+func (o *deadLetterWriter) close() error {
+	if o.json {
+		end := "\n]\n"
+		if o.n == 0 {
+			end = "[]\n"
+		}
+		_, err := io.WriteString(o.w, end)
+		return err
+	}
+	if o.tw != nil {
+		if err := o.tw.Flush(); err != nil {
+			return err
+		}
+	}
+	_, err := fmt.Fprintf(o.w, "%d dead letters\n", o.n)
+	return err
 }
 
 func printDeadLetter(w io.Writer, d consumers.DeadLetter) {
