@@ -92,6 +92,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if err := cfg.Store.Load(ctx, skip); err != nil {
 		return nil, fmt.Errorf("registry: error loading state: %w", err)
 	}
+	for _, d := range r.st.dropDangling() {
+		r.log.Warn("registry: skipping a stored version without a schema", "version", d)
+	}
 	r.routes()
 	r.handler = r.mux
 	if auth != nil {
@@ -184,6 +187,22 @@ func (r *Registry) routes() {
 	r.handle("GET /mode/{subject}", r.getMode)
 	r.handle("PUT /mode/{subject}", r.putMode)
 	r.handle("DELETE /mode/{subject}", r.deleteMode)
+	// Whatever no route above matches gets Confluent's error body too
+	// instead of ServeMux's text/plain one, which clients cannot parse.
+	r.handle("/", r.noRoute)
+}
+
+// noRoute answers a request no route matches: 405 when the path has a
+// route for another method, else 404, as Confluent's registry does.
+func (r *Registry) noRoute(_ http.ResponseWriter, req *http.Request) (any, error) {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		if _, pattern := r.mux.Handler(probe); pattern != "/" && pattern != "" {
+			return nil, errf(http.StatusMethodNotAllowed, http.StatusMethodNotAllowed, "HTTP 405 Method Not Allowed")
+		}
+	}
+	return nil, errf(http.StatusNotFound, http.StatusNotFound, "HTTP 404 Not Found")
 }
 
 // schemaRequest is the body of register, lookup and compatibility calls.
