@@ -375,7 +375,11 @@ func FuzzPath(f *testing.F) {
 		}
 		h := fuzzRegistry(t)
 		method := methods[int(m)%len(methods)]
-		req := httptest.NewRequest(method, "http://registry"+u.RequestURI(), nil)
+		// The parsed URL as the server would hold it: printing it into a
+		// request line for NewRequest to parse again breaks on a space,
+		// which ParseRequestURI lets through (the fuzzer's first find).
+		req := httptest.NewRequest(method, "http://registry/", nil)
+		req.URL, req.RequestURI = u, target
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		checkAnswer(t, method+" "+target, rec, len(target))
