@@ -45,6 +45,11 @@
 // registry per store. Only Avro is served (a schemaType of PROTOBUF or JSON
 // is refused with 42201).
 //
+// With Config.BasicAuth set, every endpoint requires HTTP Basic
+// authentication; a request without valid credentials gets 401 with
+// WWW-Authenticate: Basic realm="eventline" and {"error_code":401,
+// "message":"Unauthorized"}, as Confluent's registry answers it.
+//
 // For tests, package eventlinetest starts one on a loopback server:
 // eventlinetest.StartRegistry(t).
 package registry

@@ -40,6 +40,15 @@ type Config struct {
 	// Logger receives a line per registered schema and per internal error.
 	// Default slog.Default().
 	Logger *slog.Logger
+	// BasicAuth, when not empty, makes every endpoint require HTTP Basic
+	// authentication as one of these users (user name → password): a
+	// request without valid credentials is answered 401 with
+	// WWW-Authenticate: Basic realm="eventline" and Confluent's error body,
+	// before its body is read. Confluent's clients send it from
+	// basic.auth.user.info, franz-go's sr from sr.BasicAuth. Default nil:
+	// no authentication. Plain HTTP carries the credentials readable, so
+	// off loopback serve the Handler over TLS. Passwords are never logged.
+	BasicAuth map[string]string
 }
 
 // Registry is the registry's state and HTTP API. Safe for concurrent use;
@@ -50,6 +59,8 @@ type Registry struct {
 	mu    sync.RWMutex
 	st    *state
 	mux   *http.ServeMux
+	// handler is mux, behind the authentication check when configured.
+	handler http.Handler
 }
 
 // New replays cfg.Store and returns a registry ready to serve (see Handler).
@@ -64,6 +75,13 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var auth *basicAuth
+	if len(cfg.BasicAuth) > 0 {
+		var err error
+		if auth, err = newBasicAuth(cfg.BasicAuth); err != nil {
+			return nil, err
+		}
+	}
 	r := &Registry{store: cfg.Store, log: cfg.Logger, st: newState()}
 	skip := func(key string, value []byte) error {
 		if err := r.st.apply(key, value); err != nil {
@@ -74,13 +92,20 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if err := cfg.Store.Load(ctx, skip); err != nil {
 		return nil, fmt.Errorf("registry: error loading state: %w", err)
 	}
+	for _, d := range r.st.dropDangling() {
+		r.log.Warn("registry: skipping a stored version without a schema", "version", d)
+	}
 	r.routes()
+	r.handler = r.mux
+	if auth != nil {
+		r.handler = auth.wrap(r.mux)
+	}
 	return r, nil
 }
 
 // Handler serves the REST API at the root of its path space; mount it on
 // an http.Server or an httptest.Server.
-func (r *Registry) Handler() http.Handler { return r.mux }
+func (r *Registry) Handler() http.Handler { return r.handler }
 
 // Close closes the store. Stop serving Handler first: on a KafkaStore, a
 // write after Close fails with HTTP 500.
@@ -162,6 +187,22 @@ func (r *Registry) routes() {
 	r.handle("GET /mode/{subject}", r.getMode)
 	r.handle("PUT /mode/{subject}", r.putMode)
 	r.handle("DELETE /mode/{subject}", r.deleteMode)
+	// Whatever no route above matches gets Confluent's error body too
+	// instead of ServeMux's text/plain one, which clients cannot parse.
+	r.handle("/", r.noRoute)
+}
+
+// noRoute answers a request no route matches: 405 when the path has a
+// route for another method, else 404, as Confluent's registry does.
+func (r *Registry) noRoute(_ http.ResponseWriter, req *http.Request) (any, error) {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		if _, pattern := r.mux.Handler(probe); pattern != "/" && pattern != "" {
+			return nil, errf(http.StatusMethodNotAllowed, http.StatusMethodNotAllowed, "HTTP 405 Method Not Allowed")
+		}
+	}
+	return nil, errf(http.StatusNotFound, http.StatusNotFound, "HTTP 404 Not Found")
 }
 
 // schemaRequest is the body of register, lookup and compatibility calls.

@@ -484,6 +484,13 @@ func TestUnreadableStoredRecordsSkipped(t *testing.T) {
 		{"version/no-number", `{"id":1}`},
 		{"schema/9", `not json`},
 		{`{"keytype":"SCHEMA","subject":"confluent","version":1,"magic":1}`, `{"schema":"\"int\""}`},
+		// Found by FuzzStoreRecords: a version of a schema the log does not
+		// hold made every read of it panic, and a level or mode the
+		// registry does not know made every registration answer 500.
+		{"version/dangling/1", `{"id":42}`},
+		{"version/kept/0", `{"id":1}`},
+		{"config/kept", `{"compatibility":"SIDEWAYS"}`},
+		{"mode/kept", `{"mode":"WRITEONLY"}`},
 	} {
 		if err := store.Append(ctx, kv[0], []byte(kv[1])); err != nil {
 			t.Fatal(err)
@@ -492,5 +499,42 @@ func TestUnreadableStoredRecordsSkipped(t *testing.T) {
 	second := newFixture(t, store)
 	if code, m, raw := second.call("GET", "/subjects/kept/versions/1", ""); code != 200 || m["schema"] != `"string"` {
 		t.Fatalf("after unreadable records: %d %s", code, raw)
+	}
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"GET", "/subjects/dangling/versions/1", "", 404},
+		{"GET", "/subjects/kept/versions", "", 200},
+		{"POST", "/subjects/kept/versions", body(`"string"`), 200},
+		{"GET", "/config/kept", "", 404},
+		{"GET", "/mode/kept", "", 404},
+	} {
+		if code, _, raw := second.call(c.method, c.path, c.body); code != c.status {
+			t.Errorf("%s %s after foreign records: %d %s, want %d", c.method, c.path, code, raw, c.status)
+		}
+	}
+}
+
+// A path without a route, or a route without the method, is answered in
+// Confluent's error shape (404 / 405), not ServeMux's plain text that
+// clients cannot parse.
+func TestUnknownRoutes(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, nil)
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{"GET", "/nope", 404},
+		{"GET", "/subjects/s/versions/1/nope", 404},
+		{"DELETE", "/schemas/ids/1", 405},
+		{"PATCH", "/subjects", 405},
+		{"PUT", "/subjects/s/versions", 405},
+	} {
+		status, m, raw := f.call(c.method, c.path, "")
+		if code, _ := m["error_code"].(float64); status != c.status || int(code) != c.status {
+			t.Errorf("%s %s: %d %s, want %d with error_code %d", c.method, c.path, status, raw, c.status, c.status)
+		}
 	}
 }

@@ -3,9 +3,12 @@ package registry
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/eventline/eventline/schemas/compat"
 )
 
 // reference is a schema reference (Confluent's {name, subject, version}).
@@ -135,7 +138,13 @@ func (st *state) apply(key string, value []byte) error {
 		if err := json.Unmarshal(value, &r); err != nil {
 			return fmt.Errorf("record %s: %w", key, err)
 		}
-		st.compat[rest] = r.Compatibility
+		// A level the registry cannot apply would fail every later
+		// registration in the subject with a 500.
+		level, err := compat.ParseLevel(r.Compatibility)
+		if err != nil {
+			return fmt.Errorf("record %s: %w", key, err)
+		}
+		st.compat[rest] = string(level)
 	case "mode":
 		if value == nil {
 			delete(st.mode, rest)
@@ -145,11 +154,34 @@ func (st *state) apply(key string, value []byte) error {
 		if err := json.Unmarshal(value, &r); err != nil {
 			return fmt.Errorf("record %s: %w", key, err)
 		}
+		if !slices.Contains(modes, r.Mode) {
+			return fmt.Errorf("record %s: unknown mode %q", key, abbreviate(r.Mode))
+		}
 		st.mode[rest] = r.Mode
 	default:
 		return fmt.Errorf("record %s: unknown kind", key)
 	}
 	return nil
+}
+
+// dropDangling removes, after a replay, the versions no handler could
+// serve: a version numbered below 1, or naming a schema id the log does not
+// hold (our own log writes a schema before any version of it, so only a
+// foreign or damaged log has one; serving it would dereference a missing
+// schema). It returns a description of each for the log.
+func (st *state) dropDangling() []string {
+	var dropped []string
+	for subj, ss := range st.subjects {
+		for _, v := range append([]*version(nil), ss.versions...) {
+			if _, ok := st.schemas[v.ID]; ok && v.Version >= 1 {
+				continue
+			}
+			dropped = append(dropped, fmt.Sprintf("version %d of subject %q names schema id %d", v.Version, abbreviate(subj), v.ID))
+			st.removeVersion(subj, v.Version)
+		}
+	}
+	sort.Strings(dropped)
+	return dropped
 }
 
 func (st *state) putSchema(s *storedSchema) {

@@ -1,11 +1,14 @@
 package cli_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -204,5 +207,83 @@ func TestDevRefusesUnusableDatabaseURL(t *testing.T) {
 	}
 	if !strings.Contains(errOut, "DATABASE_URL is set but unusable") || strings.Contains(errOut, "hunter2") {
 		t.Errorf("want a clear error without the password, got:\n%s", errOut)
+	}
+}
+
+// `eventline dev` with EVENTLINE_DEV_REGISTRY_USER_INFO_FILE serves a
+// registry that answers 401 without the credentials and works with them
+// (through the CLI's SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO); the password is
+// in none of dev's output. A malformed value is a usage error naming the
+// variable, not the value.
+func TestDevRegistryAuth(t *testing.T) {
+	t.Parallel()
+	const pass = "dev-pw-xyzzy"
+	code, _, errOut := run(t, map[string]string{"EVENTLINE_DEV_REGISTRY_USER_INFO": "no-colon-xyzzy"}, "dev", "--data-dir", t.TempDir())
+	if code != cli.ExitUsage || !strings.Contains(errOut, "EVENTLINE_DEV_REGISTRY_USER_INFO") || strings.Contains(errOut, "xyzzy") {
+		t.Errorf("malformed user info: exit %d, stderr %q", code, errOut)
+	}
+	code, _, errOut = run(t, map[string]string{"EVENTLINE_DEV_REGISTRY_USER_INFO": ":" + pass}, "dev", "--data-dir", t.TempDir())
+	if code != cli.ExitUsage || !strings.Contains(errOut, "non-empty user") || strings.Contains(errOut, "xyzzy") {
+		t.Errorf("empty user: exit %d, stderr %q", code, errOut)
+	}
+
+	infoFile := filepath.Join(t.TempDir(), "registry-user-info")
+	if err := os.WriteFile(infoFile, []byte("dev:"+pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DATABASE_URL": testkit.Postgres(t), "EVENTLINE_DEV_REGISTRY_USER_INFO_FILE": infoFile}
+	// dev prints its KEY=value lines once every service accepts
+	// connections: reading them through a pipe is the readiness signal.
+	outR, outW := io.Pipe()
+	var stdout, stderr testkit.SyncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	go func() {
+		done <- cli.Run(ctx, []string{"dev", "--data-dir", t.TempDir(), "--kafka-port", "-1", "--registry-port", "-1"},
+			&cli.Env{Stdout: outW, Stderr: &stderr, Getenv: func(k string) string { return env[k] }})
+		outW.Close()
+	}()
+	lines := map[string]string{}
+	sc := bufio.NewScanner(outR)
+	for len(lines) < 3 && sc.Scan() {
+		fmt.Fprintln(&stdout, sc.Text())
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		lines[k] = v
+	}
+	go func() { _, _ = io.Copy(&stdout, outR) }()
+	url := lines["SCHEMA_REGISTRY_URL"]
+	if url == "" {
+		t.Fatalf("dev printed no SCHEMA_REGISTRY_URL\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+
+	resp, err := http.Get(url + "/subjects")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+		t.Errorf("GET /subjects without credentials: %d, WWW-Authenticate %q; want 401 with a challenge", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+	}
+	r := newRepo(t)
+	r.write("eventline.yaml", pipeline("BACKWARD"))
+	r.write("schemas/avro/Order.avsc", orderV1)
+	cfg := filepath.Join(r.dir, "eventline.yaml")
+	if code, out, errOut := run(t, map[string]string{"SCHEMA_REGISTRY_URL": url, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "dev:" + pass}, "schemas", "register", "--config", cfg); code != 0 {
+		t.Errorf("register on the dev registry with credentials: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := run(t, map[string]string{"SCHEMA_REGISTRY_URL": url}, "schemas", "register", "--config", cfg); code != 1 || !strings.Contains(errOut, "HTTP 401") {
+		t.Errorf("register on the dev registry without credentials: exit %d, %q", code, errOut)
+	}
+
+	cancel()
+	if code := <-done; code != cli.ExitOK {
+		t.Errorf("dev exit %d\n%s", code, stderr.String())
+	}
+	if all := stdout.String() + stderr.String(); strings.Contains(all, "xyzzy") {
+		t.Errorf("the registry password is in dev's output:\n%s", all)
+	}
+	if !strings.Contains(stderr.String(), "auth=basic") {
+		t.Errorf("dev's log does not say the registry requires auth:\n%s", stderr.String())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
@@ -54,15 +55,11 @@ func connections(env *Env) (connSettings, error) {
 	var c connSettings
 	var errs []error
 	secret := func(name string) string {
-		if f := env.Getenv(name + "_FILE"); f != "" {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
-				return ""
-			}
-			return strings.TrimRight(string(b), "\r\n")
+		v, err := readSecret(env, name)
+		if err != nil {
+			errs = append(errs, err)
 		}
-		return env.Getenv(name)
+		return v
 	}
 	truthy := func(name string) bool {
 		v := strings.ToLower(env.Getenv(name))
@@ -136,9 +133,9 @@ func connections(env *Env) (connSettings, error) {
 	case userInfo != "" && token != "":
 		errs = append(errs, errors.New("set SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or SCHEMA_REGISTRY_BEARER_TOKEN, not both"))
 	case userInfo != "":
-		user, pass, ok := strings.Cut(userInfo, ":")
-		if !ok {
-			errs = append(errs, errors.New(`SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO: want "user:password"`))
+		user, pass, err := parseUserInfo("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", userInfo)
+		if err != nil {
+			errs = append(errs, err)
 			break
 		}
 		c.registry = append(c.registry, sr.BasicAuth(user, pass))
@@ -146,6 +143,31 @@ func connections(env *Env) (connSettings, error) {
 		c.registry = append(c.registry, sr.BearerToken(token))
 	}
 	return c, errors.Join(errs...)
+}
+
+// readSecret returns the variable name's value, or, when name_FILE is set,
+// the contents of that file without the trailing line break. The error
+// names the variable and the file, never the contents.
+func readSecret(env *Env, name string) (string, error) {
+	if f := env.Getenv(name + "_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("%s_FILE: %w", name, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	return env.Getenv(name), nil
+}
+
+// parseUserInfo splits Confluent's basic.auth.user.info format,
+// "user:password", read from the variable name; the password may hold
+// colons (the split is at the first). The error never shows the value.
+func parseUserInfo(name, userInfo string) (user, pass string, err error) {
+	user, pass, ok := strings.Cut(userInfo, ":")
+	if !ok {
+		return "", "", fmt.Errorf(`%s: want "user:password"`, name)
+	}
+	return user, pass, nil
 }
 
 // tlsConfig builds the TLS settings under prefix (PREFIX_CA_FILE,
@@ -198,6 +220,26 @@ func registryFromEnv(env *Env, rawURL string) (*sr.Client, error) {
 		return nil, err
 	}
 	return c.registryClient(rawURL)
+}
+
+// registryErr adds what the registry's refusal of a request means under
+// the environment's settings: sr reports a 401 as its body's message
+// alone ("Unauthorized"), which names neither the status nor the fix.
+func registryErr(env *Env, err error) error {
+	var re *sr.ResponseError
+	if !errors.As(err, &re) {
+		return err
+	}
+	set := func(name string) bool { return env.Getenv(name) != "" || env.Getenv(name+"_FILE") != "" }
+	switch {
+	case re.StatusCode == http.StatusUnauthorized && !set("SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO") && !set("SCHEMA_REGISTRY_BEARER_TOKEN"):
+		return fmt.Errorf("%w (HTTP 401: the schema registry requires credentials; set SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or SCHEMA_REGISTRY_BEARER_TOKEN, or their _FILE forms)", err)
+	case re.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("%w (HTTP 401: the schema registry refused the credentials from SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO or SCHEMA_REGISTRY_BEARER_TOKEN)", err)
+	case re.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w (HTTP 403: the schema registry does not allow these credentials this request)", err)
+	}
+	return err
 }
 
 // kafkaErr adds what a bare connection error most likely means under the

@@ -35,6 +35,11 @@ func runDev(ctx context.Context, env *Env, args []string) int {
 		return ExitUsage
 	}
 	log := env.Logger
+	regAuth, err := devRegistryAuth(env)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline dev:", err)
+		return ExitUsage
+	}
 
 	dbURL := env.Getenv("DATABASE_URL")
 	if dbURL != "" {
@@ -54,6 +59,8 @@ func runDev(ctx context.Context, env *Env, args []string) int {
 		DatabaseURL:  dbURL,
 		Partitions:   *partitions,
 		Logger:       log,
+
+		RegistryBasicAuth: regAuth,
 	})
 	cancel()
 	if err != nil {
@@ -94,6 +101,27 @@ func runDev(ctx context.Context, env *Env, args []string) int {
 	}
 	log.Info("dev stack stopped")
 	return code
+}
+
+// devRegistryAuth reads the credentials the dev stack's registry requires
+// from EVENTLINE_DEV_REGISTRY_USER_INFO[_FILE] ("user:password", the
+// format clients give in SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO). From the
+// environment only, never a flag: ps shows a process's arguments to every
+// user. Nil when unset: the registry is open.
+func devRegistryAuth(env *Env) (map[string]string, error) {
+	const name = "EVENTLINE_DEV_REGISTRY_USER_INFO"
+	info, err := readSecret(env, name)
+	if err != nil || info == "" {
+		return nil, err
+	}
+	user, pass, err := parseUserInfo(name, info)
+	if err != nil {
+		return nil, err
+	}
+	if user == "" || pass == "" || strings.Contains(user, ":") {
+		return nil, fmt.Errorf(`%s: want "user:password" with a non-empty user and password`, name)
+	}
+	return map[string]string{user: pass}, nil
 }
 
 func ping(ctx context.Context, url string) error {

@@ -158,7 +158,7 @@ func runSchemasCheck(ctx context.Context, env *Env, args []string) int {
 		return ExitUsage
 	}
 	if err != nil {
-		fmt.Fprintln(env.Stderr, "eventline schemas check:", err)
+		fmt.Fprintln(env.Stderr, "eventline schemas check:", registryErr(env, err))
 		if errors.Is(err, schemacheck.ErrGit) {
 			return ExitUsage
 		}
@@ -213,7 +213,7 @@ func runSchemasRegister(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stdout, "%s\tversion %d\tid %d\t%s\n", r.Subject, r.Version, r.ID, r.Level)
 	}
 	if err != nil {
-		fmt.Fprintln(env.Stderr, "eventline schemas register:", err)
+		fmt.Fprintln(env.Stderr, "eventline schemas register:", registryErr(env, err))
 		if errors.Is(err, schemacheck.ErrInvalidSchema) {
 			return ExitUsage
 		}

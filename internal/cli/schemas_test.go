@@ -279,3 +279,65 @@ func TestSchemasRegisterAndCheckAgainstRegistry(t *testing.T) {
 		t.Fatalf("no registry: exit %d\n%s", code, errOut)
 	}
 }
+
+// Against a registry that requires Basic auth, register and check work
+// with SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO (or its _FILE form) and fail
+// with a clear 401 error without it or with a wrong password; the password
+// is in no output.
+func TestSchemasAgainstAuthRegistry(t *testing.T) {
+	t.Parallel()
+	const pass = "pw-xyzzy:42"
+	r := newRepo(t)
+	r.write("eventline.yaml", pipeline("BACKWARD"))
+	r.write("schemas/avro/Order.avsc", orderV1)
+	r.commit("schemas")
+	cfg := filepath.Join(r.dir, "eventline.yaml")
+	url := testkit.RegistryWithAuth(t, "ci", pass)
+	infoFile := filepath.Join(t.TempDir(), "user-info")
+	if err := os.WriteFile(infoFile, []byte("ci:"+pass+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noPassword := func(what, out string) {
+		t.Helper()
+		if strings.Contains(out, "xyzzy") {
+			t.Errorf("%s: the password is in the output:\n%s", what, out)
+		}
+	}
+
+	for name, tc := range map[string]struct {
+		env        map[string]string
+		code       int
+		want, fail string
+	}{
+		"no credentials": {map[string]string{}, 1, "HTTP 401", "set SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO"},
+		"wrong password": {map[string]string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "ci:not-xyzzy"}, 1, "HTTP 401", "refused the credentials"},
+		"no colon":       {map[string]string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "ci-xyzzy"}, 2, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO", `want "user:password"`},
+	} {
+		tc.env["SCHEMA_REGISTRY_URL"] = url
+		code, out, errOut := run(t, tc.env, "schemas", "register", "--config", cfg)
+		if code != tc.code || !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, tc.fail) {
+			t.Errorf("register, %s: exit %d (want %d), stderr %q: want %q and %q", name, code, tc.code, errOut, tc.want, tc.fail)
+		}
+		noPassword("register, "+name, out+errOut)
+	}
+
+	for name, env := range map[string]map[string]string{
+		"from the variable": {"SCHEMA_REGISTRY_URL": url, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "ci:" + pass},
+		"from a file":       {"SCHEMA_REGISTRY_URL": url, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO_FILE": infoFile},
+	} {
+		code, out, errOut := run(t, env, "schemas", "register", "--config", cfg)
+		if want := "orders-shop.Order\tversion 1\tid 1\tBACKWARD\n"; code != 0 || out != want {
+			t.Errorf("register, credentials %s: exit %d\n%s%s", name, code, out, errOut)
+		}
+		noPassword("register, credentials "+name, out+errOut)
+		code, out, errOut = run(t, env, "schemas", "check", "--against", "registry", "--config", cfg)
+		if code != 0 || !strings.Contains(out, "OK") {
+			t.Errorf("check, credentials %s: exit %d\n%s%s", name, code, out, errOut)
+		}
+		noPassword("check, credentials "+name, out+errOut)
+	}
+	code, out, errOut := run(t, map[string]string{"SCHEMA_REGISTRY_URL": url}, "schemas", "check", "--against", "registry", "--config", cfg)
+	if code != 1 || !strings.Contains(errOut, "HTTP 401") {
+		t.Errorf("check without credentials: exit %d, want 1 with HTTP 401\n%s%s", code, out, errOut)
+	}
+}

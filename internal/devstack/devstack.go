@@ -69,6 +69,13 @@ type Config struct {
 	// Partitions is the partition count of auto-created topics. Default 3.
 	Partitions int
 
+	// RegistryBasicAuth, when not empty, makes the schema registry require
+	// HTTP Basic authentication as one of these users (user name →
+	// password); see registry.Config.BasicAuth. Default nil: open, as the
+	// registry listens on loopback only. `eventline dev` fills it from
+	// EVENTLINE_DEV_REGISTRY_USER_INFO[_FILE]. Env does not print it.
+	RegistryBasicAuth map[string]string
+
 	// EphemeralPostgres runs PostgreSQL without fsync (tests only).
 	EphemeralPostgres bool
 
@@ -198,7 +205,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("error opening the registry's store: %w", err)
 	}
-	s.reg, err = registry.New(ctx, registry.Config{Store: store, Logger: cfg.Logger.With("component", "registry")})
+	s.reg, err = registry.New(ctx, registry.Config{Store: store, Logger: cfg.Logger.With("component", "registry"), BasicAuth: cfg.RegistryBasicAuth})
 	if err != nil {
 		store.Close()
 		return nil, err
@@ -221,7 +228,11 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 	}()
 	s.registryURL = "http://" + s.regLn.Addr().String()
-	cfg.Logger.Info("schema registry ready", "url", s.registryURL)
+	auth := "none"
+	if len(cfg.RegistryBasicAuth) > 0 {
+		auth = "basic"
+	}
+	cfg.Logger.Info("schema registry ready", "url", s.registryURL, "auth", auth)
 	return s, nil
 }
 
@@ -239,7 +250,10 @@ func (s *Stack) DatabaseURL() string { return s.databaseURL }
 func (s *Stack) Postgres() *pgcluster.Cluster { return s.pg }
 
 // Env returns the stack's addresses as KEY=value lines, the contract of
-// `eventline dev`: KAFKA_BROKERS, SCHEMA_REGISTRY_URL, DATABASE_URL.
+// `eventline dev`: KAFKA_BROKERS, SCHEMA_REGISTRY_URL, DATABASE_URL. The
+// registry's credentials (Config.RegistryBasicAuth) are not among them:
+// the user chose them, and clients take them from
+// SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO.
 func (s *Stack) Env() []string {
 	return []string{
 		"KAFKA_BROKERS=" + s.brokers,

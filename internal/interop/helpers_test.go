@@ -10,14 +10,15 @@ import (
 )
 
 // registryURL starts eventline's embedded registry, persisted in a topic of
-// the test broker (kfake, or real Kafka under make test-kafka).
-func registryURL(t *testing.T) string {
+// the test broker (kfake, or real Kafka under make test-kafka), requiring
+// Basic auth as one of users when not empty.
+func registryURL(t *testing.T, users map[string]string) string {
 	t.Helper()
 	store, err := registry.NewKafkaStore(context.Background(), testkit.Kafka(t), testkit.UniqueName(t, "_schemas"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registry.New(context.Background(), registry.Config{Store: store, Logger: testkit.Logger(t)})
+	reg, err := registry.New(context.Background(), registry.Config{Store: store, Logger: testkit.Logger(t), BasicAuth: users})
 	if err != nil {
 		t.Fatal(err)
 	}

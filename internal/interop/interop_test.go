@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -53,6 +54,14 @@ func python(t *testing.T) string {
 // confluent runs one command of scripts/interop/confluent_interop.py.
 func confluent(t *testing.T, cmd map[string]any, out any) {
 	t.Helper()
+	confluentAs(t, "", cmd, out)
+}
+
+// confluentAs is confluent with the registry client's basic.auth.user.info
+// ("user:password"; none when empty), passed in the environment: argv is
+// visible to every user of the machine.
+func confluentAs(t *testing.T, userInfo string, cmd map[string]any, out any) {
+	t.Helper()
 	arg, err := json.Marshal(cmd)
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +69,10 @@ func confluent(t *testing.T, cmd map[string]any, out any) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := exec.CommandContext(ctx, python(t), filepath.Join("..", "..", "scripts", "interop", "confluent_interop.py"), string(arg))
+	c.Env = testkit.WithoutEnv(os.Environ(), "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO")
+	if userInfo != "" {
+		c.Env = append(c.Env, "SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO="+userInfo)
+	}
 	var stderr bytes.Buffer
 	c.Stderr = &stderr
 	b, err := c.Output()
@@ -91,7 +104,7 @@ func sampleOrder() *events.OrderCreated {
 // Finally an incompatible registration through Confluent's client is refused
 // with HTTP 409.
 func TestConfluentPythonInterop(t *testing.T) {
-	url := registryURL(t)
+	url := registryURL(t, nil)
 	info, ok := events.Catalog().Lookup("eventline.orders.OrderCreated")
 	if !ok {
 		t.Fatal("OrderCreated missing from the catalogue")
@@ -148,4 +161,85 @@ func TestConfluentPythonInterop(t *testing.T) {
 	}
 
 	incompatibleCheck(t, url, topic+"-"+info.Name)
+}
+
+// With Basic auth on, Confluent's serializer registers and frames through
+// eventline's registry with basic.auth.user.info, and its deserializer
+// reads the bytes back; without the credentials, or with a wrong password,
+// every call fails with the registry's 401, which the client reports as
+// SchemaRegistryError (HTTP 401, "Unauthorized").
+func TestConfluentPythonBasicAuth(t *testing.T) {
+	const user, pass = "interop", "py-pw-xyzzy"
+	url := registryURL(t, map[string]string{user: pass})
+	info, ok := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	if !ok {
+		t.Fatal("OrderCreated missing from the catalogue")
+	}
+	topic := "orders.auth"
+	order := sampleOrder()
+	record := map[string]any{
+		"order_id": order.OrderID, "customer_id": order.CustomerID,
+		"lines":       []map[string]any{{"product_id": order.Lines[0].ProductID, "quantity": 2, "unit_price_minor": 1999}},
+		"total_minor": 3998, "currency": "EUR", "created_at": order.CreatedAt.UnixMilli(),
+	}
+	serialize := map[string]any{"mode": "serialize", "registry": url, "topic": topic, "schema": info.Text, "record": record}
+	type pyError struct {
+		HTTP    int
+		Code    int
+		Message string
+	}
+
+	for name, userInfo := range map[string]string{"no credentials": "", "wrong password": user + ":not-the-xyzzy"} {
+		var out struct {
+			Hex   string
+			Error *pyError
+		}
+		confluentAs(t, userInfo, serialize, &out)
+		if out.Error == nil || out.Error.HTTP != 401 || out.Error.Code != 401 || !strings.Contains(out.Error.Message, "Unauthorized") {
+			t.Errorf("serialize, %s: %+v (error %+v), want HTTP 401 Unauthorized", name, out, out.Error)
+		}
+		var reg struct {
+			ID    int
+			Error *pyError
+		}
+		confluentAs(t, userInfo, map[string]any{"mode": "register", "registry": url, "subject": "s", "schema": info.Text}, &reg)
+		if reg.Error == nil || reg.Error.HTTP != 401 {
+			t.Errorf("register, %s: %+v (error %+v), want HTTP 401", name, reg, reg.Error)
+		}
+	}
+
+	var ser struct {
+		Hex      string
+		SchemaID int `json:"schema_id"`
+		Error    *pyError
+	}
+	confluentAs(t, user+":"+pass, serialize, &ser)
+	if ser.Error != nil || ser.Hex == "" {
+		t.Fatalf("serialize with credentials: %+v (error %+v)", ser, ser.Error)
+	}
+	cl, err := sr.NewClient(sr.URLs(url), sr.BasicAuth(user, pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := cl.SchemaByVersion(context.Background(), topic+"-"+info.Name, -1)
+	if err != nil || ss.ID != ser.SchemaID {
+		t.Fatalf("the registered subject: %+v, %v; Confluent's bytes carry id %d", ss, err, ser.SchemaID)
+	}
+	var de struct {
+		Record map[string]any
+		Error  *pyError
+	}
+	confluentAs(t, user+":"+pass, map[string]any{"mode": "deserialize", "registry": url, "topic": topic, "hex": ser.Hex}, &de)
+	if de.Error != nil || de.Record["order_id"] != order.OrderID {
+		t.Fatalf("deserialize with credentials: %+v (error %+v)", de.Record, de.Error)
+	}
+	// A reader without the credentials cannot fetch the writer schema.
+	var anon struct {
+		Record map[string]any
+		Error  *pyError
+	}
+	confluentAs(t, "", map[string]any{"mode": "deserialize", "registry": url, "topic": topic, "hex": ser.Hex}, &anon)
+	if anon.Error == nil || anon.Error.HTTP != 401 {
+		t.Errorf("deserialize without credentials: %+v (error %+v), want HTTP 401", anon.Record, anon.Error)
+	}
 }

@@ -273,7 +273,19 @@ func DataDir(t testing.TB) string {
 // production would answer (srfake says "compatible" to everything).
 func Registry(t testing.TB) string {
 	t.Helper()
-	reg, err := registry.New(context.Background(), registry.Config{Store: &registry.MemoryStore{}, Logger: Logger(t)})
+	return startRegistry(t, nil)
+}
+
+// RegistryWithAuth is Registry requiring HTTP Basic authentication as user
+// with password on every endpoint (registry.Config.BasicAuth).
+func RegistryWithAuth(t testing.TB, user, password string) string {
+	t.Helper()
+	return startRegistry(t, map[string]string{user: password})
+}
+
+func startRegistry(t testing.TB, users map[string]string) string {
+	t.Helper()
+	reg, err := registry.New(context.Background(), registry.Config{Store: &registry.MemoryStore{}, Logger: Logger(t), BasicAuth: users})
 	if err != nil {
 		t.Fatalf("starting the schema registry: %v", err)
 	}
