@@ -78,23 +78,25 @@ func TestHelpAndVersion(t *testing.T) {
 }
 
 // `eventline demo` with the services named by the environment, on a
-// cluster that serves only TLS and SASL PLAIN (as Confluent Cloud does):
+// cluster that serves only TLS and SASL PLAIN and a registry that requires
+// Basic auth (as Confluent Cloud does):
 // kfake, or Apache Kafka's SASL_SSL listener under make test-kafka. The
 // plaintext path is the library's TestSaga.
 func TestDemoAgainstEnvironment(t *testing.T) {
 	t.Parallel()
 	sc := testkit.SecureKafka(t)
 	up := sc.Users["PLAIN"]
-	reg := testkit.Registry(t)
+	reg := testkit.RegistryWithAuth(t, "sr-key", "sr-secret-xyzzy")
 	db := testkit.Postgres(t)
 	code, out, errOut := run(t, map[string]string{
-		"KAFKA_BROKERS":        strings.Join(sc.Brokers, ","),
-		"KAFKA_TLS_CA_FILE":    sc.CAFile,
-		"KAFKA_SASL_MECHANISM": "PLAIN",
-		"KAFKA_SASL_USERNAME":  up[0],
-		"KAFKA_SASL_PASSWORD":  up[1],
-		"SCHEMA_REGISTRY_URL":  reg,
-		"DATABASE_URL":         db,
+		"KAFKA_BROKERS":                        strings.Join(sc.Brokers, ","),
+		"KAFKA_TLS_CA_FILE":                    sc.CAFile,
+		"KAFKA_SASL_MECHANISM":                 "PLAIN",
+		"KAFKA_SASL_USERNAME":                  up[0],
+		"KAFKA_SASL_PASSWORD":                  up[1],
+		"SCHEMA_REGISTRY_URL":                  reg,
+		"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "sr-key:sr-secret-xyzzy",
+		"DATABASE_URL":                         db,
 	}, "demo", "--orders", "200", "--poison", "2", "--json")
 	if code != 0 {
 		t.Fatalf("demo exit %d:\n%s\n%s", code, out, errOut)
@@ -107,8 +109,8 @@ func TestDemoAgainstEnvironment(t *testing.T) {
 	if strings.Contains(errOut, "starting the embedded stack") {
 		t.Errorf("demo started an embedded stack although the environment named services")
 	}
-	if strings.Contains(out+errOut, up[1]) {
-		t.Errorf("the SASL password is in the demo's output")
+	if strings.Contains(out+errOut, up[1]) || strings.Contains(out+errOut, "xyzzy") {
+		t.Errorf("a password is in the demo's output")
 	}
 }
 
