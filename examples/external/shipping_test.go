@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/eventline/eventline/connection"
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/eventlinetest"
 	"github.com/eventline/eventline/producer"
@@ -46,7 +47,14 @@ func TestShippingEndToEnd(t *testing.T) {
 	if err := shipping.Migrate(ctx, db); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := sr.NewClient(sr.URLs(stack["SCHEMA_REGISTRY_URL"]))
+	// The connection settings (TLS, SASL, registry auth) under the
+	// names the CLI reads; the dev stack needs none, a production
+	// deployment sets them.
+	conn, err := connection.FromEnv(func(k string) string { return stack[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := conn.RegistryClient(stack["SCHEMA_REGISTRY_URL"])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +89,7 @@ func TestShippingEndToEnd(t *testing.T) {
 		EventType: "acme.shipping.ShipmentDispatched", AggregateID: first.String(), Topic: topic})[0]
 
 	// The relay (creates the topic from eventline.yaml) and the group.
-	rl, err := relay.New(relay.Config{DatabaseURL: stack["DATABASE_URL"], Brokers: brokers, Schema: shipping.Schema, Topics: pipe.Topics})
+	rl, err := relay.New(relay.Config{DatabaseURL: stack["DATABASE_URL"], Brokers: brokers, KafkaOpts: conn.Kafka, Schema: shipping.Schema, Topics: pipe.Topics})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +112,7 @@ func TestShippingEndToEnd(t *testing.T) {
 	})
 
 	mux := shipping.Tracking()
-	cfg := consumers.Config{Group: group, Topics: []string{topic}, Brokers: brokers, DB: db, Schema: shipping.Schema,
+	cfg := consumers.Config{Group: group, Topics: []string{topic}, Brokers: brokers, KafkaOpts: conn.Kafka, DB: db, Schema: shipping.Schema,
 		Serde: schemas.NewSerde(reg), Handler: mux.Handler(), Events: mux.Events(), Pipeline: pipe, CreateTopics: true}
 	g, stopGroup := runGroup(t, ctx, cancel, cfg)
 

@@ -49,7 +49,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		return ExitFail
 	}
 	defer stop()
-	benv := bench.Env{Brokers: svc.brokers, RegistryURL: svc.registry, DatabaseURL: svc.db, KafkaOpts: svc.conn.kafka, RegistryOpts: svc.conn.registry}
+	benv := bench.Env{Brokers: svc.brokers, RegistryURL: svc.registry, DatabaseURL: svc.db, KafkaOpts: svc.conn.Kafka, RegistryOpts: svc.conn.Registry}
 	var out any
 	switch what {
 	case "relay":
@@ -122,7 +122,7 @@ func runBenchConsumerProcess(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "eventline bench consumer-process: connection settings: %v\n", err)
 		return ExitUsage
 	}
-	spec.Env.KafkaOpts, spec.Env.RegistryOpts = conn.kafka, conn.registry
+	spec.Env.KafkaOpts, spec.Env.RegistryOpts = conn.Kafka, conn.Registry
 	rep, err := bench.ConsumerProcess(ctx, spec, env.Logger)
 	if err != nil {
 		env.Logger.Error("bench consumer process failed", "err", err)

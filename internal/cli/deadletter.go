@@ -109,7 +109,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 	}
 	var serde *schemas.Serde
 	if *registry != "" {
-		cl, err := conn.registryClient(*registry)
+		cl, err := conn.RegistryClient(*registry)
 		if err != nil {
 			return usageErr(env, fs, "--registry", err)
 		}
@@ -118,7 +118,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 	if sub == "list" {
 		// Streamed: a DLT of any size lists in bounded memory.
 		out := newDeadLetterWriter(env.Stdout, *asJSON)
-		err := consumers.ScanDLT(ctx, splitList(*brokers), serde, f, out.write, conn.kafka...)
+		err := consumers.ScanDLT(ctx, splitList(*brokers), serde, f, out.write, conn.Kafka...)
 		if cerr := out.close(); err == nil {
 			err = cerr
 		}
@@ -128,7 +128,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		}
 		return ExitOK
 	}
-	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f, conn.kafka...)
+	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f, conn.Kafka...)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "eventline dlt %s: reading dead letters from %s: %v\n", sub, *brokers, kafkaErr(env, err))
 		return ExitFail
@@ -144,7 +144,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		}
 		printDeadLetter(env.Stdout, dls[0])
 	case "replay":
-		rep, err := consumers.ReplayDLT(ctx, splitList(*brokers), dls, consumers.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun}, conn.kafka...)
+		rep, err := consumers.ReplayDLT(ctx, splitList(*brokers), dls, consumers.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun}, conn.Kafka...)
 		if *asJSON {
 			if code := writeJSON(env.Stdout, rep); code != ExitOK {
 				return code

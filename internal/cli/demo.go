@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/eventline/eventline/connection"
 	"github.com/eventline/eventline/internal/demo"
 	"github.com/eventline/eventline/internal/devstack"
 )
@@ -51,7 +52,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	}
 	defer stopTel()
 	cfg := demo.Config{
-		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db, KafkaOpts: stack.conn.kafka, RegistryOpts: stack.conn.registry,
+		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db, KafkaOpts: stack.conn.Kafka, RegistryOpts: stack.conn.Registry,
 		Orders: *orders, Poison: *poison, Timeout: *timeout, Logger: log, Prefix: *prefix,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Health: health,
 	}
@@ -113,7 +114,7 @@ type services struct {
 	brokers  []string
 	registry string
 	db       string
-	conn     connSettings
+	conn     connection.Settings
 }
 
 // servicesFor returns the services the environment names when
@@ -127,7 +128,7 @@ func servicesFor(ctx context.Context, env *Env, dataDir string) (services, func(
 		if err != nil {
 			return services{}, nil, fmt.Errorf("connection settings: %w", err)
 		}
-		if _, err := conn.registryClient(registry); err != nil { // refuses credentials in the URL
+		if _, err := conn.RegistryClient(registry); err != nil { // refuses credentials in the URL
 			return services{}, nil, err
 		}
 		return services{splitList(brokers), registry, db, conn}, func() {}, nil
@@ -162,5 +163,5 @@ func servicesFor(ctx context.Context, env *Env, dataDir string) (services, func(
 		}
 		cleanup()
 	}
-	return services{splitList(stack.Brokers()), stack.RegistryURL(), stack.DatabaseURL(), connSettings{}}, stop, nil
+	return services{splitList(stack.Brokers()), stack.RegistryURL(), stack.DatabaseURL(), connection.Settings{}}, stop, nil
 }

@@ -1,19 +1,17 @@
 package cli
 
 import (
-	"github.com/eventline/eventline/internal/dsn"
-
 	"context"
 	"fmt"
+	"github.com/eventline/eventline/connection"
+	"github.com/eventline/eventline/internal/devstack"
+	"github.com/eventline/eventline/internal/dsn"
+	"github.com/jackc/pgx/v5"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/eventline/eventline/internal/devstack"
 )
 
 // DefaultDataDir is where `eventline dev` keeps its state unless told
@@ -110,11 +108,11 @@ func runDev(ctx context.Context, env *Env, args []string) int {
 // user. Nil when unset: the registry is open.
 func devRegistryAuth(env *Env) (map[string]string, error) {
 	const name = "EVENTLINE_DEV_REGISTRY_USER_INFO"
-	info, err := readSecret(env, name)
+	info, err := connection.Secret(env.Getenv, name)
 	if err != nil || info == "" {
 		return nil, err
 	}
-	user, pass, err := parseUserInfo(name, info)
+	user, pass, err := connection.ParseUserInfo(name, info)
 	if err != nil {
 		return nil, err
 	}

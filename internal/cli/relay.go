@@ -73,7 +73,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
 		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, Logger: log,
-		TracerProvider: tel.TracerProvider, KafkaOpts: conn.kafka,
+		TracerProvider: tel.TracerProvider, KafkaOpts: conn.Kafka,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline relay:", err)
