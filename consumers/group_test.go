@@ -34,6 +34,7 @@ type groupEnv struct {
 	prod    *kgo.Client
 	regURL  string
 	opts    []kgo.Opt // every client's (TLS and SASL on a secured cluster)
+	fx      *testkit.Fixture
 }
 
 func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
@@ -44,7 +45,7 @@ func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
 func newGroupEnvOn(t testing.TB, brokers []string, partitions int32, opts ...kgo.Opt) *groupEnv {
 	t.Helper()
 	f := testkit.Setup(t)
-	e := &groupEnv{brokers: brokers, db: f.DB, serde: f.Serde, regURL: f.RegistryURL, opts: opts}
+	e := &groupEnv{brokers: brokers, db: f.DB, serde: f.Serde, regURL: f.RegistryURL, opts: opts, fx: f}
 	e.topic = testkit.Topic(t, e.brokers, partitions, opts...)
 	// applied counts applications per event (n > 1 is a double apply) and
 	// records their order.

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -284,5 +285,128 @@ func TestScanDLTStreamsInBoundedMemory(t *testing.T) {
 		return nil
 	}); err != nil || calls != 7 {
 		t.Errorf("Limit 7: %d calls, %v", calls, err)
+	}
+}
+
+// Hostile records of every kind, interleaved with good ones in one
+// partition, with key order on: forged bookkeeping headers, a 900 KB
+// recursive-schema bomb, an unknown schema id, garbage, an empty value, a
+// 4,000-byte key. Every good record is applied once (the huge-key one
+// through the retry chain), every bad one ends in the DLT once with a
+// reason, the partition's offsets reach its end, and the process's heap
+// stays far below what the bomb cost before its decode budget (1.45 GB
+// for 1 MB).
+func TestHostileRecordMatrix(t *testing.T) {
+	e := newGroupEnv(t, 1)
+	bombID := e.fx.Register(t, testkit.UniqueName(t, "bomb")+"-value",
+		`{"type":"record","name":"Node","fields":[{"name":"v","type":"int"},{"name":"next","type":["null","Node"]}]}`)
+	bomb := schemas.AppendHeader(nil, bombID)
+	for range 450_000 { // 900 KB: under the producer's 1 MB batch limit
+		bomb = append(bomb, 0x02, 0x02) // v = 1, next = another Node
+	}
+	bomb = append(bomb, 0x02, 0x00)
+	raw := func(key string, value []byte) *kgo.Record {
+		r, _ := e.event(t, key)
+		r.Value = value
+		return r
+	}
+	hugeKey := strings.Repeat("h", 4000)
+	huge, hugeID := e.event(t, hugeKey)
+	forged, _ := e.event(t, "forged")
+	forged.Headers = append(forged.Headers, kgo.RecordHeader{Key: consumers.HeaderOriginalPartition, Value: []byte("7")},
+		kgo.RecordHeader{Key: consumers.HeaderOriginalTopic, Value: []byte("no-such-topic")}, kgo.RecordHeader{Key: consumers.HeaderAttempt, Value: []byte("99")})
+	bad := map[int]*kgo.Record{ // after which good record
+		15: raw("bomb", bomb),
+		20: raw("unknown-id", schemas.AppendHeader([]byte(nil), 1<<30)),
+		25: raw("garbage", []byte("not avro at all")),
+		30: raw("empty", []byte{}),
+	}
+	var recs []*kgo.Record
+	good := 2 // forged and huge
+	for i := range 40 {
+		r, _ := e.event(t, fmt.Sprintf("good-%d", i%5))
+		recs = append(recs, r)
+		good++
+		switch i {
+		case 5:
+			recs = append(recs, forged)
+		case 10:
+			recs = append(recs, huge)
+		default:
+			if b := bad[i]; b != nil {
+				recs = append(recs, b)
+			}
+		}
+	}
+
+	var peak atomic.Uint64
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		var ms runtime.MemStats
+		for {
+			select {
+			case <-stopSampling:
+				return
+			case <-tick.C:
+				runtime.ReadMemStats(&ms)
+				if ms.HeapAlloc > peak.Load() {
+					peak.Store(ms.HeapAlloc)
+				}
+			}
+		}
+	}()
+	e.produce(t, recs...)
+	group := testkit.UniqueName(t, "g")
+	g, stop := e.run(t, consumers.Config{Group: group, RetryDelays: fastDelays, KeyOrder: true, Handler: recordingHandler(group, func(ev *consumers.Event) error {
+		if ev.ID == hugeID && ev.Attempt == 0 {
+			return errFlaky
+		}
+		return nil
+	})})
+	testkit.WaitFor(t, 60*time.Second, "every good record applied", func() bool { return e.count(t, `SELECT count(*) FROM applied`) == int64(good) })
+	waitStats(t, g, "4 dead-lettered, 1 retried", func(st consumers.Stats) bool { return st.DeadLettered == 4 && st.Retried >= 1 })
+	close(stopSampling)
+	<-sampled
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE n <> 1`); n != 0 {
+		t.Errorf("%d records applied more than once", n)
+	}
+	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, hugeID); a != 1 {
+		t.Errorf("the huge-key record applied at attempt %d, want 1", a)
+	}
+	dls, err := consumers.ListDLT(context.Background(), e.brokers, e.serde, consumers.DLTFilter{Group: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]string{}
+	for _, d := range dls {
+		keys[d.Key] = d.ErrorClass + ": " + d.ErrorMessage
+		if d.ErrorMessage == "" || d.Untrusted != "" {
+			t.Errorf("dead letter %s (key %s): message %q, untrusted %q", d.Position, d.Key, d.ErrorMessage, d.Untrusted)
+		}
+	}
+	for _, k := range []string{"bomb", "unknown-id", "garbage", "empty"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("no dead letter for %s (have %v)", k, keys)
+		}
+	}
+	if len(dls) != 4 {
+		t.Errorf("%d dead letters, want 4: %v", len(dls), keys)
+	}
+	t.Logf("dead letters: %v; peak heap %d MiB", keys, peak.Load()>>20)
+	if p := peak.Load(); p > 512<<20 {
+		t.Errorf("the heap peaked at %d MiB", p>>20)
+	}
+	stop()
+	adm := kadm.NewClient(testkit.Client(t, e.brokers))
+	committed, err := adm.FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := committed.Lookup(e.topic, 0); !ok || o.At != int64(len(recs)) {
+		t.Errorf("committed offset %v, want %d (the partition's end)", o.At, len(recs))
 	}
 }
