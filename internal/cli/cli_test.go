@@ -112,6 +112,26 @@ func TestDemoAgainstEnvironment(t *testing.T) {
 	if strings.Contains(out+errOut, up[1]) || strings.Contains(out+errOut, "xyzzy") {
 		t.Errorf("a password is in the demo's output")
 	}
+
+	// A wrong password or an untrusted CA ends the demo at once, with the
+	// broker's reason.
+	for name, tc := range map[string]struct{ key, value, want string }{
+		"wrong password": {"KAFKA_SASL_PASSWORD", "not-the-password-xyzzy", "SASL_AUTHENTICATION_FAILED"},
+		"untrusted CA":   {"KAFKA_TLS_CA_FILE", sc.OtherCAFile, "certificate signed by unknown authority"},
+	} {
+		env := map[string]string{"KAFKA_BROKERS": strings.Join(sc.Brokers, ","), "KAFKA_TLS_CA_FILE": sc.CAFile, "KAFKA_SASL_MECHANISM": "PLAIN",
+			"KAFKA_SASL_USERNAME": up[0], "KAFKA_SASL_PASSWORD": up[1], "SCHEMA_REGISTRY_URL": reg,
+			"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "sr-key:sr-secret-xyzzy", "DATABASE_URL": db}
+		env[tc.key] = tc.value
+		start := time.Now()
+		code, out, errOut := run(t, env, "demo", "--orders", "10", "--json", "--prefix", testkit.UniqueName(t, "bad")+".")
+		if took := time.Since(start); code == 0 || !strings.Contains(errOut, tc.want) || took > 20*time.Second {
+			t.Errorf("%s: demo exit %d after %v, want a failure naming %q within 20 s\n%s\n%s", name, code, took, tc.want, out, errOut)
+		}
+		if strings.Contains(out+errOut, "xyzzy") {
+			t.Errorf("%s: a password is in the demo's output", name)
+		}
+	}
 }
 
 // While the demo runs, --metrics-addr serves /readyz (200 once the relays

@@ -216,7 +216,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	// Consumer groups, started once the relays have created the topics.
 	if err := waitTopics(runCtx, cfg.Brokers, cfg.KafkaOpts, pipe.Topics); err != nil {
-		return nil, err
+		return nil, runFailure(&runErr, ctx, err) // a relay's failure, if that is what stopped the wait
 	}
 	ready := make(chan string, 2)
 	group := func(name, topic, schema string, h consumers.HandlerFunc) (*consumers.Group, error) {
