@@ -143,8 +143,8 @@ var Levels = []string{"NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FOR
 func ValidLevel(l string) bool { return slices.Contains(Levels, l) }
 
 // Validate reports every problem of p at once (Parse and Load call it):
-// unknown strategy or level, unnamed or duplicate topics, bad partition or
-// replication settings, non-positive retry delays.
+// unknown strategy or level, unnamed, misnamed or duplicate topics, bad
+// partition or replication settings, non-positive retry delays.
 func (p *Pipeline) Validate() error {
 	var errs []error
 	switch p.Schemas.SubjectStrategy {
@@ -159,6 +159,8 @@ func (p *Pipeline) Validate() error {
 	for i, t := range p.Topics {
 		if t.Name == "" {
 			errs = append(errs, fmt.Errorf("topics[%d]: name is required", i))
+		} else if err := validTopicName(t.Name); err != nil {
+			errs = append(errs, fmt.Errorf("topics[%d]: %w", i, err))
 		}
 		if seen[t.Name] {
 			errs = append(errs, fmt.Errorf("topics[%d]: topic %q listed twice", i, t.Name))
@@ -185,6 +187,24 @@ func (p *Pipeline) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validTopicName applies Kafka's rule for topic names (the broker refuses
+// others with INVALID_TOPIC_EXCEPTION, later and less clearly): 1 to 249
+// characters of ASCII letters, digits, '.', '_' and '-', and not "." or "..".
+func validTopicName(name string) error {
+	if len(name) > 249 {
+		return fmt.Errorf("topic name of %d characters: Kafka allows at most 249", len(name))
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("topic name %q is not allowed by Kafka", name)
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("topic name %q: Kafka allows only ASCII letters, digits, '.', '_' and '-'", name)
+		}
+	}
+	return nil
 }
 
 // SubjectFor returns the subject under which event is registered when it

@@ -77,3 +77,16 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 }
+
+// Topic names Kafka would refuse are refused when the file is read, naming
+// the rule.
+func TestTopicNamesKafkaRefuses(t *testing.T) {
+	for _, name := range []string{"bad name", "orders/events", "..", strings.Repeat("t", 250), "ordérs"} {
+		if _, err := pipeline.Parse([]byte("topics:\n  - name: '" + name + "'\n")); err == nil || !strings.Contains(err.Error(), "Kafka") {
+			t.Errorf("topic %q: %v", name, err)
+		}
+	}
+	if _, err := pipeline.Parse([]byte("topics:\n  - name: orders.events_v2-eu\n")); err != nil {
+		t.Errorf("a legal name refused: %v", err)
+	}
+}
