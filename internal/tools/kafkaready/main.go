@@ -1,6 +1,10 @@
 // Command kafkaready waits until a Kafka cluster answers: it polls with a short
 // backoff until the brokers' metadata lists at least one broker (and a
-// controller) and topics can be listed, then exits 0. If that has not happened
+// controller) and topics can be listed, then exits 0. With -min-brokers N it
+// also waits until the metadata lists N brokers: a broker of a cluster answers
+// once it has caught up with the metadata log, before the other nodes have
+// registered, and a topic with three replicas cannot be created until they
+// have. If that has not happened
 // when -timeout runs out it prints the last error and exits 1.
 //
 // scripts/kafka.sh uses it to wait for the test broker it starts:
@@ -26,13 +30,14 @@ func main() {
 	timeout := flag.Duration("timeout", 90*time.Second, "give up after this long")
 	attempt := flag.Duration("attempt", 3*time.Second, "time limit of one probe")
 	quiet := flag.Bool("q", false, "print nothing on success")
+	minBrokers := flag.Int("min-brokers", 1, "wait until the metadata lists at least this many brokers")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 
 	start := time.Now()
-	err := wait(ctx, strings.Split(*brokers, ","), *attempt)
+	err := wait(ctx, strings.Split(*brokers, ","), *attempt, *minBrokers)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kafkaready: %s not ready after %s: %v\n", *brokers, time.Since(start).Round(time.Millisecond), err)
 		os.Exit(1)
@@ -44,7 +49,7 @@ func main() {
 
 // wait probes until one probe succeeds or ctx ends; it returns the last
 // probe's error in the latter case.
-func wait(ctx context.Context, seeds []string, attempt time.Duration) error {
+func wait(ctx context.Context, seeds []string, attempt time.Duration, minBrokers int) error {
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(seeds...),
 		kgo.DialTimeout(time.Second),
@@ -58,7 +63,7 @@ func wait(ctx context.Context, seeds []string, attempt time.Duration) error {
 	backoff := 100 * time.Millisecond
 	var last error
 	for {
-		if last = probe(ctx, adm, attempt); last == nil {
+		if last = probe(ctx, adm, attempt, minBrokers); last == nil {
 			return nil
 		}
 		select {
@@ -71,7 +76,7 @@ func wait(ctx context.Context, seeds []string, attempt time.Duration) error {
 }
 
 // probe makes one check, bounded by its own deadline inside ctx's.
-func probe(ctx context.Context, adm *kadm.Client, limit time.Duration) error {
+func probe(ctx context.Context, adm *kadm.Client, limit time.Duration, minBrokers int) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 
@@ -84,6 +89,9 @@ func probe(ctx context.Context, adm *kadm.Client, limit time.Duration) error {
 	}
 	if len(m.Brokers) == 0 {
 		return errors.New("metadata lists no brokers")
+	}
+	if len(m.Brokers) < minBrokers {
+		return fmt.Errorf("metadata lists %d of %d brokers", len(m.Brokers), minBrokers)
 	}
 	if m.Controller < 0 {
 		return errors.New("metadata names no controller")
