@@ -26,7 +26,7 @@
 # <run dir>/node-<i> (config, pid, data, logs). Topics get 3 replicas
 # (at most N) and min.insync.replicas=2 by default, the internal topics too,
 # so one node may die without losing an acknowledged (acks=all) write; a
-# killed broker is fenced 4 s after its last heartbeat, which moves its
+# killed broker is fenced 9 s after its last heartbeat, which moves its
 # partitions' leadership. stop, start, down and status act on every node.
 #
 # Environment (all optional):
@@ -43,7 +43,8 @@
 #                                    (default EVENTLINE_KAFKA_PORT + 2*(i-1))
 #   EVENTLINE_KAFKA_CONTROLLER_PORTS its controller ports (default
 #                                    EVENTLINE_KAFKA_CONTROLLER_PORT + 2*(i-1))
-#   EVENTLINE_KAFKA_TIMEOUT          seconds `up` waits for readiness (90)
+#   EVENTLINE_KAFKA_TIMEOUT          seconds `up` waits for readiness (90; 180
+#                                    for a cluster, three JVMs starting at once)
 #   EVENTLINE_KAFKA_LOG_LEVEL        broker log level, to <run dir>/logs/server.log (WARN)
 #   EVENTLINE_KAFKA_JAVA_OPTS        extra JVM options (a single node has
 #                                    -Xmx768m, a cluster's nodes -Xmx512m each)
@@ -162,6 +163,10 @@ cluster_size() {
   [[ $n =~ ^[0-9]+$ ]] || die "$RUN/nodes holds '$n', not a node count"
   echo "$n"
 }
+
+# cluster_timeout: a cluster's nodes start together on a machine of maybe
+# two cores: they get longer to become ready.
+cluster_timeout() { TIMEOUT=${EVENTLINE_KAFKA_TIMEOUT:-180}; }
 
 # use_node I: point NODE_DIR and PIDFILE at node I of a cluster, and PORT
 # and CONTROLLER_PORT at its ports (from its config once up wrote it, else
@@ -331,10 +336,11 @@ PROPS
 
 # A cluster: an acks=all write is on min.insync.replicas replicas before it
 # is acknowledged. A SIGKILLed node is fenced (its partitions get new
-# leaders, it leaves their ISRs) 4 s after its last heartbeat, not 9 s.
+# leaders, it leaves their ISRs) broker.session.timeout.ms (9 s) after its
+# last heartbeat. Shorter (4 s) fenced live brokers on a loaded 2-core
+# machine, the controller too busy to count their heartbeats.
 min.insync.replicas=$isr
-broker.heartbeat.interval.ms=500
-broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
 PROPS
   fi
   if [ -n "${EVENTLINE_KAFKA_EXTRA_PROPERTIES:-}" ]; then
@@ -416,6 +422,7 @@ cmd_up() {
 # quorum runs), and wait until every one is registered.
 up_cluster() {
   local i rf isr voters="" ports=() cluster_id pids=()
+  cluster_timeout
   rf=$((NODES < 3 ? NODES : 3))
   isr=$((rf < 3 ? 1 : 2))
   for ((i = 1; i <= NODES; i++)); do
@@ -587,6 +594,7 @@ cmd_start() {
 # start_cluster N: start every node of the cluster that is not running.
 start_cluster() {
   local n=$1 i pid pids=() ports=()
+  cluster_timeout
   NODES=$n
   fetched || die "the Kafka $KAFKA_VERSION jars are not fetched; run up first"
   JAVA=$(java_bin)
@@ -639,6 +647,7 @@ cmd_stop_node() {
 cmd_start_node() {
   node_arg "${1:-}"
   local n pid
+  cluster_timeout
   n=$(cluster_size)
   NODES=$n
   use_node "$1"
