@@ -111,7 +111,12 @@ func restartableApacheKafka(t testing.TB) ([]string, func(time.Duration)) {
 	// Every call names the run dir: with the default one, down would stop
 	// the shared broker.
 	runDir := filepath.Join(DataDir(t), "kafka")
-	base := append(os.Environ(), "EVENTLINE_KAFKA_DIR="+runDir)
+	// A single node, whatever the caller's environment asks of kafka.sh.
+	env0 := os.Environ()
+	for _, k := range []string{"EVENTLINE_KAFKA_NODES", "EVENTLINE_KAFKA_PORTS", "EVENTLINE_KAFKA_CONTROLLER_PORTS"} {
+		env0 = WithoutEnv(env0, k)
+	}
+	base := append(env0, "EVENTLINE_KAFKA_DIR="+runDir)
 	env := base
 	script := func(cmd string) (string, error) {
 		c := exec.Command("bash", filepath.Join(root, "scripts", "kafka.sh"), cmd)
