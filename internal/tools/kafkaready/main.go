@@ -50,21 +50,14 @@ func main() {
 // wait probes until one probe succeeds or ctx ends; it returns the last
 // probe's error in the latter case.
 func wait(ctx context.Context, seeds []string, attempt time.Duration, minBrokers int) error {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(seeds...),
-		kgo.DialTimeout(time.Second),
-	)
-	if err != nil {
-		return err // bad options (e.g. an empty broker list), not a cluster state
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-
 	backoff := 100 * time.Millisecond
 	var last error
 	for {
-		if last = probe(ctx, adm, attempt, minBrokers); last == nil {
+		if last = probe(ctx, seeds, attempt, minBrokers); last == nil {
 			return nil
+		}
+		if errors.Is(last, errOptions) {
+			return last
 		}
 		select {
 		case <-ctx.Done():
@@ -75,10 +68,24 @@ func wait(ctx context.Context, seeds []string, attempt time.Duration, minBrokers
 	}
 }
 
-// probe makes one check, bounded by its own deadline inside ctx's.
-func probe(ctx context.Context, adm *kadm.Client, limit time.Duration, minBrokers int) error {
+var errOptions = errors.New("bad client options")
+
+// probe makes one check, bounded by its own deadline inside ctx's, with a
+// client of its own: kadm's broker metadata comes from the client's cached
+// broker list, refreshed every 5 minutes, so a long-lived client would not
+// see a cluster's last node register.
+func probe(ctx context.Context, seeds []string, limit time.Duration, minBrokers int) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(seeds...),
+		kgo.DialTimeout(time.Second),
+	)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errOptions, err) // e.g. an empty broker list, not a cluster state
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
 
 	// A KRaft broker only accepts connections once it has caught up with the
 	// metadata log and been unfenced, and it names a live broker as the
