@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // ClusterEnv selects the broker failover tests, which need a real
@@ -174,6 +176,58 @@ func (c *Cluster) WaitInSync(t testing.TB, topic string, partition int32, limit 
 		p, ok := c.Partition(topic, partition)
 		return ok && len(p.Replicas) > 0 && len(p.ISR) == len(p.Replicas)
 	})
+}
+
+// ElectPreferred moves the leadership of topic's partitions (0..partitions-1)
+// back to their preferred replicas, the first of each assignment, as Kafka
+// itself does after leader.imbalance.check.interval.seconds (5 minutes),
+// and waits up to limit until each is led by it.
+func (c *Cluster) ElectPreferred(t testing.TB, topic string, partitions int32, limit time.Duration) {
+	t.Helper()
+	set := kadm.TopicsSet{}
+	for p := range partitions {
+		set.Add(topic, p)
+	}
+	deadline := time.Now().Add(limit)
+	for {
+		err := c.electPreferred(topic, partitions, set)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the preferred replicas of %s not leading within %s: %v", topic, limit, err)
+		}
+		time.Sleep(200 * time.Millisecond) // polling the cluster, not synchronisation
+	}
+}
+
+// electPreferred asks for one election and says why the preferred replicas
+// do not all lead yet, if they do not.
+func (c *Cluster) electPreferred(topic string, partitions int32, set kadm.TopicsSet) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := c.adm.ElectLeaders(ctx, kadm.ElectPreferredReplica, set)
+	if err != nil {
+		return err
+	}
+	for _, ps := range res {
+		for _, r := range ps {
+			// ELECTION_NOT_NEEDED: the preferred replica leads already.
+			if r.Err != nil && !errors.Is(r.Err, kerr.ElectionNotNeeded) {
+				return fmt.Errorf("partition %d: %w", r.Partition, r.Err)
+			}
+		}
+	}
+	for p := range partitions {
+		pd, ok := c.Partition(topic, p)
+		switch {
+		case !ok || len(pd.Replicas) == 0:
+			return fmt.Errorf("partition %d: no metadata", p)
+		case pd.Leader != pd.Replicas[0]:
+			return fmt.Errorf("partition %d: led by %d, preferred %d", p, pd.Leader, pd.Replicas[0])
+		}
+	}
+	return nil
 }
 
 // Kill SIGKILLs node (1..3) and returns once the process is gone.
