@@ -53,6 +53,21 @@ test-kafka: ensure-postgres ensure-java ensure-python ## the integration suite a
 	$(GOTEST) $(KAFKA_PKGS); \
 	(cd examples/external && $(GOTEST) ./...)
 
+# Client ports of the failover cluster's nodes: FAILOVER_KAFKA_PORT, +2, +4
+# (controllers one above each), apart from test-kafka's broker (29092).
+FAILOVER_KAFKA_PORT ?= 29192
+
+.PHONY: test-failover
+test-failover: ensure-postgres ensure-java ## broker failover: a 3-node Apache Kafka cluster (RF 3, min ISR 2), a partition leader SIGKILLed under the relay and under a group
+	@set -euo pipefail; \
+	run=$$(mktemp -d -t eventline-failover.XXXXXX); \
+	export EVENTLINE_KAFKA_DIR=$$run EVENTLINE_KAFKA_NODES=3 \
+		EVENTLINE_KAFKA_PORT=$(FAILOVER_KAFKA_PORT) EVENTLINE_KAFKA_CONTROLLER_PORT=$$(( $(FAILOVER_KAFKA_PORT) + 1 )); \
+	trap 'bash scripts/kafka.sh down; rm -rf "$$run"' EXIT; \
+	line=$$(bash scripts/kafka.sh up); export "$$line"; \
+	echo "running the failover tests against $$line"; \
+	EVENTLINE_TEST_KAFKA_CLUSTER=$$run $(GOTEST) -p 1 -run '^TestFailover' ./relay/chaos ./consumers
+
 .PHONY: kafka-up
 kafka-up: ## start a real single-node Apache Kafka (KRaft) from Maven Central jars; prints EVENTLINE_TEST_KAFKA=…
 	@bash scripts/kafka.sh up

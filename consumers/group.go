@@ -15,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/plugin/kotel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/eventline/eventline/internal/kafkalog"
 )
 
 // Group runs a consumer group: the source topics and, in a second Kafka
@@ -102,7 +104,7 @@ func (g *Group) Run(ctx context.Context) error {
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.UnknownTopicRetries(-1),
-	}, g.kafkaOpts(false)...), kgo.WithContext(grace))...) // see consume
+	}, g.kafkaOpts(false, "retry and DLT producer", log)...), kgo.WithContext(grace))...) // see consume
 	if err != nil {
 		return fmt.Errorf("consumers: kafka client: %w", err)
 	}
@@ -191,6 +193,10 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 		}
 	}
 	w := &waiting{parts: map[tp][]*kgo.Record{}, paused: map[tp]bool{}}
+	client := "consumer" // how its failover log lines name it
+	if retries {
+		client = "retry consumer"
+	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(g.cfg.Brokers...),
 		kgo.ConsumerGroup(groupID),
@@ -231,7 +237,7 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 				g.cfg.OnRevoked(m)
 			}
 		}),
-	}, g.kafkaOpts(true)...)
+	}, g.kafkaOpts(true, client, log)...)
 	if retries {
 		// A partition resumed while a fetch long-polls the others joins
 		// the next fetch: keep that wait short.
@@ -295,9 +301,10 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 	}
 }
 
-// kafkaOpts are the user's options plus, when tracing, kotel's hooks.
-func (g *Group) kafkaOpts(consumer bool) []kgo.Opt {
-	opts := slices.Clone(g.cfg.KafkaOpts)
+// kafkaOpts are the user's options plus the client's failover log (see
+// kafkalog; client names the client in it) and, when tracing, kotel's hooks.
+func (g *Group) kafkaOpts(consumer bool, client string, log *slog.Logger) []kgo.Opt {
+	opts := append(slices.Clone(g.cfg.KafkaOpts), kafkalog.New(log, client).Opt())
 	if g.cfg.TracerProvider != nil {
 		topts := []kotel.TracerOpt{kotel.TracerProvider(g.cfg.TracerProvider), kotel.TracerPropagator(propagation.TraceContext{})}
 		if consumer {

@@ -44,9 +44,16 @@ func newGroupEnv(t testing.TB, partitions int32) *groupEnv {
 
 func newGroupEnvOn(t testing.TB, brokers []string, partitions int32, opts ...kgo.Opt) *groupEnv {
 	t.Helper()
+	return newReplicatedGroupEnv(t, brokers, partitions, 1, opts...)
+}
+
+// newReplicatedGroupEnv's topic has replicas replicas per partition; opts
+// are every client's (TLS and SASL on a secured cluster).
+func newReplicatedGroupEnv(t testing.TB, brokers []string, partitions int32, replicas int16, opts ...kgo.Opt) *groupEnv {
+	t.Helper()
 	f := testkit.Setup(t)
 	e := &groupEnv{brokers: brokers, db: f.DB, serde: f.Serde, regURL: f.RegistryURL, opts: opts, fx: f}
-	e.topic = testkit.Topic(t, e.brokers, partitions, opts...)
+	e.topic = testkit.ReplicatedTopic(t, e.brokers, partitions, replicas, opts...)
 	// applied counts applications per event (n > 1 is a double apply) and
 	// records their order.
 	if _, err := e.db.Exec(context.Background(), `CREATE TABLE applied (event_id uuid PRIMARY KEY, key text NOT NULL, grp text NOT NULL DEFAULT '',

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"github.com/eventline/eventline/internal/dsn"
+	"github.com/eventline/eventline/internal/kafkalog"
 
 	"context"
 	"errors"
@@ -87,6 +88,9 @@ func New(cfg Config) (*Relay, error) {
 		// batch fails every record in it, and the relay would park good
 		// rows with the one that is too large.
 		kgo.ProducerBatchMaxBytesFn(r.batchMaxBytes),
+		// The client rides out a broker failover on its own (retries,
+		// then the partition's new leader); these say so in the log.
+		kafkalog.New(cfg.Logger, "relay").Opt(),
 	}, cfg.KafkaOpts...)
 	if cfg.TracerProvider != nil {
 		r.tracing = true

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real Apache Kafka for tests: one KRaft node (broker + controller) on
-# 127.0.0.1, run from Maven Central jars with the machine's Java (17+).
+# 127.0.0.1, or a cluster of them (EVENTLINE_KAFKA_NODES=3), run from Maven
+# Central jars with the machine's Java (17+).
 #
 #   bash scripts/kafka.sh fetch    # download the jars (once per Kafka version)
 #   bash scripts/kafka.sh up       # (re)start an empty broker, wait until ready,
@@ -10,10 +11,23 @@
 #   bash scripts/kafka.sh stop     # stop it, keeping its data (for restart tests)
 #   bash scripts/kafka.sh start    # start the node `up` formatted again, with its
 #                                  # data; wait until ready, print the same line
+#   bash scripts/kafka.sh kill N       # SIGKILL node N of a cluster (1..nodes)
+#   bash scripts/kafka.sh stop-node N  # stop node N cleanly, keeping its data
+#   bash scripts/kafka.sh start-node N # start node N on its data, wait until
+#                                      # it serves and every node is registered
 #
 # Only the EVENTLINE_TEST_KAFKA=... line goes to stdout, so
 #   export "$(bash scripts/kafka.sh up)"
 # works; progress and errors go to stderr.
+#
+# A cluster (EVENTLINE_KAFKA_NODES=N, N>1, read by up; the other commands
+# find the nodes in the run dir) is N combined broker+controller nodes with
+# ids 1..N and a static controller quorum of all of them, each in
+# <run dir>/node-<i> (config, pid, data, logs). Topics get 3 replicas
+# (at most N) and min.insync.replicas=2 by default, the internal topics too,
+# so one node may die without losing an acknowledged (acks=all) write; a
+# killed broker is fenced 9 s after its last heartbeat, which moves its
+# partitions' leadership. stop, start, down and status act on every node.
 #
 # Environment (all optional):
 #   EVENTLINE_CACHE                  cache root (default ~/.cache/eventline)
@@ -24,9 +38,16 @@
 #                                    kernel's ephemeral range, so no outgoing
 #                                    connection can hold it)
 #   EVENTLINE_KAFKA_CONTROLLER_PORT  controller listener port (29093)
-#   EVENTLINE_KAFKA_TIMEOUT          seconds `up` waits for readiness (90)
+#   EVENTLINE_KAFKA_NODES            nodes `up` starts (1)
+#   EVENTLINE_KAFKA_PORTS            a cluster's client ports, one per node
+#                                    (default EVENTLINE_KAFKA_PORT + 2*(i-1))
+#   EVENTLINE_KAFKA_CONTROLLER_PORTS its controller ports (default
+#                                    EVENTLINE_KAFKA_CONTROLLER_PORT + 2*(i-1))
+#   EVENTLINE_KAFKA_TIMEOUT          seconds `up` waits for readiness (90; 180
+#                                    for a cluster, three JVMs starting at once)
 #   EVENTLINE_KAFKA_LOG_LEVEL        broker log level, to <run dir>/logs/server.log (WARN)
-#   EVENTLINE_KAFKA_JAVA_OPTS        extra JVM options
+#   EVENTLINE_KAFKA_JAVA_OPTS        extra JVM options (a single node has
+#                                    -Xmx768m, a cluster's nodes -Xmx512m each)
 #   EVENTLINE_KAFKA_EXTRA_PROPERTIES file appended to server.properties on up
 #                                    (a later key wins: e.g. listeners with a
 #                                    SASL_SSL listener beside PLAINTEXT, which
@@ -48,10 +69,14 @@ DIST=$CACHE/kafka-$KAFKA_VERSION
 LIBS=$DIST/libs
 MARKER=$DIST/.complete
 RUN=${EVENTLINE_KAFKA_DIR:-$CACHE/kafka-run}
-PIDFILE=$RUN/kafka.pid
 HOST=127.0.0.1
 PORT=${EVENTLINE_KAFKA_PORT:-29092}
 CONTROLLER_PORT=${EVENTLINE_KAFKA_CONTROLLER_PORT:-29093}
+NODES=${EVENTLINE_KAFKA_NODES:-1}
+# The node the functions act on: a single node lives in the run dir itself,
+# node i of a cluster in node-<i> (use_node).
+NODE_DIR=$RUN
+PIDFILE=$RUN/kafka.pid
 TIMEOUT=${EVENTLINE_KAFKA_TIMEOUT:-90}
 LOG_LEVEL=${EVENTLINE_KAFKA_LOG_LEVEL:-WARN}
 READY_BIN=$CACHE/bin/kafkaready
@@ -129,7 +154,61 @@ alive() {
   [ -n "$st" ] && [ "${st#Z}" = "$st" ]
 }
 
-# running_pid: prints the pid of the broker this run dir started, if it runs.
+# cluster_size: the nodes of the run dir's cluster (the nodes file up
+# writes); fails for a single node.
+cluster_size() {
+  local n
+  [ -f "$RUN/nodes" ] || return 1
+  n=$(cat "$RUN/nodes")
+  [[ $n =~ ^[0-9]+$ ]] || die "$RUN/nodes holds '$n', not a node count"
+  echo "$n"
+}
+
+# cluster_timeout: a cluster's nodes start together on a machine of maybe
+# two cores: they get longer to become ready.
+cluster_timeout() { TIMEOUT=${EVENTLINE_KAFKA_TIMEOUT:-180}; }
+
+# use_node I: point NODE_DIR and PIDFILE at node I of a cluster, and PORT
+# and CONTROLLER_PORT at its ports (from its config once up wrote it, else
+# from the environment).
+use_node() {
+  local i=$1 p
+  NODE_DIR=$RUN/node-$i
+  PIDFILE=$NODE_DIR/kafka.pid
+  if [ -f "$NODE_DIR/server.properties" ]; then
+    p=$(sed -n 's#^advertised\.listeners=PLAINTEXT://.*:\([0-9][0-9]*\)$#\1#p' "$NODE_DIR/server.properties")
+    [ -n "$p" ] && PORT=$p
+    p=$(sed -n 's#^listeners=.*CONTROLLER://.*:\([0-9][0-9]*\)$#\1#p' "$NODE_DIR/server.properties")
+    [ -n "$p" ] && CONTROLLER_PORT=$p
+  else
+    PORT=$(nth_port "${EVENTLINE_KAFKA_PORTS:-}" "${EVENTLINE_KAFKA_PORT:-29092}" "$i" EVENTLINE_KAFKA_PORTS)
+    CONTROLLER_PORT=$(nth_port "${EVENTLINE_KAFKA_CONTROLLER_PORTS:-}" "${EVENTLINE_KAFKA_CONTROLLER_PORT:-29093}" "$i" EVENTLINE_KAFKA_CONTROLLER_PORTS)
+  fi
+}
+
+# nth_port LIST BASE I NAME: the I-th port of the comma-separated LIST, or
+# BASE + 2*(I-1) without a list (client and controller ports interleave).
+nth_port() {
+  local list=$1 base=$2 i=$3 name=$4 ports
+  if [ -n "$list" ]; then
+    IFS=, read -r -a ports <<<"$list"
+    [ "${#ports[@]}" -ge "$i" ] && [[ ${ports[$((i - 1))]} =~ ^[0-9]+$ ]] ||
+      die "$name=$list names no port for node $i"
+    echo "${ports[$((i - 1))]}"
+  else
+    echo $((base + 2 * (i - 1)))
+  fi
+}
+
+# node_arg N: check a node number given on the command line.
+node_arg() {
+  local n
+  n=$(cluster_size) || die "no cluster in $RUN (up with EVENTLINE_KAFKA_NODES=3 first)"
+  [[ ${1:-} =~ ^[0-9]+$ ]] && [ "$1" -ge 1 ] && [ "$1" -le "$n" ] ||
+    die "node '${1:-}': want a number from 1 to $n"
+}
+
+# running_pid: prints the pid of the broker PIDFILE names, if it runs.
 # The pid must still be a kafka.Kafka process (pids get reused).
 running_pid() {
   local pid
@@ -141,32 +220,61 @@ running_pid() {
   echo "$pid"
 }
 
-# stop_pid PID: SIGTERM, up to 30 s for a clean shutdown, then SIGKILL.
-stop_pid() {
-  local pid=$1 i
-  kill -TERM "$pid" 2>/dev/null || true
+# stop_pids PID...: SIGTERM to all at once, up to 30 s for a clean
+# shutdown, then SIGKILL. All at once: the last nodes of a cluster stopped
+# one after the other would wait for a controller quorum already gone.
+stop_pids() {
+  local pid i left=()
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
   for ((i = 0; i < 150; i++)); do
-    alive "$pid" || return 0
+    left=()
+    for pid in "$@"; do alive "$pid" && left+=("$pid"); done
+    [ "${#left[@]}" -eq 0 ] && return 0
     sleep 0.2
   done
-  log "broker (pid $pid) still running after 30 s; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for ((i = 0; i < 50; i++)); do
-    alive "$pid" || return 0
-    sleep 0.1
-  done
-  die "could not stop pid $pid"
+  log "broker(s) (pid ${left[*]}) still running after 30 s; sending SIGKILL"
+  kill_pids "${left[@]}"
 }
 
-cmd_down() {
-  local pid
-  if pid=$(running_pid); then
-    log "stopping broker (pid $pid)"
-    stop_pid "$pid"
+# kill_pids PID...: SIGKILL, and wait until they are gone.
+kill_pids() {
+  local pid i left=()
+  for pid in "$@"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for ((i = 0; i < 100; i++)); do
+    left=()
+    for pid in "$@"; do alive "$pid" && left+=("$pid"); done
+    [ "${#left[@]}" -eq 0 ] && return 0
+    sleep 0.1
+  done
+  die "could not stop pid ${left[*]}"
+}
+
+# running_pids: the pids of every node of the run dir that runs (a single
+# node, or the nodes of a cluster).
+running_pids() {
+  local d pid
+  for d in "$RUN" "$RUN"/node-*; do
+    [ -d "$d" ] || continue
+    PIDFILE=$d/kafka.pid
+    if pid=$(running_pid); then
+      echo "$pid"
+    fi
+  done
+}
+
+# stop_all VERB: stop every node of the run dir; VERB says so in the log.
+stop_all() {
+  local verb=$1 pids
+  mapfile -t pids < <(running_pids)
+  if [ "${#pids[@]}" -gt 0 ]; then
+    log "$verb (pid ${pids[*]})"
+    stop_pids "${pids[@]}"
     log "stopped"
   fi
-  rm -f "$PIDFILE" "$RUN/bootstrap"
+  rm -f "$RUN/kafka.pid" "$RUN"/node-*/kafka.pid "$RUN/bootstrap"
 }
+
+cmd_down() { stop_all "stopping the broker(s)"; }
 
 port_in_use() {
   (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
@@ -185,102 +293,190 @@ new_cluster_id() {
   echo "$id"
 }
 
+# write_config NODE_ID QUORUM REPLICAS MIN_ISR: NODE_DIR/server.properties.
+# QUORUM is the line naming the controllers: controller.quorum.bootstrap.servers
+# for a single node (formatted --standalone), controller.quorum.voters for
+# a cluster (a static quorum, formatted without it).
 write_config() {
-  cat >"$RUN/server.properties" <<EOF
+  local id=$1 quorum=$2 rf=$3 isr=$4
+  cat >"$NODE_DIR/server.properties" <<PROPS
 # Written by scripts/kafka.sh up; rewritten on every up.
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT
+node.id=$id
+$quorum
 listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
 advertised.listeners=PLAINTEXT://$HOST:$PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs=$RUN/data
+log.dirs=$NODE_DIR/data
 
-# One node: every internal topic has one replica.
-offsets.topic.replication.factor=1
+# Internal topics: as many replicas as topics created without a factor get.
+offsets.topic.replication.factor=$rf
 offsets.topic.num.partitions=4
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$isr
 transaction.state.log.num.partitions=4
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$isr
 
 # Test-friendly defaults.
 group.initial.rebalance.delay.ms=0
 num.partitions=1
-default.replication.factor=1
+default.replication.factor=$rf
 auto.create.topics.enable=true
 delete.topic.enable=true
 log.segment.bytes=8388608
 num.network.threads=2
 num.io.threads=4
 background.threads=4
-EOF
+PROPS
+  if [ "$NODES" -gt 1 ]; then
+    cat >>"$NODE_DIR/server.properties" <<PROPS
+
+# A cluster: an acks=all write is on min.insync.replicas replicas before it
+# is acknowledged. A SIGKILLed node is fenced (its partitions get new
+# leaders, it leaves their ISRs) broker.session.timeout.ms (9 s) after its
+# last heartbeat. Shorter (4 s) fenced live brokers on a loaded 2-core
+# machine, the controller too busy to count their heartbeats.
+min.insync.replicas=$isr
+broker.heartbeat.interval.ms=1000
+PROPS
+  fi
   if [ -n "${EVENTLINE_KAFKA_EXTRA_PROPERTIES:-}" ]; then
     [ -r "$EVENTLINE_KAFKA_EXTRA_PROPERTIES" ] || die "EVENTLINE_KAFKA_EXTRA_PROPERTIES: cannot read $EVENTLINE_KAFKA_EXTRA_PROPERTIES"
-    { echo; echo "# From EVENTLINE_KAFKA_EXTRA_PROPERTIES."; cat "$EVENTLINE_KAFKA_EXTRA_PROPERTIES"; } >>"$RUN/server.properties"
+    { echo; echo "# From EVENTLINE_KAFKA_EXTRA_PROPERTIES."; cat "$EVENTLINE_KAFKA_EXTRA_PROPERTIES"; } >>"$NODE_DIR/server.properties"
   fi
-  chmod 600 "$RUN/server.properties"
+  chmod 600 "$NODE_DIR/server.properties"
 }
 
-# fail_up MSG PID: show why, stop the half-started broker, exit 1.
+# fail_up MSG PID...: show why, stop the half-started broker(s), exit 1.
 fail_up() {
-  local msg=$1 pid=${2:-}
+  local msg=$1 f d pid left=()
+  shift
   log "$msg"
-  local f
-  for f in "$RUN/logs/kafka.out" "$RUN/logs/server.log"; do
-    if [ -s "$f" ]; then
-      echo "---- last lines of $f ----" >&2
-      tail -n 60 "$f" >&2
-    fi
+  for d in "$RUN" "$RUN"/node-*; do
+    for f in "$d/logs/kafka.out" "$d/logs/server.log"; do
+      if [ -s "$f" ]; then
+        echo "---- last lines of $f ----" >&2
+        tail -n 60 "$f" >&2
+      fi
+    done
   done
-  if [ -n "$pid" ] && alive "$pid"; then
-    stop_pid "$pid" || true
+  for pid in "$@"; do alive "$pid" && left+=("$pid"); done
+  if [ "${#left[@]}" -gt 0 ]; then
+    stop_pids "${left[@]}" || true
   fi
   rm -f "$PIDFILE" "$RUN/bootstrap"
   exit 1
 }
 
+# format CLUSTER_ID [OPTION...]: format NODE_DIR's storage.
+format() {
+  local cluster_id=$1
+  shift
+  if ! "$JAVA" "${JVM_COMMON[@]}" -cp "$LIBS/*" kafka.tools.StorageTool \
+      format -t "$cluster_id" -c "$NODE_DIR/server.properties" "$@" \
+      >"$NODE_DIR/logs/format.out" 2>&1 </dev/null; then
+    cat "$NODE_DIR/logs/format.out" >&2
+    fail_up "formatting storage in $NODE_DIR failed"
+  fi
+}
+
 cmd_up() {
+  [[ $NODES =~ ^[1-9]$ ]] || die "EVENTLINE_KAFKA_NODES=$NODES: want 1 to 9"
   cmd_fetch
   JAVA=$(java_bin)
   check_java
 
-  local old
-  if old=$(running_pid); then
-    log "a broker from an earlier up is running (pid $old); stopping it first"
+  if [ -n "$(running_pids)" ]; then
+    log "a broker from an earlier up is running; stopping it first"
   fi
   cmd_down
 
-  check_ports
-  build_probe
-
   # Every up starts from empty storage and a fresh log.
   mkdir -p "$RUN"
-  rm -rf "$RUN/data" "$RUN/logs"
+  rm -rf "$RUN/data" "$RUN/logs" "$RUN"/node-* "$RUN/nodes"
+  if [ "$NODES" -gt 1 ]; then
+    up_cluster
+    return
+  fi
+  NODE_DIR=$RUN
+  PIDFILE=$RUN/kafka.pid
+  check_ports "$PORT" "$CONTROLLER_PORT"
+  build_probe
   mkdir -p "$RUN/data" "$RUN/logs"
-  write_config
+  write_config 1 "controller.quorum.bootstrap.servers=$HOST:$CONTROLLER_PORT" 1 1
 
   local cluster_id
   cluster_id=$(new_cluster_id)
   log "formatting storage (cluster id $cluster_id)"
-  if ! "$JAVA" "${JVM_COMMON[@]}" -cp "$LIBS/*" kafka.tools.StorageTool \
-      format -t "$cluster_id" -c "$RUN/server.properties" --standalone \
-      >"$RUN/logs/format.out" 2>&1 </dev/null; then
-    cat "$RUN/logs/format.out" >&2
-    fail_up "formatting storage failed"
-  fi
+  jvm_common
+  format "$cluster_id" --standalone
 
   launch
 }
 
+# up_cluster: format NODES nodes with one cluster id and a static quorum of
+# all of them, start them together (none is ready before a majority of the
+# quorum runs), and wait until every one is registered.
+up_cluster() {
+  local i rf isr voters="" ports=() cluster_id pids=()
+  cluster_timeout
+  rf=$((NODES < 3 ? NODES : 3))
+  isr=$((rf < 3 ? 1 : 2))
+  for ((i = 1; i <= NODES; i++)); do
+    use_node "$i"
+    check_ports "$PORT" "$CONTROLLER_PORT"
+    ports+=("$PORT")
+    voters+="${voters:+,}$i@$HOST:$CONTROLLER_PORT"
+  done
+  build_probe
+  cluster_id=$(new_cluster_id)
+  log "formatting $NODES nodes (cluster id $cluster_id, controller quorum $voters)"
+  for ((i = 1; i <= NODES; i++)); do
+    use_node "$i"
+    mkdir -p "$NODE_DIR/data" "$NODE_DIR/logs"
+    write_config "$i" "controller.quorum.voters=$voters" "$rf" "$isr"
+    jvm_common
+    format "$cluster_id"
+  done
+  echo "$NODES" >"$RUN/nodes"
+  for ((i = 1; i <= NODES; i++)); do
+    use_node "$i"
+    jvm_common
+    spawn
+    pids+=("$SPAWNED")
+  done
+  await_ready "$NODES" "$(join_addrs "${ports[@]}")" "${pids[@]}"
+  finish_cluster
+}
+
+# join_addrs PORT...: host:port,host:port,...
+join_addrs() {
+  local p out=""
+  for p in "$@"; do out+="${out:+,}$HOST:$p"; done
+  echo "$out"
+}
+
+# finish_cluster: record and print the cluster's bootstrap line.
+finish_cluster() {
+  local i n ports=()
+  n=$(cluster_size)
+  for ((i = 1; i <= n; i++)); do
+    use_node "$i"
+    ports+=("$PORT")
+  done
+  join_addrs "${ports[@]}" >"$RUN/bootstrap"
+  log "ready: $n nodes, logs in $RUN/node-*/logs/server.log"
+  echo "EVENTLINE_TEST_KAFKA=$(cat "$RUN/bootstrap")"
+}
+
 check_ports() {
   local p
-  for p in "$PORT" "$CONTROLLER_PORT"; do
+  for p in "$@"; do
     if port_in_use "$p"; then
-      die "$HOST:$p is already in use by another process; stop it or set EVENTLINE_KAFKA_PORT / EVENTLINE_KAFKA_CONTROLLER_PORT"
+      die "$HOST:$p is already in use by another process; stop it or set EVENTLINE_KAFKA_PORT / EVENTLINE_KAFKA_CONTROLLER_PORT (EVENTLINE_KAFKA_PORTS / EVENTLINE_KAFKA_CONTROLLER_PORTS for a cluster)"
     fi
   done
 }
@@ -293,68 +489,86 @@ build_probe() {
     die "could not build internal/tools/kafkaready"
 }
 
-JVM_COMMON=(
-  -Djava.awt.headless=true
-  -Dlog4j2.configurationFile="$LOG4J_CONF"
-  -Dkafka.logs.dir="$RUN/logs"
-  -Deventline.kafka.loglevel="$LOG_LEVEL"
-)
+# jvm_common: the JVM options of NODE_DIR's node and of the storage tool.
+jvm_common() {
+  JVM_COMMON=(
+    -Djava.awt.headless=true
+    -Dlog4j2.configurationFile="$LOG4J_CONF"
+    -Dkafka.logs.dir="$NODE_DIR/logs"
+    -Deventline.kafka.loglevel="$LOG_LEVEL"
+  )
+}
 
-# launch: start the broker on the storage and config in $RUN, wait until it
-# is ready, print the EVENTLINE_TEST_KAFKA line (for up and start).
-launch() {
-  log "starting Kafka $KAFKA_VERSION on $HOST:$PORT (controller $HOST:$CONTROLLER_PORT), run dir $RUN"
+# spawn: start NODE_DIR's broker in the background; its pid goes to PIDFILE
+# and SPAWNED.
+spawn() {
+  local heap=(-Xms256m -Xmx768m)
+  # A cluster's three JVMs share the machine with the tests: each gets less.
+  [ "$NODE_DIR" != "$RUN" ] && heap=(-Xms128m -Xmx512m)
+  log "starting Kafka $KAFKA_VERSION on $HOST:$PORT (controller $HOST:$CONTROLLER_PORT), run dir $NODE_DIR"
   local launcher=()
   command -v setsid >/dev/null 2>&1 && launcher=(setsid)
   # Own session (Ctrl-C of the caller does not reach it), no inherited fds
   # (a caller's $(...) does not wait for it).
   # shellcheck disable=SC2086 # EVENTLINE_KAFKA_JAVA_OPTS is a list of options
-  "${launcher[@]}" nohup "$JAVA" -Xms256m -Xmx768m \
+  "${launcher[@]}" nohup "$JAVA" "${heap[@]}" \
     -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
     -XX:+ExplicitGCInvokesConcurrent \
     "${JVM_COMMON[@]}" ${EVENTLINE_KAFKA_JAVA_OPTS:-} \
-    -cp "$LIBS/*" kafka.Kafka "$RUN/server.properties" \
-    >>"$RUN/logs/kafka.out" 2>&1 </dev/null &
-  local pid=$! ready=
-  echo "$pid" >"$PIDFILE"
-  trap '[ -n "$ready" ] && kill "$ready" 2>/dev/null; fail_up "interrupted" "$pid"' INT TERM
+    -cp "$LIBS/*" kafka.Kafka "$NODE_DIR/server.properties" \
+    >>"$NODE_DIR/logs/kafka.out" 2>&1 </dev/null &
+  SPAWNED=$!
+  echo "$SPAWNED" >"$PIDFILE"
+}
 
-  # Wait for the probe, but give up at once if the JVM dies.
-  "$READY_BIN" -brokers "$HOST:$PORT" -timeout "${TIMEOUT}s" &
+# await_ready MIN_BROKERS ADDRS PID...: wait for the probe on ADDRS, but give
+# up at once if one of the JVMs dies.
+await_ready() {
+  local min=$1 addrs=$2 ready= pid
+  shift 2
+  local pids=("$@")
+  trap '[ -n "$ready" ] && kill "$ready" 2>/dev/null; fail_up "interrupted" "${pids[@]}"' INT TERM
+  "$READY_BIN" -brokers "$addrs" -timeout "${TIMEOUT}s" -min-brokers "$min" &
   ready=$!
   while alive "$ready"; do
-    if ! alive "$pid"; then
-      kill "$ready" 2>/dev/null || true
-      wait "$ready" 2>/dev/null || true
-      fail_up "the broker exited during startup" "$pid"
-    fi
+    for pid in "${pids[@]}"; do
+      if ! alive "$pid"; then
+        kill "$ready" 2>/dev/null || true
+        wait "$ready" 2>/dev/null || true
+        fail_up "the broker (pid $pid) exited during startup" "${pids[@]}"
+      fi
+    done
     sleep 0.2
   done
   if ! wait "$ready"; then
-    fail_up "the broker did not become ready within ${TIMEOUT} s" "$pid"
+    fail_up "$addrs did not become ready within ${TIMEOUT} s" "${pids[@]}"
   fi
   trap - INT TERM
+}
 
+# launch: start the single node on the storage and config in $RUN, wait
+# until it is ready, print the EVENTLINE_TEST_KAFKA line (for up and start).
+launch() {
+  jvm_common
+  spawn
+  await_ready 1 "$HOST:$PORT" "$SPAWNED"
   echo "$HOST:$PORT" >"$RUN/bootstrap"
-  log "ready (pid $pid, log $RUN/logs/server.log)"
+  log "ready (pid $SPAWNED, log $RUN/logs/server.log)"
   echo "EVENTLINE_TEST_KAFKA=$HOST:$PORT"
 }
 
 # cmd_stop: like down (a clean shutdown), said for what it is meant for:
-# the data, config and logs stay, and start resumes the node.
-cmd_stop() {
-  local pid
-  if pid=$(running_pid); then
-    log "stopping broker (pid $pid), keeping its data in $RUN/data"
-    stop_pid "$pid"
-    log "stopped"
-  fi
-  rm -f "$PIDFILE" "$RUN/bootstrap"
-}
+# the data, config and logs stay, and start resumes the node(s).
+cmd_stop() { stop_all "stopping the broker(s), keeping their data in $RUN"; }
 
-# cmd_start: start the node that up formatted, on its data and with the
+# cmd_start: start the node(s) that up formatted, on their data and with the
 # server.properties up wrote (its ports win over the environment's).
 cmd_start() {
+  local n
+  if n=$(cluster_size); then
+    start_cluster "$n"
+    return
+  fi
   [ -f "$RUN/server.properties" ] && [ -f "$RUN/data/meta.properties" ] ||
     die "no formatted node in $RUN; run up first"
   local pid
@@ -371,14 +585,105 @@ cmd_start() {
   fetched || die "the Kafka $KAFKA_VERSION jars are not fetched; run up first"
   JAVA=$(java_bin)
   check_java
-  check_ports
+  check_ports "$PORT" "$CONTROLLER_PORT"
   build_probe
   mkdir -p "$RUN/logs"
   launch
 }
 
-cmd_status() {
+# start_cluster N: start every node of the cluster that is not running.
+start_cluster() {
+  local n=$1 i pid pids=() ports=()
+  cluster_timeout
+  NODES=$n
+  fetched || die "the Kafka $KAFKA_VERSION jars are not fetched; run up first"
+  JAVA=$(java_bin)
+  check_java
+  build_probe
+  for ((i = 1; i <= n; i++)); do
+    use_node "$i"
+    [ -f "$NODE_DIR/data/meta.properties" ] || die "no formatted node in $NODE_DIR; run up first"
+    ports+=("$PORT")
+    if pid=$(running_pid); then
+      pids+=("$pid")
+      continue
+    fi
+    check_ports "$PORT" "$CONTROLLER_PORT"
+    mkdir -p "$NODE_DIR/logs"
+    jvm_common
+    spawn
+    pids+=("$SPAWNED")
+  done
+  await_ready "$n" "$(join_addrs "${ports[@]}")" "${pids[@]}"
+  finish_cluster
+}
+
+# cmd_kill N: SIGKILL node N (a crash: no controlled shutdown, nothing
+# flushed), and wait until it is gone.
+cmd_kill() {
+  node_arg "${1:-}"
+  use_node "$1"
   local pid
+  pid=$(running_pid) || die "node $1 is not running"
+  kill_pids "$pid"
+  rm -f "$PIDFILE"
+  log "killed node $1 (pid $pid, $HOST:$PORT)"
+}
+
+# cmd_stop_node N: stop node N cleanly (controlled shutdown), keeping its data.
+cmd_stop_node() {
+  node_arg "${1:-}"
+  use_node "$1"
+  local pid
+  if pid=$(running_pid); then
+    log "stopping node $1 (pid $pid)"
+    stop_pids "$pid"
+  fi
+  rm -f "$PIDFILE"
+}
+
+# cmd_start_node N: start node N on its data; ready once it serves (it has
+# caught up with the metadata log) and lists every node as registered.
+cmd_start_node() {
+  node_arg "${1:-}"
+  local n pid
+  cluster_timeout
+  n=$(cluster_size)
+  NODES=$n
+  use_node "$1"
+  if pid=$(running_pid); then
+    log "node $1 already running (pid $pid)"
+    return 0
+  fi
+  fetched || die "the Kafka $KAFKA_VERSION jars are not fetched; run up first"
+  JAVA=$(java_bin)
+  check_java
+  check_ports "$PORT" "$CONTROLLER_PORT"
+  build_probe
+  mkdir -p "$NODE_DIR/logs"
+  jvm_common
+  spawn
+  await_ready "$n" "$HOST:$PORT" "$SPAWNED"
+  log "node $1 ready (pid $SPAWNED)"
+}
+
+cmd_status() {
+  local pid n i up=0
+  if n=$(cluster_size); then
+    for ((i = 1; i <= n; i++)); do
+      use_node "$i"
+      if pid=$(running_pid); then
+        log "node $i running (pid $pid, $HOST:$PORT)"
+        up=$((up + 1))
+      else
+        log "node $i not running"
+      fi
+    done
+    # The line while any node serves; success only when all do.
+    [ "$up" -gt 0 ] && echo "EVENTLINE_TEST_KAFKA=$(cat "$RUN/bootstrap" 2>/dev/null)"
+    [ "$up" -eq "$n" ]
+    return
+  fi
   if pid=$(running_pid); then
     log "running (pid $pid, run dir $RUN)"
     echo "EVENTLINE_TEST_KAFKA=$(cat "$RUN/bootstrap" 2>/dev/null || echo "$HOST:$PORT")"
@@ -389,7 +694,7 @@ cmd_status() {
 }
 
 usage() {
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -400,5 +705,8 @@ case "${1:-}" in
   stop) cmd_stop ;;
   start) cmd_start ;;
   status) cmd_status ;;
+  kill) cmd_kill "${2:-}" ;;
+  stop-node) cmd_stop_node "${2:-}" ;;
+  start-node) cmd_start_node "${2:-}" ;;
   *) usage ;;
 esac

@@ -134,7 +134,12 @@ func apacheNode(t testing.TB, props func(port, controller int) string) (string, 
 	// the shared broker.
 	dir := DataDir(t)
 	runDir := filepath.Join(dir, "kafka")
-	base := append(os.Environ(), "EVENTLINE_KAFKA_DIR="+runDir)
+	// A single node, whatever the caller's environment asks of kafka.sh.
+	env0 := os.Environ()
+	for _, k := range []string{"EVENTLINE_KAFKA_NODES", "EVENTLINE_KAFKA_PORTS", "EVENTLINE_KAFKA_CONTROLLER_PORTS", "EVENTLINE_KAFKA_EXTRA_PROPERTIES"} {
+		env0 = WithoutEnv(env0, k)
+	}
+	base := append(env0, "EVENTLINE_KAFKA_DIR="+runDir)
 	env := base
 	script := func(cmd string) (string, error) {
 		c := exec.Command("bash", filepath.Join(root, "scripts", "kafka.sh"), cmd)

@@ -18,6 +18,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http/httptest"
 	"net/url"
@@ -88,6 +89,13 @@ func Logger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// CapturingLogger is Logger whose output is also kept in the returned
+// buffer, for a test asserting what was logged.
+func CapturingLogger(t testing.TB) (*slog.Logger, *SyncBuffer) {
+	buf := &SyncBuffer{}
+	return slog.New(slog.NewTextHandler(io.MultiWriter(tWriter{t}, buf), &slog.HandlerOptions{Level: slog.LevelDebug})), buf
+}
+
 type tWriter struct{ t testing.TB }
 
 func (w tWriter) Write(p []byte) (int, error) {
@@ -134,11 +142,18 @@ func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 // are the client's (TLS and SASL for a secured cluster).
 func Topic(t testing.TB, brokers []string, partitions int32, opts ...kgo.Opt) string {
 	t.Helper()
+	return ReplicatedTopic(t, brokers, partitions, 1, opts...)
+}
+
+// ReplicatedTopic is Topic with replicas replicas per partition (a cluster's
+// topic: KafkaCluster).
+func ReplicatedTopic(t testing.TB, brokers []string, partitions int32, replicas int16, opts ...kgo.Opt) string {
+	t.Helper()
 	name := UniqueName(t, "t")
 	adm := kadm.NewClient(Client(t, brokers, opts...))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, name)
+	resp, err := adm.CreateTopic(ctx, partitions, replicas, nil, name)
 	if err == nil {
 		err = resp.Err
 	}

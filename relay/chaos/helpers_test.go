@@ -41,6 +41,7 @@ type world struct {
 	db       *pgxpool.Pool
 	brokers  []string
 	topic    string
+	replicas int16
 	pipeline []byte // eventline.yaml routing the orders to topic
 	prod     *producer.Producer
 	aggs     []string
@@ -48,6 +49,13 @@ type world struct {
 }
 
 func setup(t *testing.T, dbURL string, brokers []string) *world {
+	t.Helper()
+	return setupReplicated(t, dbURL, brokers, 1)
+}
+
+// setupReplicated's topic has replicas replicas per partition (what
+// eventline.yaml asks the relay to create).
+func setupReplicated(t *testing.T, dbURL string, brokers []string, replicas int16) *world {
 	t.Helper()
 	ctx := context.Background()
 	f := testkit.Setup(t, testkit.Database(dbURL), testkit.MaxConns(24)) // up to 16 writers plus the test's own queries
@@ -58,14 +66,14 @@ func setup(t *testing.T, dbURL string, brokers []string) *world {
 	if _, err := db.Exec(ctx, `CREATE TABLE chaos_agg (id text PRIMARY KEY, v bigint NOT NULL DEFAULT 0)`); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "orders")}
+	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "orders"), replicas: replicas}
 	for range aggregates {
 		w.aggs = append(w.aggs, uuid.NewString())
 	}
 	if _, err := db.Exec(ctx, `INSERT INTO chaos_agg (id) SELECT unnest($1::text[])`, w.aggs); err != nil {
 		t.Fatal(err)
 	}
-	w.pipeline = fmt.Appendf(nil, "topics:\n  - name: %s\n    partitions: %d\n    replication_factor: 1\n    events: [eventline.orders.OrderCreated]\n", w.topic, partitions)
+	w.pipeline = fmt.Appendf(nil, "topics:\n  - name: %s\n    partitions: %d\n    replication_factor: %d\n    events: [eventline.orders.OrderCreated]\n", w.topic, partitions, replicas)
 	w.prod = f.Producer(t, w.pipeline, events.Catalog(), &events.OrderCreated{})
 	w.ledger.committed = map[uuid.UUID]event{}
 	w.ledger.uncertain = map[uuid.UUID]event{}
@@ -73,7 +81,7 @@ func setup(t *testing.T, dbURL string, brokers []string) *world {
 }
 
 func (w *world) topics() []pipeline.Topic {
-	return []pipeline.Topic{{Name: w.topic, Partitions: partitions, ReplicationFactor: 1}}
+	return []pipeline.Topic{{Name: w.topic, Partitions: partitions, ReplicationFactor: w.replicas}}
 }
 
 // event is what a writer appended: the aggregate and its version.
@@ -214,7 +222,10 @@ func (w *world) startRelay(name string, cfg relay.Config) *inproc {
 	cfg.DatabaseURL = w.dbURL
 	cfg.Brokers = w.brokers
 	cfg.Topics = w.topics()
-	cfg.Logger = testkit.Logger(w.t).With("relay", name)
+	if cfg.Logger == nil {
+		cfg.Logger = testkit.Logger(w.t)
+	}
+	cfg.Logger = cfg.Logger.With("relay", name)
 	if cfg.PollInterval == 0 {
 		cfg.PollInterval = 200 * time.Millisecond
 	}

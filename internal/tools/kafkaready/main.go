@@ -1,6 +1,10 @@
 // Command kafkaready waits until a Kafka cluster answers: it polls with a short
 // backoff until the brokers' metadata lists at least one broker (and a
-// controller) and topics can be listed, then exits 0. If that has not happened
+// controller) and topics can be listed, then exits 0. With -min-brokers N it
+// also waits until the metadata lists N brokers: a broker of a cluster answers
+// once it has caught up with the metadata log, before the other nodes have
+// registered, and a topic with three replicas cannot be created until they
+// have. If that has not happened
 // when -timeout runs out it prints the last error and exits 1.
 //
 // scripts/kafka.sh uses it to wait for the test broker it starts:
@@ -26,13 +30,14 @@ func main() {
 	timeout := flag.Duration("timeout", 90*time.Second, "give up after this long")
 	attempt := flag.Duration("attempt", 3*time.Second, "time limit of one probe")
 	quiet := flag.Bool("q", false, "print nothing on success")
+	minBrokers := flag.Int("min-brokers", 1, "wait until the metadata lists at least this many brokers")
 	flag.Parse()
 
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 
 	start := time.Now()
-	err := wait(ctx, strings.Split(*brokers, ","), *attempt)
+	err := wait(ctx, strings.Split(*brokers, ","), *attempt, *minBrokers)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kafkaready: %s not ready after %s: %v\n", *brokers, time.Since(start).Round(time.Millisecond), err)
 		os.Exit(1)
@@ -44,22 +49,15 @@ func main() {
 
 // wait probes until one probe succeeds or ctx ends; it returns the last
 // probe's error in the latter case.
-func wait(ctx context.Context, seeds []string, attempt time.Duration) error {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(seeds...),
-		kgo.DialTimeout(time.Second),
-	)
-	if err != nil {
-		return err // bad options (e.g. an empty broker list), not a cluster state
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-
+func wait(ctx context.Context, seeds []string, attempt time.Duration, minBrokers int) error {
 	backoff := 100 * time.Millisecond
 	var last error
 	for {
-		if last = probe(ctx, adm, attempt); last == nil {
+		if last = probe(ctx, seeds, attempt, minBrokers); last == nil {
 			return nil
+		}
+		if errors.Is(last, errOptions) {
+			return last
 		}
 		select {
 		case <-ctx.Done():
@@ -70,10 +68,24 @@ func wait(ctx context.Context, seeds []string, attempt time.Duration) error {
 	}
 }
 
-// probe makes one check, bounded by its own deadline inside ctx's.
-func probe(ctx context.Context, adm *kadm.Client, limit time.Duration) error {
+var errOptions = errors.New("bad client options")
+
+// probe makes one check, bounded by its own deadline inside ctx's, with a
+// client of its own: kadm's broker metadata comes from the client's cached
+// broker list, refreshed every 5 minutes, so a long-lived client would not
+// see a cluster's last node register.
+func probe(ctx context.Context, seeds []string, limit time.Duration, minBrokers int) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(seeds...),
+		kgo.DialTimeout(time.Second),
+	)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errOptions, err) // e.g. an empty broker list, not a cluster state
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
 
 	// A KRaft broker only accepts connections once it has caught up with the
 	// metadata log and been unfenced, and it names a live broker as the
@@ -84,6 +96,9 @@ func probe(ctx context.Context, adm *kadm.Client, limit time.Duration) error {
 	}
 	if len(m.Brokers) == 0 {
 		return errors.New("metadata lists no brokers")
+	}
+	if len(m.Brokers) < minBrokers {
+		return fmt.Errorf("metadata lists %d of %d brokers", len(m.Brokers), minBrokers)
 	}
 	if m.Controller < 0 {
 		return errors.New("metadata names no controller")
