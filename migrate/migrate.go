@@ -1,5 +1,5 @@
 // Package migrate creates and upgrades eventline's tables (the outbox, the
-// parked rows, the NOTIFY trigger and the consumers' dedupe table) from SQL
+// parked rows and the consumers' dedupe table) from SQL
 // embedded in the binary. `eventline migrate` runs it; services may call
 // Migrate at startup instead. Every name is prefixed eventline_ and lives in
 // a configurable PostgreSQL schema; re-running is a no-op.
@@ -73,10 +73,13 @@ func Migrations() ([]Migration, error) {
 	return out, nil
 }
 
-// Channel is the LISTEN/NOTIFY channel on which the outbox trigger of schema
-// announces commits: "eventline_outbox.<schema>", or, when that exceeds
-// PostgreSQL's 63-byte limit on channel names, the prefix and a digest of
-// the schema name.
+// Channel is the LISTEN/NOTIFY channel on which the outbox trigger of
+// migration 001 announced commits: "eventline_outbox.<schema>", or, when
+// that exceeds PostgreSQL's 63-byte limit on channel names, the prefix and
+// a digest of the schema name.
+//
+// Deprecated: migration 005 drops the trigger (the relay probes the outbox
+// instead); nothing is sent on the channel any more.
 func Channel(schema string) string {
 	if schema == "" || schema == DefaultSchema {
 		return "eventline_outbox"

@@ -26,8 +26,8 @@ const DefaultBatchBytes = 16 << 20
 // Config of a Relay. Zero values take the documented defaults.
 type Config struct {
 	// DatabaseURL of the outbox's database. Required. The relay opens a
-	// pool for batches and one dedicated connection for the leader lock
-	// and LISTEN.
+	// pool for batches and probes, and one dedicated connection for the
+	// leader lock.
 	DatabaseURL string
 	// Brokers are the Kafka seed brokers. Required.
 	Brokers []string
@@ -43,8 +43,15 @@ type Config struct {
 	// the producer's buffer (4 batches) it bounds the relay's memory for
 	// events of any size. Default DefaultBatchBytes.
 	BatchBytes int
-	// PollInterval is the fallback poll when no notification arrives.
-	// Default 2s.
+	// ProbeInterval is the longest wait between two probes for new rows
+	// while the outbox is idle: the relay probes every millisecond while
+	// rows arrive and doubles the wait after each empty probe, up to this
+	// (probe.go). It bounds how long an event committed after a quiet
+	// spell waits for the relay. Default 50ms.
+	ProbeInterval time.Duration
+	// PollInterval is how often the relay drains whatever the probes say,
+	// reading the outbox from its lowest id: it finds the rows of
+	// transactions that committed long after taking their ids. Default 2s.
 	PollInterval time.Duration
 	// StandbyRetry is how often a standby tries to become leader.
 	// Default 1s.
@@ -82,6 +89,9 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval == 0 {
 		c.PollInterval = 2 * time.Second
 	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = 50 * time.Millisecond
+	}
 	if c.StandbyRetry == 0 {
 		c.StandbyRetry = time.Second
 	}
@@ -116,6 +126,9 @@ func (c Config) validate() error {
 	}
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("relay: Retention must not be negative"))
+	}
+	if c.PollInterval < 0 || c.ProbeInterval < 0 {
+		errs = append(errs, errors.New("relay: PollInterval and ProbeInterval must not be negative"))
 	}
 	return errors.Join(errs...)
 }

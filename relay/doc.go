@@ -3,9 +3,10 @@
 // One relay per outbox is active at a time: the leader holds a session-level
 // PostgreSQL advisory lock on a dedicated connection; standbys retry the lock
 // and take over within StandbyRetry of the leader's connection dying. The
-// leader LISTENs on the outbox's NOTIFY channel (the insert trigger fires it
-// at commit), so new rows are picked up at once; a slow poll covers lost
-// notifications.
+// leader learns of new rows by probing the outbox's primary key (probe.go):
+// every millisecond while rows arrive, backing off to ProbeInterval when
+// idle, plus a full drain every PollInterval. Writers pay nothing for it:
+// no trigger or NOTIFY runs in their transactions.
 //
 // A batch is read in id order, produced with franz-go's idempotent producer
 // (key = aggregate id, so one aggregate stays on one partition and in
@@ -26,6 +27,7 @@
 // at most ShutdownTimeout for the in-flight batch's acks.
 //
 // Files: config.go (Config and its defaults), relay.go (New, Run, topics),
-// leader.go (leadership and the session), publish.go (the produce
-// pipeline), store.go (the outbox's SQL), parked.go, metrics.go.
+// leader.go (leadership and the session), probe.go (how the leader learns
+// of new rows), publish.go (the produce pipeline), store.go (the outbox's
+// SQL), parked.go, metrics.go.
 package relay

@@ -1,12 +1,10 @@
 package relay
 
 // Leadership: one relay per outbox holds a session-level advisory lock on a
-// dedicated connection; the leader's session checks the outbox, listens for
-// wake-ups and drains; standbys retry the lock.
+// dedicated connection; the leader's session checks the outbox, then drains
+// and probes for new rows (probe.go); standbys retry the lock.
 
 import (
-	"github.com/eventline/eventline/internal/dsn"
-
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/internal/dsn"
 )
 
 func (r *Relay) connect(ctx context.Context) (*pgx.Conn, error) {
@@ -57,14 +55,9 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 	}
 	r.leader.Store(true)
 	log.Info("relay: leader", "schema", r.cfg.Schema)
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{migrate.Channel(r.cfg.Schema)}.Sanitize()); err != nil {
-		return fmt.Errorf("LISTEN: %w", err)
-	}
 
 	// The lock connection is watched by one goroutine (a pgx.Conn is not
-	// safe for concurrent use): it turns notifications into wake-ups and a
-	// dead connection into lost leadership.
-	wake := make(chan struct{}, 1)
+	// safe for concurrent use): a dead connection is lost leadership.
 	lost := make(chan error, 1)
 	var lostFlag atomic.Bool
 	watchCtx, stopWatch := context.WithCancel(ctx)
@@ -72,7 +65,7 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := r.watch(watchCtx, conn, wake)
+		err := r.watch(watchCtx, conn)
 		lostFlag.Store(true)
 		lost <- err
 	}()
@@ -85,6 +78,7 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 		cleanup = t.C
 	}
 	backoff := 100 * time.Millisecond
+	wait := minProbe // the next wait between probes (probe.go)
 	for {
 		select {
 		case err := <-lost:
@@ -97,6 +91,7 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 		if ctx.Err() != nil {
 			return nil
 		}
+		before := r.published.Load() + r.parked.Load()
 		err := r.drain(ctx, &lostFlag)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -113,19 +108,47 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 			continue
 		}
 		backoff = 100 * time.Millisecond
-		poll := time.NewTimer(r.cfg.PollInterval)
+		if r.published.Load()+r.parked.Load() != before {
+			wait = minProbe // rows are flowing: look again soon
+		}
+		r.idle(ctx, &wait, lost, cleanup)
+	}
+}
+
+// idle waits until a probe finds a row the relay has not read, PollInterval
+// has passed (the full drain), the context ends or leadership is lost
+// (left in lost for the caller). Each empty probe doubles *wait, up to
+// ProbeInterval.
+func (r *Relay) idle(ctx context.Context, wait *time.Duration, lost chan error, cleanup <-chan time.Time) {
+	full := time.NewTimer(r.cfg.PollInterval)
+	defer full.Stop()
+	for {
+		next := time.NewTimer(*wait)
 		select {
 		case <-ctx.Done():
-		case <-wake:
-		case <-poll.C:
+			next.Stop()
+			return
 		case err := <-lost:
-			lost <- err // handled at the top of the loop
+			next.Stop()
+			lost <- err // handled at the top of the session loop
+			return
+		case <-full.C:
+			next.Stop()
+			return
 		case <-cleanup:
+			next.Stop()
 			if err := r.cleanup(ctx); err != nil && ctx.Err() == nil {
-				log.Error("relay: retention cleanup failed", "err", err)
+				r.cfg.Logger.Error("relay: retention cleanup failed", "err", err)
 			}
+		case <-next.C:
+			found, err := r.probe(ctx)
+			if err != nil || found {
+				// An error shows again in the drain, with its backoff.
+				*wait = minProbe
+				return
+			}
+			*wait = min(*wait*2, r.cfg.ProbeInterval)
 		}
-		poll.Stop()
 	}
 }
 
@@ -161,9 +184,11 @@ func (r *Relay) checkOutbox(ctx context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// watch waits for notifications on conn and pings it when idle; it returns
-// the error that ended the connection, or nil when ctx is done.
-func (r *Relay) watch(ctx context.Context, conn *pgx.Conn, wake chan<- struct{}) error {
+// watch blocks reading conn (nothing is expected: a read that fails says at
+// once that the connection, and with it the leader lock, is gone) and pings
+// it every StandbyRetry; it returns the error that ended the connection, or
+// nil when ctx is done.
+func (r *Relay) watch(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.StandbyRetry)
 		_, err := conn.WaitForNotification(wctx)
@@ -172,11 +197,7 @@ func (r *Relay) watch(ctx context.Context, conn *pgx.Conn, wake chan<- struct{})
 			return nil
 		}
 		if err == nil {
-			select {
-			case wake <- struct{}{}:
-			default:
-			}
-			continue
+			continue // a notification from some other use of the channel: ignored
 		}
 		if !errors.Is(err, context.DeadlineExceeded) {
 			return err

@@ -26,10 +26,12 @@ type inflight struct {
 	start   time.Time
 }
 
-func (f *inflight) ids() []int64 {
-	ids := make([]int64, len(f.rows))
-	for i := range f.rows {
-		ids[i] = f.rows[i].id
+func (f *inflight) ids() []int64 { return rowIDs(f.rows) }
+
+func rowIDs(rows []outboxRow) []int64 {
+	ids := make([]int64, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].id
 	}
 	return ids
 }
@@ -153,6 +155,7 @@ func (r *Relay) drain(ctx context.Context, lost *atomic.Bool) error {
 		if err != nil {
 			return errors.Join(err, settle())
 		}
+		r.gaps.saw(rowIDs(rows), time.Now())
 		var cur *inflight
 		if len(rows) > 0 {
 			cur = r.produce(pctx, rows, start)

@@ -45,6 +45,7 @@ type Relay struct {
 
 	batchCap sync.Map     // topic -> int32: the topic's max.message.bytes, when smaller than the default
 	avgRow   atomic.Int64 // key+value bytes per row of the last batch read (0: none yet)
+	gaps     gaps         // what probes ask about (probe.go)
 
 	started   atomic.Bool // Run was called: a Relay runs once
 	leader    atomic.Bool
@@ -72,6 +73,7 @@ func New(cfg Config) (*Relay, error) {
 		table: pgx.Identifier{cfg.Schema, "eventline_outbox"}.Sanitize(),
 		park:  pgx.Identifier{cfg.Schema, "eventline_outbox_parked"}.Sanitize(),
 		key:   "eventline_relay:" + cfg.Schema,
+		gaps:  gaps{ttl: cfg.PollInterval},
 	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),

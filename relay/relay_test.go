@@ -334,11 +334,13 @@ func TestRelayConfigErrors(t *testing.T) {
 	}
 }
 
-// With the poll fallback effectively off, every event still arrives: the
-// relay's idle handshake never loses a wake-up, whether writers commit while
-// it drains (they skip NOTIFY) or while it sleeps (they notify). Each round
-// is a burst of concurrent commits followed by silence; a row stranded at
-// the end of a burst would never be published.
+// With the full drain effectively off (PollInterval an hour), every event
+// still arrives through the probes alone, including rows whose
+// transactions took their ids before others and committed after them (each
+// holds its transaction open a random few milliseconds after the insert):
+// those appear below the highest id read, where the probe watches the gaps
+// (probe.go). Each round is a burst of concurrent commits followed by
+// silence; a row stranded at the end of a burst would never be published.
 func TestRelayNoLostWakeups(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
@@ -363,9 +365,9 @@ func TestRelayNoLostWakeups(t *testing.T) {
 					if err == nil {
 						err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(version + i), Event: order(agg)})
 						if err == nil {
-							// Hold the transaction open a moment after the
-							// trigger read the flag: the window the
-							// handshake must cover.
+							// Hold the transaction open a moment after
+							// the insert took its id: later ids may
+							// commit first.
 							_, err = tx.Exec(ctx, `SELECT pg_sleep(random() * 0.004)`)
 						}
 						if err == nil {

@@ -19,11 +19,7 @@ type AppendOptions struct {
 	Writers  int           // concurrent writers; default 8
 	Duration time.Duration // per phase; default 5s (each mode runs two phases, interleaved)
 	Logger   *slog.Logger
-	// WithoutNotify disables the outbox's NOTIFY trigger for the run: a
-	// diagnostic that shows what the relay's wake-up costs writers.
-	WithoutNotify bool
-	// WithoutRelay runs no relay: the outbox only grows, and writers
-	// notify on every commit (nobody announces a busy relay).
+	// WithoutRelay runs no relay: the outbox only grows.
 	WithoutRelay bool
 	// RelayCommand as in RelayOptions.
 	RelayCommand []string
@@ -36,7 +32,6 @@ type AppendResult struct {
 	BusinessOnlyTxPerSec float64 `json:"business_only_tx_per_sec"`
 	WithOutboxTxPerSec   float64 `json:"with_outbox_tx_per_sec"`
 	Ratio                float64 `json:"ratio"`
-	NotifyTrigger        bool    `json:"notify_trigger"`
 	RelayRunning         bool    `json:"relay_running"`
 	Machine              string  `json:"machine"`
 }
@@ -57,7 +52,7 @@ func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	res := AppendResult{Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), NotifyTrigger: !o.WithoutNotify, RelayRunning: !o.WithoutRelay}
+	res := AppendResult{Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), RelayRunning: !o.WithoutRelay}
 	s, err := newSetup(ctx, env, 6, o.Writers)
 	if err != nil {
 		return res, err
@@ -66,11 +61,6 @@ func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error)
 	orders := pgx.Identifier{s.schema, "bench_orders"}.Sanitize()
 	if _, err := s.pool.Exec(ctx, `CREATE TABLE `+orders+` (id uuid PRIMARY KEY, customer_id uuid NOT NULL, total_minor bigint NOT NULL, currency text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return res, err
-	}
-	if o.WithoutNotify {
-		if _, err := s.pool.Exec(ctx, `ALTER TABLE `+pgx.Identifier{s.schema, "eventline_outbox"}.Sanitize()+` DISABLE TRIGGER eventline_outbox_notify`); err != nil {
-			return res, err
-		}
 	}
 	if !o.WithoutRelay {
 		// As deployed: a relay drains the outbox while writers commit

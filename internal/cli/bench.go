@@ -28,7 +28,6 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	latencyFor := fs.Duration("latency-for", 5*time.Second, "relay: length of the live-latency phase")
 	writers := fs.Int("writers", 8, "append: concurrent writers")
 	phase := fs.Duration("phase", 5*time.Second, "append: length of each measuring phase")
-	noNotify := fs.Bool("without-notify", false, "append: diagnostic run with the outbox NOTIFY trigger disabled")
 	noRelay := fs.Bool("without-relay", false, "append: run no relay during the measurement")
 	partitions := fs.Int("partitions", 6, "consume: partitions of the benchmark topics")
 	maxPoll := fs.Int("max-poll-records", 6000, "consume: the group's MaxPollRecords (records per poll, all partitions)")
@@ -67,7 +66,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 			return ExitOK
 		}
 	case "append":
-		res, err := bench.Append(ctx, benv, bench.AppendOptions{Writers: *writers, Duration: *phase, Logger: env.Logger, WithoutNotify: *noNotify, WithoutRelay: *noRelay})
+		res, err := bench.Append(ctx, benv, bench.AppendOptions{Writers: *writers, Duration: *phase, Logger: env.Logger, WithoutRelay: *noRelay})
 		if err != nil {
 			env.Logger.Error("bench append failed", "err", err)
 			return ExitFail

@@ -30,11 +30,16 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	batch := fs.Int("batch-size", relay.DefaultBatchSize, "rows per batch")
 	batchBytes := fs.Int("batch-bytes", relay.DefaultBatchBytes, "key and value bytes per batch (at least one row): bounds the relay's memory for large events")
 	retention := fs.Duration("retention", 0, "keep published rows this long (marking them) instead of deleting them; 0 deletes")
-	poll := fs.Duration("poll-interval", 2*time.Second, "fallback poll when no notification arrives")
+	poll := fs.Duration("poll-interval", 2*time.Second, "drain from the outbox's lowest id at least this often (finds rows of long transactions)")
+	probe := fs.Duration("probe-interval", 50*time.Millisecond, "longest wait between probes for new rows while idle (probes run every 1ms while rows arrive)")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
 	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. :9464 (env EVENTLINE_METRICS_ADDR)")
 	if code := parse(fs, args); code >= 0 {
 		return code
+	}
+	if *poll <= 0 || *probe <= 0 {
+		fmt.Fprintln(env.Stderr, "eventline relay: --poll-interval and --probe-interval must be positive")
+		return ExitUsage
 	}
 	if *dbURL == "" || *brokers == "" {
 		fmt.Fprintln(env.Stderr, "eventline relay: needs --database-url (DATABASE_URL) and --brokers (KAFKA_BROKERS)")
@@ -72,7 +77,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	defer stopTel()
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
-		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, Logger: log,
+		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, ProbeInterval: *probe, Logger: log,
 		TracerProvider: tel.TracerProvider, KafkaOpts: conn.Kafka,
 	})
 	if err != nil {
