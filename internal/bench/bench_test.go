@@ -80,3 +80,28 @@ func TestAppendBenchSmoke(t *testing.T) {
 		}
 	}
 }
+
+// bench e2e: every event appended is seen in Kafka and applied, and every
+// field of the --json contract is filled, in order (Kafka before apply).
+func TestE2EBenchSmoke(t *testing.T) {
+	t.Parallel()
+	bin, cleanup, err := testkit.BuildEventline(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	res, err := bench.E2E(context.Background(), env(t), bench.E2EOptions{Rate: 200, Duration: time.Second, Partitions: 3,
+		RelayCommand: []string{bin, "relay"}, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	t.Logf("%s", b)
+	if res.Events != 200 || res.Mode != "poll" || res.Machine == "" {
+		t.Errorf("events %d, mode %q: %s", res.Events, res.Mode, b)
+	}
+	if !(0 < res.ToKafkaP50Ms && res.ToKafkaP50Ms <= res.ToKafkaP99Ms && res.ToKafkaP99Ms <= res.ToKafkaP999Ms) ||
+		!(0 < res.ToAppliedP50Ms && res.ToAppliedP50Ms <= res.ToAppliedP99Ms && res.ToAppliedP99Ms <= res.ToAppliedP999Ms) {
+		t.Errorf("percentiles out of order: %s", b)
+	}
+}

@@ -14,8 +14,8 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "consumer-process" {
 		return runBenchConsumerProcess(ctx, env, args[1:])
 	}
-	if len(args) == 0 || (args[0] != "relay" && args[0] != "append" && args[0] != "consume") {
-		fmt.Fprintln(env.Stderr, "usage: eventline bench relay [--events N] [--json] | append [--json] | consume [--events N] [--json]")
+	if len(args) == 0 || (args[0] != "relay" && args[0] != "append" && args[0] != "consume" && args[0] != "e2e") {
+		fmt.Fprintln(env.Stderr, "usage: eventline bench relay [--events N] [--json] | append [--json] | consume [--events N] [--json] | e2e [--rate R] [--duration D] [--json]")
 		return ExitUsage
 	}
 	what := args[0]
@@ -24,7 +24,8 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	dataDir := fs.String("data-dir", "", "state directory of the embedded stack (default: a temporary one)")
 	events := fs.Int("events", 1_000_000, "relay: pre-written events to drain; consume: pre-produced events to apply")
 	batch := fs.Int("batch-size", relay.DefaultBatchSize, "relay: batch size")
-	rate := fs.Int("rate", 2000, "relay: events/s of the live-latency phase")
+	rate := fs.Int("rate", 2000, "relay: events/s of the live-latency phase; e2e: events/s appended")
+	duration := fs.Duration("duration", 10*time.Second, "e2e: length of the measured load")
 	latencyFor := fs.Duration("latency-for", 5*time.Second, "relay: length of the live-latency phase")
 	writers := fs.Int("writers", 8, "append: concurrent writers")
 	phase := fs.Duration("phase", 5*time.Second, "append: length of each measuring phase")
@@ -75,6 +76,22 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		if !*asJSON {
 			fmt.Fprintf(env.Stdout, "%d writers: business-only %.0f tx/s, with one outbox event %.0f tx/s, ratio %.2f; machine: %s\n",
 				res.Writers, res.BusinessOnlyTxPerSec, res.WithOutboxTxPerSec, res.Ratio, res.Machine)
+			return ExitOK
+		}
+	case "e2e":
+		if *duration <= 0 {
+			fmt.Fprintln(env.Stderr, "eventline bench e2e: --duration must be positive")
+			return ExitUsage
+		}
+		res, err := bench.E2E(ctx, benv, bench.E2EOptions{Rate: *rate, Duration: *duration, Partitions: *partitions, Logger: env.Logger})
+		if err != nil {
+			env.Logger.Error("bench e2e failed", "err", err)
+			return ExitFail
+		}
+		out = res
+		if !*asJSON {
+			fmt.Fprintf(env.Stdout, "e2e (%s) at %d events/s, %d events: commit → in Kafka p50 %.1f / p99 %.1f / p999 %.1f ms; commit → applied p50 %.1f / p99 %.1f / p999 %.1f ms; machine: %s\n",
+				res.Mode, res.Rate, res.Events, res.ToKafkaP50Ms, res.ToKafkaP99Ms, res.ToKafkaP999Ms, res.ToAppliedP50Ms, res.ToAppliedP99Ms, res.ToAppliedP999Ms, res.Machine)
 			return ExitOK
 		}
 	case "consume":

@@ -1,0 +1,316 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/schemas"
+)
+
+// E2EOptions tunes `eventline bench e2e`.
+type E2EOptions struct {
+	Rate       int           // events per second, one per transaction; default 2000
+	Duration   time.Duration // of the measured load; default 10s
+	Partitions int           // of the topic; default 6
+	Logger     *slog.Logger
+	// RelayCommand as in RelayOptions.
+	RelayCommand []string
+}
+
+// E2EResult is what `bench e2e --json` prints. Latencies are from the
+// writer's COMMIT returning: to the event being readable by a plain Kafka
+// consumer (so acknowledged by the broker), and to the consumer group's
+// apply transaction having committed.
+type E2EResult struct {
+	Mode            string  `json:"mode"` // how the relay learns of new rows
+	Rate            int     `json:"rate"`
+	Events          int     `json:"events"`
+	Seconds         float64 `json:"seconds"`
+	ToKafkaP50Ms    float64 `json:"commit_to_kafka_p50_ms"`
+	ToKafkaP99Ms    float64 `json:"commit_to_kafka_p99_ms"`
+	ToKafkaP999Ms   float64 `json:"commit_to_kafka_p999_ms"`
+	ToAppliedP50Ms  float64 `json:"commit_to_applied_p50_ms"`
+	ToAppliedP99Ms  float64 `json:"commit_to_applied_p99_ms"`
+	ToAppliedP999Ms float64 `json:"commit_to_applied_p999_ms"`
+	Machine         string  `json:"machine"`
+}
+
+func (o E2EOptions) withDefaults() E2EOptions {
+	if o.Rate == 0 {
+		o.Rate = 2000
+	}
+	if o.Duration == 0 {
+		o.Duration = 10 * time.Second
+	}
+	if o.Partitions == 0 {
+		o.Partitions = 6
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// E2E appends o.Rate single-event transactions per second for o.Duration
+// through the producer, while a relay process publishes them and a consumer
+// group (in this process) applies each in PostgreSQL, and reports the
+// latency of each hop from the commit.
+func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
+	o = o.withDefaults()
+	log := o.Logger
+	res := E2EResult{Mode: "poll", Rate: o.Rate, Machine: Machine()}
+	s, err := newSetup(ctx, env, o.Partitions, 8)
+	if err != nil {
+		return res, err
+	}
+	defer s.close()
+	applied := pgx.Identifier{s.schema, "e2e_applied"}.Sanitize()
+	if _, err := s.pool.Exec(ctx, `CREATE TABLE `+applied+` (event_id uuid PRIMARY KEY, total_minor bigint NOT NULL)`); err != nil {
+		return res, err
+	}
+	proc, err := startRelayProcess(env, s, o.Partitions, 10000, o.RelayCommand)
+	if err != nil {
+		return res, err
+	}
+	defer proc.stop()
+
+	var mu sync.Mutex
+	committed := map[string]time.Time{}
+	inKafka := map[string]time.Time{}
+	done := map[string]time.Time{}
+	total := int(float64(o.Rate) * o.Duration.Seconds())
+	cctx, cancel := context.WithTimeout(ctx, o.Duration+2*time.Minute)
+	defer cancel()
+
+	// The group: the relay creates the topic; the group waits for it.
+	if err := waitForTopic(cctx, env, s.topic); err != nil {
+		return res, err
+	}
+	reg, err := env.registry()
+	if err != nil {
+		return res, err
+	}
+	assigned := make(chan struct{})
+	var once sync.Once
+	g, err := consumers.New(consumers.Config{
+		Group: "bench-e2e-" + s.schema, Topics: []string{s.topic}, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts,
+		DB: s.pool, Schema: s.schema, Serde: schemas.NewSerde(reg), Events: []schemas.Event{&events.OrderCreated{}},
+		CreateTopics: true, Logger: log,
+		Handler: func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
+			_, err := tx.Exec(ctx, `INSERT INTO `+applied+` VALUES ($1, $2)`, ev.ID, ev.Payload.(*events.OrderCreated).TotalMinor)
+			return err
+		},
+		AfterApply: func(results []consumers.Result) {
+			now := time.Now()
+			mu.Lock()
+			for _, r := range results {
+				if r.Outcome == consumers.Applied {
+					done[eventID(r.Record)] = now
+				}
+			}
+			mu.Unlock()
+		},
+		OnAssigned: func(map[string][]int32) { once.Do(func() { close(assigned) }) },
+	})
+	if err != nil {
+		return res, err
+	}
+	groupDone := make(chan error, 1)
+	gctx, stopGroup := context.WithCancel(cctx)
+	defer stopGroup()
+	go func() { groupDone <- g.Run(gctx) }()
+	select {
+	case <-assigned:
+	case err := <-groupDone:
+		return res, fmt.Errorf("consumer group: %v", err)
+	case <-cctx.Done():
+		return res, errors.New("bench e2e: the consumer group was not assigned its partitions")
+	}
+
+	// A plain consumer marks when each event became readable in Kafka.
+	tail, err := tailFromEnd(cctx, env, s.topic)
+	if err != nil {
+		return res, err
+	}
+	defer tail.Close()
+	tailed := make(chan error, 1)
+	go func() {
+		for {
+			fs := tail.PollFetches(cctx)
+			now := time.Now()
+			if cctx.Err() != nil {
+				tailed <- cctx.Err()
+				return
+			}
+			mu.Lock()
+			fs.EachRecord(func(r *kgo.Record) { inKafka[eventID(r)] = now })
+			n := len(inKafka)
+			mu.Unlock()
+			if n >= total {
+				tailed <- nil
+				return
+			}
+		}
+	}()
+
+	log.Info("bench e2e: appending", "rate", o.Rate, "events", total)
+	begin := time.Now()
+	if err := appendPaced(cctx, s, o.Rate, total, func(id string, at time.Time) {
+		mu.Lock()
+		committed[id] = at
+		mu.Unlock()
+	}); err != nil {
+		return res, err
+	}
+	res.Seconds = time.Since(begin).Seconds()
+	if err := <-tailed; err != nil {
+		return res, fmt.Errorf("bench e2e: reading the topic: %w", err)
+	}
+	for {
+		mu.Lock()
+		n := len(done)
+		mu.Unlock()
+		if n >= total {
+			break
+		}
+		select {
+		case err := <-groupDone:
+			return res, fmt.Errorf("consumer group stopped: %v", err)
+		case <-cctx.Done():
+			return res, fmt.Errorf("bench e2e: %d of %d events applied", n, total)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stopGroup()
+	if err := <-groupDone; err != nil {
+		return res, err
+	}
+
+	mu.Lock()
+	defer mu.Unlock()
+	var toKafka, toApplied []time.Duration
+	for id, c := range committed {
+		k, ok1 := inKafka[id]
+		a, ok2 := done[id]
+		if !ok1 || !ok2 {
+			return res, fmt.Errorf("bench e2e: event %s committed but not seen in Kafka (%v) or applied (%v)", id, ok1, ok2)
+		}
+		toKafka = append(toKafka, k.Sub(c))
+		toApplied = append(toApplied, a.Sub(c))
+	}
+	res.Events = len(committed)
+	res.ToKafkaP50Ms, res.ToKafkaP99Ms, res.ToKafkaP999Ms = ms(percentile(toKafka, 0.5)), ms(percentile(toKafka, 0.99)), ms(percentile(toKafka, 0.999))
+	res.ToAppliedP50Ms, res.ToAppliedP99Ms, res.ToAppliedP999Ms = ms(percentile(toApplied, 0.5)), ms(percentile(toApplied, 0.99)), ms(percentile(toApplied, 0.999))
+	return res, nil
+}
+
+func eventID(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == consumers.HeaderEventID {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// waitForTopic waits until the relay created topic.
+func waitForTopic(ctx context.Context, env Env, topic string) error {
+	cl, err := env.kafka()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for {
+		td, err := adm.ListTopics(ctx, topic)
+		if err == nil && td.Has(topic) && td[topic].Err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the relay to create %s: %w", topic, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// tailFromEnd is a consumer of every partition of topic from its end now.
+func tailFromEnd(ctx context.Context, env Env, topic string) (*kgo.Client, error) {
+	cl, err := env.kafka()
+	if err != nil {
+		return nil, err
+	}
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	cl.Close()
+	if err != nil {
+		return nil, err
+	}
+	start := map[int32]kgo.Offset{}
+	ends.Each(func(lo kadm.ListedOffset) { start[lo.Partition] = kgo.NewOffset().At(lo.Offset) })
+	return env.kafka(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}), kgo.FetchMaxWait(50*time.Millisecond))
+}
+
+// appendPaced commits total single-event transactions at rate per second,
+// open loop (event k is due at start + k/rate whatever the previous commit
+// took) over 4 writers, and reports each commit's event id and time.
+func appendPaced(ctx context.Context, s *setup, rate, total int, committed func(id string, at time.Time)) error {
+	aggs := make([]string, 1000)
+	for i := range aggs {
+		aggs[i] = uuid.NewString()
+	}
+	interval := time.Second / time.Duration(rate)
+	begin := time.Now()
+	jobs := make(chan int, total)
+	errs := make(chan error, 4)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 4))
+			for k := range jobs {
+				if d := time.Until(begin.Add(time.Duration(k) * interval)); d > 0 {
+					time.Sleep(d) // pacing the load, not synchronising
+				}
+				id := uuid.New()
+				agg := aggs[k%len(aggs)]
+				tx, err := s.pool.Begin(ctx)
+				if err == nil {
+					err = s.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, EventID: id, Event: sampleOrder(agg, rng)})
+					if err == nil {
+						err = tx.Commit(ctx)
+					} else {
+						_ = tx.Rollback(ctx)
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				committed(id.String(), time.Now())
+			}
+		})
+	}
+	for k := range total {
+		jobs <- k
+	}
+	close(jobs)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
