@@ -109,7 +109,13 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 		}
 		backoff = 100 * time.Millisecond
 		if r.published.Load()+r.parked.Load() != before {
-			wait = minProbe // rows are flowing: look again soon
+			// Rows are flowing: drain again shortly (the read is the
+			// probe), letting a few more commits join the batch.
+			wait = minProbe
+			if !r.sleep(ctx, flowingWait) {
+				return nil
+			}
+			continue
 		}
 		r.idle(ctx, &wait, lost, cleanup)
 	}

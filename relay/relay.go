@@ -64,9 +64,23 @@ func New(cfg Config) (*Relay, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	pool, err := pgxpool.New(context.Background(), cfg.DatabaseURL)
+	pcfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("relay: bad database URL %s: %w", dsn.Redact(cfg.DatabaseURL), err)
+	}
+	// The relay's own commits (deleting or marking published rows, parking)
+	// do not wait for their WAL flush: a crash that loses one only leaves
+	// published rows in the outbox, which are published again (duplicates,
+	// which consumers skip; never a loss). Waiting would add a flush per
+	// batch to the writers' queue for the same disk: the writers'
+	// transactions ran at 0.47 of business-only with it, 0.51-0.53
+	// without (bench append, 8 writers, the relay on the same 2 cores).
+	if _, set := pcfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
+		pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
+	}
+	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("relay: database pool for %s: %w", dsn.Redact(cfg.DatabaseURL), err)
 	}
 	r := &Relay{
 		cfg: cfg, pool: pool,
