@@ -441,6 +441,12 @@ func startServer(ctx context.Context, cfg Config, o owner, port int, password st
 		"-c", "unix_socket_directories=",
 		"-c", "logging_collector=off",
 		"-c", "max_connections=200",
+		// Logical decoding available (the relay's logical mode, #13): it
+		// costs nothing measurable on this write load (-1 to -2.5 %, inside
+		// the noise, measured for #13).
+		"-c", "wal_level=logical",
+		"-c", "max_replication_slots=16",
+		"-c", "max_wal_senders=16",
 	}
 	if cfg.Ephemeral {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off")

@@ -60,6 +60,11 @@ func TestStartStopRestart(t *testing.T) {
 	if err := conn.QueryRow(ctx, `SELECT v FROM kept`).Scan(&v); err != nil || v != "before restart" {
 		t.Fatalf("row after restart: %q, %v", v, err)
 	}
+	// Logical decoding is available (the relay's logical mode).
+	var level string
+	if err := conn.QueryRow(ctx, `SHOW wal_level`).Scan(&level); err != nil || level != "logical" {
+		t.Errorf("wal_level %q, %v; want logical", level, err)
+	}
 	if strings.Contains(c2.Redacted(), mustPassword(t, dir)) {
 		t.Fatalf("Redacted() shows the password: %s", c2.Redacted())
 	}
