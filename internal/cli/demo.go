@@ -23,6 +23,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	fs := newFlagSet(env, "demo", "[flags]")
 	orders := fs.Int("orders", 1000, "orders to place")
 	poison := fs.Int("poison", 3, "garbage records to inject into orders.events (they must end in the DLT)")
+	rate := fs.Int("rate", 0, "place this many orders per second (0: as fast as 8 clients can, which saturates the machine)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the summary")
 	dataDir := fs.String("data-dir", "", "state directory of the embedded stack (default: a temporary one, removed afterwards)")
 	timeout := fs.Duration("timeout", 5*time.Minute, "give up waiting for the orders to settle after this long")
@@ -32,8 +33,8 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	if *orders < 1 || *poison < 0 || *timeout <= 0 {
-		fmt.Fprintln(env.Stderr, "eventline demo: --orders must be at least 1, --poison not negative, --timeout positive")
+	if *orders < 1 || *poison < 0 || *timeout <= 0 || *rate < 0 {
+		fmt.Fprintln(env.Stderr, "eventline demo: --orders must be at least 1, --poison and --rate not negative, --timeout positive")
 		return ExitUsage
 	}
 	log := env.Logger
@@ -53,7 +54,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	defer stopTel()
 	cfg := demo.Config{
 		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db, KafkaOpts: stack.conn.Kafka, RegistryOpts: stack.conn.Registry,
-		Orders: *orders, Poison: *poison, Timeout: *timeout, Logger: log, Prefix: *prefix,
+		Orders: *orders, Poison: *poison, Rate: *rate, Timeout: *timeout, Logger: log, Prefix: *prefix,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Health: health,
 	}
 	if !*quiet && !*asJSON {
@@ -88,6 +89,12 @@ func printDemo(w io.Writer, r *demo.Result) {
 	fmt.Fprintf(tw, "redeliveries skipped (dedupe)\t%d\n", r.Duplicates)
 	fmt.Fprintf(tw, "elapsed\t%.1f s (%.0f orders/s)\n", r.Elapsed, r.OrdersPerSec)
 	fmt.Fprintf(tw, "order → terminal latency\tp50 %.0f ms, p99 %.0f ms\n", r.P50ms, r.P99ms)
+	if h, ok := r.Hops["order_to_reservation"]; ok {
+		fmt.Fprintf(tw, "  order → reservation\tp50 %.0f ms, p99 %.0f ms\n", h[0], h[1])
+	}
+	if h, ok := r.Hops["reservation_to_terminal"]; ok {
+		fmt.Fprintf(tw, "  reservation → terminal\tp50 %.0f ms, p99 %.0f ms\n", h[0], h[1])
+	}
 	names := make([]string, 0, len(r.Invariants))
 	for k := range r.Invariants {
 		names = append(names, k)

@@ -57,6 +57,10 @@ type Config struct {
 	RegistryOpts []sr.ClientOpt
 	// Orders to place; Poison garbage records to inject into orders.events.
 	Orders, Poison int
+	// Rate places orders at this many per second (open loop); 0 places
+	// them as fast as 8 concurrent clients can, which saturates the
+	// machine and measures queueing as much as the pipeline.
+	Rate int
 	// Products in stock; stock is sized so that about a fifth of the
 	// orders cannot be served and are cancelled.
 	Products int
@@ -84,23 +88,28 @@ type Config struct {
 
 // Result is the summary of a run.
 type Result struct {
-	RunID         string           `json:"run_id"`
-	Orders        int              `json:"orders"`
-	Confirmed     int              `json:"confirmed"`
-	Cancelled     int              `json:"cancelled"`
-	Declined      int              `json:"payment_declined"`
-	Pending       int              `json:"pending"`
-	Retried       int64            `json:"retried"`
-	DeadLettered  int64            `json:"dlt_records"`
-	Duplicates    int64            `json:"duplicates_skipped"`
-	DoubleApplied int64            `json:"duplicate_applications"`
-	Elapsed       float64          `json:"elapsed_s"`
-	OrdersPerSec  float64          `json:"orders_per_sec"`
-	P50ms         float64          `json:"p50_ms"`
-	P99ms         float64          `json:"p99_ms"`
-	Invariants    map[string]bool  `json:"invariants"`
-	InvariantsOK  bool             `json:"invariants_ok"`
-	Details       map[string]int64 `json:"details"`
+	RunID         string  `json:"run_id"`
+	Orders        int     `json:"orders"`
+	Confirmed     int     `json:"confirmed"`
+	Cancelled     int     `json:"cancelled"`
+	Declined      int     `json:"payment_declined"`
+	Pending       int     `json:"pending"`
+	Retried       int64   `json:"retried"`
+	DeadLettered  int64   `json:"dlt_records"`
+	Duplicates    int64   `json:"duplicates_skipped"`
+	DoubleApplied int64   `json:"duplicate_applications"`
+	Elapsed       float64 `json:"elapsed_s"`
+	OrdersPerSec  float64 `json:"orders_per_sec"`
+	P50ms         float64 `json:"p50_ms"`
+	P99ms         float64 `json:"p99_ms"`
+	// The two halves of order → terminal: the order's commit to the
+	// inventory service's reservation (orders outbox → relay → Kafka →
+	// inventory group), and that to the order's terminal update (inventory
+	// outbox → relay → Kafka → orders group), p50 and p99 in ms.
+	Hops         map[string][2]float64 `json:"hops_ms"`
+	Invariants   map[string]bool       `json:"invariants"`
+	InvariantsOK bool                  `json:"invariants_ok"`
+	Details      map[string]int64      `json:"details"`
 }
 
 func (c Config) withDefaults() Config {
@@ -310,7 +319,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		})
 	}
+	begin := time.Now()
 	for i := 0; i < cfg.Orders && runCtx.Err() == nil; i++ {
+		if cfg.Rate > 0 {
+			if d := time.Until(begin.Add(time.Duration(i) * time.Second / time.Duration(cfg.Rate))); d > 0 {
+				time.Sleep(d) // pacing the load, not synchronising
+			}
+		}
 		jobs <- i
 	}
 	close(jobs)
@@ -398,6 +413,21 @@ func check(ctx context.Context, db *pgxpool.Pool, cfg Config, runID string) (*Re
 	res.Orders, res.Confirmed, res.Cancelled, res.Pending, res.Declined = int(confirmed+cancelled+pending), int(confirmed), int(cancelled), int(pending), int(declined)
 	if p50 != nil {
 		res.P50ms, res.P99ms = *p50, *p99
+	}
+	res.Hops = map[string][2]float64{}
+	for name, expr := range map[string]string{
+		"order_to_reservation":    `r.created_at - o.created_at`,
+		"reservation_to_terminal": `o.terminal_at - r.created_at`,
+	} {
+		var h50, h99 *float64
+		if err := db.QueryRow(ctx, `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM `+expr+`) * 1000),
+			percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM `+expr+`) * 1000)
+			FROM orders.orders o JOIN inventory.reservations r ON r.order_id = o.id WHERE o.terminal_at IS NOT NULL`).Scan(&h50, &h99); err != nil {
+			return nil, err
+		}
+		if h50 != nil {
+			res.Hops[name] = [2]float64{*h50, *h99}
+		}
 	}
 	q := func(name, sql string) int64 {
 		var n int64

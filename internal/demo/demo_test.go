@@ -34,6 +34,11 @@ func TestSaga(t *testing.T) {
 		t.Errorf("orders %d, confirmed %d, cancelled %d (declined %d, released %d): want 400 with every outcome, one release per declined payment",
 			res.Orders, res.Confirmed, res.Cancelled, res.Declined, res.Details["reservations_released"])
 	}
+	for _, hop := range []string{"order_to_reservation", "reservation_to_terminal"} {
+		if h, ok := res.Hops[hop]; !ok || h[0] <= 0 || h[1] < h[0] || h[0] > res.P50ms {
+			t.Errorf("hop %s: %v (order → terminal p50 %.1f ms)", hop, h, res.P50ms)
+		}
+	}
 	if res.DeadLettered != 3 || res.DoubleApplied != 0 || res.Retried == 0 {
 		t.Errorf("dlt %d (want 3), double applications %d (want 0), retried %d (want > 0)", res.DeadLettered, res.DoubleApplied, res.Retried)
 	}
