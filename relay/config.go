@@ -49,6 +49,12 @@ type Config struct {
 	// (probe.go). It bounds how long an event committed after a quiet
 	// spell waits for the relay. Default 50ms.
 	ProbeInterval time.Duration
+	// Linger is the pause between drains while rows arrive, so that a few
+	// commits share a drain's read, produce and delete. Longer costs
+	// latency and saves the writers' database work: bench append (8
+	// writers, relay on the same 2 cores) ran at 0.47-0.55 of business-only
+	// with 2ms, 0.51-0.56 with 10ms, 0.57-0.59 with 50ms. Default 2ms.
+	Linger time.Duration
 	// PollInterval is how often the relay drains whatever the probes say,
 	// reading the outbox from its lowest id: it finds the rows of
 	// transactions that committed long after taking their ids. Default 2s.
@@ -92,6 +98,9 @@ func (c Config) withDefaults() Config {
 	if c.ProbeInterval == 0 {
 		c.ProbeInterval = 50 * time.Millisecond
 	}
+	if c.Linger == 0 {
+		c.Linger = 2 * time.Millisecond
+	}
 	if c.StandbyRetry == 0 {
 		c.StandbyRetry = time.Second
 	}
@@ -127,8 +136,8 @@ func (c Config) validate() error {
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("relay: Retention must not be negative"))
 	}
-	if c.PollInterval < 0 || c.ProbeInterval < 0 {
-		errs = append(errs, errors.New("relay: PollInterval and ProbeInterval must not be negative"))
+	if c.PollInterval < 0 || c.ProbeInterval < 0 || c.Linger < 0 {
+		errs = append(errs, errors.New("relay: PollInterval, ProbeInterval and Linger must not be negative"))
 	}
 	return errors.Join(errs...)
 }

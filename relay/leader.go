@@ -112,7 +112,7 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 			// Rows are flowing: drain again shortly (the read is the
 			// probe), letting a few more commits join the batch.
 			wait = minProbe
-			if !r.sleep(ctx, flowingWait) {
+			if !r.sleep(ctx, r.cfg.Linger) {
 				return nil
 			}
 			continue

@@ -24,16 +24,12 @@ import (
 // for gapTTL, then left to the full drain every PollInterval, which reads
 // the outbox from its lowest id whatever the probes say.
 //
-// While rows arrive the relay drains again every flowingWait (the read is
+// While rows arrive the relay drains again every Config.Linger (the read is
 // the probe). Once a drain finds nothing it probes after minProbe, and each
 // empty probe doubles the wait, up to Config.ProbeInterval.
 
 const (
 	minProbe = time.Millisecond
-	// flowingWait is the pause between drains while rows arrive: each
-	// drain is a read, a produce and a delete transaction, and a pause
-	// lets a few commits share them.
-	flowingWait = 2 * time.Millisecond
 	// maxGaps bounds the ids watched; beyond it the oldest are dropped
 	// (the full drain still finds their rows).
 	maxGaps = 4096

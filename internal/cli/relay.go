@@ -31,14 +31,15 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	batchBytes := fs.Int("batch-bytes", relay.DefaultBatchBytes, "key and value bytes per batch (at least one row): bounds the relay's memory for large events")
 	retention := fs.Duration("retention", 0, "keep published rows this long (marking them) instead of deleting them; 0 deletes")
 	poll := fs.Duration("poll-interval", 2*time.Second, "drain from the outbox's lowest id at least this often (finds rows of long transactions)")
-	probe := fs.Duration("probe-interval", 50*time.Millisecond, "longest wait between probes for new rows while idle (probes run every 1ms while rows arrive)")
+	probe := fs.Duration("probe-interval", 50*time.Millisecond, "longest wait between probes for new rows while idle")
+	linger := fs.Duration("linger", 2*time.Millisecond, "pause between drains while rows arrive: longer batches more commits per drain (less database work, more latency)")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
 	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. :9464 (env EVENTLINE_METRICS_ADDR)")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	if *poll <= 0 || *probe <= 0 {
-		fmt.Fprintln(env.Stderr, "eventline relay: --poll-interval and --probe-interval must be positive")
+	if *poll <= 0 || *probe <= 0 || *linger <= 0 {
+		fmt.Fprintln(env.Stderr, "eventline relay: --poll-interval, --probe-interval and --linger must be positive")
 		return ExitUsage
 	}
 	if *dbURL == "" || *brokers == "" {
@@ -77,7 +78,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	defer stopTel()
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
-		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, ProbeInterval: *probe, Logger: log,
+		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, ProbeInterval: *probe, Linger: *linger, Logger: log,
 		TracerProvider: tel.TracerProvider, KafkaOpts: conn.Kafka,
 	})
 	if err != nil {
