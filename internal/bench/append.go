@@ -27,6 +27,7 @@ type AppendOptions struct {
 
 // AppendResult is what `bench append --json` prints.
 type AppendResult struct {
+	Mode                 string  `json:"mode"` // how events are written and read: "poll" (the only mode yet)
 	Writers              int     `json:"writers"`
 	PhaseSeconds         float64 `json:"phase_seconds"`
 	BusinessOnlyTxPerSec float64 `json:"business_only_tx_per_sec"`
@@ -52,7 +53,7 @@ func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	res := AppendResult{Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), RelayRunning: !o.WithoutRelay}
+	res := AppendResult{Mode: "poll", Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), RelayRunning: !o.WithoutRelay}
 	s, err := newSetup(ctx, env, 6, o.Writers)
 	if err != nil {
 		return res, err

@@ -57,7 +57,7 @@ func TestRelayBenchSmoke(t *testing.T) {
 		t.Fatalf("implausible result %+v", res)
 	}
 	b, _ := json.Marshal(res)
-	for _, k := range []string{"events", "events_per_sec", "ceiling_events_per_sec", "p50_ms", "p99_ms", "max_rss_mb"} {
+	for _, k := range []string{"mode", "events", "events_per_sec", "ceiling_events_per_sec", "p50_ms", "p99_ms", "max_rss_mb"} {
 		if !strings.Contains(string(b), `"`+k+`":`) {
 			t.Errorf("JSON lacks %s: %s", k, b)
 		}
@@ -74,7 +74,7 @@ func TestAppendBenchSmoke(t *testing.T) {
 		t.Fatalf("implausible result %+v", res)
 	}
 	b, _ := json.Marshal(res)
-	for _, k := range []string{"business_only_tx_per_sec", "with_outbox_tx_per_sec"} {
+	for _, k := range []string{"mode", "business_only_tx_per_sec", "with_outbox_tx_per_sec"} {
 		if !strings.Contains(string(b), `"`+k+`":`) {
 			t.Errorf("JSON lacks %s: %s", k, b)
 		}

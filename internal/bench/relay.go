@@ -42,6 +42,7 @@ type RelayOptions struct {
 
 // RelayResult is what `bench relay --json` prints.
 type RelayResult struct {
+	Mode                string  `json:"mode"` // how the relay reads the outbox: "poll" (the only mode yet)
 	Events              int     `json:"events"`
 	BatchSize           int     `json:"batch_size"`
 	DrainSeconds        float64 `json:"drain_seconds"`
@@ -89,7 +90,7 @@ func (o RelayOptions) withDefaults() RelayOptions {
 func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	o = o.withDefaults()
 	log := o.Logger
-	res := RelayResult{Events: o.Events, BatchSize: o.BatchSize, LatencyRate: o.LatencyRate, Machine: Machine(),
+	res := RelayResult{Mode: "poll", Events: o.Events, BatchSize: o.BatchSize, LatencyRate: o.LatencyRate, Machine: Machine(),
 		LatencyMeasure: "transaction commit to consumer receipt (an upper bound of commit to broker ack)"}
 	s, err := newSetup(ctx, env, o.Partitions, 4)
 	if err != nil {
