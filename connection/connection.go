@@ -79,7 +79,9 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		return v == "true" || v == "1" || v == "yes"
 	}
 
-	kt, err := tlsConfig(getenv, "KAFKA_TLS", truthy("KAFKA_TLS"))
+	// Any KAFKA_TLS_* setting means TLS: a server name or skip-verify
+	// without it must not quietly leave SASL credentials in plaintext.
+	kt, err := tlsConfig(getenv, "KAFKA_TLS", truthy("KAFKA_TLS") || getenv("KAFKA_TLS_SERVER_NAME") != "" || truthy("KAFKA_TLS_INSECURE_SKIP_VERIFY"))
 	if err != nil {
 		errs = append(errs, err)
 	} else if kt != nil {
@@ -219,7 +221,12 @@ func tlsConfig(getenv func(string) string, prefix string, on bool) (*tls.Config,
 // TLS and credentials. Credentials inside the URL are refused: URLs end up
 // in logs and reports.
 func (c Settings) RegistryClient(rawURL string) (*sr.Client, error) {
-	if u, err := url.Parse(rawURL); err == nil && u.User != nil {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		// Not shown: a malformed URL may still hold credentials.
+		return nil, errors.New("the schema registry URL must be http:// or https:// with a host")
+	}
+	if u.User != nil {
 		return nil, errors.New("the schema registry URL carries credentials: put them in SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO (or _FILE) instead, URLs end up in logs")
 	}
 	return sr.NewClient(append([]sr.ClientOpt{sr.URLs(rawURL)}, c.Registry...)...)

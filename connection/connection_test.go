@@ -26,14 +26,16 @@ func TestFromEnv(t *testing.T) {
 		kafka, registry   int
 		wantErr, notInErr string
 	}{
-		"nothing set":       {env: map[string]string{}},
-		"TLS, system roots": {env: map[string]string{"KAFKA_TLS": "true"}, kafka: 1},
-		"SCRAM from a file": {env: map[string]string{"KAFKA_SASL_MECHANISM": "scram-sha-512", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD_FILE": pwFile}, kafka: 1},
-		"PLAIN over TLS":    {env: map[string]string{"KAFKA_TLS": "1", "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p-xyzzy"}, kafka: 2},
-		"OAUTHBEARER":       {env: map[string]string{"KAFKA_SASL_MECHANISM": "OAUTHBEARER", "KAFKA_SASL_OAUTH_TOKEN_FILE": pwFile}, kafka: 1},
-		"AWS_MSK_IAM":       {env: map[string]string{"KAFKA_SASL_MECHANISM": "AWS_MSK_IAM"}, kafka: 1},
-		"registry basic":    {env: map[string]string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "key:se:cret-xyzzy"}, registry: 1},
-		"registry bearer":   {env: map[string]string{"SCHEMA_REGISTRY_BEARER_TOKEN_FILE": pwFile}, registry: 1},
+		"nothing set":           {env: map[string]string{}},
+		"TLS, system roots":     {env: map[string]string{"KAFKA_TLS": "true"}, kafka: 1},
+		"server name means TLS": {env: map[string]string{"KAFKA_TLS_SERVER_NAME": "b.example", "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p"}, kafka: 2},
+		"skip-verify means TLS": {env: map[string]string{"KAFKA_TLS_INSECURE_SKIP_VERIFY": "true"}, kafka: 1},
+		"SCRAM from a file":     {env: map[string]string{"KAFKA_SASL_MECHANISM": "scram-sha-512", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD_FILE": pwFile}, kafka: 1},
+		"PLAIN over TLS":        {env: map[string]string{"KAFKA_TLS": "1", "KAFKA_SASL_MECHANISM": "PLAIN", "KAFKA_SASL_USERNAME": "u", "KAFKA_SASL_PASSWORD": "p-xyzzy"}, kafka: 2},
+		"OAUTHBEARER":           {env: map[string]string{"KAFKA_SASL_MECHANISM": "OAUTHBEARER", "KAFKA_SASL_OAUTH_TOKEN_FILE": pwFile}, kafka: 1},
+		"AWS_MSK_IAM":           {env: map[string]string{"KAFKA_SASL_MECHANISM": "AWS_MSK_IAM"}, kafka: 1},
+		"registry basic":        {env: map[string]string{"SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO": "key:se:cret-xyzzy"}, registry: 1},
+		"registry bearer":       {env: map[string]string{"SCHEMA_REGISTRY_BEARER_TOKEN_FILE": pwFile}, registry: 1},
 
 		"no password":     {env: map[string]string{"KAFKA_SASL_MECHANISM": "SCRAM-SHA-256", "KAFKA_SASL_USERNAME": "u"}, wantErr: "KAFKA_SASL_PASSWORD"},
 		"unknown mech":    {env: map[string]string{"KAFKA_SASL_MECHANISM": "GSSAPI"}, wantErr: "KAFKA_SASL_MECHANISM"},
@@ -75,5 +77,10 @@ func TestRegistryClientRefusesURLCredentials(t *testing.T) {
 	}
 	if cl, err := s.RegistryClient("https://registry.example:8081"); err != nil || cl == nil {
 		t.Errorf("plain URL: %v", err)
+	}
+	for _, bad := range []string{"key:secret-xyzzy@registry.example:8081", "registry.example:8081", "ftp://registry.example", "http://%zz"} {
+		if _, err := s.RegistryClient(bad); err == nil || strings.Contains(err.Error(), "xyzzy") {
+			t.Errorf("URL %q: %v", bad, err)
+		}
 	}
 }

@@ -55,6 +55,7 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 	}
 	r.leader.Store(true)
 	log.Info("relay: leader", "schema", r.cfg.Schema)
+	r.gaps.reset() // another relay may have led meanwhile: what this one read is stale
 
 	// The lock connection is watched by one goroutine (a pgx.Conn is not
 	// safe for concurrent use): a dead connection is lost leadership.
@@ -112,6 +113,13 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 			// Rows are flowing: drain again shortly (the read is the
 			// probe), letting a few more commits join the batch.
 			wait = minProbe
+			select {
+			case <-cleanup: // due while rows flow too
+				if err := r.cleanup(ctx); err != nil && ctx.Err() == nil {
+					log.Error("relay: retention cleanup failed", "err", err)
+				}
+			default:
+			}
 			if !r.sleep(ctx, r.cfg.Linger) {
 				return nil
 			}
@@ -148,8 +156,16 @@ func (r *Relay) idle(ctx context.Context, wait *time.Duration, lost chan error, 
 			}
 		case <-next.C:
 			found, err := r.probe(ctx)
-			if err != nil || found {
-				// An error shows again in the drain, with its backoff.
+			if err != nil {
+				if ctx.Err() == nil {
+					r.cfg.Logger.Warn("relay: probe failed; draining instead", "err", err)
+				}
+				// The drain shows a database failure with its own
+				// backoff; the probe's wait grows meanwhile.
+				*wait = min(*wait*2, r.cfg.ProbeInterval)
+				return
+			}
+			if found {
 				*wait = minProbe
 				return
 			}

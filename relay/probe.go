@@ -58,7 +58,9 @@ func (g *gaps) saw(ids []int64, now time.Time) {
 		switch {
 		case id > g.hi:
 			if g.hi > 0 {
-				for missing := g.hi + 1; missing < id && missing-g.hi <= maxGaps; missing++ {
+				// After a long jump only the ids just below id are
+				// watched: a late commit is likeliest there.
+				for missing := max(g.hi+1, id-maxGaps); missing < id; missing++ {
 					g.open = append(g.open, gap{missing, now})
 				}
 			}
@@ -85,6 +87,14 @@ func (g *gaps) expire(now time.Time) {
 	if n := len(g.open) - maxGaps; n > 0 {
 		g.open = slices.Delete(g.open, 0, n)
 	}
+}
+
+// reset forgets what was read (a new leadership: another relay may have
+// read and published meanwhile).
+func (g *gaps) reset() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.hi, g.open = 0, nil
 }
 
 // probeArgs returns hi and the gap ids to ask about.

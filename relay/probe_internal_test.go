@@ -24,8 +24,13 @@ func TestGapsTracker(t *testing.T) {
 	if _, open := g.probeArgs(now.Add(1100 * time.Millisecond)); !slices.Equal(open, []int64{18, 19}) {
 		t.Fatalf("after the TTL, gaps %v; want [18 19] (12 and 15 expired)", open)
 	}
-	g.saw([]int64{20 + 3*maxGaps}, now.Add(1200*time.Millisecond)) // a jump: at most maxGaps watched
-	if hi, open := g.probeArgs(now.Add(1200 * time.Millisecond)); hi != 20+3*maxGaps || len(open) != maxGaps {
-		t.Fatalf("hi %d, %d gaps; want %d, %d", hi, len(open), 20+3*maxGaps, maxGaps)
+	g.saw([]int64{20 + 3*maxGaps}, now.Add(1200*time.Millisecond)) // a jump: the maxGaps ids just below it watched
+	if hi, open := g.probeArgs(now.Add(1200 * time.Millisecond)); hi != 20+3*maxGaps || len(open) != maxGaps || open[0] != 20+2*maxGaps {
+		t.Fatalf("hi %d, %d gaps from %v; want %d, %d from %d", hi, len(open), open[:1], 20+3*maxGaps, maxGaps, 20+2*maxGaps)
+	}
+	g.reset()
+	g.saw([]int64{5000, 5002}, now) // after a reset, the first read again watches nothing below it
+	if hi, open := g.probeArgs(now); hi != 5002 || !slices.Equal(open, []int64{5001}) {
+		t.Fatalf("after reset: hi %d, gaps %v; want 5002, [5001]", hi, open)
 	}
 }

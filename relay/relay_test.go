@@ -324,6 +324,50 @@ func TestRelayRetentionMode(t *testing.T) {
 	}
 }
 
+// In retention mode the cleanup runs while rows keep flowing too: the
+// leader drains every Linger then and never idles, and the cleanup used to
+// wait for an idle moment.
+func TestRetentionCleanupWhileRowsFlow(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r, _ := b.start(relay.Config{Retention: 300 * time.Millisecond, Linger: 50 * time.Millisecond})
+	waitFor(t, func() bool { return r.Stats().Leader })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var writers sync.WaitGroup
+	for range 4 { // enough that every drain finds rows: the relay never idles
+		writers.Go(func() {
+			for ctx.Err() == nil {
+				b.appendOrders([]string{uuid.NewString()}, 1)
+			}
+		})
+	}
+	// Rows published more than the retention ago are deleted while the
+	// writer keeps going.
+	waitFor(t, func() bool { return r.Stats().Published >= 50 })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var expired, kept int
+		if err := b.db.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE published_at < now() - interval '300 milliseconds'), count(*)
+			FROM eventline_outbox WHERE published_at IS NOT NULL`).Scan(&expired, &kept); err != nil {
+			t.Fatal(err)
+		}
+		var first int64
+		if err := b.db.QueryRow(context.Background(), `SELECT coalesce(min(id), 0) FROM eventline_outbox`).Scan(&first); err != nil {
+			t.Fatal(err)
+		}
+		if first > 1 && kept > 0 { // the first rows are gone, newer ones kept
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no cleanup while rows flow: oldest id %d, %d published rows kept (%d past the retention)", first, kept, expired)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	writers.Wait()
+}
+
 func TestRelayConfigErrors(t *testing.T) {
 	t.Parallel()
 	_, err := relay.New(relay.Config{BatchSize: -1})

@@ -182,6 +182,25 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		}
 	}
 	drain := time.Since(start)
+	// The offsets count duplicates too, and the last batch's rows are
+	// deleted just after its acks: wait until the outbox is empty (untimed)
+	// before the vacuum and the latency phase.
+	for {
+		var left bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+outbox+`)`).Scan(&left); err != nil {
+			return res, err
+		}
+		if !left {
+			break
+		}
+		select {
+		case err := <-exited:
+			return res, fmt.Errorf("relay exited during the drain: %v", err)
+		case <-ctx.Done():
+			return res, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	res.DrainSeconds = drain.Seconds()
 	res.EventsPerSec = float64(o.Events) / drain.Seconds()
 	res.RatioToCeiling = res.EventsPerSec / res.CeilingEventsPerSec

@@ -79,8 +79,8 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 			return ExitOK
 		}
 	case "e2e":
-		if *duration <= 0 {
-			fmt.Fprintln(env.Stderr, "eventline bench e2e: --duration must be positive")
+		if *duration <= 0 || *rate <= 0 || float64(*rate)*duration.Seconds() < 1 {
+			fmt.Fprintln(env.Stderr, "eventline bench e2e: --rate and --duration must be positive, and make at least one event")
 			return ExitUsage
 		}
 		res, err := bench.E2E(ctx, benv, bench.E2EOptions{Rate: *rate, Duration: *duration, Partitions: *partitions, Logger: env.Logger})

@@ -84,9 +84,12 @@ func TestSecuredClusterCommands(t *testing.T) {
 		"bad mechanism":  {map[string]string{"KAFKA_BROKERS": strings.Join(sc.Brokers, ","), "KAFKA_SASL_MECHANISM": "GSSAPI"}, "want PLAIN"},
 	} {
 		start := time.Now()
-		code, _, errOut := list(tc.env)
+		code, out, errOut := list(tc.env)
 		if code == 0 || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%s: exit %d, stderr %q: want a failure naming %q", name, code, errOut, tc.want)
+		}
+		if out != "" { // not "[]": a failed listing must not read as an empty DLT
+			t.Errorf("%s: stdout %q", name, out)
 		}
 		if strings.Contains(errOut, "xyzzy") {
 			t.Errorf("%s: the password is in the error output", name)

@@ -119,8 +119,11 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		// Streamed: a DLT of any size lists in bounded memory.
 		out := newDeadLetterWriter(env.Stdout, *asJSON)
 		err := consumers.ScanDLT(ctx, splitList(*brokers), serde, f, out.write, conn.Kafka...)
-		if cerr := out.close(); err == nil {
-			err = cerr
+		if err == nil {
+			// Only a complete listing is closed: after a failure the
+			// output stays visibly cut (no "]", no count), so a pipe does
+			// not read a truncated or empty DLT as the whole of it.
+			err = out.close()
 		}
 		if err != nil {
 			fmt.Fprintf(env.Stderr, "eventline dlt list: reading dead letters from %s: %v\n", *brokers, kafkaErr(env, err))
