@@ -163,43 +163,45 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		return res, err
 	}
 	defer proc.stop()
-	exited := proc.exited
 	outbox := pgx.Identifier{s.schema, "eventline_outbox"}.Sanitize()
-	for {
+	// until polls done every 20 ms while the relay runs.
+	until := func(done func() (bool, error)) error {
+		for {
+			ok, err := done()
+			if err != nil {
+				return err
+			}
+			if ok {
+				return nil
+			}
+			select {
+			case err := <-proc.exited:
+				return fmt.Errorf("relay exited during the drain: %v", err)
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	if err := until(func() (bool, error) {
 		n, err := published()
 		if err != nil && ctx.Err() == nil {
 			log.Debug("bench relay: reading end offsets", "err", err)
 		}
-		if n-base >= int64(o.Events) {
-			break
-		}
-		select {
-		case err := <-exited:
-			return res, fmt.Errorf("relay exited during the drain: %v", err)
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		return n-base >= int64(o.Events), nil
+	}); err != nil {
+		return res, err
 	}
 	drain := time.Since(start)
 	// The offsets count duplicates too, and the last batch's rows are
 	// deleted just after its acks: wait until the outbox is empty (untimed)
 	// before the vacuum and the latency phase.
-	for {
+	if err := until(func() (bool, error) {
 		var left bool
-		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+outbox+`)`).Scan(&left); err != nil {
-			return res, err
-		}
-		if !left {
-			break
-		}
-		select {
-		case err := <-exited:
-			return res, fmt.Errorf("relay exited during the drain: %v", err)
-		case <-ctx.Done():
-			return res, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+outbox+`)`).Scan(&left)
+		return !left, err
+	}); err != nil {
+		return res, err
 	}
 	res.DrainSeconds = drain.Seconds()
 	res.EventsPerSec = float64(o.Events) / drain.Seconds()
