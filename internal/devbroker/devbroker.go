@@ -41,7 +41,8 @@
 // failing. Apache Kafka answers SASL_AUTHENTICATION_FAILED first, which
 // clients treat as final. When kfake closes a connection whose
 // SASLAuthenticate it never answered, the wrapper writes that answer
-// before the close. Reading the Kafka framing by hand is what this package adds to
+// before the close. The fix for kfake itself, with its regression test, is
+// docs/upstream/kfake-sasl-refusal.patch. Reading the Kafka framing by hand is what this package adds to
 // kfake: no library exposes a broker's inbound requests, and kfake's
 // Control hook does not say which connection a request came on.
 package devbroker
