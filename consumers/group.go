@@ -39,6 +39,9 @@ type Group struct {
 	latMu    sync.Mutex
 	lateness []time.Duration // ring
 	latPos   int
+
+	hooksMu  sync.Mutex
+	logHooks []*kafkalog.Hooks // the clients' failover logs, stopped when Run returns
 }
 
 // New validates cfg and returns a Group; Run starts it.
@@ -86,6 +89,15 @@ func (g *Group) Run(ctx context.Context) error {
 	if !g.started.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
+	// Last of the deferred calls: a client still closing in the background
+	// logs nothing once Run has returned.
+	defer func() {
+		g.hooksMu.Lock()
+		defer g.hooksMu.Unlock()
+		for _, h := range g.logHooks {
+			h.Stop()
+		}
+	}()
 	log := g.cfg.Logger.With("group", g.cfg.Group)
 	// runCtx ends with ctx or when a part fails. grace ends ShutdownTimeout
 	// later: the in-flight batches, the final commits and leaving the
@@ -304,7 +316,11 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 // kafkaOpts are the user's options plus the client's failover log (see
 // kafkalog; client names the client in it) and, when tracing, kotel's hooks.
 func (g *Group) kafkaOpts(consumer bool, client string, log *slog.Logger) []kgo.Opt {
-	opts := append(slices.Clone(g.cfg.KafkaOpts), kafkalog.New(log, client).Opt())
+	h := kafkalog.New(log, client)
+	g.hooksMu.Lock()
+	g.logHooks = append(g.logHooks, h)
+	g.hooksMu.Unlock()
+	opts := append(slices.Clone(g.cfg.KafkaOpts), h.Opt())
 	if g.cfg.TracerProvider != nil {
 		topts := []kotel.TracerOpt{kotel.TracerProvider(g.cfg.TracerProvider), kotel.TracerPropagator(propagation.TraceContext{})}
 		if consumer {

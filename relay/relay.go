@@ -46,6 +46,7 @@ type Relay struct {
 	batchCap sync.Map     // topic -> int32: the topic's max.message.bytes, when smaller than the default
 	avgRow   atomic.Int64 // key+value bytes per row of the last batch read (0: none yet)
 	gaps     gaps         // what probes ask about (probe.go)
+	logHooks *kafkalog.Hooks
 
 	started   atomic.Bool // Run was called: a Relay runs once
 	leader    atomic.Bool
@@ -83,7 +84,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, fmt.Errorf("relay: database pool for %s: %w", dsn.Redact(cfg.DatabaseURL), err)
 	}
 	r := &Relay{
-		cfg: cfg, pool: pool,
+		cfg: cfg, pool: pool, logHooks: kafkalog.New(cfg.Logger, "relay"),
 		table: pgx.Identifier{cfg.Schema, "eventline_outbox"}.Sanitize(),
 		park:  pgx.Identifier{cfg.Schema, "eventline_outbox_parked"}.Sanitize(),
 		key:   "eventline_relay:" + cfg.Schema,
@@ -106,7 +107,7 @@ func New(cfg Config) (*Relay, error) {
 		kgo.ProducerBatchMaxBytesFn(r.batchMaxBytes),
 		// The client rides out a broker failover on its own (retries,
 		// then the partition's new leader); these say so in the log.
-		kafkalog.New(cfg.Logger, "relay").Opt(),
+		r.logHooks.Opt(),
 	}, cfg.KafkaOpts...)
 	if cfg.TracerProvider != nil {
 		r.tracing = true
@@ -182,6 +183,7 @@ func (r *Relay) Stats() Stats {
 // Close releases the clients. Call it after Run returned.
 func (r *Relay) Close() {
 	r.kafka.Close()
+	r.logHooks.Stop()
 	r.pool.Close()
 }
 

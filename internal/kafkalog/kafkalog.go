@@ -30,6 +30,12 @@ import (
 type Hooks struct {
 	log *slog.Logger
 
+	// gate orders log lines before Stop: a client's goroutines can still
+	// run a hook after Close returned, and the log's owner may have moved
+	// on (a test reading its buffer).
+	gate    sync.RWMutex
+	stopped bool
+
 	mu       sync.Mutex
 	downFrom map[string]time.Time // broker address → first failed connection
 	leaders  map[topicPartition]int32
@@ -59,6 +65,23 @@ func New(log *slog.Logger, name string) *Hooks {
 // Opt is the client option installing h.
 func (h *Hooks) Opt() kgo.Opt { return kgo.WithHooks(h) }
 
+// Stop ends the logging: a line being written finishes first, later hook
+// calls log nothing. Call it once the client is closed.
+func (h *Hooks) Stop() {
+	h.gate.Lock()
+	h.stopped = true
+	h.gate.Unlock()
+}
+
+// emit writes one line unless stopped.
+func (h *Hooks) emit(level slog.Level, msg string, args ...any) {
+	h.gate.RLock()
+	defer h.gate.RUnlock()
+	if !h.stopped {
+		h.log.Log(context.Background(), level, msg, args...)
+	}
+}
+
 // OnBrokerConnect logs the first failed connection to a broker and the
 // first successful one after it.
 func (h *Hooks) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
@@ -78,9 +101,9 @@ func (h *Hooks) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.
 	h.mu.Unlock()
 	switch {
 	case err != nil && !down:
-		h.log.Warn("kafka broker unreachable; retrying", "broker", nodeName(meta.NodeID), "addr", addr, "err", err)
+		h.emit(slog.LevelWarn, "kafka broker unreachable; retrying", "broker", nodeName(meta.NodeID), "addr", addr, "err", err)
 	case err == nil && down:
-		h.log.Info("kafka broker reachable again", "broker", nodeName(meta.NodeID), "addr", addr,
+		h.emit(slog.LevelInfo, "kafka broker reachable again", "broker", nodeName(meta.NodeID), "addr", addr,
 			"unreachable_for", time.Since(from).Round(time.Millisecond))
 	}
 }
@@ -106,7 +129,7 @@ func (h *Hooks) servedBy(node int32, topic string, partition int32, what string)
 	}
 	h.mu.Unlock()
 	if seen && prev != node {
-		h.log.Info("kafka partition leader moved", "topic", topic, "partition", partition,
+		h.emit(slog.LevelInfo, "kafka partition leader moved", "topic", topic, "partition", partition,
 			"from", nodeName(prev), "to", nodeName(node), "seen_by", what)
 	}
 }
