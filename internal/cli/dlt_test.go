@@ -74,9 +74,15 @@ func TestDLTCommands(t *testing.T) {
 	if code != cli.ExitFail || !strings.Contains(errOut, "retry topic "+consumers.RetryTopic(topic, group, 1)+" does not exist") {
 		t.Fatalf("replay before the group ever ran: exit %d\n%s", code, errOut)
 	}
-	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1, nil, consumers.RetryTopic(topic, group, 1)); err != nil {
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(context.Background(), 1, 1, nil, consumers.RetryTopic(topic, group, 1)); err != nil {
 		t.Fatal(err)
 	}
+	// Apache Kafka answers CreateTopics before its metadata shows the topic.
+	testkit.WaitFor(t, 30*time.Second, "the retry topic in the metadata", func() bool {
+		td, err := adm.ListTopics(context.Background(), consumers.RetryTopic(topic, group, 1))
+		return err == nil && td.Has(consumers.RetryTopic(topic, group, 1)) && td[consumers.RetryTopic(topic, group, 1)].Err == nil
+	})
 	code, out, _ = run(t, env, "dlt", "replay", "--group", group, "--offsets", pos, "--json")
 	if code != 0 || !strings.Contains(out, `"replayed"`) {
 		t.Fatalf("replay: exit %d\n%s", code, out)
