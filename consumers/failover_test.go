@@ -119,8 +119,8 @@ func TestFailoverGroupLeaderSIGKILL(t *testing.T) {
 	resumed := time.Since(killAt)
 	testkit.WaitFor(t, 30*time.Second, "the group logging the failover", func() bool {
 		s := out.String()
-		return hasLine(s, `msg="kafka broker unreachable; retrying"`, fmt.Sprintf("broker=%d ", victim)) &&
-			hasLine(s, `msg="kafka partition leader moved"`, "client=consumer", "topic="+e.topic+" ",
+		return testkit.HasLine(s, `msg="kafka broker unreachable; retrying"`, fmt.Sprintf("broker=%d ", victim)) &&
+			testkit.HasLine(s, `msg="kafka partition leader moved"`, "client=consumer", "topic="+e.topic+" ",
 				fmt.Sprintf("partition=%d ", part), fmt.Sprintf("from=%d to=%d ", victim, newLeader))
 	})
 
@@ -134,7 +134,7 @@ func TestFailoverGroupLeaderSIGKILL(t *testing.T) {
 	// minutes): the group follows it with the data it kept.
 	c.ElectPreferred(t, e.topic, partitions, 60*time.Second)
 	testkit.WaitFor(t, 60*time.Second, "the group following the leader back", func() bool {
-		return hasLine(out.String(), `msg="kafka partition leader moved"`, "client=consumer", "topic="+e.topic+" ",
+		return testkit.HasLine(out.String(), `msg="kafka partition leader moved"`, "client=consumer", "topic="+e.topic+" ",
 			fmt.Sprintf("partition=%d ", part), fmt.Sprintf("from=%d to=%d ", newLeader, victim))
 	})
 	atBack := applied()
@@ -187,18 +187,4 @@ func offsetRecorder(ctx context.Context, tx pgx.Tx, evs []*consumers.Event) erro
 		SELECT id, k, 0, p, o FROM unnest($1::uuid[], $2::text[], $3::int[], $4::bigint[]) WITH ORDINALITY AS t(id, k, p, o, i) ORDER BY i
 		ON CONFLICT (event_id) DO UPDATE SET n = applied.n + 1`, ids, keys, parts, offsets)
 	return err
-}
-
-// hasLine reports whether a line of s contains every one of parts.
-func hasLine(s string, parts ...string) bool {
-	for line := range strings.Lines(s) {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
 }

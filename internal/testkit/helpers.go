@@ -75,3 +75,18 @@ func WithoutEnv(env []string, key string) []string {
 	}
 	return out
 }
+
+// HasLine reports whether a line of s (a captured log) contains every one
+// of parts.
+func HasLine(s string, parts ...string) bool {
+	for line := range strings.Lines(s) {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}

@@ -57,8 +57,8 @@ func TestFailoverRelayLeaderSIGKILL(t *testing.T) {
 	resumed := time.Since(killAt)
 	testkit.WaitFor(t, 30*time.Second, "the relay logging the failover", func() bool {
 		s := out.String()
-		return hasLine(s, `msg="kafka broker unreachable; retrying"`, "client=relay", fmt.Sprintf("broker=%d ", victim)) &&
-			hasLine(s, `msg="kafka partition leader moved"`, "client=relay", "topic="+w.topic+" ", "partition=0 ",
+		return testkit.HasLine(s, `msg="kafka broker unreachable; retrying"`, "client=relay", fmt.Sprintf("broker=%d ", victim)) &&
+			testkit.HasLine(s, `msg="kafka partition leader moved"`, "client=relay", "topic="+w.topic+" ", "partition=0 ",
 				fmt.Sprintf("from=%d to=%d ", victim, newLeader))
 	})
 
@@ -72,7 +72,7 @@ func TestFailoverRelayLeaderSIGKILL(t *testing.T) {
 	// minutes): the relay follows it with the data it kept.
 	c.ElectPreferred(t, w.topic, partitions, 60*time.Second)
 	testkit.WaitFor(t, 60*time.Second, "the relay following the leader back", func() bool {
-		return hasLine(out.String(), `msg="kafka partition leader moved"`, "client=relay", "topic="+w.topic+" ", "partition=0 ",
+		return testkit.HasLine(out.String(), `msg="kafka partition leader moved"`, "client=relay", "topic="+w.topic+" ", "partition=0 ",
 			fmt.Sprintf("from=%d to=%d ", newLeader, victim))
 	})
 	atBack := published()
@@ -93,20 +93,6 @@ func TestFailoverRelayLeaderSIGKILL(t *testing.T) {
 		"%d more published %s after the kill; node back and every replica in sync %s after its start, then leader again; relay log: %s; test %s",
 		o, victim, atKill, newLeader, duration(elected), 1000, duration(resumed), duration(back),
 		strings.Join(grepLines(out.String(), "msg=\"kafka "), " | "), duration(time.Since(begin)))
-}
-
-// hasLine reports whether a line of s contains every one of parts.
-func hasLine(s string, parts ...string) bool {
-	for line := range strings.Lines(s) {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			return true
-		}
-	}
-	return false
 }
 
 // grepLines returns the lines of s containing sub, without their time and
