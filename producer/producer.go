@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"github.com/hamba/avro/v2"
@@ -18,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/schemas"
@@ -70,6 +72,14 @@ type Config struct {
 	AutoRegister bool
 	// Schema is the PostgreSQL schema of the outbox. Default "public".
 	Schema string
+	// Mode is how Append writes events: ModeTable (default) or
+	// ModeMessage. The relay's mode must match: poll reads the table,
+	// logical reads the messages.
+	Mode Mode
+	// Slot is the replication slot the relay streams from in message mode
+	// (relay.Config.Slot, migrate.LogicalOptions.Slot). Default
+	// migrate.SlotName(database, Schema).
+	Slot string
 	// TracerProvider, when set, gives every Append an "outbox append"
 	// span (child of the caller's span); its context is what the row
 	// stores. Unset, the caller's trace context is stored as is.
@@ -112,8 +122,15 @@ type route struct {
 // safe for concurrent use; it holds no connection of its own.
 type Producer struct {
 	table  string // quoted, schema-qualified eventline_outbox
-	routes map[string]route
-	tracer trace.Tracer // nil: no spans
+	schema string
+	mode   Mode
+	slot   string
+	prefix string // message mode's logical decoding message prefix
+	// checked is when message mode last found the server able to decode
+	// what it writes (unix nanos; 0: never).
+	checked atomic.Int64
+	routes  map[string]route
+	tracer  trace.Tracer // nil: no spans
 }
 
 // New checks that every event type is in the catalogue and routed to a
@@ -130,7 +147,17 @@ func New(ctx context.Context, cfg Config) (*Producer, error) {
 	if err := migrate.ValidateSchema(schema); err != nil {
 		return nil, fmt.Errorf("producer: Schema: %w", err)
 	}
-	p := &Producer{table: pgx.Identifier{schema, "eventline_outbox"}.Sanitize(), routes: map[string]route{}}
+	switch cfg.Mode {
+	case "":
+		cfg.Mode = ModeTable
+	case ModeTable, ModeMessage:
+	default:
+		return nil, fmt.Errorf("producer: invalid config: Mode %q: want %q or %q", cfg.Mode, ModeTable, ModeMessage)
+	}
+	p := &Producer{
+		table: pgx.Identifier{schema, "eventline_outbox"}.Sanitize(), routes: map[string]route{},
+		schema: schema, mode: cfg.Mode, slot: cfg.Slot, prefix: outboxmsg.Prefix(schema),
+	}
 	if cfg.TracerProvider != nil {
 		p.tracer = cfg.TracerProvider.Tracer("github.com/eventline/eventline/producer")
 	}
@@ -236,6 +263,9 @@ func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) (err 
 			return fmt.Errorf("producer: event %d of %d: %w", i+1, len(msgs), err)
 		}
 		rows[i] = r
+	}
+	if p.mode == ModeMessage {
+		return p.emit(ctx, tx, rows)
 	}
 
 	// Aggregates are locked (transaction-scoped advisory locks) in a fixed

@@ -23,8 +23,26 @@ const DefaultBatchSize = 10000
 // only rows were counted).
 const DefaultBatchBytes = 16 << 20
 
+// Mode is where the relay reads events.
+type Mode string
+
+const (
+	// ModePoll drains the eventline_outbox table (producer.ModeTable):
+	// any PostgreSQL, no privilege beyond the tables.
+	ModePoll Mode = "poll"
+	// ModeLogical streams the producer's logical decoding messages
+	// (producer.ModeMessage) from a replication slot, in commit order
+	// (logical.go). It needs wal_level=logical and a role with
+	// REPLICATION. It also drains rows found in the outbox table (left by
+	// poll mode, or requeued), so a switch from poll mode loses nothing.
+	ModeLogical Mode = "logical"
+)
+
 // Config of a Relay. Zero values take the documented defaults.
 type Config struct {
+	// Mode is ModePoll (default) or ModeLogical; it must match the
+	// producers' mode.
+	Mode Mode
 	// DatabaseURL of the outbox's database. Required. The relay opens a
 	// pool for batches and probes, and one dedicated connection for the
 	// leader lock.
@@ -71,6 +89,25 @@ type Config struct {
 	// ShutdownTimeout bounds how long Run waits for the in-flight batch's
 	// acks after its context is cancelled. Default 30s.
 	ShutdownTimeout time.Duration
+	// Slot is the replication slot of logical mode. Default
+	// migrate.SlotName(database, Schema); producers must name the same.
+	Slot string
+	// RecreateSlot, in logical mode, replaces a slot that is invalidated
+	// or gone with a new one and logs the WAL window whose events were not
+	// delivered. Default false: such a slot ends Run with
+	// ErrSlotInvalidated or ErrSlotLost (docs/operations.md).
+	RecreateSlot bool
+	// StatusInterval is how often logical mode reports its confirmed
+	// position to PostgreSQL (the slot's confirmed_flush_lsn), whether or
+	// not the server asks: it bounds what a restart publishes again, and
+	// keeps wal_sender_timeout (60s by default) from ending a quiet
+	// stream. Default 1s.
+	StatusInterval time.Duration
+	// HeartbeatInterval: in logical mode, after this long without an
+	// event the leader writes a heartbeat message, so the slot's position
+	// advances past WAL other databases (or tables) write and PostgreSQL
+	// can recycle it. Default 10s.
+	HeartbeatInterval time.Duration
 	// KafkaOpts are extra franz-go client options.
 	KafkaOpts []kgo.Opt
 	// TracerProvider, when set, gives every record a "<topic> publish"
@@ -85,6 +122,15 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Schema == "" {
 		c.Schema = migrate.DefaultSchema
+	}
+	if c.Mode == "" {
+		c.Mode = ModePoll
+	}
+	if c.StatusInterval == 0 {
+		c.StatusInterval = time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = 10 * time.Second
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = DefaultBatchSize
@@ -132,6 +178,12 @@ func (c Config) validate() error {
 	}
 	if err := migrate.ValidateSchema(c.Schema); err != nil {
 		errs = append(errs, fmt.Errorf("relay: Schema: %w", err))
+	}
+	if c.Mode != ModePoll && c.Mode != ModeLogical {
+		errs = append(errs, fmt.Errorf("relay: Mode %q: want %q or %q", c.Mode, ModePoll, ModeLogical))
+	}
+	if c.StatusInterval < 0 || c.HeartbeatInterval < 0 {
+		errs = append(errs, errors.New("relay: StatusInterval and HeartbeatInterval must not be negative"))
 	}
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("relay: Retention must not be negative"))

@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/eventline/eventline/migrate"
 )
 
 // ErrNotLeader is returned by operations that need leadership after it was
@@ -32,6 +34,17 @@ func permanent(err error) bool {
 	return false
 }
 
+var (
+	// ErrSlotInvalidated ends Run in logical mode when PostgreSQL
+	// invalidated the replication slot (it held more WAL than
+	// max_slot_wal_keep_size): the events it had not delivered are gone
+	// from the WAL. Recovery: docs/operations.md, RecreateSlot.
+	ErrSlotInvalidated = migrate.ErrSlotInvalidated
+	// ErrSlotLost ends Run in logical mode when the slot eventline created
+	// is gone (dropped, or a failover to a server without it).
+	ErrSlotLost = migrate.ErrSlotLost
+)
+
 // ErrAlreadyRunning is returned by Run when Run was called before on the same
 // Relay, whether that call still runs or has returned: a Relay runs once
 // (create another with New).
@@ -47,6 +60,8 @@ var ErrAlreadyRunning = errors.New("relay: Run was already called on this Relay"
 //     outbox table does not exist: the migrations have not run, or not in
 //     this schema) and 42501 (the role may not read, delete or park outbox
 //     rows);
+//   - in logical mode, a replication slot invalidated or lost, wal_level
+//     not logical, or a role without REPLICATION (migrate's errors);
 //   - Kafka SASL authentication failed, or a mechanism the broker does not
 //     enable;
 //   - a broker certificate that fails verification: not signed by a
@@ -67,6 +82,11 @@ func unrecoverable(err error, startup bool) bool {
 	if errors.As(err, &pe) {
 		switch {
 		case strings.HasPrefix(pe.Code, "28"), pe.Code == "3D000", pe.Code == "42P01", pe.Code == "42501":
+			return true
+		}
+	}
+	for _, e := range []error{migrate.ErrSlotInvalidated, migrate.ErrSlotLost, migrate.ErrNotLogical, migrate.ErrNoReplicationPrivilege} {
+		if errors.Is(err, e) {
 			return true
 		}
 	}

@@ -72,6 +72,17 @@ func (r *Relay) session(ctx context.Context, conn *pgx.Conn) error {
 	}()
 	defer func() { stopWatch(); wg.Wait() }()
 
+	if r.cfg.Mode == ModeLogical {
+		err := r.streamLogical(ctx, &lostFlag)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case lostFlag.Load():
+			return fmt.Errorf("%w: %v", ErrNotLeader, <-lost)
+		}
+		return err
+	}
+
 	var cleanup <-chan time.Time
 	if r.cfg.Retention > 0 {
 		t := time.NewTicker(min(r.cfg.Retention/2, time.Minute))

@@ -23,7 +23,9 @@ func (r *Relay) Ready() error {
 // (a query on the outbox, by the leader or standby alike),
 // eventline_relay_published_total, eventline_relay_parked_total,
 // eventline_relay_batches_total, eventline_relay_last_batch_seconds and
-// eventline_relay_leader, each labelled with the outbox schema.
+// eventline_relay_leader, and in logical mode eventline_relay_slot_lag_bytes,
+// eventline_relay_slot_retained_bytes and eventline_relay_slot_lag_age_seconds
+// (SlotLag), each labelled with the outbox schema.
 func (r *Relay) RegisterMetrics(mp metric.MeterProvider) error {
 	m := mp.Meter("github.com/eventline/eventline/relay")
 	attrs := metric.WithAttributes(attribute.String("schema", r.cfg.Schema))
@@ -34,7 +36,10 @@ func (r *Relay) RegisterMetrics(mp metric.MeterProvider) error {
 	batches, err5 := m.Int64ObservableCounter("eventline_relay_batches", metric.WithDescription("batches published"))
 	last, err6 := m.Float64ObservableGauge("eventline_relay_last_batch", metric.WithUnit("s"), metric.WithDescription("read-produce-settle time of the last batch"))
 	leader, err7 := m.Int64ObservableGauge("eventline_relay_leader", metric.WithDescription("1 while this relay is the leader"))
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
+	lagBytes, err8 := m.Int64ObservableGauge("eventline_relay_slot_lag", metric.WithUnit("By"), metric.WithDescription("logical mode: WAL written since the slot's confirmed position"))
+	retained, err9 := m.Int64ObservableGauge("eventline_relay_slot_retained", metric.WithUnit("By"), metric.WithDescription("logical mode: WAL the server keeps for the slot"))
+	lagAge, err10 := m.Float64ObservableGauge("eventline_relay_slot_lag_age", metric.WithUnit("s"), metric.WithDescription("logical mode: age of the oldest event not yet confirmed"))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10); err != nil {
 		return err
 	}
 	_, err := m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
@@ -54,7 +59,14 @@ func (r *Relay) RegisterMetrics(mp metric.MeterProvider) error {
 			o.ObserveInt64(backlog, rows, attrs)
 			o.ObserveFloat64(oldest, age.Seconds(), attrs)
 		}
+		if r.cfg.Mode == ModeLogical {
+			if lag, err := r.SlotLag(qctx); err == nil {
+				o.ObserveInt64(lagBytes, lag.Bytes, attrs)
+				o.ObserveInt64(retained, lag.Retained, attrs)
+				o.ObserveFloat64(lagAge, lag.Age.Seconds(), attrs)
+			}
+		}
 		return nil
-	}, backlog, oldest, published, parked, batches, last, leader)
+	}, backlog, oldest, published, parked, batches, last, leader, lagBytes, retained, lagAge)
 	return err
 }

@@ -2,11 +2,14 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/eventline/eventline/internal/outboxmsg"
 )
 
 // Parked is a row the relay could not publish.
@@ -25,6 +28,7 @@ type Parked struct {
 // Querier is what the parked-row tools need: a pool, a connection or a tx.
 type Querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
@@ -45,7 +49,15 @@ func ListParked(ctx context.Context, db Querier, schema string) ([]Parked, error
 // Requeue moves a parked row back into the outbox under its original id, so
 // it is published before any later row of its aggregate still waiting. It
 // reports false when no parked row has that id.
+//
+// An event parked by logical mode (a negative id: minus its WAL position)
+// is written again as a logical decoding message, in one statement with its
+// removal from the parked table; it is published after whatever the stream
+// has not reached yet.
 func Requeue(ctx context.Context, db Querier, schema string, id int64) (bool, error) {
+	if id < 0 {
+		return requeueMessage(ctx, db, schemaOr(schema), id)
+	}
 	out := pgx.Identifier{schemaOr(schema), "eventline_outbox"}.Sanitize()
 	park := pgx.Identifier{schemaOr(schema), "eventline_outbox_parked"}.Sanitize()
 	tag, err := db.Exec(ctx, `WITH moved AS (DELETE FROM `+park+` WHERE id = $1 RETURNING *)
@@ -64,4 +76,39 @@ func schemaOr(s string) string {
 		return "public"
 	}
 	return s
+}
+
+func requeueMessage(ctx context.Context, db Querier, schema string, id int64) (bool, error) {
+	park := pgx.Identifier{schema, "eventline_outbox_parked"}.Sanitize()
+	rows, err := db.Query(ctx, `SELECT topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers::text FROM `+park+` WHERE id = $1`, id)
+	if err != nil {
+		return false, fmt.Errorf("error reading parked event %d: %w", id, err)
+	}
+	e, err := pgx.CollectExactlyOneRow(rows, func(row pgx.CollectableRow) (outboxmsg.Event, error) {
+		var e outboxmsg.Event
+		var h string
+		err := row.Scan(&e.Topic, &e.Key, &e.Value, &e.EventID, &e.EventType, &e.AggregateType, &e.AggregateID, &e.AggregateVersion, &h)
+		e.Headers = []byte(h)
+		return e, err
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("error reading parked event %d: %w", id, err)
+	}
+	var content []byte
+	if e.Topic == "" { // parked because it could not be decoded: as it came
+		if err := db.QueryRow(ctx, `SELECT record_value FROM `+park+` WHERE id = $1`, id).Scan(&content); err != nil {
+			return false, fmt.Errorf("error reading parked event %d: %w", id, err)
+		}
+	} else if content, err = outboxmsg.Encode(&e); err != nil {
+		return false, fmt.Errorf("error encoding parked event %d: %w", id, err)
+	}
+	tag, err := db.Exec(ctx, `WITH moved AS (DELETE FROM `+park+` WHERE id = $1 RETURNING id)
+		SELECT pg_logical_emit_message(true, $2, $3::bytea) FROM moved`, id, outboxmsg.Prefix(schema), content)
+	if err != nil {
+		return false, fmt.Errorf("error requeueing parked event %d: %w", id, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }

@@ -39,6 +39,7 @@ type Relay struct {
 	kafka *kgo.Client
 	table string // quoted outbox table
 	park  string // quoted parked table
+	state string // quoted eventline_relay_state
 	key   string // advisory lock key text
 	// tracing: kotel hooks are installed.
 	tracing bool
@@ -47,6 +48,9 @@ type Relay struct {
 	avgRow   atomic.Int64 // key+value bytes per row of the last batch read (0: none yet)
 	gaps     gaps         // what probes ask about (probe.go)
 	logHooks *kafkalog.Hooks
+	// logical mode: the slot's name once known, the leader's confirmer
+	slot      atomic.Pointer[string]
+	confirmer atomic.Pointer[confirmer]
 
 	started   atomic.Bool // Run was called: a Relay runs once
 	leader    atomic.Bool
@@ -87,6 +91,7 @@ func New(cfg Config) (*Relay, error) {
 		cfg: cfg, pool: pool, logHooks: kafkalog.New(cfg.Logger, "relay"),
 		table: pgx.Identifier{cfg.Schema, "eventline_outbox"}.Sanitize(),
 		park:  pgx.Identifier{cfg.Schema, "eventline_outbox_parked"}.Sanitize(),
+		state: pgx.Identifier{cfg.Schema, "eventline_relay_state"}.Sanitize(),
 		key:   "eventline_relay:" + cfg.Schema,
 		gaps:  gaps{ttl: cfg.PollInterval},
 	}

@@ -16,6 +16,9 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	fs := newFlagSet(env, "migrate", "[flags]")
 	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL)")
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of eventline's tables (env EVENTLINE_SCHEMA)")
+	logical := fs.Bool("logical", envOr(env, "EVENTLINE_MODE", "") == "logical", "also set up logical mode (producers in message mode, relay --mode logical): the publication and the replication slot; needs wal_level=logical and a role with REPLICATION (env EVENTLINE_MODE=logical)")
+	slot := fs.String("slot", env.Getenv("EVENTLINE_SLOT"), "logical mode's replication slot (env EVENTLINE_SLOT; default eventline_<database>_<schema>)")
+	recreate := fs.Bool("recreate-slot", false, "replace an invalidated or lost slot with a new one; the events committed in between are NOT delivered (the window is printed): see docs/operations.md")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
@@ -38,10 +41,25 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	}
 	if len(applied) == 0 {
 		fmt.Fprintf(env.Stdout, "schema %s is up to date\n", *schema)
-		return ExitOK
 	}
 	for _, m := range applied {
 		fmt.Fprintf(env.Stdout, "applied %03d_%s to schema %s\n", m.Version, m.Name, *schema)
+	}
+	if !*logical {
+		return ExitOK
+	}
+	l, err := migrate.SetupLogical(ctx, conn, migrate.LogicalOptions{Schema: *schema, Slot: *slot, RecreateSlot: *recreate})
+	if err != nil {
+		env.Logger.Error("logical mode setup failed", "schema", *schema, "err", err)
+		return ExitFail
+	}
+	switch {
+	case l.LostFrom != "" || (l.Created && *recreate):
+		fmt.Fprintf(env.Stdout, "recreated replication slot %s: events committed between %s and %s were NOT delivered\n", l.Slot, l.LostFrom, l.LostTo)
+	case l.Created:
+		fmt.Fprintf(env.Stdout, "created replication slot %s and publication %s\n", l.Slot, l.Publication)
+	default:
+		fmt.Fprintf(env.Stdout, "replication slot %s is in place\n", l.Slot)
 	}
 	return ExitOK
 }

@@ -33,13 +33,22 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	poll := fs.Duration("poll-interval", 2*time.Second, "drain from the outbox's lowest id at least this often (finds rows of long transactions)")
 	probe := fs.Duration("probe-interval", 50*time.Millisecond, "longest wait between probes for new rows while idle")
 	linger := fs.Duration("linger", 2*time.Millisecond, "pause between drains while rows arrive: longer batches more commits per drain (less database work, more latency)")
+	mode := fs.String("mode", envOr(env, "EVENTLINE_MODE", "poll"), "poll (drain the outbox table) or logical (stream the producers' messages from a replication slot; needs wal_level=logical and REPLICATION) (env EVENTLINE_MODE)")
+	slot := fs.String("slot", env.Getenv("EVENTLINE_SLOT"), "logical mode's replication slot (env EVENTLINE_SLOT; default eventline_<database>_<schema>)")
+	recreate := fs.Bool("recreate-slot", false, "logical mode: replace an invalidated or lost slot; the events in between are NOT delivered (logged): see docs/operations.md")
+	status := fs.Duration("status-interval", time.Second, "logical mode: how often the confirmed position is reported to PostgreSQL")
+	heartbeat := fs.Duration("heartbeat-interval", 10*time.Second, "logical mode: write a heartbeat after this long without events, so the slot advances on a quiet database")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
 	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. :9464 (env EVENTLINE_METRICS_ADDR)")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	if *poll <= 0 || *probe <= 0 || *linger <= 0 {
-		fmt.Fprintln(env.Stderr, "eventline relay: --poll-interval, --probe-interval and --linger must be positive")
+	if *poll <= 0 || *probe <= 0 || *linger <= 0 || *status <= 0 || *heartbeat <= 0 {
+		fmt.Fprintln(env.Stderr, "eventline relay: --poll-interval, --probe-interval, --linger, --status-interval and --heartbeat-interval must be positive")
+		return ExitUsage
+	}
+	if *mode != string(relay.ModePoll) && *mode != string(relay.ModeLogical) {
+		fmt.Fprintf(env.Stderr, "eventline relay: --mode %q: want poll or logical\n", *mode)
 		return ExitUsage
 	}
 	if *dbURL == "" || *brokers == "" {
@@ -79,6 +88,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
 		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, ProbeInterval: *probe, Linger: *linger, Logger: log,
+		Mode: relay.Mode(*mode), Slot: *slot, RecreateSlot: *recreate, StatusInterval: *status, HeartbeatInterval: *heartbeat,
 		TracerProvider: tel.TracerProvider, KafkaOpts: conn.Kafka,
 	})
 	if err != nil {

@@ -445,8 +445,8 @@ func startServer(ctx context.Context, cfg Config, o owner, port int, password st
 		// costs nothing measurable on this write load (-1 to -2.5 %, inside
 		// the noise, measured for #13).
 		"-c", "wal_level=logical",
-		"-c", "max_replication_slots=16",
-		"-c", "max_wal_senders=16",
+		"-c", "max_replication_slots=64", // the tests run logical relays in parallel, one slot per database
+		"-c", "max_wal_senders=64",
 	}
 	if cfg.Ephemeral {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off")

@@ -18,6 +18,8 @@ import (
 // over it. Everything is released when the test ends.
 type Fixture struct {
 	DatabaseURL string
+	// Mode is the producers' mode (Mode option; default ModeTable).
+	Mode        producer.Mode
 	DB          *pgxpool.Pool
 	RegistryURL string
 	Registry    *sr.Client
@@ -30,7 +32,13 @@ type FixtureOption func(*fixtureOpts)
 type fixtureOpts struct {
 	url      string
 	maxConns int32
+	mode     producer.Mode
 }
+
+// Mode makes the fixture's producers write in mode; ModeMessage also sets up
+// the database's publication and slot (migrate.SetupLogical), as `eventline
+// migrate --logical` does.
+func Mode(m producer.Mode) FixtureOption { return func(o *fixtureOpts) { o.mode = m } }
 
 // MaxConns sizes the pool (default pgxpool's: 4 or the CPU count).
 func MaxConns(n int32) FixtureOption { return func(o *fixtureOpts) { o.maxConns = n } }
@@ -65,6 +73,12 @@ func Setup(t testing.TB, opts ...FixtureOption) *Fixture {
 	if _, err := migrate.Migrate(ctx, f.DB, migrate.Options{}); err != nil {
 		t.Fatal(err)
 	}
+	f.Mode = o.mode
+	if f.Mode == producer.ModeMessage {
+		if _, err := migrate.SetupLogical(ctx, f.DB, migrate.LogicalOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if f.Registry, err = sr.NewClient(sr.URLs(f.RegistryURL)); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +104,7 @@ func (f *Fixture) Producer(t testing.TB, pipe []byte, cat *schemas.Catalog, evs 
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(context.Background(), producer.Config{Pipeline: p, Registry: f.Registry, Catalog: cat, Events: evs, AutoRegister: true})
+	prod, err := producer.New(context.Background(), producer.Config{Pipeline: p, Registry: f.Registry, Catalog: cat, Events: evs, AutoRegister: true, Mode: f.Mode})
 	if err != nil {
 		t.Fatal(err)
 	}

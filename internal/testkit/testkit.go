@@ -217,6 +217,23 @@ func Postgres(t testing.TB) string {
 			return
 		}
 		defer conn.Close(ctx)
+		// A logical-mode test leaves its replication slot, which would
+		// refuse the drop (and hold WAL): its walsender is ended, then the
+		// slot dropped (a slot being released may take a moment).
+		for attempt := 0; ; attempt++ {
+			_, err := conn.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = $1 AND active_pid IS NOT NULL`, db)
+			if err == nil {
+				_, err = conn.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = $1`, db)
+			}
+			if err == nil {
+				break
+			}
+			if attempt == 50 || ctx.Err() != nil {
+				t.Errorf("dropping the replication slots of %s: %v", db, err)
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // retry pacing while a walsender exits
+		}
 		if _, err := conn.Exec(ctx, "DROP DATABASE "+pgx.Identifier{db}.Sanitize()+" WITH (FORCE)"); err != nil {
 			t.Errorf("dropping database %s: %v", db, err)
 		}

@@ -1,0 +1,96 @@
+// Package outboxmsg is the content of the logical decoding messages the
+// producer writes in message mode (pg_logical_emit_message) and the relay
+// reads from its replication slot: one event with its routing envelope,
+// the same fields as an eventline_outbox row.
+//
+// The layout is a version byte followed by an Avro record (hamba/avro), so
+// a later version can add fields without a hand-written codec; a relay
+// refuses versions it does not know instead of guessing.
+package outboxmsg
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/hamba/avro/v2"
+)
+
+// Version is the first byte of every message this package writes.
+const Version byte = 1
+
+// Prefix is the logical decoding message prefix of the outbox in schema: the
+// relay ignores messages with any other prefix (other applications', other
+// schemas').
+func Prefix(schema string) string { return "eventline:" + schema }
+
+// HeartbeatPrefix is the prefix of the relay's non-transactional heartbeat
+// messages for schema.
+func HeartbeatPrefix(schema string) string { return "eventline-hb:" + schema }
+
+// Event is one outbox event.
+type Event struct {
+	Topic            string   `avro:"topic"`
+	Key              []byte   `avro:"key"`
+	Value            []byte   `avro:"value"`
+	EventID          [16]byte `avro:"event_id"`
+	EventType        string   `avro:"event_type"`
+	AggregateType    string   `avro:"aggregate_type"`
+	AggregateID      string   `avro:"aggregate_id"`
+	AggregateVersion *int64   `avro:"aggregate_version"`
+	// Headers is the JSON array of [key, value] pairs the outbox's headers
+	// column holds.
+	Headers []byte `avro:"headers"`
+}
+
+var schema = avro.MustParse(`{"type":"record","name":"OutboxEvent","namespace":"eventline.outbox","fields":[
+	{"name":"topic","type":"string"},
+	{"name":"key","type":"bytes"},
+	{"name":"value","type":"bytes"},
+	{"name":"event_id","type":{"type":"fixed","name":"EventID","size":16}},
+	{"name":"event_type","type":"string"},
+	{"name":"aggregate_type","type":"string"},
+	{"name":"aggregate_id","type":"string"},
+	{"name":"aggregate_version","type":["null","long"]},
+	{"name":"headers","type":"bytes"}
+]}`)
+
+// MaxSize bounds a message the relay decodes: PostgreSQL's own limit on a
+// bytea (1 GB) is far beyond what Kafka takes; Kafka's default
+// message.max.bytes is about 1 MB, a topic can raise it, 64 MiB is beyond
+// any sane setting.
+const MaxSize = 64 << 20
+
+var cfg = avro.Config{MaxByteSliceSize: MaxSize, MaxSliceAllocSize: MaxSize}.Freeze()
+
+// Encode returns the message content of e.
+func Encode(e *Event) ([]byte, error) {
+	b, err := cfg.Marshal(schema, e)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 1+len(b))
+	out[0] = Version
+	copy(out[1:], b)
+	return out, nil
+}
+
+// ErrMalformed: the content is not an event this version can read.
+var ErrMalformed = errors.New("malformed outbox message")
+
+// Decode reads a message content written by Encode.
+func Decode(b []byte) (Event, error) {
+	var e Event
+	switch {
+	case len(b) == 0:
+		return e, fmt.Errorf("%w: empty", ErrMalformed)
+	case len(b) > MaxSize:
+		return e, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
+	case b[0] != Version:
+		return e, fmt.Errorf("%w: version %s (this relay reads %d; upgrade it)", ErrMalformed, strconv.Itoa(int(b[0])), Version)
+	}
+	if err := cfg.Unmarshal(schema, b[1:], &e); err != nil {
+		return e, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	return e, nil
+}

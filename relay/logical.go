@@ -1,0 +1,589 @@
+package relay
+
+// Logical mode: the leader streams the producers' logical decoding messages
+// (producer.ModeMessage) from a replication slot with pgoutput, produces
+// each event as it arrives, and tells PostgreSQL how far it may recycle WAL
+// (the slot's confirmed_flush_lsn) only up to the end of the last
+// transaction all of whose events, and those of every transaction before
+// it, Kafka has acknowledged (confirmer). pgoutput sends committed
+// transactions only, whole and in commit order, so per-aggregate order
+// holds without the producers' advisory lock, and an open transaction holds
+// back no other.
+//
+// A restart resumes at the slot's confirmed position: events acknowledged
+// after the last status update are published again (duplicates, which
+// consumers skip), never lost. jackc/pglogrepl speaks the replication
+// protocol; what is written here is the bookkeeping no library does: which
+// position is safe to confirm.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/eventline/eventline/internal/dsn"
+	"github.com/eventline/eventline/internal/outboxmsg"
+	"github.com/eventline/eventline/migrate"
+)
+
+// txn is one decoded transaction that carried events (or any message).
+type txn struct {
+	end       pglogrepl.LSN // TransactionEndLSN, once committed
+	commitAt  time.Time
+	pending   int // events produced, not yet acknowledged (or parked)
+	committed bool
+}
+
+// confirmer computes the position logical mode may confirm. Its methods are
+// called by the stream loop (begin, add, commit, idle) and by the Kafka
+// client's callbacks (ack).
+type confirmer struct {
+	mu        sync.Mutex
+	txs       []*txn // committed or open, not yet confirmed, in commit order
+	open      *txn   // between Begin and Commit
+	confirmed pglogrepl.LSN
+	inflight  int
+	bytes     int64
+	wake      chan struct{} // an ack happened (cap 1)
+}
+
+func newConfirmer(from pglogrepl.LSN) *confirmer {
+	return &confirmer{confirmed: from, wake: make(chan struct{}, 1)}
+}
+
+func (c *confirmer) begin(commitAt time.Time) *txn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &txn{commitAt: commitAt}
+	c.open = t
+	c.txs = append(c.txs, t)
+	return t
+}
+
+func (c *confirmer) add(t *txn, size int) {
+	c.mu.Lock()
+	t.pending++
+	c.inflight++
+	c.bytes += int64(size)
+	c.mu.Unlock()
+}
+
+func (c *confirmer) ack(t *txn, size int) {
+	c.mu.Lock()
+	t.pending--
+	c.inflight--
+	c.bytes -= int64(size)
+	c.advance()
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// commit closes the open transaction at end, its TransactionEndLSN: never
+// its commit LSN, which PostgreSQL would decode again (it skips a
+// transaction only when its commit record starts before the confirmed
+// position).
+func (c *confirmer) commit(t *txn, end pglogrepl.LSN) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t.end, t.committed = end, true
+	if c.open == t {
+		c.open = nil
+	}
+	c.advance()
+}
+
+func (c *confirmer) advance() {
+	i := 0
+	for ; i < len(c.txs) && c.txs[i].committed && c.txs[i].pending == 0; i++ {
+		if c.txs[i].end > c.confirmed {
+			c.confirmed = c.txs[i].end
+		}
+	}
+	if i > 0 {
+		clear(c.txs[:i])
+		c.txs = c.txs[i:]
+	}
+}
+
+// idle moves the position to pos, a keepalive's WAL end, when nothing is
+// pending: the server has decoded up to pos and every transaction before it
+// was delivered. Between Begin and Commit, or with an event unacknowledged,
+// it must not (#13 saw a keepalive's position arrive inside a transaction).
+func (c *confirmer) idle(pos pglogrepl.LSN) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.open == nil && len(c.txs) == 0 && pos > c.confirmed {
+		c.confirmed = pos
+	}
+}
+
+// state returns the confirmed position, the events in flight and their
+// bytes, and the commit time of the oldest unconfirmed transaction (zero
+// when none).
+func (c *confirmer) state() (confirmed pglogrepl.LSN, inflight int, bytes int64, oldest time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.txs) > 0 {
+		oldest = c.txs[0].commitAt
+	}
+	return c.confirmed, c.inflight, c.bytes, oldest
+}
+
+// failure is an event Kafka refused.
+type failure struct {
+	row outboxRow
+	t   *txn
+	err error
+}
+
+// stream is one leadership's logical session. The replication connection
+// is used by this goroutine alone (pgconn is not safe for concurrent use);
+// acks reach it through the confirmer.
+type stream struct {
+	r       *Relay
+	slot    string
+	conn    *pgconn.PgConn
+	c       *confirmer
+	prefix  string
+	hb      string
+	pctx    context.Context // produce context: outlives ctx by ShutdownTimeout
+	mu      sync.Mutex
+	failed  []failure
+	written pglogrepl.LSN // end of the last WAL data received
+	cur     *txn
+	lastEv  time.Time // last event or heartbeat seen
+	saved   pglogrepl.LSN
+}
+
+// streamLogical runs logical mode while this relay leads: setup, the
+// leftover table rows, then the stream until ctx ends, leadership is lost
+// (lost) or an error.
+func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
+	l, err := migrate.SetupLogical(ctx, r.pool, migrate.LogicalOptions{Schema: r.cfg.Schema, Slot: r.cfg.Slot, RecreateSlot: r.cfg.RecreateSlot})
+	if err != nil {
+		return fmt.Errorf("logical mode: %w", err)
+	}
+	if l.LostFrom != "" || (l.Created && r.cfg.RecreateSlot) {
+		r.cfg.Logger.Error("relay: replication slot recreated; events committed between these positions were not delivered", "slot", l.Slot, "from", l.LostFrom, "to", l.LostTo)
+	}
+	r.slot.Store(&l.Slot)
+	// Rows in the table (poll mode before, or a requeued parked row) go
+	// first.
+	if err := r.drain(ctx, lost); err != nil {
+		return err
+	}
+	conn, err := r.replicationConn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.Background())
+	err = pglogrepl.StartReplication(ctx, conn, l.Slot, 0, pglogrepl.StartReplicationOptions{
+		Mode:       pglogrepl.LogicalReplication,
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + l.Publication + "'", "messages 'true'"},
+	})
+	if err != nil {
+		return r.slotError(ctx, l.Slot, fmt.Errorf("starting replication from slot %s: %w", l.Slot, err))
+	}
+	var from pglogrepl.LSN
+	var lsnText *string
+	if err := r.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, l.Slot).Scan(&lsnText); err == nil && lsnText != nil {
+		from, _ = pglogrepl.ParseLSN(*lsnText)
+	}
+	r.cfg.Logger.Info("relay: streaming", "slot", l.Slot, "from", from.String())
+
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(r.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-pctx.Done():
+		}
+	})
+	defer stop()
+	s := &stream{
+		r: r, slot: l.Slot, conn: conn, c: newConfirmer(from), pctx: pctx,
+		prefix: outboxmsg.Prefix(r.cfg.Schema), hb: outboxmsg.HeartbeatPrefix(r.cfg.Schema),
+		lastEv: time.Now(), saved: from,
+	}
+	r.confirmer.Store(s.c)
+	defer r.confirmer.Store(nil)
+	err = s.run(ctx, lost)
+	// Whatever ended the stream: wait (ShutdownTimeout at most) for the
+	// acks of what was produced, then report the final position, so a
+	// clean stop publishes nothing twice.
+	if ferr := s.finish(); ferr != nil && err == nil && ctx.Err() == nil {
+		err = ferr
+	}
+	if err != nil && ctx.Err() == nil {
+		return r.slotError(ctx, l.Slot, err)
+	}
+	return nil
+}
+
+func (r *Relay) replicationConn(ctx context.Context) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(r.cfg.DatabaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("bad database URL %s: %w", dsn.Redact(r.cfg.DatabaseURL), err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := pgconn.ConnectConfig(cctx, cfg)
+	if err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42501" {
+			return nil, fmt.Errorf("%w: the role may not open a replication connection (ALTER ROLE … REPLICATION): %w", migrate.ErrNoReplicationPrivilege, err)
+		}
+		return nil, fmt.Errorf("replication connection: %w", err)
+	}
+	return conn, nil
+}
+
+// slotError turns an error of the stream into ErrSlotInvalidated when the
+// slot is what failed (the server invalidates an active slot by ending its
+// walsender with 57P01, and refuses to start from an invalidated one with
+// 55000: codes, not texts, which change between versions).
+func (r *Relay) slotError(ctx context.Context, slot string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55006" {
+		return fmt.Errorf("replication slot %s is active in another process (another relay, or a leftover walsender ending): %w", slot, err)
+	}
+	var status *string
+	qerr := r.pool.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&status)
+	switch {
+	case qerr == nil && status != nil && *status == "lost":
+		return fmt.Errorf("%w: slot %s (wal_status lost: it held more WAL than max_slot_wal_keep_size; undelivered events are gone from the WAL); see %s: %v", ErrSlotInvalidated, slot, migrate.RecoveryDoc, err)
+	case errors.Is(qerr, pgx.ErrNoRows):
+		return fmt.Errorf("%w: slot %s disappeared while streaming; see %s: %v", ErrSlotLost, slot, migrate.RecoveryDoc, err)
+	}
+	return err
+}
+
+func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
+	r := s.r
+	// A cancelled ctx interrupts a receive at once; the receive itself
+	// runs without a context (a context per message would cost a
+	// goroutine handoff each) and with a read deadline.
+	stopRead := context.AfterFunc(ctx, func() { _ = s.conn.Conn().SetReadDeadline(time.Now()) })
+	defer stopRead()
+	maxInflight := 4 * r.cfg.BatchSize
+	maxBytes := 4 * int64(r.cfg.BatchBytes)
+	nextStatus := time.Now().Add(r.cfg.StatusInterval)
+	nextTable := time.Now().Add(r.cfg.PollInterval)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if lost.Load() {
+			return ErrNotLeader
+		}
+		if err := s.handleFailures(ctx); err != nil {
+			return err
+		}
+		now := time.Now()
+		if !now.Before(nextStatus) {
+			if err := s.status(ctx, false); err != nil {
+				return err
+			}
+			if now.Sub(s.lastEv) >= r.cfg.HeartbeatInterval {
+				s.heartbeat(ctx)
+			}
+			nextStatus = now.Add(r.cfg.StatusInterval)
+		}
+		if !now.Before(nextTable) {
+			nextTable = now.Add(r.cfg.PollInterval)
+			if err := s.tableRows(ctx, lost); err != nil {
+				return err
+			}
+		}
+		if _, inflight, bytes, _ := s.c.state(); inflight >= maxInflight || bytes >= maxBytes {
+			// Backpressure: Kafka is behind. Stop reading (the walsender
+			// waits on TCP) but keep the status updates going.
+			t := time.NewTimer(time.Until(nextStatus))
+			select {
+			case <-ctx.Done():
+			case <-s.c.wake:
+			case <-t.C:
+			}
+			t.Stop()
+			continue
+		}
+		_ = s.conn.Conn().SetReadDeadline(minTime(nextStatus, nextTable))
+		msg, err := s.conn.ReceiveMessage(context.Background())
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if pgconn.Timeout(err) {
+				continue
+			}
+			return fmt.Errorf("receiving from slot %s: %w", s.slot, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.CopyData:
+			if err := s.copyData(ctx, m.Data); err != nil {
+				return err
+			}
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("slot %s: %w", s.slot, pgconn.ErrorResponseToPgError(m))
+		case *pgproto3.CopyDone:
+			return fmt.Errorf("slot %s: the server ended the stream", s.slot)
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+func (s *stream) copyData(ctx context.Context, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	switch data[0] {
+	case pglogrepl.PrimaryKeepaliveMessageByteID:
+		k, err := pglogrepl.ParsePrimaryKeepaliveMessage(data[1:])
+		if err != nil {
+			return fmt.Errorf("slot %s: keepalive: %w", s.slot, err)
+		}
+		if s.cur == nil {
+			s.c.idle(k.ServerWALEnd)
+		}
+		if k.ReplyRequested {
+			return s.status(ctx, false)
+		}
+	case pglogrepl.XLogDataByteID:
+		x, err := pglogrepl.ParseXLogData(data[1:])
+		if err != nil {
+			return fmt.Errorf("slot %s: WAL data: %w", s.slot, err)
+		}
+		if end := x.WALStart + pglogrepl.LSN(len(x.WALData)); end > s.written {
+			s.written = end
+		}
+		m, err := pglogrepl.Parse(x.WALData)
+		if err != nil {
+			return fmt.Errorf("slot %s: decoding: %w", s.slot, err)
+		}
+		switch m := m.(type) {
+		case *pglogrepl.BeginMessage:
+			s.cur = s.c.begin(m.CommitTime)
+		case *pglogrepl.CommitMessage:
+			if s.cur != nil {
+				s.c.commit(s.cur, m.TransactionEndLSN)
+				s.cur = nil
+			}
+		case *pglogrepl.LogicalDecodingMessage:
+			switch {
+			case m.Prefix == s.hb:
+				s.lastEv = time.Now()
+			case m.Prefix != s.prefix || !m.Transactional || s.cur == nil:
+				// Another application's message, or one written outside
+				// a transaction (the producer never does): not an event.
+			default:
+				s.lastEv = time.Now()
+				return s.event(ctx, m)
+			}
+		}
+	}
+	return nil
+}
+
+// event produces one decoded message; a message that is not an event this
+// relay can read is parked at once (its id is minus its LSN).
+func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage) error {
+	r := s.r
+	row := outboxRow{id: -int64(m.LSN), createdAt: s.cur.commitAt}
+	e, err := outboxmsg.Decode(m.Content)
+	if err != nil {
+		row.value, row.headers = m.Content, []byte("[]")
+		return s.park(ctx, []failure{{row: row, err: err}})
+	}
+	row.topic, row.key, row.value, row.eventID = e.Topic, e.Key, e.Value, e.EventID
+	row.eventType, row.aggType, row.aggID, row.aggVersion, row.headers = e.EventType, e.AggregateType, e.AggregateID, e.AggregateVersion, e.Headers
+	rec, err := record(&row)
+	if err != nil {
+		return s.park(ctx, []failure{{row: row, err: err}})
+	}
+	if r.tracing {
+		rec.Context = propagation.TraceContext{}.Extract(s.pctx, kotel.NewRecordCarrier(rec))
+	}
+	t, size := s.cur, len(row.key)+len(row.value)
+	s.c.add(t, size)
+	r.kafka.Produce(s.pctx, rec, func(_ *kgo.Record, err error) {
+		if err == nil {
+			r.published.Add(1)
+			s.c.ack(t, size)
+			return
+		}
+		s.mu.Lock()
+		s.failed = append(s.failed, failure{row: row, t: t, err: err})
+		s.mu.Unlock()
+		select {
+		case s.c.wake <- struct{}{}:
+		default:
+		}
+	})
+	return nil
+}
+
+// handleFailures parks the events Kafka refused for good and acknowledges
+// them; any other failure ends the stream, which resumes from the confirmed
+// position (the failed event is not confirmed, so it is read again).
+func (s *stream) handleFailures(ctx context.Context) error {
+	s.mu.Lock()
+	failed := s.failed
+	s.failed = nil
+	s.mu.Unlock()
+	if len(failed) == 0 {
+		return nil
+	}
+	var park []failure
+	for _, f := range failed {
+		if !permanent(f.err) && !errors.Is(f.err, errBadHeaders) {
+			return fmt.Errorf("producing: %w", f.err)
+		}
+		park = append(park, f)
+	}
+	if err := s.park(ctx, park); err != nil {
+		return err
+	}
+	for _, f := range park {
+		s.c.ack(f.t, len(f.row.key)+len(f.row.value))
+	}
+	return nil
+}
+
+// park writes events to eventline_outbox_parked under minus their LSN.
+func (s *stream) park(ctx context.Context, fs []failure) error {
+	r := s.r
+	for _, f := range fs {
+		o := f.row
+		_, err := r.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO `+r.park+` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
+			ON CONFLICT (id) DO UPDATE SET error = EXCLUDED.error, parked_at = clock_timestamp()`,
+			o.id, o.topic, orEmpty(o.key), orEmpty(o.value), uuid.UUID(o.eventID), o.eventType, o.aggType, o.aggID, o.aggVersion, jsonOrEmpty(o.headers), o.createdAt, f.err.Error())
+		if err != nil {
+			return fmt.Errorf("parking the event at %s: %w", pglogrepl.LSN(-o.id), err)
+		}
+		r.parked.Add(1)
+		r.cfg.Logger.Error("relay: parked an event", "id", o.id, "lsn", pglogrepl.LSN(-o.id).String(), "err", f.err.Error())
+	}
+	return nil
+}
+
+func orEmpty(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func jsonOrEmpty(b []byte) string {
+	if len(b) == 0 || !json.Valid(b) {
+		return "[]"
+	}
+	return string(b)
+}
+
+// status reports the position to the server: written = received, flushed
+// and applied = confirmed (the slot advances from the flush position), and
+// records it in eventline_relay_state when it moved.
+func (s *stream) status(ctx context.Context, final bool) error {
+	confirmed, _, _, _ := s.c.state()
+	written := max(s.written, confirmed)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := pglogrepl.SendStandbyStatusUpdate(sctx, s.conn, pglogrepl.StandbyStatusUpdate{
+		WALWritePosition: written, WALFlushPosition: confirmed, WALApplyPosition: confirmed, ClientTime: time.Now(),
+	}); err != nil {
+		return fmt.Errorf("status update to slot %s: %w", s.slot, err)
+	}
+	if confirmed != s.saved {
+		if _, err := s.r.pool.Exec(sctx, `UPDATE `+s.r.state+` SET confirmed_lsn = $2::pg_lsn, confirmed_at = clock_timestamp() WHERE slot = $1`, s.slot, confirmed.String()); err != nil && !final {
+			s.r.cfg.Logger.Warn("relay: recording the confirmed position failed", "err", err)
+		} else {
+			s.saved = confirmed
+		}
+	}
+	return nil
+}
+
+// heartbeat writes a message outside any transaction: the walsender decodes
+// past it and its keepalive lets an idle stream confirm the WAL others
+// wrote meanwhile.
+func (s *stream) heartbeat(ctx context.Context) {
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.r.pool.Exec(hctx, `SELECT pg_logical_emit_message(false, $1, $2::text)`, s.hb, strconv.FormatInt(time.Now().UnixNano(), 10)); err != nil && ctx.Err() == nil {
+		s.r.cfg.Logger.Warn("relay: heartbeat failed", "err", err)
+	}
+	s.lastEv = time.Now()
+}
+
+// tableRows drains the outbox table when it has rows (poll mode's leftovers,
+// requeued parked events).
+func (s *stream) tableRows(ctx context.Context, lost *atomic.Bool) error {
+	var any bool
+	q := `SELECT EXISTS (SELECT 1 FROM ` + s.r.table + `)`
+	if s.r.cfg.Retention > 0 {
+		q = `SELECT EXISTS (SELECT 1 FROM ` + s.r.table + ` WHERE published_at IS NULL)`
+	}
+	if err := s.r.pool.QueryRow(ctx, q).Scan(&any); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("probing the outbox table: %w", err)
+	}
+	if !any {
+		return nil
+	}
+	return s.r.drain(ctx, lost)
+}
+
+// finish waits for the acks of the events in flight (until the produce
+// context ends), parks what Kafka refused for good, and sends the final
+// status update and CopyDone.
+func (s *stream) finish() error {
+	for {
+		_ = s.handleFailures(s.pctx)
+		if _, inflight, _, _ := s.c.state(); inflight == 0 {
+			break
+		}
+		select {
+		case <-s.c.wake:
+		case <-s.pctx.Done():
+		}
+		if s.pctx.Err() != nil {
+			break
+		}
+	}
+	_ = s.conn.Conn().SetReadDeadline(time.Time{})
+	err := s.status(s.pctx, true)
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _ = pglogrepl.SendStandbyCopyDone(cctx, s.conn)
+	return err
+}
