@@ -158,8 +158,14 @@ func SetupLogical(ctx context.Context, q Querier, opts LogicalOptions) (Logical,
 	if !clean(l.Slot) || len(l.Slot) > maxIdentifier {
 		return Logical{}, fmt.Errorf("slot name %q: only a-z, 0-9 and _, at most 63 bytes", l.Slot)
 	}
-	if _, err := q.Exec(ctx, `CREATE PUBLICATION `+pgx.Identifier{l.Publication}.Sanitize()); err != nil && !isCode(err, "42710") {
-		return Logical{}, fmt.Errorf("creating publication %s: %w", l.Publication, err)
+	var havePub bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = $1)`, l.Publication).Scan(&havePub); err != nil {
+		return Logical{}, fmt.Errorf("reading pg_publication: %w", err)
+	}
+	if !havePub {
+		if _, err := q.Exec(ctx, `CREATE PUBLICATION `+pgx.Identifier{l.Publication}.Sanitize()); err != nil && !isCode(err, "42710") {
+			return Logical{}, fmt.Errorf("creating publication %s (needs CREATE on the database): %w", l.Publication, err)
+		}
 	}
 	state := pgx.Identifier{schema, "eventline_relay_state"}.Sanitize()
 	var status *string

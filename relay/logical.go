@@ -208,18 +208,8 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 	}
 	r.cfg.Logger.Info("relay: streaming", "slot", l.Slot, "from", from.String())
 
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		t := time.NewTimer(r.cfg.ShutdownTimeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			cancel()
-		case <-pctx.Done():
-		}
-	})
-	defer stop()
+	pctx, release := r.produceContext(ctx)
+	defer release()
 	s := &stream{
 		r: r, slot: l.Slot, conn: conn, c: newConfirmer(from), pctx: pctx,
 		prefix: outboxmsg.Prefix(r.cfg.Schema), hb: outboxmsg.HeartbeatPrefix(r.cfg.Schema),

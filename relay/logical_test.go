@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -9,10 +10,13 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
 )
@@ -145,4 +149,330 @@ func (b *bundle) appendVersion(agg string, v int64) {
 	}
 }
 
-func init() { _ = time.Second }
+// setupLogicalOn is setupLogical on the database at url.
+func setupLogicalOn(t *testing.T, url string) *bundle {
+	t.Helper()
+	f := testkit.Setup(t, testkit.Database(url), testkit.Mode(producer.ModeMessage))
+	topic := testkit.UniqueName(t, "orders")
+	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated]}]", topic),
+		events.Catalog(), &events.OrderCreated{})
+	return &bundle{t: t, dbURL: f.DatabaseURL, db: f.DB, brokers: testkit.Kafka(t), topic: topic, prod: prod}
+}
+
+// run runs a relay and returns what Run returned.
+func (b *bundle) run(cfg relay.Config) (r *relay.Relay, result <-chan error, cancel func()) {
+	b.t.Helper()
+	cfg.DatabaseURL, cfg.Brokers, cfg.Topics = b.dbURL, b.brokers, b.topics()
+	if cfg.Logger == nil {
+		cfg.Logger = testkit.Logger(b.t)
+	}
+	r, err := relay.New(cfg)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	b.t.Cleanup(func() { stop(); r.Close() })
+	return r, done, stop
+}
+
+// appendRange appends versions from..to of each aggregate, one event per
+// transaction.
+func (b *bundle) appendRange(aggs []string, from, to int64) {
+	b.t.Helper()
+	for v := from; v <= to; v++ {
+		for _, agg := range aggs {
+			b.appendVersion(agg, v)
+		}
+	}
+}
+
+// The relay is down while events are committed: the slot's lag says so in
+// bytes and age; back, the relay delivers everything and the lag falls.
+func TestLogicalRelayDownThenBack(t *testing.T) {
+	t.Parallel()
+	b := setupLogical(t)
+	ctx := context.Background()
+	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	r, stop := b.start(relay.Config{Mode: relay.ModeLogical})
+	b.appendRange(aggs, 1, 1)
+	waitFor(t, func() bool { return r.Stats().Published == 4 })
+	stop()
+	stoppedAt := time.Now()
+	b.appendRange(aggs, 2, 101) // 400 events while no relay runs
+	down := time.Since(stoppedAt)
+
+	// Any relay (here a standby-to-be that has not started) reads the lag.
+	probe, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Mode: relay.ModeLogical})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	lag, err := probe.SlotLag(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 400 events of some 200 bytes each, plus their transactions.
+	if lag.Bytes < 400*200 || lag.Age < down || lag.Active || lag.WALStatus != "reserved" || lag.SafeBytes != -1 {
+		t.Fatalf("lag while the relay is down %s: %+v", down, lag)
+	}
+	r2, _ := b.start(relay.Config{Mode: relay.ModeLogical, HeartbeatInterval: 100 * time.Millisecond, StatusInterval: 50 * time.Millisecond})
+	recs := b.consume(404)
+	if dups := checkOrder(t, recs); dups != 0 {
+		t.Errorf("%d duplicates", dups)
+	}
+	// Caught up: the lag falls to what was written since (heartbeats).
+	var after relay.SlotLag
+	testkit.WaitFor(t, 30*time.Second, "slot lag falling", func() bool {
+		after, err = r2.SlotLag(ctx)
+		return err == nil && after.Active && after.Bytes < 8<<10 && after.Age == 0
+	})
+	t.Logf("relay down %s: lag %d bytes, age %s; caught up: lag %d bytes (%+v)", down.Round(time.Millisecond), lag.Bytes, lag.Age.Round(time.Millisecond), after.Bytes, after)
+}
+
+// An open transaction holding an event stalls no other: the events
+// committed meanwhile arrive while it is open, its own at its commit.
+func TestLogicalLongTransactionStallsNothing(t *testing.T) {
+	t.Parallel()
+	b := setupLogical(t)
+	ctx := context.Background()
+	long := uuid.NewString()
+	tx, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: long, AggregateVersion: 1, Event: order(long)}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := b.start(relay.Config{Mode: relay.ModeLogical})
+	aggs := []string{uuid.NewString(), uuid.NewString()}
+	b.appendRange(aggs, 1, 50)
+	recs := b.consume(100)
+	for _, rec := range recs {
+		if string(rec.Key) == long {
+			t.Fatal("the open transaction's event was published before its commit")
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs = b.consume(101)
+	checkOrder(t, recs)
+	if string(recs[len(recs)-1].Key) != long && r.Stats().Published != 101 {
+		t.Errorf("the long transaction's event did not arrive: %d published", r.Stats().Published)
+	}
+}
+
+// Two relays on one slot: one streams, the other waits; when the leader
+// stops the other takes over and nothing is lost. A foreign process holding
+// the slot is reported and waited for.
+func TestLogicalTwoRelaysOneSlot(t *testing.T) {
+	t.Parallel()
+	b := setupLogical(t)
+	ctx := context.Background()
+	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	var logs testkit.SyncBuffer
+	cfg := relay.Config{Mode: relay.ModeLogical, StandbyRetry: 100 * time.Millisecond, Logger: newLogger(&logs)}
+	first, stopFirst := b.start(cfg)
+	waitFor(t, func() bool { return first.Stats().Leader })
+	second, stopSecond := b.start(cfg)
+	b.appendRange(aggs, 1, 10)
+	waitFor(t, func() bool { return first.Stats().Published == 30 })
+	if second.Stats().Leader || second.Stats().Published != 0 {
+		t.Fatalf("standby: %+v", second.Stats())
+	}
+	if _, active := b.slot(); !active {
+		t.Fatal("slot not active while the leader streams")
+	}
+	stopFirst()
+	b.appendRange(aggs, 11, 20)
+	waitFor(t, func() bool { return second.Stats().Leader && second.Stats().Published == 30 })
+	if dups := checkOrder(t, b.consume(60)); dups != 0 {
+		t.Errorf("%d duplicates after a clean handover", dups)
+	}
+
+	// A foreign walsender holds the slot (pg_recvlogical, a stuck old
+	// relay): the leader reports it, waits, and streams once it lets go.
+	stopSecond()
+	testkit.WaitFor(t, 30*time.Second, "slot released", func() bool { _, active := b.slot(); return !active })
+	rogue := b.holdSlot()
+	third, _ := b.start(cfg)
+	b.appendRange(aggs, 21, 21)
+	testkit.WaitFor(t, 30*time.Second, "leader reporting the busy slot", func() bool {
+		return third.Stats().Leader && strings.Contains(logs.String(), "is active in another process")
+	})
+	if third.Stats().Published != 0 {
+		t.Fatal("published while another process held the slot")
+	}
+	rogue.Close(ctx)
+	waitFor(t, func() bool { return third.Stats().Published >= 3 })
+	if dups := checkOrder(t, b.consume(63)); dups > 0 {
+		t.Logf("%d duplicates after the foreign holder (allowed)", dups)
+	}
+}
+
+// holdSlot starts streaming the bundle's slot on a connection of its own.
+func (b *bundle) holdSlot() *pgconn.PgConn {
+	b.t.Helper()
+	ctx := context.Background()
+	cfg, err := pgconn.ParseConfig(b.dbURL)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { conn.Close(context.Background()) })
+	var slot string
+	if err := b.db.QueryRow(ctx, `SELECT slot_name FROM pg_replication_slots WHERE database = current_database()`).Scan(&slot); err != nil {
+		b.t.Fatal(err)
+	}
+	if err := pglogrepl.StartReplication(ctx, conn, slot, 0, pglogrepl.StartReplicationOptions{
+		Mode: pglogrepl.LogicalReplication, PluginArgs: []string{"proto_version '1'", "publication_names 'eventline_public'", "messages 'true'"},
+	}); err != nil {
+		b.t.Fatal(err)
+	}
+	testkit.WaitFor(b.t, 30*time.Second, "foreign holder active", func() bool { _, active := b.slot(); return active })
+	return conn
+}
+
+
+// A heartbeat moves a quiet outbox's slot past the WAL other databases
+// write, so PostgreSQL can recycle it.
+func TestLogicalHeartbeatAdvancesQuietSlot(t *testing.T) {
+	t.Parallel()
+	b := setupLogical(t)
+	ctx := context.Background()
+	r, _ := b.start(relay.Config{Mode: relay.ModeLogical, HeartbeatInterval: 200 * time.Millisecond, StatusInterval: 100 * time.Millisecond})
+	waitFor(t, func() bool { return r.Stats().Leader })
+	// Another database of the cluster writes; nothing in this one.
+	other := testkit.Postgres(t)
+	odb, err := pgx.Connect(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer odb.Close(ctx)
+	if _, err := odb.Exec(ctx, `CREATE TABLE busy AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 20000) g`); err != nil {
+		t.Fatal(err)
+	}
+	target := b.walNow()
+	testkit.WaitFor(t, 30*time.Second, "slot confirmed past the other database's WAL", func() bool {
+		confirmed, _ := b.slot()
+		return confirmed >= target
+	})
+	if r.Stats().Published != 0 {
+		t.Errorf("published %d events on a quiet outbox", r.Stats().Published)
+	}
+}
+
+// The relay refuses a role without REPLICATION with a clear, terminal
+// error; message mode refuses to write while no slot would decode it.
+func TestLogicalPrerequisites(t *testing.T) {
+	t.Parallel()
+	b := setupLogical(t)
+	ctx := context.Background()
+	role := "norepl_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	if _, err := b.db.Exec(ctx, `CREATE ROLE `+role+` LOGIN PASSWORD 'pw' NOREPLICATION; GRANT ALL ON ALL TABLES IN SCHEMA public TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = b.db.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	nb := *b
+	nb.dbURL = withUser(t, b.dbURL, role, "pw")
+	_, result, _ := nb.run(relay.Config{Mode: relay.ModeLogical})
+	select {
+	case err := <-result:
+		if !errors.Is(err, migrate.ErrNoReplicationPrivilege) || !strings.Contains(err.Error(), "REPLICATION") || strings.Contains(err.Error(), "pw") {
+			t.Fatalf("Run without REPLICATION: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run without REPLICATION did not return")
+	}
+
+	// The slot is dropped: the producer writes nothing and says what to
+	// run; the relay does not create a new slot silently (the events in
+	// between would be skipped): ErrSlotLost.
+	if _, err := b.db.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agg := uuid.NewString()
+	err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, Event: order(agg)})
+	_ = tx.Rollback(ctx)
+	if !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "eventline migrate --logical") {
+		t.Fatalf("Append without a slot: %v", err)
+	}
+	_, result, _ = b.run(relay.Config{Mode: relay.ModeLogical})
+	select {
+	case err := <-result:
+		if !errors.Is(err, relay.ErrSlotLost) || !strings.Contains(err.Error(), "operations.md") {
+			t.Fatalf("Run with the slot gone: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run with the slot gone did not return")
+	}
+}
+
+// PostgreSQL invalidates the slot of a relay that was down while more than
+// max_slot_wal_keep_size of WAL was written: the relay ends with
+// ErrSlotInvalidated naming the recovery, and RecreateSlot recovers (the
+// events in between are reported, not delivered).
+func TestLogicalSlotInvalidated(t *testing.T) {
+	t.Parallel()
+	pg := testkit.RestartablePostgres(t)
+	b := setupLogicalOn(t, pg.URL())
+	ctx := context.Background()
+	for _, q := range []string{`ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'`, `SELECT pg_reload_conf()`} {
+		if _, err := b.db.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	aggs := []string{uuid.NewString()}
+	r, stop := b.start(relay.Config{Mode: relay.ModeLogical})
+	b.appendRange(aggs, 1, 1)
+	waitFor(t, func() bool { return r.Stats().Published == 1 })
+	stop()
+	b.appendRange(aggs, 2, 2) // never delivered: its WAL goes
+	if _, err := b.db.Exec(ctx, `CREATE TABLE junk AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g`); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 60*time.Second, "slot invalidated", func() bool {
+		var status *string
+		if _, err := b.db.Exec(ctx, `SELECT pg_switch_wal()`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.db.Exec(ctx, `CHECKPOINT`); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.db.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE database = current_database()`).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		return status != nil && *status == "lost"
+	})
+	_, result, _ := b.run(relay.Config{Mode: relay.ModeLogical})
+	select {
+	case err := <-result:
+		if !errors.Is(err, relay.ErrSlotInvalidated) || !strings.Contains(err.Error(), migrate.RecoveryDoc) {
+			t.Fatalf("Run on an invalidated slot: %v", err)
+		}
+		t.Logf("Run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run on an invalidated slot did not return")
+	}
+
+	var logs testkit.SyncBuffer
+	r2, _ := b.start(relay.Config{Mode: relay.ModeLogical, RecreateSlot: true, Logger: newLogger(&logs)})
+	waitFor(t, func() bool { return r2.Stats().Leader && strings.Contains(logs.String(), "were not delivered") })
+	b.appendRange(aggs, 3, 3)
+	waitFor(t, func() bool { return r2.Stats().Published == 1 })
+	recs := b.consume(2)
+	if v := header(recs[1], "eventline-aggregate-version"); v != "3" {
+		t.Errorf("after recreating the slot: version %s delivered, want 3", v)
+	}
+}

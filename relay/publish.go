@@ -118,20 +118,8 @@ func (r *Relay) finish(pctx context.Context, f *inflight) error {
 // that later row did not exist before the late one committed, and each read
 // takes the lowest unpublished ids.
 func (r *Relay) drain(ctx context.Context, lost *atomic.Bool) error {
-	// Produce with a context that survives shutdown for ShutdownTimeout:
-	// batches in flight are finished, not abandoned.
-	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	stop := context.AfterFunc(ctx, func() {
-		t := time.NewTimer(r.cfg.ShutdownTimeout)
-		defer t.Stop()
-		select {
-		case <-t.C:
-			cancel()
-		case <-pctx.Done():
-		}
-	})
-	defer stop()
+	pctx, release := r.produceContext(ctx)
+	defer release()
 
 	var prev *inflight
 	settle := func() error {
@@ -171,6 +159,23 @@ func (r *Relay) drain(ctx context.Context, lost *atomic.Bool) error {
 			return settle()
 		}
 	}
+}
+
+// produceContext returns a context for producing that survives ctx's end by
+// ShutdownTimeout, so what is in flight at shutdown is finished, not
+// abandoned; release ends it.
+func (r *Relay) produceContext(ctx context.Context) (pctx context.Context, release func()) {
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(r.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-pctx.Done():
+		}
+	})
+	return pctx, func() { stop(); cancel() }
 }
 
 var errBadHeaders = errors.New("outbox row has malformed headers")
