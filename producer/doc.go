@@ -34,4 +34,10 @@
 // guarantee rests on it). The trace context of ctx is stored with the row,
 // so the relay's publish span and the consumer's process span continue the
 // caller's trace.
+//
+// Config.Mode = ModeMessage writes each event as a transactional logical
+// decoding message instead of a row (no advisory lock: the WAL gives commit
+// order), for a relay in logical mode; it needs wal_level=logical and the
+// slot made by `eventline migrate --logical` (message.go,
+// docs/operations.md).
 package producer

@@ -233,7 +233,9 @@ type row struct {
 }
 
 // Append writes msgs to the outbox in tx, in order. It first validates and
-// encodes all of them (an error leaves tx untouched), then takes a
+// encodes all of them (an error leaves tx untouched). In message mode it then
+// writes one logical decoding message per event (message.go). In table mode
+// it takes a
 // transaction-scoped advisory lock per aggregate, so that rows of one
 // aggregate get outbox ids in commit order even with concurrent writers, and
 // inserts them in one statement.

@@ -23,11 +23,20 @@
 // of one row (record too large, topic invalid or not allowed) park the row
 // in eventline_outbox_parked with the error, and the relay moves on.
 //
+// That is poll mode (ModePoll, producers in producer.ModeTable). In logical
+// mode (ModeLogical, producers in producer.ModeMessage) events are logical
+// decoding messages in the WAL, not rows: the leader streams them from a
+// replication slot (jackc/pglogrepl), in commit order, and confirms to
+// PostgreSQL only the end of transactions whose events Kafka acknowledged,
+// with all before them (logical.go). The slot ending invalidated or gone ends
+// Run with ErrSlotInvalidated or ErrSlotLost (docs/operations.md).
+//
 // Run runs once (ErrAlreadyRunning after); after its context ends it waits
 // at most ShutdownTimeout for the in-flight batch's acks.
 //
 // Files: config.go (Config and its defaults), relay.go (New, Run, topics),
 // leader.go (leadership and the session), probe.go (how the leader learns
 // of new rows), publish.go (the produce pipeline), store.go (the outbox's
-// SQL), parked.go, metrics.go.
+// SQL), parked.go, metrics.go, logical.go and logical_lag.go (logical
+// mode).
 package relay

@@ -557,6 +557,12 @@ func (s *stream) tableRows(ctx context.Context, lost *atomic.Bool) error {
 // context ends), parks what Kafka refused for good, and sends the final
 // status update and CopyDone.
 func (s *stream) finish() error {
+	// Bounded also when the stream ended for an error while ctx lives (a
+	// lost leadership with the broker down): what is unacknowledged stays
+	// unconfirmed and is read again by the next leader.
+	limit := time.NewTimer(s.r.cfg.ShutdownTimeout)
+	defer limit.Stop()
+wait:
 	for {
 		_ = s.handleFailures(s.pctx)
 		if _, inflight, _, _ := s.c.state(); inflight == 0 {
@@ -565,9 +571,9 @@ func (s *stream) finish() error {
 		select {
 		case <-s.c.wake:
 		case <-s.pctx.Done():
-		}
-		if s.pctx.Err() != nil {
-			break
+			break wait
+		case <-limit.C:
+			break wait
 		}
 	}
 	_ = s.conn.Conn().SetReadDeadline(time.Time{})
