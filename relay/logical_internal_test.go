@@ -19,8 +19,8 @@ func TestConfirmerNeverPassesUnackedEvents(t *testing.T) {
 			t   *txn
 			end pglogrepl.LSN // the transaction's end, known at commit
 		}
-		var pending []ev      // produced, not acked
-		var unsettled []*txn  // committed or open with pending > 0, or open
+		var pending []ev     // produced, not acked
+		var unsettled []*txn // committed or open with pending > 0, or open
 		lsn := pglogrepl.LSN(100)
 		var open *txn
 		var lastEnd pglogrepl.LSN

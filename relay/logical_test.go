@@ -340,7 +340,6 @@ func (b *bundle) holdSlot() *pgconn.PgConn {
 	return conn
 }
 
-
 // A heartbeat moves a quiet outbox's slot past the WAL other databases
 // write, so PostgreSQL can recycle it.
 func TestLogicalHeartbeatAdvancesQuietSlot(t *testing.T) {
