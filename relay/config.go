@@ -94,7 +94,8 @@ type Config struct {
 	Slot string
 	// RecreateSlot, in logical mode, replaces a slot that is invalidated
 	// or gone with a new one and logs the WAL window whose events were not
-	// delivered. Default false: such a slot ends Run with
+	// delivered; only until this Run first streams (a slot lost later ends
+	// Run again). Default false: such a slot ends Run with
 	// ErrSlotInvalidated or ErrSlotLost (docs/operations.md).
 	RecreateSlot bool
 	// StatusInterval is how often logical mode reports its confirmed

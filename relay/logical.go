@@ -176,11 +176,15 @@ type stream struct {
 // leftover table rows, then the stream until ctx ends, leadership is lost
 // (lost) or an error.
 func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
-	l, err := migrate.SetupLogical(ctx, r.pool, migrate.LogicalOptions{Schema: r.cfg.Schema, Slot: r.cfg.Slot, RecreateSlot: r.cfg.RecreateSlot})
+	// RecreateSlot is for the start of Run only: once this Run streamed, a
+	// slot invalidated later ends it like any other (an operator decides
+	// again to give up the events in between).
+	recreate := r.cfg.RecreateSlot && !r.streamed.Load()
+	l, err := migrate.SetupLogical(ctx, r.pool, migrate.LogicalOptions{Schema: r.cfg.Schema, Slot: r.cfg.Slot, RecreateSlot: recreate})
 	if err != nil {
 		return fmt.Errorf("logical mode: %w", err)
 	}
-	if l.LostFrom != "" || (l.Created && r.cfg.RecreateSlot) {
+	if l.LostFrom != "" || (l.Created && recreate) {
 		r.cfg.Logger.Error("relay: replication slot recreated; events committed between these positions were not delivered", "slot", l.Slot, "from", l.LostFrom, "to", l.LostTo)
 	}
 	r.slot.Store(&l.Slot)
@@ -207,6 +211,7 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 		from, _ = pglogrepl.ParseLSN(*lsnText)
 	}
 	r.cfg.Logger.Info("relay: streaming", "slot", l.Slot, "from", from.String())
+	r.streamed.Store(true)
 
 	pctx, release := r.produceContext(ctx)
 	defer release()

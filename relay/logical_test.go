@@ -17,8 +17,10 @@ import (
 	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
+	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
+	"github.com/eventline/eventline/schemas"
 )
 
 // setupLogical is setup with the producer in message mode and the slot made.
@@ -366,6 +368,18 @@ func TestLogicalHeartbeatAdvancesQuietSlot(t *testing.T) {
 	if r.Stats().Published != 0 {
 		t.Errorf("published %d events on a quiet outbox", r.Stats().Published)
 	}
+	// Status updates come on the relay's timer, not only when the server
+	// asks (it asks at wal_sender_timeout/2, 30 s by default): the reply
+	// time the server records moves several times a second.
+	replies := map[time.Time]bool{}
+	testkit.WaitFor(t, 10*time.Second, "status updates on the timer", func() bool {
+		var at time.Time
+		if err := b.db.QueryRow(ctx, `SELECT r.reply_time FROM pg_stat_replication r JOIN pg_replication_slots s ON s.active_pid = r.pid WHERE s.database = current_database()`).Scan(&at); err != nil {
+			t.Fatal(err)
+		}
+		replies[at] = true
+		return len(replies) >= 5
+	})
 }
 
 // The relay refuses a role without REPLICATION with a clear, terminal
@@ -466,12 +480,90 @@ func TestLogicalSlotInvalidated(t *testing.T) {
 	}
 
 	var logs testkit.SyncBuffer
-	r2, _ := b.start(relay.Config{Mode: relay.ModeLogical, RecreateSlot: true, Logger: newLogger(&logs)})
+	r2, result2, _ := b.run(relay.Config{Mode: relay.ModeLogical, RecreateSlot: true, Logger: newLogger(&logs)})
 	waitFor(t, func() bool { return r2.Stats().Leader && strings.Contains(logs.String(), "were not delivered") })
 	b.appendRange(aggs, 3, 3)
 	waitFor(t, func() bool { return r2.Stats().Published == 1 })
 	recs := b.consume(2)
 	if v := header(recs[1], "eventline-aggregate-version"); v != "3" {
 		t.Errorf("after recreating the slot: version %s delivered, want 3", v)
+	}
+
+	// While the relay streams: an open transaction pins the slot's
+	// restart_lsn, other sessions write past the limit, and the server
+	// ends the relay's walsender (57P01) as it invalidates the slot.
+	pin, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pin.Rollback(ctx) }()
+	if _, err := pin.Exec(ctx, `SELECT txid_current()`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.db.Exec(ctx, `SELECT pg_logical_emit_message(false, 'unrelated', 'x')`); err != nil { // a running-xacts record after the pin
+		t.Fatal(err)
+	}
+	if _, err := b.db.Exec(ctx, `CREATE TABLE junk2 AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g`); err != nil {
+		t.Fatal(err)
+	}
+	testkit.WaitFor(t, 60*time.Second, "slot invalidated while streaming", func() bool {
+		var status *string
+		if _, err := b.db.Exec(ctx, `SELECT pg_switch_wal()`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.db.Exec(ctx, `CHECKPOINT`); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.db.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE database = current_database()`).Scan(&status); err != nil {
+			t.Fatal(err)
+		}
+		return status != nil && *status == "lost"
+	})
+	select {
+	case err := <-result2:
+		if !errors.Is(err, relay.ErrSlotInvalidated) {
+			t.Fatalf("Run when the slot was invalidated under it: %v", err)
+		}
+		t.Logf("Run, invalidated while streaming: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("Run did not return after the slot was invalidated under it; log:\n%s", logs.String())
+	}
+}
+
+// On a server with wal_level=replica, logical mode says so and what to
+// change: the relay ends with ErrNotLogical, a producer in message mode
+// writes nothing.
+func TestLogicalNeedsWalLevelLogical(t *testing.T) {
+	t.Parallel()
+	pg := testkit.RestartablePostgres(t, map[string]string{"wal_level": "replica", "max_wal_senders": "4"})
+	f := testkit.Setup(t, testkit.Database(pg.URL()))
+	ctx := context.Background()
+	topic := testkit.UniqueName(t, "orders")
+	b := &bundle{t: t, dbURL: f.DatabaseURL, db: f.DB, brokers: testkit.Kafka(t), topic: topic}
+	_, result, _ := b.run(relay.Config{Mode: relay.ModeLogical})
+	select {
+	case err := <-result:
+		if !errors.Is(err, migrate.ErrNotLogical) || !strings.Contains(err.Error(), "wal_level = logical") {
+			t.Fatalf("Run on wal_level=replica: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run on wal_level=replica did not return")
+	}
+	pipe, err := pipeline.Parse(fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated]}]", topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: f.Registry, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeMessage})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := f.DB.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	agg := uuid.NewString()
+	if err := prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, Event: order(agg)}); !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "wal_level") {
+		t.Fatalf("Append in message mode on wal_level=replica: %v", err)
 	}
 }

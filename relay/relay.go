@@ -51,6 +51,7 @@ type Relay struct {
 	// logical mode: the slot's name once known, the leader's confirmer
 	slot      atomic.Pointer[string]
 	confirmer atomic.Pointer[confirmer]
+	streamed  atomic.Bool // a logical stream started in this Run
 
 	started   atomic.Bool // Run was called: a Relay runs once
 	leader    atomic.Bool

@@ -22,8 +22,8 @@ type PostgresServer struct {
 }
 
 // RestartablePostgres starts a durable cluster for t alone, stopped when t
-// ends.
-func RestartablePostgres(t *testing.T) *PostgresServer {
+// ends; settings override the server's (e.g. wal_level).
+func RestartablePostgres(t *testing.T, settings ...map[string]string) *PostgresServer {
 	t.Helper()
 	dir, err := TempDir("eventline-chaos-pg-")
 	if err != nil {
@@ -33,7 +33,12 @@ func RestartablePostgres(t *testing.T) *PostgresServer {
 	// Durable (not Ephemeral): an immediate shutdown must not lose what
 	// was reported committed, or a missing event would be PostgreSQL's
 	// doing, not the relay's.
-	s := &PostgresServer{dir: dir, cfg: pgcluster.Config{DataDir: filepath.Join(dir, "pg"), Logger: Logger(t)}}
+	s := &PostgresServer{dir: dir, cfg: pgcluster.Config{DataDir: filepath.Join(dir, "pg"), Logger: Logger(t), Settings: map[string]string{}}}
+	for _, m := range settings {
+		for k, v := range m {
+			s.cfg.Settings[k] = v
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	// Another program may bind the port between StablePort's probe and
