@@ -117,8 +117,16 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 				if err != nil && ctx.Err() == nil {
 					log.Warn("relay: reading the backlog", "err", err)
 				}
-				log.Info("relay stats", "leader", s.Leader, "published", s.Published, "parked", s.Parked, "batches", s.Batches,
-					"last_batch", s.LastBatch, "backlog", backlog, "oldest_unpublished_age", oldest.Round(time.Millisecond))
+				attrs := []any{"leader", s.Leader, "published", s.Published, "parked", s.Parked, "batches", s.Batches,
+					"last_batch", s.LastBatch, "backlog", backlog, "oldest_unpublished_age", oldest.Round(time.Millisecond)}
+				if *mode == string(relay.ModeLogical) {
+					if lag, err := r.SlotLag(ctx); err == nil {
+						attrs = append(attrs, "slot_lag_bytes", lag.Bytes, "slot_retained_bytes", lag.Retained, "slot_lag_age", lag.Age.Round(time.Millisecond), "slot_wal_status", lag.WALStatus)
+					} else if ctx.Err() == nil {
+						log.Warn("relay: reading the slot's lag", "err", err)
+					}
+				}
+				log.Info("relay stats", attrs...)
 			}
 		}
 	}()
