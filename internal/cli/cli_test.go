@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/eventline/eventline/internal/cli"
 	"github.com/eventline/eventline/internal/testkit"
 )
@@ -218,6 +220,38 @@ func TestMigrateCLI(t *testing.T) {
 	code, _, errOut = run(t, map[string]string{"DATABASE_URL": "postgres://u:topsecret@127.0.0.1:1/x?connect_timeout=2"}, "migrate")
 	if code != cli.ExitFail || strings.Contains(errOut, "topsecret") || !strings.Contains(errOut, "xxxxx") {
 		t.Fatalf("database down: exit %d\n%s", code, errOut)
+	}
+}
+
+// migrate --logical makes the slot once, says so, and says it is in place
+// after; --recreate-slot replaces a dropped one and prints the window.
+func TestMigrateLogicalCLI(t *testing.T) {
+	t.Parallel()
+	db := testkit.Postgres(t)
+	env := map[string]string{"DATABASE_URL": db}
+	code, out, errOut := run(t, env, "migrate", "--logical", "--schema", "shop")
+	if code != 0 || !strings.Contains(out, "created replication slot eventline_") || !strings.Contains(out, "publication eventline_shop") {
+		t.Fatalf("first run: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = run(t, env, "migrate", "--logical", "--schema", "shop")
+	if code != 0 || !strings.Contains(out, "is in place") {
+		t.Fatalf("second run: exit %d\n%s", code, out)
+	}
+	conn, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()`); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut = run(t, env, "migrate", "--logical", "--schema", "shop")
+	if code != cli.ExitFail || !strings.Contains(errOut, "replication slot lost") || !strings.Contains(errOut, "operations.md") {
+		t.Fatalf("slot dropped: exit %d\n%s", code, errOut)
+	}
+	code, out, errOut = run(t, env, "migrate", "--logical", "--recreate-slot", "--schema", "shop")
+	if code != 0 || !strings.Contains(out, "were NOT delivered") {
+		t.Fatalf("recreate: exit %d\n%s%s", code, out, errOut)
 	}
 }
 
