@@ -15,10 +15,7 @@ func TestConfirmerNeverPassesUnackedEvents(t *testing.T) {
 	for seed := range uint64(300) {
 		rng := rand.New(rand.NewPCG(seed, 1))
 		c := newConfirmer(100)
-		type ev struct {
-			t   *txn
-			end pglogrepl.LSN // the transaction's end, known at commit
-		}
+		type ev struct{ t *txn }
 		var pending []ev     // produced, not acked
 		var unsettled []*txn // committed or open with pending > 0, or open
 		lsn := pglogrepl.LSN(100)
