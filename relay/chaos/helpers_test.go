@@ -286,6 +286,7 @@ func (p *inproc) stop() {
 
 // relayProc is `eventline relay` run as a child process.
 type relayProc struct {
+	mode    relay.Mode
 	cmd     *exec.Cmd
 	out     *testkit.SyncBuffer
 	exited  chan struct{}
@@ -303,14 +304,20 @@ func (w *world) writePipeline() string {
 
 func (w *world) startRelayProcess(cfgPath string) *relayProc {
 	w.t.Helper()
-	cmd := exec.Command(binary, "relay", "--config", cfgPath, "--mode", string(w.mode), "--batch-size", "100", "--poll-interval", "200ms")
+	args := []string{"relay", "--config", cfgPath, "--mode", string(w.mode), "--batch-size", "100", "--poll-interval", "200ms"}
+	if w.mode == relay.ModeLogical {
+		// Confirm often (default: every second), so that kills land
+		// between confirmations too, not only before the first.
+		args = append(args, "--status-interval", "100ms")
+	}
+	cmd := exec.Command(binary, args...)
 	cmd.Dir = filepath.Dir(cfgPath)
 	env := os.Environ()
 	for _, k := range []string{"DATABASE_URL", "KAFKA_BROKERS", "EVENTLINE_CONFIG", "EVENTLINE_SCHEMA", "EVENTLINE_LOG_LEVEL", "EVENTLINE_MODE", "EVENTLINE_SLOT"} {
 		env = testkit.WithoutEnv(env, k)
 	}
 	cmd.Env = append(env, "DATABASE_URL="+w.dbURL, "KAFKA_BROKERS="+strings.Join(w.brokers, ","), "EVENTLINE_LOG_LEVEL=info")
-	p := &relayProc{cmd: cmd, out: &testkit.SyncBuffer{}, exited: make(chan struct{})}
+	p := &relayProc{mode: w.mode, cmd: cmd, out: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -326,7 +333,14 @@ func (w *world) startRelayProcess(cfgPath string) *relayProc {
 	return p
 }
 
-func (p *relayProc) leads() bool { return strings.Contains(p.out.String(), "relay: leader") }
+// leads: the process has become the leader and, in logical mode, streams
+// the slot (it set it up, drained the table, started replication).
+func (p *relayProc) leads() bool {
+	if p.mode == relay.ModeLogical {
+		return strings.Contains(p.out.String(), "relay: streaming")
+	}
+	return strings.Contains(p.out.String(), "relay: leader")
+}
 
 // kill sends SIGKILL and waits for the process to be gone.
 func (p *relayProc) kill(t *testing.T) {
