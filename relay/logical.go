@@ -581,6 +581,14 @@ wait:
 			break wait
 		}
 	}
+	// A receive that failed other than by its deadline (the server gone:
+	// unexpected EOF) closed the connection, and pgconn's goroutine is
+	// writing its Terminate on it: pglogrepl writes to the frontend
+	// directly, so nothing more may be sent (a data race, seen under a
+	// PostgreSQL crash restart).
+	if s.conn.IsClosed() {
+		return fmt.Errorf("slot %s: the replication connection is closed; the final position was not reported", s.slot)
+	}
 	_ = s.conn.Conn().SetReadDeadline(time.Time{})
 	err := s.status(s.pctx, true)
 	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -1,5 +1,9 @@
 // Package chaos_test proves the relay's two guarantees under failures, on
-// kfake or on the real broker named by EVENTLINE_TEST_KAFKA:
+// kfake or on the real broker named by EVENTLINE_TEST_KAFKA, in both of the
+// relay's modes (a subtest each): poll (the producer inserts outbox rows,
+// the relay drains the table) and logical (the producer emits logical
+// decoding messages, the relay streams them from a replication slot and
+// resumes at the slot's confirmed position):
 //
 //   - no loss: whatever fails (the relay process killed with SIGKILL, the
 //     broker stopped and restarted, PostgreSQL restarted or crashed), every
@@ -44,18 +48,22 @@ func TestMain(m *testing.M) {
 
 // The relay process is killed with SIGKILL at random points of its work
 // while 8 writers commit, and restarted each time; a last one drains the
-// outbox and stops on SIGTERM.
+// outbox (poll) or the slot (logical) and stops on SIGTERM.
 func TestNoLossRelaySIGKILL(t *testing.T) {
 	t.Parallel()
+	eachMode(t, testNoLossRelaySIGKILL)
+}
+
+func testNoLossRelaySIGKILL(t *testing.T, mode relay.Mode) {
 	begin := time.Now()
-	w := setup(t, testkit.Postgres(t), testkit.Kafka(t))
+	w := setup(t, mode, testkit.Postgres(t), testkit.Kafka(t))
 	cfgPath := w.writePipeline()
 	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
 
 	const kills = 8
 	var procs []*relayProc
 	leaderKills := 0
-	var pending []string // outbox rows at each kill
+	var pending []string // backlog at each kill
 	for range kills {
 		p := w.startRelayProcess(cfgPath)
 		procs = append(procs, p)
@@ -75,7 +83,7 @@ func TestNoLossRelaySIGKILL(t *testing.T) {
 		if p.leads() {
 			leaderKills++
 		}
-		pending = append(pending, fmt.Sprint(w.outboxCount()))
+		pending = append(pending, w.backlog())
 		p.kill(t)
 		committed := w.ledger.committedCount()
 		// No relay for a while: writers go on committing, a backlog builds.
@@ -101,8 +109,8 @@ func TestNoLossRelaySIGKILL(t *testing.T) {
 	}
 
 	o := w.verify(w.readTopic())
-	t.Logf("SIGKILL: %s; %d kills (%d while leading; outbox rows at the kills: %s); final drain %s; test %s",
-		o, kills, leaderKills, strings.Join(pending, " "), duration(drain), duration(time.Since(begin)))
+	t.Logf("SIGKILL (%s): %s; %d kills (%d while leading; %s at the kills: %s); final drain %s; test %s",
+		mode, o, kills, leaderKills, w.backlogUnit(), strings.Join(pending, " "), duration(drain), duration(time.Since(begin)))
 	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
 		t.Errorf("writers failed %d transactions (%d at commit) with the database up: %v", failed+uncertain, uncertain, err)
 	}
@@ -112,36 +120,45 @@ func TestNoLossRelaySIGKILL(t *testing.T) {
 // 8 writers commit, then started again on its data.
 func TestNoLossBrokerRestart(t *testing.T) {
 	t.Parallel()
+	eachMode(t, testNoLossBrokerRestart)
+}
+
+func testNoLossBrokerRestart(t *testing.T, mode relay.Mode) {
 	begin := time.Now()
 	brokers, restart := testkit.RestartableKafka(t)
-	w := setup(t, testkit.Postgres(t), brokers)
+	w := setup(t, mode, testkit.Postgres(t), brokers)
 	r := w.startRelay("r", relay.Config{BatchSize: 200})
 	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
 
-	testkit.WaitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= 300 })
+	w.waitPublished(r, 300, 60*time.Second, "relay publishing")
 	const down = 10 * time.Second
 	stopAt := time.Now()
 	restart(down)
 	outage := time.Since(stopAt)
 	committed := w.ledger.committedCount()
 	upAt := time.Now()
-	// What the writers committed during the outage waited in the outbox.
-	backlog := w.outboxCount()
-	if backlog < 100 {
-		t.Errorf("only %d outbox rows after a %s outage: was the broker down?", backlog, down)
+	// What the writers committed during the outage waited: in the outbox
+	// (poll), in the slot (logical: committed, not yet published).
+	waiting := w.outboxCount()
+	if mode == relay.ModeLogical {
+		waiting = committed - int(r.r.Stats().Published)
+	}
+	backlog := w.backlog()
+	if waiting < 100 {
+		t.Errorf("only %d events waiting after a %s outage: was the broker down?", waiting, down)
 	}
 	// Caught up with everything committed during the outage...
-	testkit.WaitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
+	w.waitPublished(r, committed, 90*time.Second, "relay catching up after the restart")
 	catchUp := time.Since(upAt)
 	// ...and keeps going with the new writes.
-	testkit.WaitFor(t, 60*time.Second, "relay publishing new writes", func() bool { return r.r.Stats().Published >= uint64(committed)+300 })
+	w.waitPublished(r, committed+300, 60*time.Second, "relay publishing new writes")
 	stopWriters()
 	w.drained(60 * time.Second)
 	r.stop()
 
 	o := w.verify(w.readTopic())
-	t.Logf("broker restart: %s; broker down %s (stop, down, start: %s); outbox backlog of %d rows at the restart, caught up %s later; test %s",
-		o, down, duration(outage), backlog, duration(catchUp), duration(time.Since(begin)))
+	t.Logf("broker restart (%s): %s; broker down %s (stop, down, start: %s); backlog of %d events (%s %s) at the restart, caught up %s later; test %s",
+		mode, o, down, duration(outage), waiting, w.backlogUnit(), backlog, duration(catchUp), duration(time.Since(begin)))
 	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
 		t.Errorf("writers failed %d transactions with the database up: %v", failed+uncertain, err)
 	}
@@ -150,41 +167,56 @@ func TestNoLossBrokerRestart(t *testing.T) {
 // PostgreSQL is restarted twice while the relay (in process) publishes and
 // 8 writers commit: a fast shutdown (clients disconnected, checkpoint) and
 // an immediate one (no checkpoint: crash recovery at the next start). The
-// writers retry what failed and record only what committed.
+// writers retry what failed and record only what committed. In logical mode
+// the relay reconnects its replication connection and resumes at the slot's
+// confirmed position (after the crash, the position last saved: an older
+// one, whose events it publishes again).
 func TestNoLossPostgresRestart(t *testing.T) {
 	t.Parallel()
+	eachMode(t, testNoLossPostgresRestart)
+}
+
+func testNoLossPostgresRestart(t *testing.T, mode relay.Mode) {
 	begin := time.Now()
 	pg := testkit.RestartablePostgres(t)
-	w := setup(t, pg.URL(), testkit.Kafka(t))
+	w := setup(t, mode, pg.URL(), testkit.Kafka(t))
 	r := w.startRelay("r", relay.Config{BatchSize: 200})
 	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
 
 	var phases []string
 	mark := 0
 	for _, immediate := range []bool{false, true} {
-		testkit.WaitFor(t, 60*time.Second, "relay publishing", func() bool { return r.r.Stats().Published >= uint64(mark)+1000 })
+		w.waitPublished(r, mark+1000, 60*time.Second, "relay publishing")
+		before := w.slotConfirmed() // logical: the slot's position before the stop
 		stopAt := time.Now()
 		pg.Restart(t, immediate, 2*time.Second)
 		upAt := time.Now()
 		committed := w.ledger.committedCount()
-		testkit.WaitFor(t, 90*time.Second, "relay catching up after the restart", func() bool { return r.r.Stats().Published >= uint64(committed) })
+		back := ""
+		if mode == relay.ModeLogical {
+			// Where the slot resumes: it moves back to the position
+			// last written to disk (a checkpoint's), and the relay
+			// publishes again what lies after it.
+			back = fmt.Sprintf(", slot back by %s", w.slotBehind(before))
+		}
+		w.waitPublished(r, committed, 90*time.Second, "relay catching up after the restart")
 		mark = committed
 		kind := "fast"
 		if immediate {
 			kind = "immediate"
 		}
-		phases = append(phases, fmt.Sprintf("%s shutdown: down %s, caught up %s later", kind, duration(upAt.Sub(stopAt)), duration(time.Since(upAt))))
+		phases = append(phases, fmt.Sprintf("%s shutdown: down %s%s, caught up %s later", kind, duration(upAt.Sub(stopAt)), back, duration(time.Since(upAt))))
 	}
 	// Writers and relay carry on after the crash recovery.
-	testkit.WaitFor(t, 60*time.Second, "relay publishing new writes", func() bool { return r.r.Stats().Published >= uint64(mark)+300 })
+	w.waitPublished(r, mark+300, 60*time.Second, "relay publishing new writes")
 	stopWriters()
 	w.drained(60 * time.Second)
 	r.stop()
 
 	o := w.verify(w.readTopic())
 	_, _, failed, lastErr := w.ledger.counts()
-	t.Logf("postgres restarts: %s; %s; %d writer transactions failed and were retried (last: %v); test %s",
-		o, strings.Join(phases, "; "), failed, lastErr, duration(time.Since(begin)))
+	t.Logf("postgres restarts (%s): %s; %s; %d writer transactions failed and were retried (last: %v); test %s",
+		mode, o, strings.Join(phases, "; "), failed, lastErr, duration(time.Since(begin)))
 }
 
 // 16 writers append concurrently to the same 50 aggregates while relays
@@ -192,12 +224,20 @@ func TestNoLossPostgresRestart(t *testing.T) {
 // its batch in flight, then lets go of the lock) a quarter of the way
 // through, and then, four times, the leader's lock session is terminated by
 // the database (abruptly: the old leader may still have a batch in flight
-// when a standby takes over, so two relays produce at once).
+// when a standby takes over, so two relays produce at once). In logical mode
+// only one relay can stream the slot: the new leader is refused (SQLSTATE
+// 55006) until the old one's walsender is gone, and retries; it resumes at
+// the slot's confirmed position.
 func TestOrderConcurrentWritersAcrossTakeover(t *testing.T) {
 	t.Parallel()
+	eachMode(t, testOrderConcurrentWritersAcrossTakeover)
+}
+
+func testOrderConcurrentWritersAcrossTakeover(t *testing.T, mode relay.Mode) {
 	begin := time.Now()
-	w := setup(t, testkit.Postgres(t), testkit.Kafka(t))
-	relays := []*inproc{w.startRelay("a", relay.Config{BatchSize: 100}), w.startRelay("b", relay.Config{BatchSize: 100})}
+	w := setup(t, mode, testkit.Postgres(t), testkit.Kafka(t))
+	log, out := testkit.CapturingLogger(t)
+	relays := []*inproc{w.startRelay("a", relay.Config{BatchSize: 100, Logger: log}), w.startRelay("b", relay.Config{BatchSize: 100, Logger: log})}
 	leader := func() *inproc {
 		var l *inproc
 		for _, p := range relays {
@@ -219,7 +259,7 @@ func TestOrderConcurrentWritersAcrossTakeover(t *testing.T) {
 	testkit.WaitFor(t, 60*time.Second, "a quarter written", func() bool { return w.ledger.committedCount() >= total/4 })
 	old := leader()
 	old.stop()
-	relays = append(relays, w.startRelay("c", relay.Config{BatchSize: 100}))
+	relays = append(relays, w.startRelay("c", relay.Config{BatchSize: 100, Logger: log}))
 	testkit.WaitFor(t, 60*time.Second, "a new leader", func() bool { l := leader(); return l != nil && l != old })
 	leaders := []string{old.name, leader().name + " (graceful)"}
 
@@ -259,8 +299,14 @@ func TestOrderConcurrentWritersAcrossTakeover(t *testing.T) {
 	}
 
 	o := w.verify(w.readTopic())
-	t.Logf("takeovers: %s; leaders %s (then lock sessions terminated; new lock holder after %s); %d rows deleted by the relays; test %s",
-		o, strings.Join(leaders, " -> "), strings.Join(latencies, ", "), published, duration(time.Since(begin)))
+	refused := ""
+	if mode == relay.ModeLogical {
+		// A new leader whose stream the slot refused while the old
+		// leader's walsender still held it (it retries).
+		refused = fmt.Sprintf("; slot busy (SQLSTATE 55006) %d times", strings.Count(out.String(), "SQLSTATE 55006"))
+	}
+	t.Logf("takeovers (%s): %s; leaders %s (then lock sessions terminated; new lock holder after %s)%s; %d events published by the relays; test %s",
+		mode, o, strings.Join(leaders, " -> "), strings.Join(latencies, ", "), refused, published, duration(time.Since(begin)))
 	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
 		t.Errorf("writers failed %d transactions with the database up: %v", failed+uncertain, err)
 	}

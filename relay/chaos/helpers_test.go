@@ -46,19 +46,41 @@ type world struct {
 	prod     *producer.Producer
 	aggs     []string
 	ledger   ledger
+	// mode is the relay's: poll (the producer inserts outbox rows) or
+	// logical (the producer emits logical decoding messages, the relay
+	// streams them from the replication slot).
+	mode relay.Mode
 }
 
-func setup(t *testing.T, dbURL string, brokers []string) *world {
+// modes are the relay's modes every guarantee test runs in.
+var modes = []relay.Mode{relay.ModePoll, relay.ModeLogical}
+
+// eachMode runs test as a parallel subtest per mode, named after it.
+func eachMode(t *testing.T, test func(t *testing.T, mode relay.Mode)) {
 	t.Helper()
-	return setupReplicated(t, dbURL, brokers, 1)
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			test(t, mode)
+		})
+	}
+}
+
+func setup(t *testing.T, mode relay.Mode, dbURL string, brokers []string) *world {
+	t.Helper()
+	return setupReplicated(t, mode, dbURL, brokers, 1)
 }
 
 // setupReplicated's topic has replicas replicas per partition (what
 // eventline.yaml asks the relay to create).
-func setupReplicated(t *testing.T, dbURL string, brokers []string, replicas int16) *world {
+func setupReplicated(t *testing.T, mode relay.Mode, dbURL string, brokers []string, replicas int16) *world {
 	t.Helper()
 	ctx := context.Background()
-	f := testkit.Setup(t, testkit.Database(dbURL), testkit.MaxConns(24)) // up to 16 writers plus the test's own queries
+	opts := []testkit.FixtureOption{testkit.Database(dbURL), testkit.MaxConns(24)} // up to 16 writers plus the test's own queries
+	if mode == relay.ModeLogical {
+		opts = append(opts, testkit.Mode(producer.ModeMessage)) // also the publication and the slot
+	}
+	f := testkit.Setup(t, opts...)
 	db := f.DB
 	// The business table: one row per aggregate, whose version the writers
 	// bump in the transaction that appends the event. Its row lock orders
@@ -66,7 +88,7 @@ func setupReplicated(t *testing.T, dbURL string, brokers []string, replicas int1
 	if _, err := db.Exec(ctx, `CREATE TABLE chaos_agg (id text PRIMARY KEY, v bigint NOT NULL DEFAULT 0)`); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "orders"), replicas: replicas}
+	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "orders"), replicas: replicas, mode: mode}
 	for range aggregates {
 		w.aggs = append(w.aggs, uuid.NewString())
 	}
@@ -222,6 +244,7 @@ func (w *world) startRelay(name string, cfg relay.Config) *inproc {
 	cfg.DatabaseURL = w.dbURL
 	cfg.Brokers = w.brokers
 	cfg.Topics = w.topics()
+	cfg.Mode = w.mode
 	if cfg.Logger == nil {
 		cfg.Logger = testkit.Logger(w.t)
 	}
@@ -263,6 +286,7 @@ func (p *inproc) stop() {
 
 // relayProc is `eventline relay` run as a child process.
 type relayProc struct {
+	mode    relay.Mode
 	cmd     *exec.Cmd
 	out     *testkit.SyncBuffer
 	exited  chan struct{}
@@ -280,14 +304,20 @@ func (w *world) writePipeline() string {
 
 func (w *world) startRelayProcess(cfgPath string) *relayProc {
 	w.t.Helper()
-	cmd := exec.Command(binary, "relay", "--config", cfgPath, "--batch-size", "100", "--poll-interval", "200ms")
+	args := []string{"relay", "--config", cfgPath, "--mode", string(w.mode), "--batch-size", "100", "--poll-interval", "200ms"}
+	if w.mode == relay.ModeLogical {
+		// Confirm often (default: every second), so that kills land
+		// between confirmations too, not only before the first.
+		args = append(args, "--status-interval", "100ms")
+	}
+	cmd := exec.Command(binary, args...)
 	cmd.Dir = filepath.Dir(cfgPath)
 	env := os.Environ()
-	for _, k := range []string{"DATABASE_URL", "KAFKA_BROKERS", "EVENTLINE_CONFIG", "EVENTLINE_SCHEMA", "EVENTLINE_LOG_LEVEL"} {
+	for _, k := range []string{"DATABASE_URL", "KAFKA_BROKERS", "EVENTLINE_CONFIG", "EVENTLINE_SCHEMA", "EVENTLINE_LOG_LEVEL", "EVENTLINE_MODE", "EVENTLINE_SLOT"} {
 		env = testkit.WithoutEnv(env, k)
 	}
 	cmd.Env = append(env, "DATABASE_URL="+w.dbURL, "KAFKA_BROKERS="+strings.Join(w.brokers, ","), "EVENTLINE_LOG_LEVEL=info")
-	p := &relayProc{cmd: cmd, out: &testkit.SyncBuffer{}, exited: make(chan struct{})}
+	p := &relayProc{mode: w.mode, cmd: cmd, out: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -303,7 +333,14 @@ func (w *world) startRelayProcess(cfgPath string) *relayProc {
 	return p
 }
 
-func (p *relayProc) leads() bool { return strings.Contains(p.out.String(), "relay: leader") }
+// leads: the process has become the leader and, in logical mode, streams
+// the slot (it set it up, drained the table, started replication).
+func (p *relayProc) leads() bool {
+	if p.mode == relay.ModeLogical {
+		return strings.Contains(p.out.String(), "relay: streaming")
+	}
+	return strings.Contains(p.out.String(), "relay: leader")
+}
 
 // kill sends SIGKILL and waits for the process to be gone.
 func (p *relayProc) kill(t *testing.T) {
@@ -350,16 +387,137 @@ func (w *world) outboxCount() int {
 	return n
 }
 
-// drained waits until the outbox is empty and nothing was parked.
+// slotLag is the WAL between the server's current position and the
+// replication slot's confirmed one, in bytes (-1 when it cannot be read:
+// the database may be restarting). It counts all WAL, the events' and
+// everything else the server writes meanwhile (other tests' databases).
+func (w *world) slotLag() int64 {
+	var n int64
+	if err := w.db.QueryRow(context.Background(), `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint
+		FROM pg_replication_slots WHERE database = current_database()`).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
+// slotConfirmed is the slot's confirmed_flush_lsn ("" when it cannot be
+// read).
+func (w *world) slotConfirmed() string {
+	var lsn string
+	if err := w.db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn::text
+		FROM pg_replication_slots WHERE database = current_database()`).Scan(&lsn); err != nil {
+		return ""
+	}
+	return lsn
+}
+
+// slotBehind reports how far the slot's confirmed position is behind lsn
+// (an earlier reading of it), for the reports; the database may be just
+// back from a restart.
+func (w *world) slotBehind(lsn string) string {
+	if lsn == "" {
+		return "?"
+	}
+	var n int64
+	testkit.WaitFor(w.t, 30*time.Second, "reading the slot", func() bool {
+		return w.db.QueryRow(context.Background(), `SELECT pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::bigint
+			FROM pg_replication_slots WHERE database = current_database()`, lsn).Scan(&n) == nil
+	})
+	return fmt.Sprintf("%.1fKiB", float64(n)/1024)
+}
+
+// backlog is what waits for the relay, for the reports: poll mode's outbox
+// rows, logical mode's slot lag.
+func (w *world) backlog() string {
+	if w.mode == relay.ModeLogical {
+		n := w.slotLag()
+		if n < 0 {
+			return "?"
+		}
+		return fmt.Sprintf("%.1fKiB", float64(n)/1024)
+	}
+	return fmt.Sprint(w.outboxCount())
+}
+
+// backlogUnit names what backlog counts.
+func (w *world) backlogUnit() string {
+	if w.mode == relay.ModeLogical {
+		return "slot lag"
+	}
+	return "outbox rows"
+}
+
+// waitPublished waits, up to limit, until relay r has published the first n
+// events the writers committed (n more than committed now: until they have
+// committed them too).
+//
+// Poll mode: r's Published counter reaches n. Logical mode: that counter
+// also counts what a restart publishes again from the slot's confirmed
+// position (after a PostgreSQL restart, possibly everything), so the slot
+// tells instead: its confirmed position reaches the WAL position taken once
+// the ledger held n events.
+func (w *world) waitPublished(r *inproc, n int, limit time.Duration, what string) {
+	w.t.Helper()
+	if w.mode != relay.ModeLogical {
+		testkit.WaitFor(w.t, limit, what, func() bool { return r.r.Stats().Published >= uint64(n) })
+		return
+	}
+	deadline := time.Now().Add(limit)
+	testkit.WaitFor(w.t, limit, what+": writers committing", func() bool { return w.ledger.committedCount() >= n })
+	w.waitConfirmed(w.walNow(time.Until(deadline)), time.Until(deadline), what)
+}
+
+// walNow is the server's current WAL position, retried for up to limit
+// (the database may be restarting).
+func (w *world) walNow(limit time.Duration) string {
+	w.t.Helper()
+	var lsn string
+	testkit.WaitFor(w.t, limit, "the current WAL position", func() bool {
+		return w.db.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn) == nil
+	})
+	return lsn
+}
+
+// waitConfirmed waits until the slot's confirmed_flush_lsn has reached
+// target: the relay had every event committed before target acknowledged by
+// Kafka (it confirms no transaction before all of it and every one before
+// it are).
+func (w *world) waitConfirmed(target string, limit time.Duration, what string) {
+	w.t.Helper()
+	testkit.WaitFor(w.t, limit, what+": slot confirmed up to "+target, func() bool {
+		var done bool
+		err := w.db.QueryRow(context.Background(), `SELECT confirmed_flush_lsn >= $1::pg_lsn
+			FROM pg_replication_slots WHERE database = current_database()`, target).Scan(&done)
+		return err == nil && done
+	})
+}
+
+// drained waits until the relay has delivered everything committed so far
+// (call it once the writers stopped) and checks nothing was parked.
+//
+// Poll mode: the outbox is empty. Logical mode: the outbox table stays
+// empty, so what tells is the slot: its confirmed_flush_lsn (the position
+// the relay reported once Kafka had acknowledged every event before it) has
+// reached the server's WAL position taken now, after every committed
+// event's commit record.
 func (w *world) drained(limit time.Duration) {
 	w.t.Helper()
-	testkit.WaitFor(w.t, limit, "outbox drained", func() bool { return w.outboxCount() == 0 })
+	ctx := context.Background()
+	switch w.mode {
+	case relay.ModeLogical:
+		w.waitConfirmed(w.walNow(30*time.Second), limit, "slot drained")
+		if n := w.outboxCount(); n != 0 {
+			w.t.Errorf("%d rows in the outbox table in logical mode (the producer writes messages)", n)
+		}
+	default:
+		testkit.WaitFor(w.t, limit, "outbox drained", func() bool { return w.outboxCount() == 0 })
+	}
 	var parked int
-	if err := w.db.QueryRow(context.Background(), `SELECT count(*) FROM eventline_outbox_parked`).Scan(&parked); err != nil {
+	if err := w.db.QueryRow(ctx, `SELECT count(*) FROM eventline_outbox_parked`).Scan(&parked); err != nil {
 		w.t.Fatal(err)
 	}
 	if parked != 0 {
-		w.t.Errorf("%d outbox rows were parked", parked)
+		w.t.Errorf("%d events were parked", parked)
 	}
 }
 
