@@ -170,6 +170,9 @@ type stream struct {
 	cur     *txn
 	lastEv  time.Time // last event or heartbeat seen
 	saved   pglogrepl.LSN
+	// noKafka, when set, takes each event's record instead of Kafka,
+	// which acknowledges it at once (DecodeWithoutKafka).
+	noKafka func(*kgo.Record)
 }
 
 // streamLogical runs logical mode while this relay leads: setup, the
@@ -198,28 +201,13 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	err = pglogrepl.StartReplication(ctx, conn, l.Slot, 0, pglogrepl.StartReplicationOptions{
-		Mode:       pglogrepl.LogicalReplication,
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + l.Publication + "'", "messages 'true'"},
-	})
-	if err != nil {
-		return r.slotError(ctx, l.Slot, fmt.Errorf("starting replication from slot %s: %w", l.Slot, err))
-	}
-	var from pglogrepl.LSN
-	var lsnText *string
-	if err := r.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, l.Slot).Scan(&lsnText); err == nil && lsnText != nil {
-		from, _ = pglogrepl.ParseLSN(*lsnText)
-	}
-	r.cfg.Logger.Info("relay: streaming", "slot", l.Slot, "from", from.String())
-	r.streamed.Store(true)
-
 	pctx, release := r.produceContext(ctx)
 	defer release()
-	s := &stream{
-		r: r, slot: l.Slot, conn: conn, c: newConfirmer(from), pctx: pctx,
-		prefix: outboxmsg.Prefix(r.cfg.Schema), hb: outboxmsg.HeartbeatPrefix(r.cfg.Schema),
-		lastEv: time.Now(), saved: from,
+	s, err := r.openStream(ctx, pctx, conn, l)
+	if err != nil {
+		return err
 	}
+	r.streamed.Store(true)
 	r.confirmer.Store(s.c)
 	defer r.confirmer.Store(nil)
 	err = s.run(ctx, lost)
@@ -233,6 +221,29 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 		return r.slotError(ctx, l.Slot, err)
 	}
 	return nil
+}
+
+// openStream starts streaming l.Slot on conn from the slot's confirmed
+// position: the session of streamLogical, and of DecodeWithoutKafka.
+func (r *Relay) openStream(ctx, pctx context.Context, conn *pgconn.PgConn, l migrate.Logical) (*stream, error) {
+	err := pglogrepl.StartReplication(ctx, conn, l.Slot, 0, pglogrepl.StartReplicationOptions{
+		Mode:       pglogrepl.LogicalReplication,
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + l.Publication + "'", "messages 'true'"},
+	})
+	if err != nil {
+		return nil, r.slotError(ctx, l.Slot, fmt.Errorf("starting replication from slot %s: %w", l.Slot, err))
+	}
+	var from pglogrepl.LSN
+	var lsnText *string
+	if err := r.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, l.Slot).Scan(&lsnText); err == nil && lsnText != nil {
+		from, _ = pglogrepl.ParseLSN(*lsnText)
+	}
+	r.cfg.Logger.Info("relay: streaming", "slot", l.Slot, "from", from.String())
+	return &stream{
+		r: r, slot: l.Slot, conn: conn, c: newConfirmer(from), pctx: pctx,
+		prefix: outboxmsg.Prefix(r.cfg.Schema), hb: outboxmsg.HeartbeatPrefix(r.cfg.Schema),
+		lastEv: time.Now(), saved: from,
+	}, nil
 }
 
 func (r *Relay) replicationConn(ctx context.Context) (*pgconn.PgConn, error) {
@@ -427,6 +438,11 @@ func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage)
 	}
 	t, size := s.cur, len(row.key)+len(row.value)
 	s.c.add(t, size)
+	if s.noKafka != nil {
+		s.noKafka(rec)
+		s.c.ack(t, size)
+		return nil
+	}
 	r.kafka.Produce(s.pctx, rec, func(_ *kgo.Record, err error) {
 		if err == nil {
 			r.published.Add(1)

@@ -1,0 +1,52 @@
+package relay_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/relay"
+)
+
+// DecodeWithoutKafka reads the slot's events with the relay's own path,
+// publishes none, and confirms what it read: a second call sees only what
+// was appended after the first.
+func TestDecodeWithoutKafka(t *testing.T) {
+	t.Parallel()
+	b := setupLogical(t)
+	aggs := []string{uuid.NewString(), uuid.NewString()}
+	b.appendOrders(aggs, 3)
+	var slot string
+	if err := b.db.QueryRow(context.Background(), `SELECT slot_name FROM pg_replication_slots WHERE database = current_database()`).Scan(&slot); err != nil {
+		t.Fatal(err)
+	}
+	r, err := relay.New(relay.Config{Mode: relay.ModeLogical, DatabaseURL: b.dbURL, Brokers: b.brokers, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	before, _ := b.slot()
+	if n, err := r.DecodeWithoutKafka(ctx, slot, 6); err != nil || n != 6 {
+		t.Fatalf("decoded %d of 6: %v", n, err)
+	}
+	// The server applies the final status update as the session ends.
+	waitFor(t, func() bool { _, active := b.slot(); return !active })
+	if after, _ := b.slot(); after <= before {
+		t.Errorf("confirmed position did not move: %s, then %s", before, after)
+	}
+	if p := r.Stats().Published; p != 0 {
+		t.Errorf("published %d events", p)
+	}
+	b.appendVersion(aggs[0], 4)
+	if n, err := r.DecodeWithoutKafka(ctx, slot, 1); err != nil || n != 1 {
+		t.Fatalf("second call decoded %d of 1: %v", n, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := r.DecodeWithoutKafka(cctx, slot, 1); err == nil {
+		t.Error("a cancelled context decoded an event that was never written")
+	}
+}
