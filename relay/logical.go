@@ -170,9 +170,11 @@ type stream struct {
 	cur     *txn
 	lastEv  time.Time // last event or heartbeat seen
 	saved   pglogrepl.LSN
-	// noKafka, when set, takes each event's record instead of Kafka,
-	// which acknowledges it at once (DecodeWithoutKafka).
+	// DecodeWithoutKafka: noKafka, when set, takes each event's record
+	// instead of Kafka (acknowledged at once); run returns once done says
+	// so, checked between messages.
 	noKafka func(*kgo.Record)
+	done    func() bool
 }
 
 // streamLogical runs logical mode while this relay leads: setup, the
@@ -302,6 +304,9 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 		}
 		if lost.Load() {
 			return ErrNotLeader
+		}
+		if s.done != nil && s.done() {
+			return nil
 		}
 		if err := s.handleFailures(ctx); err != nil {
 			return err

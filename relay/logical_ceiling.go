@@ -14,8 +14,9 @@ import (
 // session start, receive loop, pgoutput parsing, outboxmsg.Decode, Kafka
 // record building, confirmer and status updates) but hands no record to
 // Kafka: the decode-only ceiling `eventline bench relay --mode logical`
-// compares the relay with. It returns the events decoded, once want were
-// (want must be positive), after confirming their position to the slot.
+// compares the relay with. It returns the events decoded once at least want
+// were (want must be positive), at the end of the transaction of the
+// want-th, after confirming that position to the slot.
 //
 // slot is a logical replication slot of the Relay's database with the
 // pgoutput plugin, such as a second slot made beside the relay's
@@ -35,20 +36,17 @@ func (r *Relay) DecodeWithoutKafka(ctx context.Context, slot string, want int) (
 		return 0, err
 	}
 	defer conn.Close(context.Background())
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	s, err := r.openStream(sctx, ctx, conn, l)
+	s, err := r.openStream(ctx, ctx, conn, l)
 	if err != nil {
 		return 0, err
 	}
+	// Both run in run's goroutine. The stream stops at the end of the
+	// transaction of the want-th event, so its position is confirmed.
 	n := 0
-	s.noKafka = func(*kgo.Record) { // run's goroutine: no lock needed
-		if n++; n >= want {
-			cancel()
-		}
-	}
+	s.noKafka = func(*kgo.Record) { n++ }
+	s.done = func() bool { return n >= want && s.cur == nil }
 	var lost atomic.Bool
-	err = s.run(sctx, &lost)
+	err = s.run(ctx, &lost)
 	if ferr := s.finish(); err == nil && ctx.Err() == nil {
 		err = ferr
 	}

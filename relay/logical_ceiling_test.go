@@ -7,6 +7,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/relay"
 )
 
@@ -39,6 +40,20 @@ func TestDecodeWithoutKafka(t *testing.T) {
 	}
 	if p := r.Stats().Published; p != 0 {
 		t.Errorf("published %d events", p)
+	}
+	// All six transactions were confirmed, the last one too: the slot has
+	// no message left (peeked: not consumed).
+	l, err := migrate.LogicalNames(ctx, b.db, migrate.LogicalOptions{Slot: slot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left int
+	if err := b.db.QueryRow(ctx, `SELECT count(*) FROM pg_logical_slot_peek_binary_changes($1, NULL, NULL, 'proto_version', '1', 'publication_names', $2, 'messages', 'true')
+		WHERE get_byte(data, 0) = ascii('M')`, slot, l.Publication).Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d messages left in the slot after decoding them all", left)
 	}
 	b.appendVersion(aggs[0], 4)
 	if n, err := r.DecodeWithoutKafka(ctx, slot, 1); err != nil || n != 1 {
