@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/relay"
 )
 
 // AppendOptions of `eventline bench append`.
@@ -23,11 +24,15 @@ type AppendOptions struct {
 	WithoutRelay bool
 	// RelayCommand as in RelayOptions.
 	RelayCommand []string
+	// Mode is relay.ModePoll (default: writers insert outbox rows, the
+	// relay drains the table) or relay.ModeLogical (writers write
+	// messages, the relay streams its slot).
+	Mode relay.Mode
 }
 
 // AppendResult is what `bench append --json` prints.
 type AppendResult struct {
-	Mode                 string  `json:"mode"` // how events are written and read: "poll" (the only mode yet)
+	Mode                 string  `json:"mode"` // how events are written and read: "poll" or "logical"
 	Writers              int     `json:"writers"`
 	PhaseSeconds         float64 `json:"phase_seconds"`
 	BusinessOnlyTxPerSec float64 `json:"business_only_tx_per_sec"`
@@ -39,8 +44,9 @@ type AppendResult struct {
 
 // Append measures, in one run and at the same concurrency, the rate of a
 // business transaction (insert an order row) alone and with one outbox
-// event appended (producer.Append) in the same transaction, with a relay
-// process draining the outbox meanwhile. Phases are
+// event appended (producer.Append: a row, or in logical mode a message) in
+// the same transaction, with a relay process draining the outbox (or
+// streaming its slot) meanwhile. Phases are
 // interleaved (business, outbox, business, outbox) so drift in the machine's
 // speed hits both alike.
 func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error) {
@@ -53,8 +59,11 @@ func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	res := AppendResult{Mode: "poll", Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), RelayRunning: !o.WithoutRelay}
-	s, err := newSetup(ctx, env, 6, o.Writers)
+	if o.Mode == "" {
+		o.Mode = relay.ModePoll
+	}
+	res := AppendResult{Mode: string(o.Mode), Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), RelayRunning: !o.WithoutRelay}
+	s, err := newSetup(ctx, env, o.Mode, 6, o.Writers, o.Logger)
 	if err != nil {
 		return res, err
 	}

@@ -2,6 +2,15 @@
 // drain rate against the same run's SQL-only ceiling, live commit-to-Kafka
 // latency, the relay's peak memory, and the cost of an outbox append inside
 // a business transaction.
+//
+// The relay, append and e2e benchmarks run in either relay mode
+// (relay.ModePoll, the default, or relay.ModeLogical): in logical mode the
+// harness creates the publication and the replication slot
+// (migrate.SetupLogical), the producers write logical decoding messages
+// (producer.ModeMessage), the relay process runs with --mode logical, and
+// the relay benchmark's ceiling is the slot's stream decoded with no Kafka
+// (relay.DecodeWithoutKafka) instead of the SQL-only drain. The slots are
+// dropped at the end.
 package bench
 
 import (
@@ -9,7 +18,9 @@ import (
 
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"sort"
@@ -26,6 +37,7 @@ import (
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -59,9 +71,27 @@ type setup struct {
 	topic  string
 	pipe   *pipeline.Pipeline
 	prod   *producer.Producer
+	mode   relay.Mode
+	log    *slog.Logger
+	// logical mode: the relay's slot (the first) and any other slot made
+	// for the benchmark, all dropped by close, and the publication.
+	slots       []string
+	publication string
 }
 
-func newSetup(ctx context.Context, env Env, partitions int, writers int) (*setup, error) {
+// newSetup makes the setup for mode (poll: the default); in logical mode it
+// also creates the publication and the relay's slot, and the producer
+// writes messages.
+func newSetup(ctx context.Context, env Env, mode relay.Mode, partitions int, writers int, log *slog.Logger) (*setup, error) {
+	if mode == "" {
+		mode = relay.ModePoll
+	}
+	if mode != relay.ModePoll && mode != relay.ModeLogical {
+		return nil, fmt.Errorf("bench: mode %q: want %q or %q", mode, relay.ModePoll, relay.ModeLogical)
+	}
+	if log == nil {
+		log = slog.Default()
+	}
 	cfg, err := pgxpool.ParseConfig(env.DatabaseURL)
 	if err != nil {
 		return nil, err
@@ -72,35 +102,96 @@ func newSetup(ctx context.Context, env Env, partitions int, writers int) (*setup
 		return nil, err
 	}
 	id := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	s := &setup{pool: pool, schema: "bench_" + id, topic: "bench." + id}
+	s := &setup{pool: pool, schema: "bench_" + id, topic: "bench." + id, mode: mode, log: log}
 	if _, err := migrate.Migrate(ctx, pool, migrate.Options{Schema: s.schema}); err != nil {
-		pool.Close()
+		s.close()
 		return nil, err
+	}
+	pmode := producer.ModeTable
+	if mode == relay.ModeLogical {
+		pmode = producer.ModeMessage
+		opts := migrate.LogicalOptions{Schema: s.schema}
+		l, err := migrate.SetupLogical(ctx, pool, opts)
+		if err != nil {
+			if l, nerr := migrate.LogicalNames(ctx, pool, opts); nerr == nil { // what it may have made
+				s.slots, s.publication = []string{l.Slot}, l.Publication
+			}
+			s.close()
+			return nil, fmt.Errorf("bench: logical mode: %w", err)
+		}
+		s.slots, s.publication = []string{l.Slot}, l.Publication
 	}
 	s.pipe, err = pipeline.Parse(fmt.Appendf(nil, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]", s.topic, partitions))
 	if err != nil {
-		pool.Close()
+		s.close()
 		return nil, err
 	}
 	reg, err := env.registry()
 	if err != nil {
-		pool.Close()
+		s.close()
 		return nil, err
 	}
-	s.prod, err = producer.New(ctx, producer.Config{Pipeline: s.pipe, Registry: reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Schema: s.schema})
+	s.prod, err = producer.New(ctx, producer.Config{Pipeline: s.pipe, Registry: reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Schema: s.schema, Mode: pmode})
 	if err != nil {
-		pool.Close()
+		s.close()
 		return nil, err
 	}
 	return s, nil
 }
 
-// close drops the benchmark's schema.
+// close drops the benchmark's replication slots (each once no session
+// streams it: a walsender outlives its client briefly), its publication and
+// its schema. Run it after stopping the relay process. A slot it cannot
+// drop is logged: left behind, it would hold WAL for ever.
 func (s *setup) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	for _, slot := range s.slots {
+		if err := dropSlot(ctx, s.pool, slot); err != nil {
+			s.log.Error("bench: dropping a replication slot failed: drop it by hand (SELECT pg_drop_replication_slot(...)), it holds WAL", "slot", slot, "err", err)
+		}
+	}
+	if s.publication != "" {
+		_, _ = s.pool.Exec(ctx, `DROP PUBLICATION IF EXISTS `+pgx.Identifier{s.publication}.Sanitize())
+	}
 	_, _ = s.pool.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{s.schema}.Sanitize()+` CASCADE`)
 	s.pool.Close()
+}
+
+// dropSlot drops slot once it is inactive (polled every 50 ms for 30 s at
+// most); a slot that does not exist is no error.
+func dropSlot(ctx context.Context, pool *pgxpool.Pool, slot string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var active bool
+		err := pool.QueryRow(ctx, `SELECT active FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !active || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	_, err := pool.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, slot)
+	return err
+}
+
+// createSlot makes another pgoutput slot beside the relay's, dropped by
+// close: from now on it holds the same events as the relay's slot.
+func (s *setup) createSlot(ctx context.Context, name string) error {
+	if _, err := s.pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, name); err != nil {
+		return fmt.Errorf("creating replication slot %s: %w", name, err)
+	}
+	s.slots = append(s.slots, name)
+	return nil
 }
 
 func sampleOrder(id string, rng *rand.Rand) *events.OrderCreated {

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/eventline/eventline/internal/bench"
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/relay"
 )
 
 func TestMain(m *testing.M) { testkit.Main(m) }
@@ -29,17 +32,32 @@ func TestRelayBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			relayBenchSmoke(t, bin, mode)
+		})
+	}
+}
+
+var modes = []relay.Mode{relay.ModePoll, relay.ModeLogical}
+
+func relayBenchSmoke(t *testing.T, bin string, mode relay.Mode) {
 	e := env(t)
 	// The relay child's command line is recorded: no secret may be on it.
 	argsFile := filepath.Join(t.TempDir(), "argv")
 	wrapper := []string{"sh", "-c", `printf '%s\n' "$@" > "$0"; exec "$@"`, argsFile, bin, "relay"}
 	res, err := bench.Relay(context.Background(), e, bench.RelayOptions{
-		Events: 3000, BatchSize: 500, LatencyRate: 200, LatencyFor: 500 * time.Millisecond,
+		Events: 3000, BatchSize: 500, LatencyRate: 200, LatencyFor: 500 * time.Millisecond, Mode: mode, EventsPerTx: 7,
 		RelayCommand: wrapper, Logger: testkit.Logger(t),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if res.Mode != string(mode) {
+		t.Errorf("mode %q, want %q", res.Mode, mode)
+	}
+	noSlotsLeft(t, e)
 	argv, err := os.ReadFile(argsFile)
 	if err != nil {
 		t.Fatal(err)
@@ -64,13 +82,31 @@ func TestRelayBenchSmoke(t *testing.T) {
 	}
 }
 
+// noSlotsLeft: a benchmark drops the replication slots it made (left
+// behind, they would hold WAL for ever).
+func noSlotsLeft(t *testing.T, e bench.Env) {
+	t.Helper()
+	db, err := pgx.Connect(context.Background(), e.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	var slots []string
+	if err := db.QueryRow(context.Background(), `SELECT coalesce(array_agg(slot_name::text), '{}') FROM pg_replication_slots WHERE database = current_database()`).Scan(&slots); err != nil {
+		t.Fatal(err)
+	}
+	if len(slots) > 0 {
+		t.Errorf("replication slots left: %v", slots)
+	}
+}
+
 func TestAppendBenchSmoke(t *testing.T) {
 	t.Parallel()
 	res, err := bench.Append(context.Background(), env(t), bench.AppendOptions{Writers: 2, Duration: 300 * time.Millisecond, Logger: testkit.Logger(t), WithoutRelay: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.BusinessOnlyTxPerSec <= 0 || res.WithOutboxTxPerSec <= 0 || res.Ratio <= 0 {
+	if res.BusinessOnlyTxPerSec <= 0 || res.WithOutboxTxPerSec <= 0 || res.Ratio <= 0 || res.Mode != "poll" {
 		t.Fatalf("implausible result %+v", res)
 	}
 	b, _ := json.Marshal(res)
@@ -79,6 +115,27 @@ func TestAppendBenchSmoke(t *testing.T) {
 			t.Errorf("JSON lacks %s: %s", k, b)
 		}
 	}
+}
+
+// In logical mode the writers write messages while a logical relay streams
+// them; the slot is dropped at the end.
+func TestAppendBenchLogicalSmoke(t *testing.T) {
+	t.Parallel()
+	bin, cleanup, err := testkit.BuildEventline(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	e := env(t)
+	res, err := bench.Append(context.Background(), e, bench.AppendOptions{Writers: 2, Duration: 300 * time.Millisecond, Logger: testkit.Logger(t),
+		Mode: relay.ModeLogical, RelayCommand: []string{bin, "relay"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.BusinessOnlyTxPerSec <= 0 || res.WithOutboxTxPerSec <= 0 || res.Ratio <= 0 || res.Mode != "logical" || !res.RelayRunning {
+		t.Fatalf("implausible result %+v", res)
+	}
+	noSlotsLeft(t, e)
 }
 
 // bench e2e: every event appended is seen in Kafka and applied, and every
@@ -90,16 +147,27 @@ func TestE2EBenchSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cleanup)
-	res, err := bench.E2E(context.Background(), env(t), bench.E2EOptions{Rate: 200, Duration: time.Second, Partitions: 3,
+	for _, mode := range modes {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			e2eBenchSmoke(t, bin, mode)
+		})
+	}
+}
+
+func e2eBenchSmoke(t *testing.T, bin string, mode relay.Mode) {
+	e := env(t)
+	res, err := bench.E2E(context.Background(), e, bench.E2EOptions{Rate: 200, Duration: time.Second, Partitions: 3, Mode: mode,
 		RelayCommand: []string{bin, "relay"}, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(res)
 	t.Logf("%s", b)
-	if res.Events != 200 || res.Mode != "poll" || res.Machine == "" {
+	if res.Events != 200 || res.Mode != string(mode) || res.Machine == "" {
 		t.Errorf("events %d, mode %q: %s", res.Events, res.Mode, b)
 	}
+	noSlotsLeft(t, e)
 	if !(0 < res.ToKafkaP50Ms && res.ToKafkaP50Ms <= res.ToKafkaP99Ms && res.ToKafkaP99Ms <= res.ToKafkaP999Ms) ||
 		!(0 < res.ToAppliedP50Ms && res.ToAppliedP50Ms <= res.ToAppliedP99Ms && res.ToAppliedP99Ms <= res.ToAppliedP999Ms) {
 		t.Errorf("percentiles out of order: %s", b)

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -175,7 +176,7 @@ func Consume(ctx context.Context, env Env, o ConsumeOptions) (ConsumeResult, err
 		RetryEvents: o.RetryEvents, RetryShare: o.RetryShare, RetryDelayMs: ms(o.RetryDelay), Machine: Machine(),
 		Measure:    "consumer: group Run start to the N-th event applied (join, fetch, decode, dedupe, handler, commit); ceiling: the same dedupe insert and update statements, same batch size and concurrency, no Kafka or decoding, better of two runs",
 		RSSMeasure: "VmHWM of the consumer process (both phases)"}
-	s, err := newSetup(ctx, env, o.Partitions, 2*o.Partitions)
+	s, err := newSetup(ctx, env, relay.ModePoll, o.Partitions, 2*o.Partitions, o.Logger)
 	if err != nil {
 		return res, err
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/producer"
+	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -25,7 +26,10 @@ type E2EOptions struct {
 	Rate       int           // events per second, one per transaction; default 2000
 	Duration   time.Duration // of the measured load; default 10s
 	Partitions int           // of the topic; default 6
-	Logger     *slog.Logger
+	// Mode is relay.ModePoll (default: the producer inserts rows) or
+	// relay.ModeLogical (the producer writes messages).
+	Mode   relay.Mode
+	Logger *slog.Logger
 	// RelayCommand as in RelayOptions.
 	RelayCommand []string
 }
@@ -35,7 +39,7 @@ type E2EOptions struct {
 // consumer (so acknowledged by the broker), and to the consumer group's
 // apply transaction having committed.
 type E2EResult struct {
-	Mode    string  `json:"mode"` // how the relay learns of new rows
+	Mode    string  `json:"mode"` // how the relay reads the events: "poll" or "logical"
 	Rate    int     `json:"rate"`
 	Events  int     `json:"events"`
 	Seconds float64 `json:"seconds"`
@@ -61,6 +65,9 @@ func (o E2EOptions) withDefaults() E2EOptions {
 	if o.Partitions == 0 {
 		o.Partitions = 6
 	}
+	if o.Mode == "" {
+		o.Mode = relay.ModePoll
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -74,8 +81,8 @@ func (o E2EOptions) withDefaults() E2EOptions {
 func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	o = o.withDefaults()
 	log := o.Logger
-	res := E2EResult{Mode: "poll", Rate: o.Rate, Machine: Machine()}
-	s, err := newSetup(ctx, env, o.Partitions, 12) // 8 writers, the group's transactions
+	res := E2EResult{Mode: string(o.Mode), Rate: o.Rate, Machine: Machine()}
+	s, err := newSetup(ctx, env, o.Mode, o.Partitions, 12, log) // 8 writers, the group's transactions
 	if err != nil {
 		return res, err
 	}

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
@@ -34,6 +36,12 @@ type RelayOptions struct {
 	Aggregates  int           // distinct keys; default 10,000
 	LatencyRate int           // events/s of the live-latency phase; default 2000
 	LatencyFor  time.Duration // length of that phase; default 5s
+	// Mode is relay.ModePoll (default) or relay.ModeLogical.
+	Mode relay.Mode
+	// EventsPerTx is how many events each transaction of the logical
+	// mode's fill writes (messages are decoded per transaction); default
+	// 100. Poll mode's fill is one COPY.
+	EventsPerTx int
 	// RelayCommand starts the relay process (flags are appended). Default:
 	// this executable's `relay` subcommand.
 	RelayCommand []string
@@ -42,7 +50,7 @@ type RelayOptions struct {
 
 // RelayResult is what `bench relay --json` prints.
 type RelayResult struct {
-	Mode                string  `json:"mode"` // how the relay reads the outbox: "poll" (the only mode yet)
+	Mode                string  `json:"mode"` // how the relay reads the outbox: "poll" or "logical"
 	Events              int     `json:"events"`
 	BatchSize           int     `json:"batch_size"`
 	DrainSeconds        float64 `json:"drain_seconds"`
@@ -77,6 +85,12 @@ func (o RelayOptions) withDefaults() RelayOptions {
 	if o.LatencyFor == 0 {
 		o.LatencyFor = 5 * time.Second
 	}
+	if o.Mode == "" {
+		o.Mode = relay.ModePoll
+	}
+	if o.EventsPerTx == 0 {
+		o.EventsPerTx = 100
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -87,12 +101,17 @@ func (o RelayOptions) withDefaults() RelayOptions {
 // them without Kafka (the ceiling); fill again and drain them with the relay
 // process; then hold a steady LatencyRate of single-event transactions and
 // measure commit-to-consumer latency; finally read the relay's peak RSS.
+//
+// In logical mode a second slot is made beside the relay's before one fill
+// of Events messages, so both hold the same events: the ceiling streams the
+// second with the relay's own decoding and no Kafka
+// (relay.DecodeWithoutKafka), then the relay process drains its own.
 func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	o = o.withDefaults()
 	log := o.Logger
-	res := RelayResult{Mode: "poll", Events: o.Events, BatchSize: o.BatchSize, LatencyRate: o.LatencyRate, Machine: Machine(),
+	res := RelayResult{Mode: string(o.Mode), Events: o.Events, BatchSize: o.BatchSize, LatencyRate: o.LatencyRate, Machine: Machine(),
 		LatencyMeasure: "transaction commit to consumer receipt (an upper bound of commit to broker ack)"}
-	s, err := newSetup(ctx, env, o.Partitions, 4)
+	s, err := newSetup(ctx, env, o.Mode, o.Partitions, 4, log)
 	if err != nil {
 		return res, err
 	}
@@ -107,29 +126,38 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		return res, fmt.Errorf("looking up the benchmark schema: %w", err)
 	}
 
-	// Ceiling: the relay's own read and settle statements, no Kafka.
-	log.Info("bench relay: writing events for the SQL-only ceiling", "events", o.Events)
-	if err := fill(ctx, s, o, ss.ID); err != nil {
-		return res, err
-	}
-	sqlOnly, err := relay.New(relay.Config{DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, BatchSize: o.BatchSize, Logger: log})
-	if err != nil {
-		return res, err
-	}
-	start := time.Now()
-	n, err := sqlOnly.DrainWithoutKafka(ctx)
-	ceiling := time.Since(start)
-	sqlOnly.Close()
-	if err != nil {
-		return res, err
+	var n int
+	var ceiling time.Duration
+	var ceilingLSN string // logical mode: where the ceiling's slot stopped
+	if o.Mode == relay.ModeLogical {
+		n, ceiling, ceilingLSN, err = logicalCeiling(ctx, env, s, o, ss.ID)
+		if err != nil {
+			return res, err
+		}
+	} else {
+		// Ceiling: the relay's own read and settle statements, no Kafka.
+		log.Info("bench relay: writing events for the SQL-only ceiling", "events", o.Events)
+		if err := fill(ctx, s, o, ss.ID); err != nil {
+			return res, err
+		}
+		sqlOnly, err := relay.New(relay.Config{DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, BatchSize: o.BatchSize, Logger: log})
+		if err != nil {
+			return res, err
+		}
+		start := time.Now()
+		n, err = sqlOnly.DrainWithoutKafka(ctx)
+		ceiling = time.Since(start)
+		sqlOnly.Close()
+		if err != nil {
+			return res, err
+		}
+		log.Info("bench relay: SQL-only drain", "events", n, "seconds", ceiling.Seconds())
+		log.Info("bench relay: writing events for the relay", "events", o.Events)
+		if err := fill(ctx, s, o, ss.ID); err != nil {
+			return res, err
+		}
 	}
 	res.CeilingEventsPerSec = float64(n) / ceiling.Seconds()
-	log.Info("bench relay: SQL-only drain", "events", n, "seconds", ceiling.Seconds())
-
-	log.Info("bench relay: writing events for the relay", "events", o.Events)
-	if err := fill(ctx, s, o, ss.ID); err != nil {
-		return res, err
-	}
 	// Completion is read from Kafka's end offsets (a metadata request to
 	// the broker every 20 ms), not from the outbox: a count(*) over the
 	// million rows would compete with the relay for the database and the
@@ -157,7 +185,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	if err != nil {
 		return res, err
 	}
-	start = time.Now()
+	start := time.Now()
 	proc, err := startRelayProcess(env, s, o.Partitions, o.BatchSize, o.RelayCommand)
 	if err != nil {
 		return res, err
@@ -193,15 +221,29 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		return res, err
 	}
 	drain := time.Since(start)
-	// The offsets count duplicates too, and the last batch's rows are
-	// deleted just after its acks: wait until the outbox is empty (untimed)
-	// before the vacuum and the latency phase.
-	if err := until(func() (bool, error) {
-		var left bool
-		err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+outbox+`)`).Scan(&left)
-		return !left, err
-	}); err != nil {
-		return res, err
+	if o.Mode == relay.ModeLogical {
+		// The offsets count duplicates too, and the relay confirms its
+		// position after the acks: wait (untimed) until its slot is where
+		// the ceiling's stopped, past every event, before the latency
+		// phase.
+		if err := until(func() (bool, error) {
+			var done bool
+			err := s.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, s.slots[0], ceilingLSN).Scan(&done)
+			return done, err
+		}); err != nil {
+			return res, err
+		}
+	} else {
+		// The offsets count duplicates too, and the last batch's rows are
+		// deleted just after its acks: wait until the outbox is empty
+		// (untimed) before the vacuum and the latency phase.
+		if err := until(func() (bool, error) {
+			var left bool
+			err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+outbox+`)`).Scan(&left)
+			return !left, err
+		}); err != nil {
+			return res, err
+		}
 	}
 	res.DrainSeconds = drain.Seconds()
 	res.EventsPerSec = float64(o.Events) / drain.Seconds()
@@ -209,9 +251,11 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	log.Info("bench relay: relay drain", "events", o.Events, "seconds", drain.Seconds())
 
 	// The latency phase measures a steady state, not the vacuum debt of
-	// the million rows just deleted.
-	if _, err := s.pool.Exec(ctx, `VACUUM (ANALYZE) `+outbox); err != nil {
-		return res, err
+	// the million rows just deleted (logical mode deleted none).
+	if o.Mode == relay.ModePoll {
+		if _, err := s.pool.Exec(ctx, `VACUUM (ANALYZE) `+outbox); err != nil {
+			return res, err
+		}
 	}
 	lat, err := liveLatency(ctx, env, s, o)
 	if err != nil {
@@ -232,8 +276,8 @@ type relayProcess struct {
 	cfg    string
 }
 
-// startRelayProcess runs `eventline relay` for the benchmark's schema and
-// topic as a child process, so its memory and CPU are its own.
+// startRelayProcess runs `eventline relay` for the benchmark's schema, topic
+// and mode as a child process, so its memory and CPU are its own.
 func startRelayProcess(env Env, s *setup, partitions, batch int, command []string) (*relayProcess, error) {
 	cfgFile, err := os.CreateTemp("", "eventline-bench-*.yaml")
 	if err != nil {
@@ -249,7 +293,7 @@ func startRelayProcess(env Env, s *setup, partitions, batch int, command []strin
 		command = []string{exe, "relay"}
 	}
 	cmd := exec.Command(command[0], append(command[1:],
-		"--brokers", joinComma(env.Brokers), "--schema", s.schema,
+		"--brokers", joinComma(env.Brokers), "--schema", s.schema, "--mode", string(s.mode),
 		"--config", cfgFile.Name(), "--batch-size", fmt.Sprint(batch), "--poll-interval", "100ms")...)
 	// The database URL carries a password: the environment, not argv,
 	// which any user on the machine can read in ps.
@@ -316,6 +360,111 @@ func fill(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
 	}
 	_, err = s.pool.Exec(ctx, `ANALYZE `+pgx.Identifier{s.schema, "eventline_outbox"}.Sanitize())
 	return err
+}
+
+// logicalCeiling makes the ceiling's slot beside the relay's, fills both
+// with o.Events messages (fillMessages), and streams the ceiling's slot with
+// relay.DecodeWithoutKafka, timed; then drops that slot. It returns the
+// events decoded, the time and the position the ceiling's slot stopped at
+// (past every event: the relay's slot is done there too).
+func logicalCeiling(ctx context.Context, env Env, s *setup, o RelayOptions, schemaID int) (int, time.Duration, string, error) {
+	log := o.Logger
+	slot := "eventline_bench_ceiling_" + strings.TrimPrefix(s.schema, "bench_")
+	if err := s.createSlot(ctx, slot); err != nil {
+		return 0, 0, "", err
+	}
+	log.Info("bench relay: writing events (logical decoding messages) for the decode-only ceiling and the relay", "events", o.Events, "events_per_tx", o.EventsPerTx)
+	if err := fillMessages(ctx, s, o, schemaID); err != nil {
+		return 0, 0, "", err
+	}
+	dec, err := relay.New(relay.Config{Mode: relay.ModeLogical, DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, BatchSize: o.BatchSize, Logger: log})
+	if err != nil {
+		return 0, 0, "", err
+	}
+	start := time.Now()
+	n, err := dec.DecodeWithoutKafka(ctx, slot, o.Events)
+	ceiling := time.Since(start)
+	dec.Close()
+	if err != nil {
+		return n, ceiling, "", err
+	}
+	log.Info("bench relay: decode-only stream", "events", n, "seconds", ceiling.Seconds())
+	// The session's last status update lands as it ends: read the slot's
+	// position once no session streams it.
+	var lsn string
+	for {
+		var active bool
+		if err := s.pool.QueryRow(ctx, `SELECT active, confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&active, &lsn); err != nil {
+			return n, ceiling, "", fmt.Errorf("reading slot %s: %w", slot, err)
+		}
+		if !active {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return n, ceiling, "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := dropSlot(ctx, s.pool, slot); err != nil {
+		return n, ceiling, "", fmt.Errorf("dropping slot %s: %w", slot, err)
+	}
+	s.slots = slices.DeleteFunc(s.slots, func(x string) bool { return x == slot })
+	return n, ceiling, lsn, nil
+}
+
+// fillMessages writes o.Events events as the producer's message mode would
+// have (the same outboxmsg envelope and statement), o.EventsPerTx per
+// transaction, a pipeline of transactions per round trip: Confluent-framed
+// OrderCreated values keyed by one of o.Aggregates ids.
+func fillMessages(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	rng := rand.New(rand.NewPCG(1, 2))
+	aggs := make([]string, o.Aggregates)
+	values := make([][]byte, o.Aggregates)
+	for i := range aggs {
+		aggs[i] = uuid.NewString()
+		v, err := schemas.Encode(schemaID, info.Schema, sampleOrder(aggs[i], rng))
+		if err != nil {
+			return err
+		}
+		values[i] = v
+	}
+	headers := []byte(`[["traceparent","00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]]`)
+	prefix := outboxmsg.Prefix(s.schema)
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	const perRoundTrip = 2000 // events
+	i := 0
+	for i < o.Events {
+		b := &pgx.Batch{}
+		for sent := 0; sent < perRoundTrip && i < o.Events; {
+			k := min(o.EventsPerTx, o.Events-i)
+			contents := make([][]byte, k)
+			for j := range contents {
+				a := i % o.Aggregates
+				v := int64(i/o.Aggregates + 1)
+				c, err := outboxmsg.Encode(&outboxmsg.Event{Topic: s.topic, Key: []byte(aggs[a]), Value: values[a], EventID: uuid.New(), EventType: info.Name,
+					AggregateType: "order", AggregateID: aggs[a], AggregateVersion: &v, Headers: headers})
+				if err != nil {
+					return err
+				}
+				contents[j] = c
+				i++
+			}
+			b.Queue(`BEGIN`)
+			b.Queue(`SELECT pg_logical_emit_message(true, $1, m) FROM unnest($2::bytea[]) AS m`, prefix, contents)
+			b.Queue(`COMMIT`)
+			sent += k
+		}
+		if err := conn.SendBatch(ctx, b).Close(); err != nil {
+			return fmt.Errorf("writing the events as messages: %w", err)
+		}
+	}
+	return nil
 }
 
 // liveLatency appends single-event transactions at o.LatencyRate for

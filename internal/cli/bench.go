@@ -15,7 +15,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		return runBenchConsumerProcess(ctx, env, args[1:])
 	}
 	if len(args) == 0 || (args[0] != "relay" && args[0] != "append" && args[0] != "consume" && args[0] != "e2e") {
-		fmt.Fprintln(env.Stderr, "usage: eventline bench relay [--events N] [--json] | append [--json] | consume [--events N] [--json] | e2e [--rate R] [--duration D] [--json]")
+		fmt.Fprintln(env.Stderr, "usage: eventline bench relay [--events N] [--mode poll|logical] [--json] | append [--mode poll|logical] [--json] | consume [--events N] [--json] | e2e [--rate R] [--duration D] [--mode poll|logical] [--json]")
 		return ExitUsage
 	}
 	what := args[0]
@@ -35,8 +35,17 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	retryEvents := fs.Int("retry-events", 0, "consume: events of the retry phase (default min(events, 50000))")
 	retryShare := fs.Float64("retry-share", 0.02, "consume: share of the retry phase's events that fail once")
 	retryDelay := fs.Duration("retry-delay", 200*time.Millisecond, "consume: delay of retry.1 in the retry phase")
+	mode := fs.String("mode", string(relay.ModePoll), "relay, append, e2e: poll (the producer inserts outbox rows, the relay drains the table) or logical (the producer writes logical decoding messages, the relay streams a replication slot; needs wal_level=logical and REPLICATION)")
 	if code := parse(fs, args[1:]); code >= 0 {
 		return code
+	}
+	if *mode != string(relay.ModePoll) && *mode != string(relay.ModeLogical) {
+		fmt.Fprintf(env.Stderr, "eventline bench: --mode %q: want poll or logical\n", *mode)
+		return ExitUsage
+	}
+	if *mode != string(relay.ModePoll) && what == "consume" {
+		fmt.Fprintln(env.Stderr, "eventline bench consume: --mode does not apply (the consumer reads Kafka)")
+		return ExitUsage
 	}
 	if *events < 1 || *batch < 1 || *rate < 1 || *writers < 1 || *partitions < 1 || *maxPoll < 1 || *retryEvents < 0 || *retryDelay <= 0 ||
 		*retryShare <= 0 || *retryShare >= 1 {
@@ -53,29 +62,33 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	var out any
 	switch what {
 	case "relay":
-		res, err := bench.Relay(ctx, benv, bench.RelayOptions{Events: *events, BatchSize: *batch, LatencyRate: *rate, LatencyFor: *latencyFor, Logger: env.Logger})
+		res, err := bench.Relay(ctx, benv, bench.RelayOptions{Events: *events, BatchSize: *batch, LatencyRate: *rate, LatencyFor: *latencyFor, Mode: relay.Mode(*mode), Logger: env.Logger})
 		if err != nil {
 			env.Logger.Error("bench relay failed", "err", err)
 			return ExitFail
 		}
 		out = res
 		if !*asJSON {
-			fmt.Fprintf(env.Stdout, "relay drain: %d events in %.2fs = %.0f events/s (SQL-only ceiling %.0f events/s, ratio %.2f), batch %d\n",
-				res.Events, res.DrainSeconds, res.EventsPerSec, res.CeilingEventsPerSec, res.RatioToCeiling, res.BatchSize)
+			ceiling := "SQL-only"
+			if res.Mode == string(relay.ModeLogical) {
+				ceiling = "decode-only"
+			}
+			fmt.Fprintf(env.Stdout, "relay drain (%s): %d events in %.2fs = %.0f events/s (%s ceiling %.0f events/s, ratio %.2f), batch %d\n",
+				res.Mode, res.Events, res.DrainSeconds, res.EventsPerSec, ceiling, res.CeilingEventsPerSec, res.RatioToCeiling, res.BatchSize)
 			fmt.Fprintf(env.Stdout, "live latency at %d events/s (%d events, %s): p50 %.1f ms, p99 %.1f ms\n", res.LatencyRate, res.LatencyEvents, res.LatencyMeasure, res.P50Ms, res.P99Ms)
 			fmt.Fprintf(env.Stdout, "relay peak RSS: %.0f MiB; machine: %s\n", res.MaxRSSMB, res.Machine)
 			return ExitOK
 		}
 	case "append":
-		res, err := bench.Append(ctx, benv, bench.AppendOptions{Writers: *writers, Duration: *phase, Logger: env.Logger, WithoutRelay: *noRelay})
+		res, err := bench.Append(ctx, benv, bench.AppendOptions{Writers: *writers, Duration: *phase, Logger: env.Logger, WithoutRelay: *noRelay, Mode: relay.Mode(*mode)})
 		if err != nil {
 			env.Logger.Error("bench append failed", "err", err)
 			return ExitFail
 		}
 		out = res
 		if !*asJSON {
-			fmt.Fprintf(env.Stdout, "%d writers: business-only %.0f tx/s, with one outbox event %.0f tx/s, ratio %.2f; machine: %s\n",
-				res.Writers, res.BusinessOnlyTxPerSec, res.WithOutboxTxPerSec, res.Ratio, res.Machine)
+			fmt.Fprintf(env.Stdout, "%d writers (%s): business-only %.0f tx/s, with one outbox event %.0f tx/s, ratio %.2f; machine: %s\n",
+				res.Writers, res.Mode, res.BusinessOnlyTxPerSec, res.WithOutboxTxPerSec, res.Ratio, res.Machine)
 			return ExitOK
 		}
 	case "e2e":
@@ -83,7 +96,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 			fmt.Fprintln(env.Stderr, "eventline bench e2e: --rate and --duration must be positive, and make at least one event")
 			return ExitUsage
 		}
-		res, err := bench.E2E(ctx, benv, bench.E2EOptions{Rate: *rate, Duration: *duration, Partitions: *partitions, Logger: env.Logger})
+		res, err := bench.E2E(ctx, benv, bench.E2EOptions{Rate: *rate, Duration: *duration, Partitions: *partitions, Mode: relay.Mode(*mode), Logger: env.Logger})
 		if err != nil {
 			env.Logger.Error("bench e2e failed", "err", err)
 			return ExitFail

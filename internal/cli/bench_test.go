@@ -75,4 +75,11 @@ func TestBenchOnSecuredCluster(t *testing.T) {
 	if v, _ := res["events_per_sec"].(float64); v <= 0 {
 		t.Errorf("relay: no drain rate: %v", res)
 	}
+	res = bench("relay", "--mode", "logical", "--events", "3000", "--batch-size", "500", "--rate", "200", "--latency-for", "500ms", "--json")
+	if res["events"] != 3000.0 || res["mode"] != "logical" {
+		t.Errorf("relay --mode logical: want 3000 events drained in logical mode: %v", res)
+	}
+	if v, _ := res["ceiling_events_per_sec"].(float64); v <= 0 {
+		t.Errorf("relay --mode logical: no ceiling: %v", res)
+	}
 }
