@@ -292,9 +292,14 @@ func startRelayProcess(env Env, s *setup, partitions, batch int, command []strin
 		}
 		command = []string{exe, "relay"}
 	}
-	cmd := exec.Command(command[0], append(command[1:],
-		"--brokers", joinComma(env.Brokers), "--schema", s.schema, "--mode", string(s.mode),
-		"--config", cfgFile.Name(), "--batch-size", fmt.Sprint(batch), "--poll-interval", "100ms")...)
+	args := []string{"--brokers", joinComma(env.Brokers), "--schema", s.schema, "--mode", string(s.mode),
+		"--config", cfgFile.Name(), "--batch-size", fmt.Sprint(batch)}
+	if s.mode == relay.ModePoll {
+		// Poll mode reads from the outbox's lowest id this often; logical
+		// mode would probe the (empty) table this often: its default.
+		args = append(args, "--poll-interval", "100ms")
+	}
+	cmd := exec.Command(command[0], append(command[1:], args...)...)
 	// The database URL carries a password: the environment, not argv,
 	// which any user on the machine can read in ps.
 	cmd.Env = append(os.Environ(), "EVENTLINE_LOG_LEVEL=warn", "DATABASE_URL="+env.DatabaseURL)
