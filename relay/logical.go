@@ -228,7 +228,18 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 // openStream starts streaming l.Slot on conn from the slot's confirmed
 // position: the session of streamLogical, and of DecodeWithoutKafka.
 func (r *Relay) openStream(ctx, pctx context.Context, conn *pgconn.PgConn, l migrate.Logical) (*stream, error) {
-	err := pglogrepl.StartReplication(ctx, conn, l.Slot, 0, pglogrepl.StartReplicationOptions{
+	// Start at the position the last leader saved, when it is past the
+	// slot's: PostgreSQL writes a slot's confirmed position to disk only at
+	// checkpoints, so after a crash (or, on 15, any restart) the slot is
+	// behind what the relay had confirmed, and starting from it would
+	// publish that stretch again. A later start point makes the server skip
+	// the transactions that commit before it; an earlier one is ignored.
+	var start pglogrepl.LSN
+	var saved *string
+	if err := r.pool.QueryRow(ctx, `SELECT confirmed_lsn::text FROM `+r.state+` WHERE slot = $1`, l.Slot).Scan(&saved); err == nil && saved != nil {
+		start, _ = pglogrepl.ParseLSN(*saved)
+	}
+	err := pglogrepl.StartReplication(ctx, conn, l.Slot, start, pglogrepl.StartReplicationOptions{
 		Mode:       pglogrepl.LogicalReplication,
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + l.Publication + "'", "messages 'true'"},
 	})
@@ -240,6 +251,7 @@ func (r *Relay) openStream(ctx, pctx context.Context, conn *pgconn.PgConn, l mig
 	if err := r.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, l.Slot).Scan(&lsnText); err == nil && lsnText != nil {
 		from, _ = pglogrepl.ParseLSN(*lsnText)
 	}
+	from = max(from, start)
 	r.cfg.Logger.Info("relay: streaming", "slot", l.Slot, "from", from.String())
 	return &stream{
 		r: r, slot: l.Slot, conn: conn, c: newConfirmer(from), pctx: pctx,
