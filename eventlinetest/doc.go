@@ -8,13 +8,18 @@
 //   - RequireAppended and RequireNotAppended assert what a transaction put
 //     in the outbox (<schema>.eventline_outbox), read through that
 //     transaction before it commits, or through a pool after.
+//   - CaptureMessages and its Capture's RequireAppended and
+//     RequireNotAppended do the same for a producer in message mode
+//     (producer.ModeMessage), which writes no row: each event is a logical
+//     decoding message in the WAL, which the Capture reads from a temporary
+//     replication slot of its own once the transaction commits.
 //   - RequireApplied and RequireNotApplied assert whether a consumer group
 //     applied an event (<schema>.eventline_consumer_dedupe).
 //
-// The Require helpers take a Querier (a pgx.Tx, *pgx.Conn or *pgxpool.Pool)
-// and the PostgreSQL schema that eventline's tables were migrated into (""
-// meaning "public"). They call tb.Helper and, on failure, tb.Fatalf with
-// what they found instead.
+// The package's Require helpers take a Querier (a pgx.Tx, *pgx.Conn or
+// *pgxpool.Pool) and the PostgreSQL schema that eventline's tables were
+// migrated into ("" meaning "public"). They, and a Capture's, call
+// tb.Helper and, on failure, tb.Fatalf with what they found instead.
 //
 // A test of an application whose PlaceOrder appends an OrderPlaced event in
 // the caller's transaction:
@@ -46,4 +51,38 @@
 // and of its consumer, after the group processed the event:
 //
 //	eventlinetest.RequireApplied(ctx, t, pool, "public", "inventory", eventID)
+//
+// When the application's producer runs in message mode, capture before
+// the code under test appends and assert after the commit: PostgreSQL
+// decodes a transaction's messages only once it commits, so nothing is
+// found before, and a rolled-back transaction's events never are. The
+// database must be set up for message mode (migrate.SetupLogical, as the
+// producer needs anyway) and the role must have the REPLICATION attribute.
+//
+//	func TestPlaceOrderMessageMode(t *testing.T) {
+//		ctx := context.Background()
+//		reg := eventlinetest.StartRegistry(t)
+//		app := newApp(t, reg.Client()) // its producer.Config has Mode: producer.ModeMessage
+//		capture := eventlinetest.CaptureMessages(ctx, t, app.pool, "public")
+//
+//		tx, err := app.pool.Begin(ctx)
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		defer tx.Rollback(ctx)
+//		if err := app.PlaceOrder(ctx, tx, "order-42"); err != nil {
+//			t.Fatal(err)
+//		}
+//		if err := tx.Commit(ctx); err != nil {
+//			t.Fatal(err)
+//		}
+//		events := capture.RequireAppended(ctx, t, eventlinetest.Match{
+//			EventType:   "shop.OrderPlaced",
+//			AggregateID: "order-42",
+//		})
+//		if len(events) != 1 {
+//			t.Fatalf("appended %d OrderPlaced events, want 1", len(events))
+//		}
+//		capture.RequireNotAppended(ctx, t, eventlinetest.Match{EventType: "shop.OrderCancelled"})
+//	}
 package eventlinetest

@@ -14,8 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Match selects outbox rows: every non-zero field must equal the row's.
-// The zero Match selects every row.
+// Match selects events: every non-zero field must equal the event's.
+// The zero Match selects every event.
 type Match struct {
 	// EventType is the event's Avro full name, e.g. "shop.OrderPlaced".
 	EventType     string
@@ -73,10 +73,22 @@ func (m Match) where() (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
-// AppendedEvent is one row of the outbox: an event appended and not yet
-// deleted by the relay.
+// matches reports whether m selects e.
+func (m Match) matches(e AppendedEvent) bool {
+	return (m.EventType == "" || m.EventType == e.EventType) &&
+		(m.AggregateType == "" || m.AggregateType == e.AggregateType) &&
+		(m.AggregateID == "" || m.AggregateID == e.AggregateID) &&
+		(m.Topic == "" || m.Topic == e.Topic) &&
+		(m.EventID == uuid.Nil || m.EventID == e.EventID)
+}
+
+// AppendedEvent is one event appended: a row of the outbox not yet deleted
+// by the relay, or, from a Capture, a message committed in message mode.
 type AppendedEvent struct {
-	// ID is the outbox id: rows are published in id order.
+	// ID is the outbox id: rows are published in id order. From a
+	// Capture, it is minus the message's WAL position (the id the relay
+	// parks it under), and the events come in commit order, the order the
+	// relay publishes them.
 	ID    int64
 	Topic string
 	// Key is the Kafka record key (the aggregate id).
@@ -92,7 +104,9 @@ type AppendedEvent struct {
 	// Headers are the extra record headers stored with the row (trace
 	// context, correlation id, the producer's Headers), in order; the relay
 	// adds the eventline-event-* headers from the columns when publishing.
-	Headers   [][2]string
+	Headers [][2]string
+	// CreatedAt is when the row was inserted; from a Capture, when the
+	// transaction committed.
 	CreatedAt time.Time
 }
 
@@ -126,6 +140,7 @@ const shown = 20
 // (a pgx.Tx) to assert before it commits, or through a pool or connection
 // after the commit. The relay deletes the rows it publishes (unless its
 // retention mode keeps them): assert before a relay runs on that database.
+// A producer in message mode writes no row: use CaptureMessages.
 //
 // When nothing matches, the message lists the rows the outbox holds.
 func RequireAppended(ctx context.Context, tb testing.TB, q Querier, schema string, match Match) []AppendedEvent {
