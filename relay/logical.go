@@ -170,6 +170,9 @@ type stream struct {
 	cur     *txn
 	lastEv  time.Time // last event or heartbeat seen
 	saved   pglogrepl.LSN
+	save    chan pglogrepl.LSN // to the saver goroutine (nil: save synchronously)
+	// tableDue: the table probe found rows; run drains them.
+	tableDue atomic.Bool
 	// DecodeWithoutKafka: noKafka, when set, takes each event's record
 	// instead of Kafka (acknowledged at once); run returns once done says
 	// so, checked between messages.
@@ -309,7 +312,15 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 	maxInflight := 4 * r.cfg.BatchSize
 	maxBytes := 4 * int64(r.cfg.BatchBytes)
 	nextStatus := time.Now().Add(r.cfg.StatusInterval)
-	nextTable := time.Now().Add(r.cfg.PollInterval)
+	// Saving the position and probing the table are database round trips:
+	// in goroutines of their own, so no event waits behind them (under
+	// load one took tens of ms, and the events that came meanwhile waited).
+	stopSaver := s.startSaver()
+	defer stopSaver()
+	if s.noKafka == nil {
+		stopProbe := s.startTableProbe(ctx)
+		defer stopProbe()
+	}
 	for {
 		if ctx.Err() != nil {
 			return nil
@@ -333,9 +344,8 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 			}
 			nextStatus = now.Add(r.cfg.StatusInterval)
 		}
-		if !now.Before(nextTable) {
-			nextTable = now.Add(r.cfg.PollInterval)
-			if err := s.tableRows(ctx, lost); err != nil {
+		if s.tableDue.Swap(false) {
+			if err := r.drain(ctx, lost); err != nil {
 				return err
 			}
 		}
@@ -351,7 +361,7 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 			t.Stop()
 			continue
 		}
-		_ = s.conn.Conn().SetReadDeadline(minTime(nextStatus, nextTable))
+		_ = s.conn.Conn().SetReadDeadline(nextStatus)
 		msg, err := s.conn.ReceiveMessage(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
@@ -373,13 +383,6 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 			return fmt.Errorf("slot %s: the server ended the stream", s.slot)
 		}
 	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }
 
 func (s *stream) copyData(ctx context.Context, data []byte) error {
@@ -550,13 +553,78 @@ func (s *stream) status(ctx context.Context, final bool) error {
 		return fmt.Errorf("status update to slot %s: %w", s.slot, err)
 	}
 	if confirmed != s.saved {
-		if _, err := s.r.pool.Exec(sctx, `UPDATE `+s.r.state+` SET confirmed_lsn = $2::pg_lsn, confirmed_at = clock_timestamp() WHERE slot = $1`, s.slot, confirmed.String()); err != nil && !final {
-			s.r.cfg.Logger.Warn("relay: recording the confirmed position failed", "err", err)
+		if s.save == nil { // the final update: written before the stream ends
+			if s.saveState(sctx, confirmed) {
+				s.saved = confirmed
+			}
 		} else {
-			s.saved = confirmed
+			select {
+			case s.save <- confirmed:
+				s.saved = confirmed
+			default: // the saver is still writing the last one: next time
+			}
 		}
 	}
 	return nil
+}
+
+// saveState records confirmed in eventline_relay_state.
+func (s *stream) saveState(ctx context.Context, confirmed pglogrepl.LSN) bool {
+	if _, err := s.r.pool.Exec(ctx, `UPDATE `+s.r.state+` SET confirmed_lsn = $2::pg_lsn, confirmed_at = clock_timestamp() WHERE slot = $1`, s.slot, confirmed.String()); err != nil {
+		if ctx.Err() == nil {
+			s.r.cfg.Logger.Warn("relay: recording the confirmed position failed", "err", err)
+		}
+		return false
+	}
+	return true
+}
+
+// startSaver writes the positions status hands it in a goroutine; stop
+// waits for the last write, after which status writes synchronously.
+func (s *stream) startSaver() (stop func()) {
+	ch := make(chan pglogrepl.LSN, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for lsn := range ch {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			s.saveState(ctx, lsn)
+			cancel()
+		}
+	}()
+	s.save = ch
+	return func() {
+		s.save = nil
+		close(ch)
+		<-done
+	}
+}
+
+// startTableProbe asks every PollInterval whether the outbox table has rows
+// (poll mode's leftovers, requeued rows); run drains them.
+func (s *stream) startTableProbe(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(s.r.cfg.PollInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			found, err := s.tableHasRows(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.r.cfg.Logger.Warn("relay: probing the outbox table failed", "err", err)
+			}
+			if found {
+				s.tableDue.Store(true)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // heartbeat writes a message outside any transaction: the walsender decodes
@@ -571,24 +639,15 @@ func (s *stream) heartbeat(ctx context.Context) {
 	s.lastEv = time.Now()
 }
 
-// tableRows drains the outbox table when it has rows (poll mode's leftovers,
-// requeued parked events).
-func (s *stream) tableRows(ctx context.Context, lost *atomic.Bool) error {
-	var any bool
+// tableHasRows says whether the outbox table has rows to publish.
+func (s *stream) tableHasRows(ctx context.Context) (bool, error) {
 	q := `SELECT EXISTS (SELECT 1 FROM ` + s.r.table + `)`
 	if s.r.cfg.Retention > 0 {
 		q = `SELECT EXISTS (SELECT 1 FROM ` + s.r.table + ` WHERE published_at IS NULL)`
 	}
-	if err := s.r.pool.QueryRow(ctx, q).Scan(&any); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("probing the outbox table: %w", err)
-	}
-	if !any {
-		return nil
-	}
-	return s.r.drain(ctx, lost)
+	var found bool
+	err := s.r.pool.QueryRow(ctx, q).Scan(&found)
+	return found, err
 }
 
 // finish waits for the acks of the events in flight (until the produce
