@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -285,10 +284,8 @@ func event(m *pglogrepl.LogicalDecodingMessage, commitAt time.Time) (AppendedEve
 	if msg.AggregateVersion != nil {
 		e.AggregateVersion = *msg.AggregateVersion
 	}
-	if len(msg.Headers) > 0 {
-		if err := json.Unmarshal(msg.Headers, &e.Headers); err != nil {
-			return e, fmt.Errorf("the message at %s has malformed headers %s: %w", m.LSN, msg.Headers, err)
-		}
+	for _, h := range msg.Headers {
+		e.Headers = append(e.Headers, [2]string{h.Key, h.Value})
 	}
 	return e, nil
 }

@@ -224,7 +224,7 @@ func TestCaptureMessagesSeesOnlyItsOutbox(t *testing.T) {
 	app := eventlinetest.CaptureMessages(b.ctx, t, b.f.DB, schema)
 
 	content, err := outboxmsg.Encode(&outboxmsg.Event{Topic: b.topic, Key: []byte("raw"), Value: []byte{0}, EventID: uuid.New(),
-		EventType: "eventline.orders.OrderCreated", AggregateType: "order", AggregateID: "raw", Headers: []byte("[]")})
+		EventType: "eventline.orders.OrderCreated", AggregateType: "order", AggregateID: "raw"})
 	if err != nil {
 		t.Fatal(err)
 	}

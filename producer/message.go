@@ -53,9 +53,13 @@ func (p *Producer) emit(ctx context.Context, tx pgx.Tx, rows []row) error {
 	contents := make([][]byte, len(rows))
 	for i := range rows {
 		r := &rows[i]
+		hs := make([]outboxmsg.Header, len(r.pairs))
+		for j, h := range r.pairs {
+			hs[j] = outboxmsg.Header{Key: h[0], Value: h[1]}
+		}
 		b, err := outboxmsg.Encode(&outboxmsg.Event{
 			Topic: r.topic, Key: r.key, Value: r.value, EventID: r.eventID, EventType: r.eventType,
-			AggregateType: r.aggType, AggregateID: r.aggID, AggregateVersion: r.aggVersion, Headers: r.headers,
+			AggregateType: r.aggType, AggregateID: r.aggID, AggregateVersion: r.aggVersion, Headers: hs,
 		})
 		if err != nil {
 			return fmt.Errorf("producer: encoding event %d of %d: %w", i+1, len(rows), err)

@@ -230,6 +230,7 @@ type row struct {
 	eventID                          uuid.UUID
 	aggVersion                       *int64
 	headers                          []byte
+	pairs                            [][2]string // headers, unencoded (message mode)
 }
 
 // Append writes msgs to the outbox in tx, in order. It first validates and
@@ -379,7 +380,7 @@ func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) 
 	}
 	r := row{
 		topic: rt.topic, eventType: name, aggType: m.AggregateType, aggID: m.AggregateID,
-		key: []byte(m.AggregateID), value: value, eventID: id, headers: hb,
+		key: []byte(m.AggregateID), value: value, eventID: id, headers: hb, pairs: hdrs,
 	}
 	if m.AggregateVersion > 0 {
 		v := m.AggregateVersion

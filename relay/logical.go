@@ -448,7 +448,10 @@ func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage)
 		return s.park(ctx, []failure{{row: row, err: err}})
 	}
 	row.topic, row.key, row.value, row.eventID = e.Topic, e.Key, e.Value, e.EventID
-	row.eventType, row.aggType, row.aggID, row.aggVersion, row.headers = e.EventType, e.AggregateType, e.AggregateID, e.AggregateVersion, e.Headers
+	row.eventType, row.aggType, row.aggID, row.aggVersion, row.hdrs = e.EventType, e.AggregateType, e.AggregateID, e.AggregateVersion, e.Headers
+	if row.hdrs == nil {
+		row.hdrs = []outboxmsg.Header{}
+	}
 	rec, err := record(&row)
 	if err != nil {
 		return s.park(ctx, []failure{{row: row, err: err}})
@@ -515,7 +518,7 @@ func (s *stream) park(ctx context.Context, fs []failure) error {
 		_, err := r.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO `+r.park+` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
 			ON CONFLICT (id) DO UPDATE SET error = EXCLUDED.error, parked_at = clock_timestamp()`,
-			o.id, o.topic, orEmpty(o.key), orEmpty(o.value), uuid.UUID(o.eventID), o.eventType, o.aggType, o.aggID, o.aggVersion, jsonOrEmpty(o.headers), o.createdAt, f.err.Error())
+			o.id, o.topic, orEmpty(o.key), orEmpty(o.value), uuid.UUID(o.eventID), o.eventType, o.aggType, o.aggID, o.aggVersion, parkedHeaders(&o), o.createdAt, f.err.Error())
 		if err != nil {
 			return fmt.Errorf("parking the event at %s: %w", pglogrepl.LSN(-o.id), err)
 		}
@@ -532,11 +535,15 @@ func orEmpty(b []byte) []byte {
 	return b
 }
 
-func jsonOrEmpty(b []byte) string {
-	if len(b) == 0 || !json.Valid(b) {
+// parkedHeaders is the row's headers as the parked table stores them.
+func parkedHeaders(o *outboxRow) string {
+	if o.hdrs != nil {
+		return string(outboxmsg.HeadersJSON(o.hdrs))
+	}
+	if len(o.headers) == 0 || !json.Valid(o.headers) {
 		return "[]"
 	}
-	return string(b)
+	return string(o.headers)
 }
 
 // status reports the position to the server: written = received, flushed

@@ -88,7 +88,10 @@ func requeueMessage(ctx context.Context, db Querier, schema string, id int64) (b
 		var e outboxmsg.Event
 		var h string
 		err := row.Scan(&e.Topic, &e.Key, &e.Value, &e.EventID, &e.EventType, &e.AggregateType, &e.AggregateID, &e.AggregateVersion, &h)
-		e.Headers = []byte(h)
+		if err != nil {
+			return e, err
+		}
+		e.Headers, err = outboxmsg.HeadersFromJSON([]byte(h))
 		return e, err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

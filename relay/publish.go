@@ -6,7 +6,6 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -16,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
 	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/eventline/eventline/internal/outboxmsg"
 )
 
 // inflight is a batch whose records were handed to the Kafka client.
@@ -184,9 +185,12 @@ var errBadHeaders = errors.New("outbox row has malformed headers")
 var errAbandoned = errors.New("batch abandoned at shutdown")
 
 func record(o *outboxRow) (*kgo.Record, error) {
-	var stored [][2]string
-	if err := json.Unmarshal(o.headers, &stored); err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadHeaders, err)
+	stored := o.hdrs
+	if stored == nil {
+		var err error
+		if stored, err = outboxmsg.HeadersFromJSON(o.headers); err != nil {
+			return nil, fmt.Errorf("%w: %v", errBadHeaders, err)
+		}
 	}
 	h := make([]kgo.RecordHeader, 0, 5+len(stored))
 	h = append(h,
@@ -199,7 +203,7 @@ func record(o *outboxRow) (*kgo.Record, error) {
 		h = append(h, kgo.RecordHeader{Key: "eventline-aggregate-version", Value: fmt.Appendf(nil, "%d", *o.aggVersion)})
 	}
 	for _, kv := range stored {
-		h = append(h, kgo.RecordHeader{Key: kv[0], Value: []byte(kv[1])})
+		h = append(h, kgo.RecordHeader{Key: kv.Key, Value: []byte(kv.Value)})
 	}
 	return &kgo.Record{Topic: o.topic, Key: o.key, Value: o.value, Headers: h}, nil
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/eventline/eventline/internal/outboxmsg"
 )
 
 type outboxRow struct {
@@ -16,8 +18,11 @@ type outboxRow struct {
 	eventID                   [16]byte
 	eventType, aggType, aggID string
 	aggVersion                *int64
-	headers                   []byte
-	createdAt                 time.Time
+	headers                   []byte // JSON pairs, as the table stores them
+	// hdrs, when not nil, are the headers already decoded (logical mode):
+	// record skips the JSON.
+	hdrs      []outboxmsg.Header
+	createdAt time.Time
 }
 
 // read returns the next unpublished rows in id order, at most BatchSize of

@@ -435,7 +435,7 @@ func fillMessages(ctx context.Context, s *setup, o RelayOptions, schemaID int) e
 		}
 		values[i] = v
 	}
-	headers := []byte(`[["traceparent","00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]]`)
+	headers := []outboxmsg.Header{{Key: "traceparent", Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
 	prefix := outboxmsg.Prefix(s.schema)
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {

@@ -9,6 +9,7 @@
 package outboxmsg
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -38,9 +39,41 @@ type Event struct {
 	AggregateType    string   `avro:"aggregate_type"`
 	AggregateID      string   `avro:"aggregate_id"`
 	AggregateVersion *int64   `avro:"aggregate_version"`
-	// Headers is the JSON array of [key, value] pairs the outbox's headers
-	// column holds.
-	Headers []byte `avro:"headers"`
+	// Headers are the extra record headers in order (trace context,
+	// correlation id, the producer's Headers): an Avro array, so the relay
+	// builds the record's headers without parsing JSON (that parse was a
+	// fifth of the logical relay's CPU).
+	Headers []Header `avro:"headers"`
+}
+
+// Header is one record header.
+type Header struct {
+	Key   string `avro:"key"`
+	Value string `avro:"value"`
+}
+
+// HeadersJSON is hs as the outbox's headers column holds them (a JSON array
+// of [key, value] pairs): for the parked table.
+func HeadersJSON(hs []Header) []byte {
+	pairs := make([][2]string, len(hs))
+	for i, h := range hs {
+		pairs[i] = [2]string{h.Key, h.Value}
+	}
+	b, _ := json.Marshal(pairs) // strings only: cannot fail
+	return b
+}
+
+// HeadersFromJSON reads the outbox's headers column.
+func HeadersFromJSON(b []byte) ([]Header, error) {
+	var pairs [][2]string
+	if err := json.Unmarshal(b, &pairs); err != nil {
+		return nil, err
+	}
+	hs := make([]Header, len(pairs))
+	for i, p := range pairs {
+		hs[i] = Header{Key: p[0], Value: p[1]}
+	}
+	return hs, nil
 }
 
 var schema = avro.MustParse(`{"type":"record","name":"OutboxEvent","namespace":"eventline.outbox","fields":[
@@ -52,7 +85,8 @@ var schema = avro.MustParse(`{"type":"record","name":"OutboxEvent","namespace":"
 	{"name":"aggregate_type","type":"string"},
 	{"name":"aggregate_id","type":"string"},
 	{"name":"aggregate_version","type":["null","long"]},
-	{"name":"headers","type":"bytes"}
+	{"name":"headers","type":{"type":"array","items":{"type":"record","name":"Header","fields":[
+		{"name":"key","type":"string"},{"name":"value","type":"string"}]}}}
 ]}`)
 
 // MaxSize bounds a message the relay decodes: PostgreSQL's own limit on a
