@@ -12,6 +12,8 @@ import (
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/outboxmsg"
@@ -565,5 +567,44 @@ func TestLogicalNeedsWalLevelLogical(t *testing.T) {
 	agg := uuid.NewString()
 	if err := prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, Event: order(agg)}); !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "wal_level") {
 		t.Fatalf("Append in message mode on wal_level=replica: %v", err)
+	}
+}
+
+// In logical mode every relay exports the slot's lag (bytes to read, bytes
+// retained, age) with its other metrics.
+func TestLogicalSlotMetrics(t *testing.T) {
+	t.Parallel()
+	b := setupLogical(t)
+	ctx := context.Background()
+	b.appendRange([]string{uuid.NewString()}, 1, 20) // no relay yet: lag
+	r, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Mode: relay.ModeLogical})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	reader := sdkmetric.NewManualReader()
+	if err := r.RegisterMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))); err != nil {
+		t.Fatal(err)
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(ctx, &rm); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			switch d := m.Data.(type) {
+			case metricdata.Gauge[int64]:
+				got[m.Name] = float64(d.DataPoints[0].Value)
+			case metricdata.Gauge[float64]:
+				got[m.Name] = d.DataPoints[0].Value
+			}
+		}
+	}
+	if got["eventline_relay_slot_lag"] < 20*100 || got["eventline_relay_slot_retained"] < got["eventline_relay_slot_lag"] {
+		t.Errorf("slot metrics with 20 events waiting: %v", got)
+	}
+	if _, ok := got["eventline_relay_slot_lag_age"]; !ok {
+		t.Errorf("no slot lag age among %v", got)
 	}
 }
