@@ -120,9 +120,12 @@ func names(database string, opts LogicalOptions) Logical {
 	if slot == "" {
 		slot = SlotName(database, schema)
 	}
-	// A publication is per database: its name only needs the schema.
+	// A publication is per database: its name only needs the schema. It
+	// is named in START_REPLICATION's publication_names, which pgoutput
+	// folds to lower case and splits at commas: a name that is not plain
+	// lower case gets a digest.
 	pub := "eventline_" + schema
-	if len(pub) > maxIdentifier {
+	if !clean(pub) || len(pub) > maxIdentifier {
 		sum := sha256.Sum256([]byte(schema))
 		pub = "eventline_" + hex.EncodeToString(sum[:16])
 	}
@@ -200,6 +203,16 @@ func SetupLogical(ctx context.Context, q Querier, opts LogicalOptions) (Logical,
 		return Logical{}, fmt.Errorf("%w: slot %s was created for this outbox and is gone (dropped, or this server was promoted without it); events committed after %s were not delivered: see %s", ErrSlotLost, l.Slot, or(confirmed, "its creation"), RecoveryDoc)
 	}
 	if exists {
+		if !recorded {
+			// A slot made by hand (a PostgreSQL 17 failover slot, say):
+			// recorded now, so that losing it later is an error, not a
+			// silent new slot.
+			if _, err := q.Exec(ctx, `INSERT INTO `+state+` (slot, created_lsn)
+				SELECT slot_name, coalesce(confirmed_flush_lsn, restart_lsn, pg_current_wal_lsn()) FROM pg_replication_slots WHERE slot_name = $1
+				ON CONFLICT (slot) DO NOTHING`, l.Slot); err != nil {
+				return Logical{}, fmt.Errorf("recording slot %s in %s: %w", l.Slot, state, err)
+			}
+		}
 		return l, nil
 	}
 	var lsn string

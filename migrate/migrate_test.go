@@ -179,3 +179,58 @@ func TestOddSchemaNames(t *testing.T) {
 		t.Errorf("64-byte schema name: got %v, want a refusal", err)
 	}
 }
+
+// A schema whose name is not plain lower case gets a publication name
+// pgoutput can take (publication_names folds case and splits at commas).
+func TestLogicalNamesArePlain(t *testing.T) {
+	t.Parallel()
+	db := testkit.Postgres(t)
+	pool, err := pgxpool.New(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, schema := range []string{"public", "Billing", "a,b", "it's", strings.Repeat("x", 63)} {
+		l, err := migrate.LogicalNames(context.Background(), pool, migrate.LogicalOptions{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range []string{l.Slot, l.Publication} {
+			if len(name) > 63 || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+				t.Errorf("schema %q: name %q is not plain", schema, name)
+			}
+		}
+	}
+}
+
+// A slot made by hand (a PostgreSQL 17 failover slot, say) is recorded when
+// SetupLogical finds it, so that losing it later is ErrSlotLost, not a new
+// slot made silently.
+func TestSetupLogicalRecordsAnExistingSlot(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testkit.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := migrate.Migrate(ctx, pool, migrate.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := migrate.LogicalNames(ctx, pool, migrate.LogicalOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, l.Slot); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{}); err != nil || got.Created {
+		t.Fatalf("setup with the slot in place: %+v, %v", got, err)
+	}
+	if _, err := pool.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, l.Slot); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{}); !errors.Is(err, migrate.ErrSlotLost) {
+		t.Fatalf("setup after the hand-made slot was dropped: %v", err)
+	}
+}

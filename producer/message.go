@@ -81,7 +81,9 @@ func (p *Producer) emit(ctx context.Context, tx pgx.Tx, rows []row) error {
 }
 
 // checkDecodable asks the server, at most every recheck, whether a relay
-// will see the messages: wal_level and the slot.
+// will see the messages: wal_level and the slot. A slot still being created
+// (waiting for open transactions, confirmed_flush_lsn not yet set) does not
+// count: it would not decode what such a transaction writes.
 func (p *Producer) checkDecodable(ctx context.Context, tx pgx.Tx) error {
 	if last := p.checked.Load(); last != 0 && time.Since(time.Unix(0, last)) < recheck {
 		return nil
@@ -90,7 +92,8 @@ func (p *Producer) checkDecodable(ctx context.Context, tx pgx.Tx) error {
 	var slots, statuses []string
 	err := tx.QueryRow(ctx, `SELECT current_setting('wal_level'), current_database(),
 		coalesce(array_agg(slot_name::text) FILTER (WHERE slot_name IS NOT NULL), '{}'), coalesce(array_agg(coalesce(wal_status, '')) FILTER (WHERE slot_name IS NOT NULL), '{}')
-		FROM (SELECT 1) one LEFT JOIN pg_replication_slots ON database = current_database() AND slot_type = 'logical'`).Scan(&level, &db, &slots, &statuses)
+		FROM (SELECT 1) one LEFT JOIN pg_replication_slots ON database = current_database() AND slot_type = 'logical'
+			AND confirmed_flush_lsn IS NOT NULL`).Scan(&level, &db, &slots, &statuses)
 	if err != nil {
 		return fmt.Errorf("producer: checking that the server decodes events (message mode): %w", err)
 	}

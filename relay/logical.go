@@ -95,6 +95,20 @@ func (c *confirmer) ack(t *txn, size int) {
 	}
 }
 
+// abandon takes an event out of the in-flight count without acknowledging
+// it: its transaction stays pending, so nothing at or after it is
+// confirmed.
+func (c *confirmer) abandon(t *txn, size int) {
+	c.mu.Lock()
+	c.inflight--
+	c.bytes -= int64(size)
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 // commit closes the open transaction at end, its TransactionEndLSN: never
 // its commit LSN, which PostgreSQL would decode again (it skips a
 // transaction only when its commit record starts before the confirmed
@@ -171,8 +185,6 @@ type stream struct {
 	lastEv  time.Time // last event or heartbeat seen
 	saved   pglogrepl.LSN
 	save    chan pglogrepl.LSN // to the saver goroutine (nil: save synchronously)
-	// tableDue: the table probe found rows; run drains them.
-	tableDue atomic.Bool
 	// DecodeWithoutKafka: noKafka, when set, takes each event's record
 	// instead of Kafka (acknowledged at once); run returns once done says
 	// so, checked between messages.
@@ -192,7 +204,7 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 	if err != nil {
 		return fmt.Errorf("logical mode: %w", err)
 	}
-	if l.LostFrom != "" || (l.Created && recreate) {
+	if l.LostFrom != "" {
 		r.cfg.Logger.Error("relay: replication slot recreated; events committed between these positions were not delivered", "slot", l.Slot, "from", l.LostFrom, "to", l.LostTo)
 	}
 	r.slot.Store(&l.Slot)
@@ -318,7 +330,7 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 	stopSaver := s.startSaver()
 	defer stopSaver()
 	if s.noKafka == nil {
-		stopProbe := s.startTableProbe(ctx)
+		stopProbe := s.startTableProbe(ctx, lost)
 		defer stopProbe()
 	}
 	for {
@@ -343,11 +355,6 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 				s.heartbeat(ctx)
 			}
 			nextStatus = now.Add(r.cfg.StatusInterval)
-		}
-		if s.tableDue.Swap(false) {
-			if err := r.drain(ctx, lost); err != nil {
-				return err
-			}
 		}
 		if _, inflight, bytes, _ := s.c.state(); inflight >= maxInflight || bytes >= maxBytes {
 			// Backpressure: Kafka is behind. Stop reading (the walsender
@@ -497,17 +504,29 @@ func (s *stream) handleFailures(ctx context.Context) error {
 	var park []failure
 	for _, f := range failed {
 		if !permanent(f.err) && !errors.Is(f.err, errBadHeaders) {
+			s.abandon(failed)
 			return fmt.Errorf("producing: %w", f.err)
 		}
 		park = append(park, f)
 	}
 	if err := s.park(ctx, park); err != nil {
+		s.abandon(failed)
 		return err
 	}
 	for _, f := range park {
 		s.c.ack(f.t, len(f.row.key)+len(f.row.value))
 	}
 	return nil
+}
+
+// abandon stops waiting for failed events without confirming them: the
+// stream ends and the next one reads them again from the confirmed position.
+func (s *stream) abandon(failed []failure) {
+	for _, f := range failed {
+		if f.t != nil {
+			s.c.abandon(f.t, len(f.row.key)+len(f.row.value))
+		}
+	}
 }
 
 // park writes events to eventline_outbox_parked under minus their LSN.
@@ -559,7 +578,7 @@ func (s *stream) status(ctx context.Context, final bool) error {
 	}); err != nil {
 		return fmt.Errorf("status update to slot %s: %w", s.slot, err)
 	}
-	if confirmed != s.saved {
+	if confirmed != s.saved && s.noKafka == nil { // the ceiling's slot has no state row
 		if s.save == nil { // the final update: written before the stream ends
 			if s.saveState(sctx, confirmed) {
 				s.saved = confirmed
@@ -577,10 +596,15 @@ func (s *stream) status(ctx context.Context, final bool) error {
 
 // saveState records confirmed in eventline_relay_state.
 func (s *stream) saveState(ctx context.Context, confirmed pglogrepl.LSN) bool {
-	if _, err := s.r.pool.Exec(ctx, `UPDATE `+s.r.state+` SET confirmed_lsn = $2::pg_lsn, confirmed_at = clock_timestamp() WHERE slot = $1`, s.slot, confirmed.String()); err != nil {
+	tag, err := s.r.pool.Exec(ctx, `UPDATE `+s.r.state+` SET confirmed_lsn = $2::pg_lsn, confirmed_at = clock_timestamp() WHERE slot = $1`, s.slot, confirmed.String())
+	if err != nil {
 		if ctx.Err() == nil {
 			s.r.cfg.Logger.Warn("relay: recording the confirmed position failed", "err", err)
 		}
+		return false
+	}
+	if tag.RowsAffected() == 0 {
+		s.r.cfg.Logger.Warn("relay: the slot has no row in eventline_relay_state (run eventline migrate --logical)", "slot", s.slot)
 		return false
 	}
 	return true
@@ -608,8 +632,11 @@ func (s *stream) startSaver() (stop func()) {
 }
 
 // startTableProbe asks every PollInterval whether the outbox table has rows
-// (poll mode's leftovers, requeued rows); run drains them.
-func (s *stream) startTableProbe(ctx context.Context) (stop func()) {
+// (poll mode's leftovers, requeued rows) and drains them, in a goroutine of
+// its own: a drain waits for Kafka's acks (forever while the broker is
+// down), and the stream loop must keep reporting its position meanwhile.
+// stop ends the drain (ShutdownTimeout at most for its acks) and waits.
+func (s *stream) startTableProbe(ctx context.Context, lost *atomic.Bool) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -626,8 +653,11 @@ func (s *stream) startTableProbe(ctx context.Context) (stop func()) {
 			if err != nil && ctx.Err() == nil {
 				s.r.cfg.Logger.Warn("relay: probing the outbox table failed", "err", err)
 			}
-			if found {
-				s.tableDue.Store(true)
+			if !found {
+				continue
+			}
+			if err := s.r.drain(ctx, lost); err != nil && ctx.Err() == nil {
+				s.r.cfg.Logger.Warn("relay: draining the outbox table failed; retrying", "err", err)
 			}
 		}
 	}()

@@ -432,6 +432,18 @@ func TestLogicalPrerequisites(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run with the slot gone did not return")
 	}
+	// An event parked in logical mode is not requeued where no slot would
+	// decode it: the parked row is its only copy.
+	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_outbox_parked (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, headers, created_at, error)
+		VALUES (-123, $1, 'k', 'v', gen_random_uuid(), 'eventline.orders.OrderCreated', 'order', 'k', '[]', now(), 'test')`, b.topic); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := relay.Requeue(ctx, b.db, "", -123); ok || err == nil || !strings.Contains(err.Error(), "no usable replication slot") {
+		t.Fatalf("requeue with no slot: %v %v", ok, err)
+	}
+	if parked, err := relay.ListParked(ctx, b.db, ""); err != nil || len(parked) != 1 {
+		t.Fatalf("the parked event after a refused requeue: %+v %v", parked, err)
+	}
 }
 
 // PostgreSQL invalidates the slot of a relay that was down while more than

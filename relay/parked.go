@@ -100,6 +100,18 @@ func requeueMessage(ctx context.Context, db Querier, schema string, id int64) (b
 	if err != nil {
 		return false, fmt.Errorf("error reading parked event %d: %w", id, err)
 	}
+	// Written again only where a relay will read it: the parked row is the
+	// event's only copy (after a switch back to poll mode, or with the slot
+	// lost, the message would be decoded by no one).
+	var decodable bool
+	if err := db.QueryRow(ctx, `SELECT current_setting('wal_level') = 'logical' AND EXISTS (SELECT 1 FROM pg_replication_slots
+		WHERE database = current_database() AND slot_type = 'logical' AND plugin = 'pgoutput'
+		AND confirmed_flush_lsn IS NOT NULL AND wal_status IS DISTINCT FROM 'lost')`).Scan(&decodable); err != nil {
+		return false, fmt.Errorf("error checking that parked event %d can be requeued: %w", id, err)
+	}
+	if !decodable {
+		return false, fmt.Errorf("parked event %d was parked by a logical-mode relay and no usable replication slot is in this database (wal_level logical, a slot not invalidated): nothing was changed; set up logical mode (eventline migrate --logical) first", id)
+	}
 	var content []byte
 	if e.Topic == "" { // parked because it could not be decoded: as it came
 		if err := db.QueryRow(ctx, `SELECT record_value FROM `+park+` WHERE id = $1`, id).Scan(&content); err != nil {

@@ -54,7 +54,7 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 		return ExitFail
 	}
 	switch {
-	case l.LostFrom != "" || (l.Created && *recreate):
+	case l.LostFrom != "":
 		fmt.Fprintf(env.Stdout, "recreated replication slot %s: events committed between %s and %s were NOT delivered\n", l.Slot, l.LostFrom, l.LostTo)
 	case l.Created:
 		fmt.Fprintf(env.Stdout, "created replication slot %s and publication %s\n", l.Slot, l.Publication)
