@@ -469,19 +469,7 @@ func TestLogicalSlotInvalidated(t *testing.T) {
 	if _, err := b.db.Exec(ctx, `CREATE TABLE junk AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g`); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 60*time.Second, "slot invalidated", func() bool {
-		var status *string
-		if _, err := b.db.Exec(ctx, `SELECT pg_switch_wal()`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.db.Exec(ctx, `CHECKPOINT`); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.db.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE database = current_database()`).Scan(&status); err != nil {
-			t.Fatal(err)
-		}
-		return status != nil && *status == "lost"
-	})
+	b.waitSlotLost("slot invalidated")
 	_, result, _ := b.run(relay.Config{Mode: relay.ModeLogical})
 	select {
 	case err := <-result:
@@ -520,19 +508,7 @@ func TestLogicalSlotInvalidated(t *testing.T) {
 	if _, err := b.db.Exec(ctx, `CREATE TABLE junk2 AS SELECT g, repeat('x', 500) AS pad FROM generate_series(1, 100000) g`); err != nil {
 		t.Fatal(err)
 	}
-	testkit.WaitFor(t, 60*time.Second, "slot invalidated while streaming", func() bool {
-		var status *string
-		if _, err := b.db.Exec(ctx, `SELECT pg_switch_wal()`); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.db.Exec(ctx, `CHECKPOINT`); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.db.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE database = current_database()`).Scan(&status); err != nil {
-			t.Fatal(err)
-		}
-		return status != nil && *status == "lost"
-	})
+	b.waitSlotLost("slot invalidated while streaming")
 	select {
 	case err := <-result2:
 		if !errors.Is(err, relay.ErrSlotInvalidated) {
@@ -629,4 +605,23 @@ func TestLogicalSlotMetrics(t *testing.T) {
 	if _, ok := got["eventline_relay_slot_lag_age"]; !ok {
 		t.Errorf("no slot lag age among %v", got)
 	}
+}
+
+// waitSlotLost switches WAL segments and checkpoints until PostgreSQL has
+// invalidated the bundle's slot (max_slot_wal_keep_size).
+func (b *bundle) waitSlotLost(what string) {
+	b.t.Helper()
+	ctx := context.Background()
+	testkit.WaitFor(b.t, 60*time.Second, what, func() bool {
+		var status *string
+		for _, q := range []string{`SELECT pg_switch_wal()`, `CHECKPOINT`} {
+			if _, err := b.db.Exec(ctx, q); err != nil {
+				b.t.Fatal(err)
+			}
+		}
+		if err := b.db.QueryRow(ctx, `SELECT wal_status FROM pg_replication_slots WHERE database = current_database()`).Scan(&status); err != nil {
+			b.t.Fatal(err)
+		}
+		return status != nil && *status == "lost"
+	})
 }

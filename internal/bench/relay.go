@@ -333,20 +333,28 @@ func (p *relayProcess) stop() {
 
 func joinComma(xs []string) string { return strings.Join(xs, ",") }
 
+// sampleAggregates makes n aggregate ids and a Confluent-framed
+// OrderCreated value for each (the same seed every run).
+func sampleAggregates(n, schemaID int) (info schemas.Info, aggs []string, values [][]byte, err error) {
+	info, _ = events.Catalog().Lookup("eventline.orders.OrderCreated")
+	rng := rand.New(rand.NewPCG(1, 2))
+	aggs = make([]string, n)
+	values = make([][]byte, n)
+	for i := range aggs {
+		aggs[i] = uuid.NewString()
+		if values[i], err = schemas.Encode(schemaID, info.Schema, sampleOrder(aggs[i], rng)); err != nil {
+			return info, nil, nil, err
+		}
+	}
+	return info, aggs, values, nil
+}
+
 // fill writes o.Events outbox rows with COPY, as a producer would have:
 // Confluent-framed OrderCreated values keyed by one of o.Aggregates ids.
 func fill(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	rng := rand.New(rand.NewPCG(1, 2))
-	aggs := make([]string, o.Aggregates)
-	values := make([][]byte, o.Aggregates)
-	for i := range aggs {
-		aggs[i] = uuid.NewString()
-		v, err := schemas.Encode(schemaID, info.Schema, sampleOrder(aggs[i], rng))
-		if err != nil {
-			return err
-		}
-		values[i] = v
+	info, aggs, values, err := sampleAggregates(o.Aggregates, schemaID)
+	if err != nil {
+		return err
 	}
 	headers := `[["traceparent","00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"]]`
 	i := 0
@@ -358,7 +366,7 @@ func fill(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
 		i++
 		return []any{s.topic, []byte(aggs[a]), values[a], uuid.New(), info.Name, "order", aggs[a], int64(i/o.Aggregates + 1), headers}, nil
 	})
-	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{s.schema, "eventline_outbox"},
+	_, err = s.pool.CopyFrom(ctx, pgx.Identifier{s.schema, "eventline_outbox"},
 		[]string{"topic", "record_key", "record_value", "event_id", "event_type", "aggregate_type", "aggregate_id", "aggregate_version", "headers"}, src)
 	if err != nil {
 		return fmt.Errorf("filling the outbox: %w", err)
@@ -423,17 +431,9 @@ func logicalCeiling(ctx context.Context, env Env, s *setup, o RelayOptions, sche
 // transaction, a pipeline of transactions per round trip: Confluent-framed
 // OrderCreated values keyed by one of o.Aggregates ids.
 func fillMessages(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	rng := rand.New(rand.NewPCG(1, 2))
-	aggs := make([]string, o.Aggregates)
-	values := make([][]byte, o.Aggregates)
-	for i := range aggs {
-		aggs[i] = uuid.NewString()
-		v, err := schemas.Encode(schemaID, info.Schema, sampleOrder(aggs[i], rng))
-		if err != nil {
-			return err
-		}
-		values[i] = v
+	info, aggs, values, err := sampleAggregates(o.Aggregates, schemaID)
+	if err != nil {
+		return err
 	}
 	headers := []outboxmsg.Header{{Key: "traceparent", Value: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}}
 	prefix := outboxmsg.Prefix(s.schema)
