@@ -4,79 +4,117 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/hamba/avro/v2"
 )
 
-// Decoding budget for recursive writer schemas. A schema whose record
-// refers to itself (a linked list, a tree) lets a body of a few megabytes
-// nest a million levels deep: hamba/avro decodes it recursively, which took
-// 1.45 GB for a 1 MB body and overflowed the goroutine stack at 2.5 MB — a
-// fatal error no recover catches. Before such a body is decoded, it is
-// walked (skipped, allocating nothing) with a bounded depth and a bounded
-// number of values. Non-recursive schemas nest only as deep as the schema
-// itself and are not walked. hamba/avro has no depth limit of its own,
-// hence this walker.
+// Budget bounds what decoding one Avro body may cost, whatever its writer
+// schema. hamba/avro caps one string's length and one array's element
+// count, nothing more: arrays nested in arrays, maps of arrays, wide
+// records and recursive records multiply. A 167-byte value of
+// array<array<null>> allocated 768 MB; a body of a recursive schema nested a
+// million levels took 1.45 GB or overflowed the goroutine stack (a fatal
+// error no recover catches). hamba/avro has no depth or size limit of its
+// own, so before a body is decoded it is walked, skipping and allocating
+// nothing, within a Budget; a Serde does that before every decode.
+//
+// A value is anything the decoder produces: a record, each of its fields, an
+// array and each of its items, a map and each key and value, a union and
+// its branch, each primitive. Items are counted, not bytes: a null or an
+// empty record takes no bytes, so a block of a million of them is a few
+// bytes long. The number of values bounds what the decoder allocates, about
+// a hundred bytes per value at worst.
+//
+// Zero fields take the defaults (DefaultMaxDepth, DefaultMaxValues,
+// DefaultMaxValuesPerByte).
+type Budget struct {
+	// MaxDepth bounds how deeply records, arrays, maps and unions nest,
+	// recursion included. Default 128.
+	MaxDepth int
+	// MaxValues bounds how many values one body holds. Default 100,000:
+	// about 10 MB of decoded values at worst; an event of 10,000 order
+	// lines of 8 fields fits.
+	MaxValues int
+	// MaxValuesPerByte bounds the values relative to the body's length
+	// (plus 32), so that a batch of records, which the consumer decodes
+	// before applying it, costs in proportion to its bytes: a fetch of
+	// ten-byte records each holding MaxValues nulls would otherwise cost
+	// MaxValues values per ten bytes. Every value but null, a record and a
+	// zero-sized fixed takes at least one byte; an optional field left
+	// null, two values in one byte, is the densest common shape. Default 4.
+	MaxValuesPerByte int
+}
+
+// The default Budget.
 const (
-	// MaxDepth bounds how deeply records, arrays, maps and unions nest in
-	// a value of a recursive schema.
-	MaxDepth = 128
-	// MaxValues bounds how many records, array items and map entries
-	// such a value holds.
-	MaxValues = 100_000
+	DefaultMaxDepth         = 128
+	DefaultMaxValues        = 100_000
+	DefaultMaxValuesPerByte = 4
 )
 
-// ErrTooComplex: a value of a recursive schema nests deeper than MaxDepth
-// or holds more than MaxValues values.
+// budgetFloor is the number of values any body may hold, however short
+// (a record of a few null fields takes no bytes at all).
+const budgetFloor = 32
+
+func (b Budget) withDefaults() Budget {
+	if b.MaxDepth <= 0 {
+		b.MaxDepth = DefaultMaxDepth
+	}
+	if b.MaxValues <= 0 {
+		b.MaxValues = DefaultMaxValues
+	}
+	if b.MaxValuesPerByte <= 0 {
+		b.MaxValuesPerByte = DefaultMaxValuesPerByte
+	}
+	return b
+}
+
+// ErrTooComplex: a body nests deeper than its Budget's MaxDepth or holds
+// more values than its Budget allows. Serde's decoding errors wrap it (and
+// ErrBadBody).
 var ErrTooComplex = errors.New("value exceeds the decoding budget")
 
-// recursive reports whether s refers to itself (hamba/avro marks the
-// reference with a RefSchema).
-func recursive(s avro.Schema) bool {
-	seen := map[avro.Schema]bool{}
-	var walk func(avro.Schema) bool
-	walk = func(s avro.Schema) bool {
-		switch t := s.(type) {
-		case *avro.RefSchema:
-			return true
-		case *avro.RecordSchema:
-			if seen[t] {
-				return false
-			}
-			seen[t] = true
-			for _, f := range t.Fields() {
-				if walk(f.Type()) {
-					return true
-				}
-			}
-		case *avro.ArraySchema:
-			return walk(t.Items())
-		case *avro.MapSchema:
-			return walk(t.Values())
-		case *avro.UnionSchema:
-			for _, u := range t.Types() {
-				if walk(u) {
-					return true
-				}
-			}
-		}
-		return false
+// Check walks body, the Avro encoding of a value of writer, within b. It
+// returns nil, an error wrapping ErrTooComplex, or one wrapping ErrBadBody
+// (the body ends inside a value, names a union branch the schema lacks,
+// has a block whose byte size is wrong or bytes left over). It allocates nothing but its error, so it can run before
+// every decode.
+func (b Budget) Check(writer avro.Schema, body []byte) error {
+	b = b.withDefaults()
+	limit := b.MaxValues
+	if n := budgetFloor + b.MaxValuesPerByte*min(len(body), math.MaxInt32); n < limit {
+		limit = n
 	}
-	return walk(s)
+	w := walker{b: body, values: limit, maxDepth: b.MaxDepth}
+	if err := w.skip(writer, 0); err != nil {
+		if errors.Is(err, errValues) {
+			return fmt.Errorf("%w: more than %d values in a %d-byte body (budget: %d, and %d per byte)", ErrTooComplex, limit, len(body), b.MaxValues, b.MaxValuesPerByte)
+		}
+		return err
+	}
+	if len(w.b) > 0 {
+		return fmt.Errorf("%w: %d bytes left over after the value", ErrBadBody, len(w.b))
+	}
+	return nil
 }
 
-// checkBudget walks body as a value of writer within the budget.
-func checkBudget(writer avro.Schema, body []byte) error {
-	w := &walker{b: body, values: MaxValues}
-	return w.skip(writer, 0)
-}
-
+// walker skips one value at a time. The Avro binary encoding is read the
+// way hamba/avro reads it, so that both see the same values: varints are
+// zigzag longs, and a block whose count is negative carries its byte size,
+// which must equal what its items take (hamba/avro skips a block by that
+// size when its reader schema drops the field: a size that lied would let
+// it read bytes the walk never saw).
 type walker struct {
-	b      []byte
-	values int
+	b        []byte
+	values   int // left
+	maxDepth int
 }
 
-var errShort = errors.New("body ends inside a value")
+var (
+	errShort  = fmt.Errorf("%w: body ends inside a value", ErrBadBody)
+	errValues = errors.New("values exhausted") // Check reports the numbers
+)
 
 func (w *walker) long() (int64, error) {
 	u, n := binary.Uvarint(w.b)
@@ -95,23 +133,34 @@ func (w *walker) advance(n int64) error {
 	return nil
 }
 
-func (w *walker) count() error {
-	if w.values--; w.values < 0 {
-		return fmt.Errorf("%w: more than %d values", ErrTooComplex, MaxValues)
-	}
-	return nil
-}
-
 func (w *walker) skip(s avro.Schema, depth int) error {
-	if depth > MaxDepth {
-		return fmt.Errorf("%w: nested more than %d levels deep", ErrTooComplex, MaxDepth)
+	if w.values--; w.values < 0 {
+		return errValues
 	}
 	switch t := s.(type) {
-	case *avro.RefSchema:
-		return w.skip(t.Schema(), depth)
-	case *avro.RecordSchema:
-		if err := w.count(); err != nil {
+	case *avro.PrimitiveSchema:
+		switch t.Type() {
+		case avro.Int, avro.Long:
+			_, err := w.long()
 			return err
+		case avro.Bytes, avro.String:
+			n, err := w.long()
+			if err != nil {
+				return err
+			}
+			return w.advance(n)
+		case avro.Boolean:
+			return w.advance(1)
+		case avro.Float:
+			return w.advance(4)
+		case avro.Double:
+			return w.advance(8)
+		case avro.Null:
+			return nil
+		}
+	case *avro.RecordSchema:
+		if depth >= w.maxDepth {
+			return w.tooDeep()
 		}
 		for _, f := range t.Fields() {
 			if err := w.skip(f.Type(), depth+1); err != nil {
@@ -120,28 +169,25 @@ func (w *walker) skip(s avro.Schema, depth int) error {
 		}
 		return nil
 	case *avro.UnionSchema:
+		if depth >= w.maxDepth {
+			return w.tooDeep()
+		}
 		i, err := w.long()
 		if err != nil {
 			return err
 		}
 		types := t.Types()
 		if i < 0 || i >= int64(len(types)) {
-			return fmt.Errorf("union branch %d of %d", i, len(types))
+			return fmt.Errorf("%w: union branch %d of %d", ErrBadBody, i, len(types))
 		}
 		return w.skip(types[i], depth+1)
 	case *avro.ArraySchema:
-		return w.blocks(func() error { return w.skip(t.Items(), depth+1) })
+		return w.blocks(t.Items(), false, depth)
 	case *avro.MapSchema:
-		return w.blocks(func() error {
-			n, err := w.long()
-			if err == nil {
-				err = w.advance(n)
-			}
-			if err == nil {
-				err = w.skip(t.Values(), depth+1)
-			}
-			return err
-		})
+		return w.blocks(t.Values(), true, depth)
+	case *avro.RefSchema:
+		w.values++ // the record it names counts
+		return w.skip(t.Schema(), depth)
 	case *avro.NullSchema:
 		return nil
 	case *avro.EnumSchema:
@@ -149,33 +195,21 @@ func (w *walker) skip(s avro.Schema, depth int) error {
 		return err
 	case *avro.FixedSchema:
 		return w.advance(int64(t.Size()))
-	case *avro.PrimitiveSchema:
-		switch t.Type() {
-		case avro.Null:
-			return nil
-		case avro.Boolean:
-			return w.advance(1)
-		case avro.Int, avro.Long:
-			_, err := w.long()
-			return err
-		case avro.Float:
-			return w.advance(4)
-		case avro.Double:
-			return w.advance(8)
-		case avro.Bytes, avro.String:
-			n, err := w.long()
-			if err != nil {
-				return err
-			}
-			return w.advance(n)
-		}
 	}
-	return fmt.Errorf("schema type %s not walkable", s.Type())
+	return fmt.Errorf("%w: schema type %s not walkable", ErrBadBody, s.Type())
 }
 
-// blocks walks an array's or map's blocks: a count, negative when a byte
-// size follows, items, until a zero count.
-func (w *walker) blocks(item func() error) error {
+func (w *walker) tooDeep() error {
+	return fmt.Errorf("%w: nested more than %d levels deep", ErrTooComplex, w.maxDepth)
+}
+
+// blocks skips an array's or a map's blocks: a count, negative when a byte
+// size follows, that many items (map entries: a string key, then the
+// value), until a zero count.
+func (w *walker) blocks(item avro.Schema, isMap bool, depth int) error {
+	if depth >= w.maxDepth {
+		return w.tooDeep()
+	}
 	for {
 		n, err := w.long()
 		if err != nil {
@@ -184,19 +218,44 @@ func (w *walker) blocks(item func() error) error {
 		if n == 0 {
 			return nil
 		}
+		size := int64(-1)
 		if n < 0 {
+			if n == math.MinInt64 {
+				return fmt.Errorf("%w: block count %d", ErrBadBody, n)
+			}
 			n = -n
-			if _, err := w.long(); err != nil {
+			if size, err = w.long(); err != nil {
+				return err
+			}
+			if size < 0 || size > int64(len(w.b)) {
+				return fmt.Errorf("%w: block byte size %d", ErrBadBody, size)
+			}
+		}
+		// Every item costs at least one value: a count beyond what is
+		// left fails now, not after a loop of that many zero-byte items.
+		if n > int64(w.values) {
+			return errValues
+		}
+		start := len(w.b)
+		for ; n > 0; n-- {
+			if isMap {
+				if w.values--; w.values < 0 {
+					return errValues
+				}
+				k, err := w.long()
+				if err != nil {
+					return err
+				}
+				if err := w.advance(k); err != nil {
+					return err
+				}
+			}
+			if err := w.skip(item, depth+1); err != nil {
 				return err
 			}
 		}
-		for ; n > 0; n-- {
-			if err := w.count(); err != nil {
-				return err
-			}
-			if err := item(); err != nil {
-				return err
-			}
+		if size >= 0 && int64(start-len(w.b)) != size {
+			return fmt.Errorf("%w: a block says it is %d bytes long, its items take %d", ErrBadBody, size, start-len(w.b))
 		}
 	}
 }

@@ -36,16 +36,17 @@ var avroAPI = avro.Config{
 // Serde encodes values in the Confluent wire format (magic byte 0, 4-byte
 // big-endian schema id, Avro body) and decodes such values written with any
 // schema the registry knows into a reader type. Writer schemas are fetched
-// once per id and cached, as are writer→reader resolutions. Safe for
+// once per id and cached, as are writer→reader resolutions. Every body is
+// checked against the Serde's Budget before it is decoded. Safe for
 // concurrent use.
 type Serde struct {
-	src SchemaSource
+	src    SchemaSource
+	budget Budget
 
 	mu       sync.RWMutex
 	writers  map[int]avro.Schema
 	resolved map[resolveKey]avro.Schema
 	missing  map[int]missingID // ids the registry said it does not have
-	deep     map[int]bool      // writer ids whose schema is recursive (see budget.go)
 }
 
 // missingID is a negative answer, remembered until expires: a stream of
@@ -69,10 +70,28 @@ type resolveKey struct {
 	reader [32]byte // reader's canonical fingerprint
 }
 
-// NewSerde returns a Serde fetching writer schemas from src.
-func NewSerde(src SchemaSource) *Serde {
-	return &Serde{src: src, writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}, missing: map[int]missingID{}, deep: map[int]bool{}}
+// SerdeOption configures a Serde.
+type SerdeOption func(*Serde)
+
+// WithBudget sets the Budget every body is checked against before it is
+// decoded (zero fields: the defaults). A body over it fails with
+// ErrTooComplex, a permanent error: a consumer dead-letters the record.
+func WithBudget(b Budget) SerdeOption {
+	return func(s *Serde) { s.budget = b.withDefaults() }
 }
+
+// NewSerde returns a Serde fetching writer schemas from src, checking
+// bodies against the default Budget unless WithBudget says otherwise.
+func NewSerde(src SchemaSource, opts ...SerdeOption) *Serde {
+	s := &Serde{src: src, budget: Budget{}.withDefaults(), writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}, missing: map[int]missingID{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Budget returns the Budget s checks bodies against, defaults filled in.
+func (s *Serde) Budget() Budget { return s.budget }
 
 // HeaderSize is the length of the Confluent wire-format header.
 const HeaderSize = 5
@@ -133,11 +152,15 @@ func (s *Serde) DecodeAs(ctx context.Context, b []byte, reader avro.Schema, v an
 	if err != nil {
 		return err
 	}
-	schema, err := s.readerFor(ctx, id, reader)
+	w, err := s.Writer(ctx, id)
 	if err != nil {
 		return err
 	}
-	if err := s.budget(ctx, id, body); err != nil {
+	if err := s.check(id, w, body); err != nil {
+		return err
+	}
+	schema, err := s.readerFor(ctx, id, reader)
+	if err != nil {
 		return err
 	}
 	return decodeBody(id, schema, body, v)
@@ -154,7 +177,7 @@ func (s *Serde) DecodeGeneric(ctx context.Context, b []byte) (any, avro.Schema, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := s.budget(ctx, id, body); err != nil {
+	if err := s.check(id, w, body); err != nil {
 		return nil, nil, err
 	}
 	var v any
@@ -164,21 +187,14 @@ func (s *Serde) DecodeGeneric(ctx context.Context, b []byte) (any, avro.Schema, 
 	return v, w, nil
 }
 
-// budget walks body within the decoding budget when the writer schema of
-// id is recursive.
-func (s *Serde) budget(ctx context.Context, id int, body []byte) error {
-	s.mu.RLock()
-	deep := s.deep[id]
-	s.mu.RUnlock()
-	if !deep {
-		return nil
-	}
-	w, err := s.Writer(ctx, id)
-	if err != nil {
-		return err
-	}
-	if err := checkBudget(w, body); err != nil {
-		return &DecodeError{ID: id, Err: fmt.Errorf("%w: %w", ErrBadBody, err)}
+// check walks body, written with w (schema id), within the Serde's
+// budget, before hamba/avro allocates anything for it.
+func (s *Serde) check(id int, w avro.Schema, body []byte) error {
+	if err := s.budget.Check(w, body); err != nil {
+		if errors.Is(err, ErrTooComplex) {
+			err = fmt.Errorf("%w: %w", ErrBadBody, err)
+		}
+		return &DecodeError{ID: id, Err: err}
 	}
 	return nil
 }
@@ -242,7 +258,6 @@ func (s *Serde) Writer(ctx context.Context, id int) (avro.Schema, error) {
 	}
 	s.mu.Lock()
 	s.writers[id] = w
-	s.deep[id] = recursive(w)
 	s.mu.Unlock()
 	return w, nil
 }
