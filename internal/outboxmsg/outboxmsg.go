@@ -15,6 +15,8 @@ import (
 	"strconv"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/eventline/eventline/schemas"
 )
 
 // Version is the first byte of every message this package writes.
@@ -122,6 +124,11 @@ func Decode(b []byte) (Event, error) {
 		return e, fmt.Errorf("%w: %d bytes", ErrMalformed, len(b))
 	case b[0] != Version:
 		return e, fmt.Errorf("%w: version %s (this relay reads %d; upgrade it)", ErrMalformed, strconv.Itoa(int(b[0])), Version)
+	}
+	// Anyone who may call pg_logical_emit_message writes these bytes: a
+	// header count alone would make hamba/avro allocate gigabytes.
+	if err := (schemas.Budget{}).Check(schema, b[1:]); err != nil {
+		return e, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if err := cfg.Unmarshal(schema, b[1:], &e); err != nil {
 		return e, fmt.Errorf("%w: %v", ErrMalformed, err)
