@@ -2,8 +2,10 @@ package consumers
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +41,10 @@ type DeadLetter struct {
 	// by the group (they disagree with the DLT topic and partition it was
 	// read from, or the replay count is not one): ReplayDLT refuses it.
 	Untrusted string `json:"untrusted,omitempty"`
+	// Notes say what of the record could not be shown as it is: a time
+	// outside the years 0 to 9999 (left zero; the raw header is in
+	// Headers), a decoded value JSON cannot hold.
+	Notes []string `json:"notes,omitempty"`
 
 	record *kgo.Record
 }
@@ -106,28 +112,32 @@ func (f DLTFilter) match(d *DeadLetter) bool {
 	return true
 }
 
-// dltTopics lists the DLT topics the filter can match: "<topic>.<group>.dlt".
+// dltTopics lists the DLT topics the filter can match: "<topic>.<group>.dlt",
+// or those of f.Positions.
 func dltTopics(ctx context.Context, adm *kadm.Client, f DLTFilter) ([]string, error) {
-	if f.Group != "" && f.Topic != "" {
+	var named []string
+	for _, p := range f.Positions {
+		if !strings.HasSuffix(p.Topic, ".dlt") {
+			return nil, fmt.Errorf("%s is not a dead-letter topic (<topic>.<group>.dlt)", p.Topic)
+		}
+		named = append(named, p.Topic)
+	}
+	if len(named) == 0 && f.Group != "" && f.Topic != "" {
 		return []string{DLTTopic(f.Topic, f.Group)}, nil
 	}
-	td, err := adm.ListTopics(ctx)
+	td, err := adm.ListTopics(ctx, named...)
 	if err != nil {
 		return nil, fmt.Errorf("listing topics: %w", err)
 	}
 	var out []string
-	for name := range td {
+	for name, d := range td {
 		switch {
+		case d.Err != nil:
 		case !strings.HasSuffix(name, ".dlt"):
 		case f.Group != "" && !strings.HasSuffix(name, "."+f.Group+".dlt"):
 		case f.Topic != "" && !strings.HasPrefix(name, f.Topic+"."):
 		default:
 			out = append(out, name)
-		}
-	}
-	for _, p := range f.Positions {
-		if !strings.HasSuffix(p.Topic, ".dlt") {
-			return nil, fmt.Errorf("%s is not a dead-letter topic (<topic>.<group>.dlt)", p.Topic)
 		}
 	}
 	sort.Strings(out)
@@ -200,18 +210,37 @@ func ScanDLT(ctx context.Context, brokers []string, serde *schemas.Serde, f DLTF
 		topic     string
 		partition int32
 	}
+	// Positions: only their partitions, from the first to the last named
+	// offset (`dlt show` reads the one record it shows).
+	only := map[tp][2]int64{}
+	for _, p := range f.Positions {
+		k := tp{p.Topic, p.Partition}
+		r, ok := only[k]
+		if !ok {
+			r = [2]int64{p.Offset, p.Offset}
+		}
+		only[k] = [2]int64{min(r[0], p.Offset), max(r[1], p.Offset)}
+	}
 	want := map[string]map[int32]kgo.Offset{}
 	end := map[tp]int64{} // partitions not yet read to their end
 	ends.Each(func(o kadm.ListedOffset) {
 		start, _ := starts.Lookup(o.Topic, o.Partition)
-		if o.Offset <= start.Offset {
+		from, to := start.Offset, o.Offset
+		if len(only) > 0 {
+			r, ok := only[tp{o.Topic, o.Partition}]
+			if !ok {
+				return
+			}
+			from, to = max(from, r[0]), min(to, r[1]+1)
+		}
+		if to <= from {
 			return // empty
 		}
 		if want[o.Topic] == nil {
 			want[o.Topic] = map[int32]kgo.Offset{}
 		}
-		want[o.Topic][o.Partition] = kgo.NewOffset().At(start.Offset)
-		end[tp{o.Topic, o.Partition}] = o.Offset
+		want[o.Topic][o.Partition] = kgo.NewOffset().At(from)
+		end[tp{o.Topic, o.Partition}] = to
 	})
 	if len(want) == 0 {
 		return nil
@@ -245,9 +274,12 @@ func ScanDLT(ctx context.Context, brokers []string, serde *schemas.Serde, f DLTF
 			if r.Offset == last-1 {
 				delete(end, k)
 			}
-			d := deadLetter(ctx, serde, r)
+			d := deadLetter(r)
 			if !f.match(&d) {
 				continue
+			}
+			if serde != nil {
+				d.decodeValue(ctx, serde)
 			}
 			if err := fn(d); err != nil {
 				return err
@@ -260,25 +292,37 @@ func ScanDLT(ctx context.Context, brokers []string, serde *schemas.Serde, f DLTF
 	return nil
 }
 
-func deadLetter(ctx context.Context, serde *schemas.Serde, r *kgo.Record) DeadLetter {
+// deadLetter reads r's headers; its value is decoded only once the record
+// matched (decodeValue).
+func deadLetter(r *kgo.Record) DeadLetter {
 	h := make(map[string]string, len(r.Headers))
 	for _, kv := range r.Headers {
 		h[kv.Key] = string(kv.Value)
 	}
 	num := func(k string) int64 { n, _ := strconv.ParseInt(h[k], 10, 64); return n }
+	var notes []string
+	// encoding/json refuses a time.Time outside the years 0 to 9999: one
+	// such header would stop a whole listing.
+	representable := func(t time.Time, what string) time.Time {
+		if y := t.Year(); y < 0 || y > 9999 {
+			notes = append(notes, fmt.Sprintf("%s is in the year %d, outside 0 to 9999: left zero", what, y))
+			return time.Time{}
+		}
+		return t
+	}
 	ms := func(k string) time.Time {
 		if n := num(k); n > 0 {
-			return time.UnixMilli(n).UTC()
+			return representable(time.UnixMilli(n).UTC(), "the "+k+" header")
 		}
 		return time.Time{}
 	}
 	d := DeadLetter{
-		Position: Position{r.Topic, r.Partition, r.Offset}, Timestamp: r.Timestamp.UTC(),
+		Position: Position{r.Topic, r.Partition, r.Offset}, Timestamp: representable(r.Timestamp.UTC(), "the record's timestamp"),
 		Group: h[HeaderGroup], OriginalTopic: h[HeaderOriginalTopic], OriginalPartition: int32(num(HeaderOriginalPartition)),
 		OriginalOffset: num(HeaderOriginalOffset), EventID: h[HeaderEventID], EventType: h[HeaderEventType],
 		ErrorClass: h[HeaderErrorClass], ErrorMessage: h[HeaderErrorMessage], Attempt: int(num(HeaderAttempt)),
 		ReplayCount: int(num(HeaderReplayCount)), FirstFailureAt: ms(HeaderFirstFailureAt),
-		Key: string(r.Key), Headers: h, record: r,
+		Key: string(r.Key), Headers: h, record: r, Notes: notes,
 	}
 	// Only the group writes its DLT, and a copy keeps its source
 	// partition: headers that disagree with the topic the record was read
@@ -292,16 +336,31 @@ func deadLetter(ctx context.Context, serde *schemas.Serde, r *kgo.Record) DeadLe
 			d.Untrusted = fmt.Sprintf("its %s header %q is not a replay count", HeaderReplayCount, truncate(v, 40))
 		}
 	}
-	if serde == nil {
-		return d
-	}
-	v, _, err := serde.DecodeGeneric(ctx, r.Value)
+	return d
+}
+
+// decodeValue decodes d's value with serde (within its decode budget).
+func (d *DeadLetter) decodeValue(ctx context.Context, serde *schemas.Serde) {
+	v, _, err := serde.DecodeGeneric(ctx, d.record.Value)
 	if err != nil {
 		d.DecodeError = err.Error()
 	} else {
 		d.Value = v
 	}
-	return d
+}
+
+// MarshalJSON encodes d; a decoded value JSON cannot hold (a time outside
+// the years 0 to 9999, a NaN) is left out with a note, so that a listing
+// never stops at one record.
+func (d DeadLetter) MarshalJSON() ([]byte, error) {
+	type plain DeadLetter
+	b, err := json.Marshal(plain(d))
+	if err == nil || d.Value == nil {
+		return b, err
+	}
+	d.Value = nil
+	d.Notes = append(slices.Clip(d.Notes), "value left out: JSON cannot hold it: "+err.Error())
+	return json.Marshal(plain(d))
 }
 
 // ReplayOptions tune ReplayDLT.

@@ -3,6 +3,7 @@ package consumers_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -10,10 +11,13 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/schemas"
 )
 
 // A replay from group A's DLT reaches group A only: A applies the event
@@ -115,5 +119,64 @@ func TestReplayReachesOnlyFailingGroup(t *testing.T) {
 	copyRecs := readAll(t, e.brokers, consumers.RetryTopic(e.topic, groupA, 1), 1)
 	if h := headers(copyRecs[0]); h[consumers.HeaderReplayCount] != "1" || h[consumers.HeaderEventID] != xID.String() {
 		t.Errorf("replay copy headers: %v", h)
+	}
+}
+
+// countingSource counts the schema ids a Serde asks the registry for; it
+// knows none of them.
+type countingSource struct{ asked atomic.Int64 }
+
+func (c *countingSource) SchemaByID(context.Context, int) (sr.Schema, error) {
+	c.asked.Add(1)
+	return sr.Schema{}, errors.New("no registry here")
+}
+
+// ScanDLT with Positions (`eventline dlt show`) reads only the named
+// partitions up to the named offsets, and decodes only the records it
+// passes on: one registry question for one record shown, where the whole
+// scan asks one per record (each has its own schema id). `dlt show` used
+// to decode every record of every DLT before printing one.
+func TestScanDLTDecodesOnlyWhatItShows(t *testing.T) {
+	brokers := testkit.Kafka(t)
+	group := testkit.UniqueName(t, "g")
+	dlt := consumers.DLTTopic("orders", group)
+	cl := testkit.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 2, 1, nil, dlt); err != nil {
+		t.Fatal(err)
+	}
+	var recs []*kgo.Record
+	for i := range 40 {
+		p := int32(i % 2)
+		recs = append(recs, &kgo.Record{Topic: dlt, Partition: p, Value: schemas.AppendHeader(nil, 1000+i), Headers: []kgo.RecordHeader{
+			{Key: consumers.HeaderGroup, Value: []byte(group)}, {Key: consumers.HeaderOriginalTopic, Value: []byte("orders")},
+			{Key: consumers.HeaderOriginalPartition, Value: []byte(strconv.Itoa(int(p)))}}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	src := &countingSource{}
+	serde := schemas.NewSerde(src)
+	want := consumers.Position{Topic: dlt, Partition: 1, Offset: 7}
+	var got []consumers.DeadLetter
+	if err := consumers.ScanDLT(ctx, brokers, serde, consumers.DLTFilter{Positions: []consumers.Position{want}}, func(d consumers.DeadLetter) error {
+		got = append(got, d)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Position != want || got[0].DecodeError == "" {
+		t.Fatalf("ScanDLT at %s passed %+v", want, got)
+	}
+	if n := src.asked.Load(); n != 1 {
+		t.Errorf("showing one dead letter asked the registry %d times, want 1", n)
+	}
+	src.asked.Store(0)
+	if err := consumers.ScanDLT(ctx, brokers, serde, consumers.DLTFilter{Group: group}, func(consumers.DeadLetter) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := src.asked.Load(); n != 40 {
+		t.Errorf("scanning the whole DLT asked the registry %d times, want 40", n)
 	}
 }

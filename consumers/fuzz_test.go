@@ -1,10 +1,11 @@
 package consumers
 
 import (
-	"context"
+	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -100,12 +101,20 @@ func FuzzEnvelope(f *testing.F) {
 
 // A dead letter whose headers do not match the DLT it was read from is
 // marked untrusted (ReplayDLT refuses those); a trusted one names the
-// source of that DLT, in the partition it was read from.
+// source of that DLT, in the partition it was read from. Every dead letter
+// encodes as JSON (a time past the year 9999 used to stop `dlt list
+// --json`).
 func FuzzDeadLetter(f *testing.F) {
 	addEnvelopeSeeds(f)
+	f.Add("orders.billing.dlt", "billing", int32(0), int64(3), HeaderGroup+"=billing\n"+HeaderOriginalTopic+"=orders\n"+
+		HeaderOriginalPartition+"=0\n"+HeaderFirstFailureAt+"=253402300800000")
 	f.Fuzz(func(t *testing.T, topic, _ string, partition int32, offset int64, headers string) {
-		rec := &kgo.Record{Topic: topic, Partition: partition, Offset: offset, Headers: fuzzHeaders(headers), Value: []byte{0, 0, 0, 0, 1}}
-		d := deadLetter(context.Background(), nil, rec)
+		rec := &kgo.Record{Topic: topic, Partition: partition, Offset: offset, Headers: fuzzHeaders(headers), Value: []byte{0, 0, 0, 0, 1},
+			Timestamp: time.UnixMilli(offset)}
+		d := deadLetter(rec)
+		if _, err := json.Marshal(d); err != nil {
+			t.Fatalf("%+v does not encode as JSON: %v", d, err)
+		}
 		if d.Untrusted != "" {
 			return
 		}

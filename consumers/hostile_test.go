@@ -288,14 +288,27 @@ func TestScanDLTStreamsInBoundedMemory(t *testing.T) {
 	}
 }
 
+// The matrix's memory bounds, for the whole test process (kfake in it by
+// default): the live heap sampled every 5 ms, and all that the process
+// allocated from producing the records to the last dead letter, which no
+// sampling misses. One nested bomb decoded without the budget allocates
+// 640 MB (the 167-byte array<array<null>>) and more.
+const (
+	matrixHeapBound  = 128 << 20 // 25 MiB seen on kfake with -race
+	matrixAllocBound = 512 << 20 // 36 MiB seen on kfake with -race
+)
+
 // Hostile records of every kind, interleaved with good ones in one
 // partition, with key order on: forged bookkeeping headers, a 900 KB
-// recursive-schema bomb, an unknown schema id, garbage, an empty value, a
-// 4,000-byte key. Every good record is applied once (the huge-key one
-// through the retry chain), every bad one ends in the DLT once with a
+// recursive-schema bomb, nested blocks of zero-byte items (167-byte and
+// 10 KB values of array<array<null>>, map<array<null>>, arrays of wide
+// records: testkit.HostileValues), an unknown schema id, garbage, an empty
+// value, a 4,000-byte key. Every good record is applied once (the huge-key
+// one through the retry chain), every bad one ends in the DLT once with a
 // reason, the partition's offsets reach its end, and the process's heap
-// stays far below what the bomb cost before its decode budget (1.45 GB
-// for 1 MB).
+// stays under matrixHeapBound: the recursive bomb took 1.45 GB for 1 MB
+// before the decode budget, a 167-byte array<array<null>> 768 MB, a 10 KB
+// one a crash loop.
 func TestHostileRecordMatrix(t *testing.T) {
 	e := newGroupEnv(t, 1)
 	bombID := e.fx.Register(t, testkit.UniqueName(t, "bomb")+"-value",
@@ -321,6 +334,12 @@ func TestHostileRecordMatrix(t *testing.T) {
 		25: raw("garbage", []byte("not avro at all")),
 		30: raw("empty", []byte{}),
 	}
+	badKeys := []string{"bomb", "unknown-id", "garbage", "empty"}
+	for i, hv := range testkit.HostileValues() {
+		id := e.fx.Register(t, testkit.UniqueName(t, fmt.Sprintf("nested%d", i))+"-value", hv.Schema)
+		bad[[]int{2, 8, 12, 33, 36, 38}[i]] = raw(hv.Name, append(schemas.AppendHeader(nil, id), hv.Body...))
+		badKeys = append(badKeys, hv.Name)
+	}
 	var recs []*kgo.Record
 	good := 2 // forged and huge
 	for i := range 40 {
@@ -340,6 +359,8 @@ func TestHostileRecordMatrix(t *testing.T) {
 	}
 
 	var peak atomic.Uint64
+	var start runtime.MemStats
+	runtime.ReadMemStats(&start)
 	stopSampling := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -368,9 +389,11 @@ func TestHostileRecordMatrix(t *testing.T) {
 		return nil
 	})})
 	testkit.WaitFor(t, 60*time.Second, "every good record applied", func() bool { return e.count(t, `SELECT count(*) FROM applied`) == int64(good) })
-	waitStats(t, g, "4 dead-lettered, 1 retried", func(st consumers.Stats) bool { return st.DeadLettered == 4 && st.Retried >= 1 })
+	waitStats(t, g, fmt.Sprintf("%d dead-lettered, 1 retried", len(bad)), func(st consumers.Stats) bool { return st.DeadLettered == int64(len(bad)) && st.Retried >= 1 })
 	close(stopSampling)
 	<-sampled
+	var end runtime.MemStats
+	runtime.ReadMemStats(&end)
 	if n := e.count(t, `SELECT count(*) FROM applied WHERE n <> 1`); n != 0 {
 		t.Errorf("%d records applied more than once", n)
 	}
@@ -388,17 +411,23 @@ func TestHostileRecordMatrix(t *testing.T) {
 			t.Errorf("dead letter %s (key %s): message %q, untrusted %q", d.Position, d.Key, d.ErrorMessage, d.Untrusted)
 		}
 	}
-	for _, k := range []string{"bomb", "unknown-id", "garbage", "empty"} {
+	for _, k := range badKeys {
 		if _, ok := keys[k]; !ok {
 			t.Errorf("no dead letter for %s (have %v)", k, keys)
+		} else if k != "bomb" && strings.Contains(k, "<") && !strings.Contains(keys[k], "decoding budget") {
+			t.Errorf("%s dead-lettered for %q, want the decoding budget", k, keys[k])
 		}
 	}
-	if len(dls) != 4 {
-		t.Errorf("%d dead letters, want 4: %v", len(dls), keys)
+	if len(dls) != len(bad) {
+		t.Errorf("%d dead letters, want %d: %v", len(dls), len(bad), keys)
 	}
-	t.Logf("dead letters: %v; peak heap %d MiB", keys, peak.Load()>>20)
-	if p := peak.Load(); p > 512<<20 {
-		t.Errorf("the heap peaked at %d MiB", p>>20)
+	allocated := end.TotalAlloc - start.TotalAlloc
+	t.Logf("dead letters: %v; peak heap %d MiB, %d MiB allocated in all", keys, peak.Load()>>20, allocated>>20)
+	if p := peak.Load(); p > matrixHeapBound {
+		t.Errorf("the heap peaked at %d MiB, over %d MiB", p>>20, matrixHeapBound>>20)
+	}
+	if allocated > matrixAllocBound {
+		t.Errorf("%d MiB allocated while the group worked through the matrix, over %d MiB", allocated>>20, matrixAllocBound>>20)
 	}
 	stop()
 	adm := kadm.NewClient(testkit.Client(t, e.brokers))

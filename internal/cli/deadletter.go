@@ -107,8 +107,10 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "eventline dlt %s: connection settings: %v\n", sub, err)
 		return ExitUsage
 	}
+	// Values are decoded only where they are printed (show, list --json),
+	// within the Serde's decode budget.
 	var serde *schemas.Serde
-	if *registry != "" {
+	if *registry != "" && (sub == "show" || *asJSON && sub == "list") {
 		cl, err := conn.RegistryClient(*registry)
 		if err != nil {
 			return usageErr(env, fs, "--registry", err)
@@ -158,10 +160,10 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 				verb = "would replay"
 			}
 			for _, p := range rep.Replayed {
-				fmt.Fprintf(env.Stdout, "%s %s → %s\n", verb, p, consumers.RetryTopic(topicOf(dls, p), *group, 1))
+				fmt.Fprintf(env.Stdout, "%s %s → %s\n", verb, printable(p.String()), printable(consumers.RetryTopic(topicOf(dls, p), *group, 1)))
 			}
 			for _, r := range rep.Refused {
-				fmt.Fprintf(env.Stdout, "refused %s: %s\n", r.Position, r.Reason)
+				fmt.Fprintf(env.Stdout, "refused %s: %s\n", printable(r.Position.String()), printable(r.Reason))
 			}
 			fmt.Fprintf(env.Stdout, "%d %s, %d refused\n", len(rep.Replayed), verb, len(rep.Refused))
 		}
@@ -206,9 +208,11 @@ func parseWhen(s string) (time.Time, error) {
 }
 
 func writeJSON(w io.Writer, v any) int {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return ExitFail
+	}
+	if _, err := fmt.Fprintf(w, "%s\n", safeJSON(b)); err != nil {
 		return ExitFail
 	}
 	return ExitOK
@@ -241,19 +245,19 @@ func (o *deadLetterWriter) write(d consumers.DeadLetter) error {
 		if o.n == 1 {
 			sep = "[\n  "
 		}
-		_, err = fmt.Fprintf(o.w, "%s%s", sep, b)
+		_, err = fmt.Fprintf(o.w, "%s%s", sep, safeJSON(b))
 		return err
 	}
 	if o.tw == nil {
 		o.tw = tabwriter.NewWriter(o.w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(o.tw, "POSITION\tGROUP\tORIGINAL\tCLASS\tATTEMPT\tREPLAYS\tDEAD-LETTERED\tMESSAGE")
 	}
-	msg := d.ErrorMessage
-	if len(msg) > 70 {
-		msg = msg[:67] + "..."
+	msg := printable(d.ErrorMessage)
+	if r := []rune(msg); len(r) > 70 {
+		msg = string(r[:67]) + "..."
 	}
-	fmt.Fprintf(o.tw, "%s\t%s\t%s/%d/%d\t%s\t%d\t%d\t%s\t%s\n", d.Position, d.Group, d.OriginalTopic, d.OriginalPartition, d.OriginalOffset,
-		d.ErrorClass, d.Attempt, d.ReplayCount, d.Timestamp.Format(time.RFC3339), msg)
+	fmt.Fprintf(o.tw, "%s\t%s\t%s/%d/%d\t%s\t%d\t%d\t%s\t%s\n", printable(d.Position.String()), printable(d.Group), printable(d.OriginalTopic),
+		d.OriginalPartition, d.OriginalOffset, printable(d.ErrorClass), d.Attempt, d.ReplayCount, d.Timestamp.Format(time.RFC3339), msg)
 	if o.n%tableBlock == 0 {
 		return o.tw.Flush()
 	}
@@ -278,21 +282,33 @@ func (o *deadLetterWriter) close() error {
 	return err
 }
 
+// printDeadLetter prints d for a terminal: every string from the record
+// through printable.
 func printDeadLetter(w io.Writer, d consumers.DeadLetter) {
+	p := printable
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "position\t%s\n", d.Position)
-	fmt.Fprintf(tw, "group\t%s\n", d.Group)
-	fmt.Fprintf(tw, "original\t%s/%d/%d\n", d.OriginalTopic, d.OriginalPartition, d.OriginalOffset)
-	fmt.Fprintf(tw, "event\t%s %s\n", d.EventType, d.EventID)
-	fmt.Fprintf(tw, "error\t%s: %s\n", d.ErrorClass, d.ErrorMessage)
+	fmt.Fprintf(tw, "position\t%s\n", p(d.Position.String()))
+	fmt.Fprintf(tw, "group\t%s\n", p(d.Group))
+	fmt.Fprintf(tw, "original\t%s/%d/%d\n", p(d.OriginalTopic), d.OriginalPartition, d.OriginalOffset)
+	fmt.Fprintf(tw, "event\t%s %s\n", p(d.EventType), p(d.EventID))
+	fmt.Fprintf(tw, "error\t%s: %s\n", p(d.ErrorClass), p(d.ErrorMessage))
 	fmt.Fprintf(tw, "attempts\t%d (replays %d), first failure %s\n", d.Attempt, d.ReplayCount, d.FirstFailureAt.Format(time.RFC3339))
-	fmt.Fprintf(tw, "key\t%s\n", d.Key)
+	fmt.Fprintf(tw, "key\t%s\n", p(d.Key))
+	if d.Untrusted != "" {
+		fmt.Fprintf(tw, "untrusted\t%s\n", p(d.Untrusted))
+	}
 	tw.Flush()
 	if d.DecodeError != "" {
-		fmt.Fprintf(w, "value: not decodable: %s\n", d.DecodeError)
+		fmt.Fprintf(w, "value: not decodable: %s\n", p(d.DecodeError))
 	} else if d.Value != nil {
-		b, _ := json.MarshalIndent(d.Value, "", "  ")
-		fmt.Fprintf(w, "value:\n%s\n", b)
+		if b, err := json.MarshalIndent(d.Value, "", "  "); err != nil {
+			fmt.Fprintf(w, "value: not printable as JSON: %s\n", p(err.Error()))
+		} else {
+			fmt.Fprintf(w, "value:\n%s\n", safeJSON(b))
+		}
+	}
+	for _, n := range d.Notes {
+		fmt.Fprintf(w, "note: %s\n", p(n))
 	}
 	fmt.Fprintln(w, "headers:")
 	keys := make([]string, 0, len(d.Headers))
@@ -301,6 +317,6 @@ func printDeadLetter(w io.Writer, d consumers.DeadLetter) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		fmt.Fprintf(w, "  %s: %s\n", k, d.Headers[k])
+		fmt.Fprintf(w, "  %s: %s\n", p(k), p(d.Headers[k]))
 	}
 }
