@@ -3,16 +3,21 @@ package cli_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/internal/cli"
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/schemas"
 )
 
 // `eventline dlt list|show|replay` on dead letters written the way the
@@ -121,5 +126,118 @@ func TestDLTCommands(t *testing.T) {
 		if code != tc.code || !strings.Contains(errOut, tc.want) {
 			t.Errorf("%v: exit %d (want %d)\n%s", tc.args, code, tc.code, errOut)
 		}
+	}
+}
+
+// dltHeapBound bounds what one `eventline dlt list|show` allocates on the
+// hostile DLT of TestDLTHostileRecords (14 MiB at most seen on kfake, in
+// the process, with -race): the heap bound of the consumers' hostile
+// matrix. One nested bomb decoded without the budget allocates 640 MB and
+// more.
+const dltHeapBound = 128 << 20
+
+// `eventline dlt list|show` on a DLT holding the hostile-record matrix's
+// nested bombs, a record with terminal escape sequences in its key, error
+// message and headers, and one whose eventline-first-failure-at is in the
+// year 10000: every command exits 0 and allocates less than dltHeapBound
+// (a list of such a DLT died of out-of-memory, a show reached 23 GB);
+// the bombs show the decode budget's error; text output carries no
+// control character, --json none a terminal acts on; the far-future
+// record is listed with a note (it used to stop `list --json` with exit 1).
+// Not parallel: it measures the process's allocations.
+func TestDLTHostileRecords(t *testing.T) {
+	brokers := testkit.Kafka(t)
+	reg := testkit.Registry(t)
+	rc, err := sr.NewClient(sr.URLs(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	topic := testkit.Topic(t, brokers, 1)
+	group := testkit.UniqueName(t, "g")
+	dlt := consumers.DLTTopic(topic, group)
+	cl := testkit.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, nil, dlt); err != nil {
+		t.Fatal(err)
+	}
+	dead := func(key, msg string, value []byte, extra ...kgo.RecordHeader) *kgo.Record {
+		return &kgo.Record{Topic: dlt, Key: []byte(key), Value: value, Headers: append([]kgo.RecordHeader{
+			{Key: consumers.HeaderGroup, Value: []byte(group)}, {Key: consumers.HeaderOriginalTopic, Value: []byte(topic)},
+			{Key: consumers.HeaderOriginalPartition, Value: []byte("0")}, {Key: consumers.HeaderErrorClass, Value: []byte(consumers.ClassDecode)},
+			{Key: consumers.HeaderErrorMessage, Value: []byte(msg)},
+		}, extra...)}
+	}
+	var recs []*kgo.Record
+	for i, hv := range testkit.HostileValues() {
+		ss, err := rc.CreateSchema(ctx, fmt.Sprintf("%s-nested%d-value", topic, i), sr.Schema{Schema: hv.Schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, dead(hv.Name, "budget", append(schemas.AppendHeader(nil, ss.ID), hv.Body...)))
+	}
+	const evil = "\x1b]0;owned\x07\x1b[2J\u009b31m\u202eevil\x7f\xff"
+	recs = append(recs, dead("key"+evil, "message"+evil, []byte("x"), kgo.RecordHeader{Key: "x-header" + evil, Value: []byte("value" + evil)}),
+		dead("far-future", "later", []byte("x"), kgo.RecordHeader{Key: consumers.HeaderFirstFailureAt, Value: []byte("253402300800000")}))
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ","), "SCHEMA_REGISTRY_URL": reg}
+	bounded := func(args ...string) (string, string) {
+		t.Helper()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		code, out, errOut := run(t, env, args...)
+		runtime.ReadMemStats(&after)
+		allocated := after.TotalAlloc - before.TotalAlloc
+		t.Logf("%v: exit %d, %d KiB allocated", args, code, allocated>>10)
+		if code != 0 {
+			t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errOut)
+		}
+		if allocated > dltHeapBound {
+			t.Errorf("%v allocated %d MiB, over %d MiB", args, allocated>>20, dltHeapBound>>20)
+		}
+		return out, errOut
+	}
+	noControls := func(what, s string) {
+		t.Helper()
+		for _, r := range s {
+			if (r < 0x20 && r != '\n' && r != '\t') || (r >= 0x7f && r <= 0x9f) || r == 0x202e || r == utf8.RuneError {
+				t.Errorf("%s prints %U raw:\n%q", what, r, s)
+				return
+			}
+		}
+	}
+
+	out, _ := bounded("dlt", "list", "--group", group)
+	noControls("list", out)
+	if !strings.Contains(out, fmt.Sprintf("%d dead letters", len(recs))) || !strings.Contains(out, `message\x1b]0;owned\x07`) {
+		t.Errorf("list:\n%s", out)
+	}
+	out, _ = bounded("dlt", "list", "--group", group, "--json")
+	noControls("list --json", strings.ReplaceAll(out, "\n", ""))
+	var dls []consumers.DeadLetter
+	if err := json.Unmarshal([]byte(out), &dls); err != nil || len(dls) != len(recs) {
+		t.Fatalf("list --json: %d records, %v\n%s", len(dls), err, out)
+	}
+	for i, d := range dls {
+		switch {
+		case i < len(recs)-2 && !strings.Contains(d.DecodeError, "decoding budget"):
+			t.Errorf("%s: decode error %q, want the decoding budget's", d.Key, d.DecodeError)
+		case d.Key == "key"+strings.ToValidUTF8(evil, "\uFFFD") && d.Headers["x-header"+strings.ToValidUTF8(evil, "\uFFFD")] != "value"+strings.ToValidUTF8(evil, "\uFFFD"):
+			t.Errorf("the escaped record does not read back: %+v", d)
+		case d.Key == "far-future" && (!d.FirstFailureAt.IsZero() || len(d.Notes) == 0 || !strings.Contains(d.Notes[0], "10000")):
+			t.Errorf("far-future record: first failure %v, notes %q", d.FirstFailureAt, d.Notes)
+		}
+	}
+	for i := range recs {
+		pos := fmt.Sprintf("%s/0/%d", dlt, i)
+		out, _ := bounded("dlt", "show", pos)
+		noControls("show "+pos, out)
+		if i < len(recs)-2 && !strings.Contains(out, "decoding budget") {
+			t.Errorf("show %s:\n%s", pos, out)
+		}
+		out, _ = bounded("dlt", "show", pos, "--json")
+		noControls("show --json "+pos, strings.ReplaceAll(out, "\n", ""))
 	}
 }
