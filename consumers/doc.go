@@ -33,7 +33,11 @@
 // Failures: a handler error sends the event to <topic>.<group>.retry.1
 // (then .retry.2 …, each with its delay), and after the last step to
 // <topic>.<group>.dlt; Permanent(err), a panic or an undecodable record go
-// to the DLT at once. With KeyOrder, later events of a key whose event is
-// in the chain follow it there. ListDLT and ReplayDLT (and `eventline dlt`)
-// inspect and replay dead letters. See docs/architecture.md.
+// to the DLT at once. So does a value over the Serde's decode budget
+// (schemas.Budget), checked before anything is allocated for it: a few
+// hostile bytes cannot exhaust the group's memory. With KeyOrder, later
+// events of a key whose event is in the chain follow it there. ScanDLT,
+// ListDLT and ReplayDLT (and `eventline dlt`) inspect and replay dead
+// letters; they decode a value, within the same budget, only for a record
+// they pass on. See docs/architecture.md.
 package consumers

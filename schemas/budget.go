@@ -23,8 +23,8 @@ import (
 // array and each of its items, a map and each key and value, a union and
 // its branch, each primitive. Items are counted, not bytes: a null or an
 // empty record takes no bytes, so a block of a million of them is a few
-// bytes long. The number of values bounds what the decoder allocates, about
-// a hundred bytes per value at worst.
+// bytes long. The number of values bounds what the decoder allocates: a
+// few hundred bytes per value at worst (a generic union branch is a map).
 //
 // Zero fields take the defaults (DefaultMaxDepth, DefaultMaxValues,
 // DefaultMaxValuesPerByte).
@@ -33,8 +33,8 @@ type Budget struct {
 	// recursion included. Default 128.
 	MaxDepth int
 	// MaxValues bounds how many values one body holds. Default 100,000:
-	// about 10 MB of decoded values at worst; an event of 10,000 order
-	// lines of 8 fields fits.
+	// tens of MB decoded at worst; an event of 10,000 order lines of 8
+	// fields fits.
 	MaxValues int
 	// MaxValuesPerByte bounds the values relative to the body's length
 	// (plus 32), so that a batch of records, which the consumer decodes

@@ -12,8 +12,17 @@
 //     decodes values written with any schema the registry knows, by any
 //     producer, into a Go type (reader-side schema resolution) or into the
 //     generic form. Writer schemas and resolutions are cached.
+//   - Budget: before every decode, a Serde walks the body (skipping,
+//     allocating nothing) within a bound on nesting and on the number of
+//     values, whatever the writer schema: arrays in arrays, maps of arrays,
+//     wide and recursive records. hamba/avro bounds one string and one
+//     array, nothing more, so a 167-byte body could otherwise make it
+//     allocate 768 MB. The defaults (depth 128, 100,000 values, 4 values
+//     per body byte) suit events; WithBudget changes them per Serde, and
+//     Budget.Check serves anything else that decodes untrusted Avro.
 //   - Decoding errors (DecodeError, IsPermanent): permanent for the record
-//     that caused them, which is what routes it to a dead-letter topic.
+//     that caused them, which is what routes it to a dead-letter topic; a
+//     body over the budget is ErrTooComplex.
 //
 // The compatibility checker (the seven Confluent levels) is schemas/compat.
 // The framework knows no domain: the demo's schemas and types live in
