@@ -107,15 +107,18 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "eventline dlt %s: connection settings: %v\n", sub, err)
 		return ExitUsage
 	}
-	// Values are decoded only where they are printed (show, list --json),
-	// within the Serde's decode budget.
 	var serde *schemas.Serde
-	if *registry != "" && (sub == "show" || *asJSON && sub == "list") {
+	if *registry != "" {
 		cl, err := conn.RegistryClient(*registry)
 		if err != nil {
 			return usageErr(env, fs, "--registry", err)
 		}
 		serde = schemas.NewSerde(cl)
+	}
+	if sub == "replay" || sub == "list" && !*asJSON {
+		// Values are decoded only where they are printed (show, list
+		// --json), within the Serde's decode budget.
+		serde = nil
 	}
 	if sub == "list" {
 		// Streamed: a DLT of any size lists in bounded memory.
