@@ -14,7 +14,7 @@ import (
 
 func runMigrate(ctx context.Context, env *Env, args []string) int {
 	fs := newFlagSet(env, "migrate", "[flags]")
-	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL)")
+	dbFlag := fs.String("database-url", "", databaseURLUsage)
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of eventline's tables (env EVENTLINE_SCHEMA)")
 	logical := fs.Bool("logical", envOr(env, "EVENTLINE_MODE", "") == "logical", "also set up logical mode (producers in message mode, relay --mode logical): the publication and the replication slot; needs wal_level=logical and a role with REPLICATION (env EVENTLINE_MODE=logical)")
 	slot := fs.String("slot", env.Getenv("EVENTLINE_SLOT"), "logical mode's replication slot (env EVENTLINE_SLOT; default eventline_<database>_<schema>)")
@@ -22,15 +22,20 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	if *dbURL == "" {
+	dbURL, err := databaseURL(env, *dbFlag)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline migrate:", err)
+		return ExitUsage
+	}
+	if dbURL == "" {
 		fmt.Fprintln(env.Stderr, "eventline migrate: needs --database-url or DATABASE_URL")
 		return ExitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, *dbURL)
+	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		env.Logger.Error("connecting to postgres", "url", dsn.Redact(*dbURL), "err", err)
+		env.Logger.Error("connecting to postgres", "url", dsn.Redact(dbURL), "err", err)
 		return ExitFail
 	}
 	defer conn.Close(context.WithoutCancel(ctx))

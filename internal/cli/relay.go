@@ -23,7 +23,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		return runRelayParked(ctx, env, args[1:])
 	}
 	fs := newFlagSet(env, "relay", "[flags] | parked list|requeue ID")
-	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL holding the outbox (env DATABASE_URL)")
+	dbURL := fs.String("database-url", "", databaseURLUsage)
 	brokers := fs.String("brokers", env.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated (env KAFKA_BROKERS)")
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
 	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", pipeline.DefaultPath), "pipeline file: topics to create or check (env EVENTLINE_CONFIG); missing file: no topics")
@@ -51,6 +51,12 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "eventline relay: --mode %q: want poll or logical\n", *mode)
 		return ExitUsage
 	}
+	db, err := databaseURL(env, *dbURL)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay:", err)
+		return ExitUsage
+	}
+	*dbURL = db
 	if *dbURL == "" || *brokers == "" {
 		fmt.Fprintln(env.Stderr, "eventline relay: needs --database-url (DATABASE_URL) and --brokers (KAFKA_BROKERS)")
 		return ExitUsage
@@ -147,7 +153,7 @@ func runRelayParked(ctx context.Context, env *Env, args []string) int {
 	}
 	sub := args[0]
 	fs := newFlagSet(env, "relay parked "+sub, "")
-	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL holding the outbox (env DATABASE_URL)")
+	dbURL := fs.String("database-url", "", databaseURLUsage)
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
 	asJSON := fs.Bool("json", false, "list as JSON")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -171,6 +177,12 @@ func runRelayParked(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "eventline relay parked list: unexpected argument %q\n", fs.Arg(0))
 		return ExitUsage
 	}
+	db, err := databaseURL(env, *dbURL)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay parked:", err)
+		return ExitUsage
+	}
+	*dbURL = db
 	if *dbURL == "" {
 		fmt.Fprintln(env.Stderr, "eventline relay parked: needs --database-url (DATABASE_URL)")
 		return ExitUsage
