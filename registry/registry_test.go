@@ -535,6 +535,9 @@ func TestUnparsableStoredSchemaNotServed(t *testing.T) {
 		{"schema/3", `{"id":3,"schema":"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":\"B\"}]}","references":[{"name":"B","subject":"bad","version":1}]}`},
 		{"version/referrer/1", `{"id":3}`},
 		{"version/kept/2", `{"id":2}`},
+		// id 1 rewritten with other text: registering v1 again must not
+		// answer id 1, which now names "long".
+		{"schema/1", `{"id":1,"schema":"\"long\""}`},
 	} {
 		if err := store.Append(ctx, kv[0], []byte(kv[1])); err != nil {
 			t.Fatal(err)
@@ -571,6 +574,9 @@ func TestUnparsableStoredSchemaNotServed(t *testing.T) {
 	}
 	if code, m, raw := second.call("POST", "/subjects/fresh/versions", body(`"string"`)); code != 200 || m["id"].(float64) <= 3 {
 		t.Errorf("a new schema after skipped ids: %d %s, want an id above 3", code, raw)
+	}
+	if code, m, raw := second.call("POST", "/subjects/again/versions", body(v1)); code != 200 || m["id"].(float64) <= 3 {
+		t.Errorf("v1 after its id was rewritten: %d %s, want a new id", code, raw)
 	}
 }
 

@@ -220,6 +220,12 @@ func (r *Registry) dropUnparsable() {
 }
 
 func (st *state) putSchema(s *storedSchema) {
+	// A later record for the same id (a foreign or hostile writer; ours
+	// never rewrites one) replaces its text: the old text's identity must
+	// not lead to it any more.
+	if old := st.schemas[s.ID]; old != nil && st.byKey[old.key] == s.ID {
+		delete(st.byKey, old.key)
+	}
 	st.schemas[s.ID] = s
 	st.byKey[s.key] = s.ID
 	if s.ID > st.maxID {
