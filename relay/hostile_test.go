@@ -113,7 +113,11 @@ func TestHostileWriter(t *testing.T) {
 				// A granted writer that misbehaves gets no further.
 				evs = append(evs,
 					hostile{name: "not an event", rawContent: []byte("\x01garbage"), want: "malformed outbox message"},
-					hostile{name: "larger than any event", rawContent: append([]byte{outboxmsg.Version}, make([]byte, outboxmsg.MaxSize)...), want: "was not kept"})
+					hostile{name: "larger than any event", rawContent: append([]byte{outboxmsg.Version}, make([]byte, outboxmsg.MaxSize)...), want: "was not kept"},
+					// Text PostgreSQL would refuse to store: parking must not fail.
+					hostile{name: "NUL and invalid UTF-8", topic: "bad\x00topic\xff", eventType: "x\x00", value: framed, want: "is not a pipeline topic"},
+					hostile{name: "NUL in a header", topic: b.topic, eventType: "eventline.orders.OrderCreated", value: framed,
+						headers: [][2]string{{"eventline-x\x00", "\x00\xff"}}, want: "is reserved for eventline"})
 				for i := range evs {
 					emitWrite(t, b, &evs[i])
 				}
@@ -149,7 +153,7 @@ func TestHostileWriter(t *testing.T) {
 			for _, e := range evs {
 				found := false
 				for _, p := range parked {
-					if strings.Contains(p.Error, e.want) && (e.rawContent != nil || p.Topic == e.topic) {
+					if strings.Contains(p.Error, e.want) && (e.rawContent != nil || p.Topic == asText(e.topic)) {
 						found = true
 						if e.name == "larger than any event" && p.Size != 0 {
 							t.Errorf("%s: parked with %d bytes of content", e.name, p.Size)
@@ -204,6 +208,11 @@ func emitWrite(t *testing.T, b *bundle, e *hostile) {
 	}); err != nil {
 		t.Fatalf("%s: %v", e.name, err)
 	}
+}
+
+// asText is s as PostgreSQL can store it.
+func asText(s string) string {
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func toHeaders(pairs [][2]string) []outboxmsg.Header {

@@ -22,9 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
@@ -576,7 +578,7 @@ func (s *stream) abandon(failed []failure) {
 func (s *stream) park(ctx context.Context, fs []failure) error {
 	r := s.r
 	for _, f := range fs {
-		o := f.row
+		o := storable(f.row)
 		_, err := r.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO `+r.park+` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
 			ON CONFLICT (id) DO UPDATE SET error = EXCLUDED.error, parked_at = clock_timestamp()`,
@@ -588,6 +590,30 @@ func (s *stream) park(ctx context.Context, fs []failure) error {
 		r.cfg.Logger.Error("relay: parked an event", "id", o.id, "lsn", pglogrepl.LSN(-o.id).String(), "err", f.err.Error())
 	}
 	return nil
+}
+
+// storable is o with text PostgreSQL accepts: a message's strings are
+// whatever bytes its writer chose, and a NUL or invalid UTF-8 in a text or
+// jsonb column would fail the parking, end the stream and read the same
+// message again, for ever. Parked events only: what is published is passed
+// on as written.
+func storable(o outboxRow) outboxRow {
+	o.topic, o.eventType, o.aggType, o.aggID = pgText(o.topic), pgText(o.eventType), pgText(o.aggType), pgText(o.aggID)
+	if o.hdrs != nil {
+		hs := make([]outboxmsg.Header, len(o.hdrs))
+		for i, h := range o.hdrs {
+			hs[i] = outboxmsg.Header{Key: pgText(h.Key), Value: pgText(h.Value)}
+		}
+		o.hdrs = hs
+	}
+	return o
+}
+
+func pgText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func orEmpty(b []byte) []byte {
