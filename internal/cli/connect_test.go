@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -114,13 +115,13 @@ func TestRelayOnSecuredCluster(t *testing.T) {
 	f := testkit.Setup(t)
 	topic := testkit.UniqueName(t, "t")
 	if _, err := f.DB.Exec(context.Background(), `INSERT INTO eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
-		VALUES ($1, 'k', '\x00', gen_random_uuid(), 'T', 'a', 'k')`, topic); err != nil {
+		VALUES ($1, 'k', '\x000000000100', gen_random_uuid(), 'T', 'a', 'k')`, topic); err != nil {
 		t.Fatal(err)
 	}
 	up := sc.Users["SCRAM-SHA-512"]
 	env := map[string]string{"DATABASE_URL": f.DatabaseURL, "KAFKA_BROKERS": strings.Join(sc.Brokers, ","), "KAFKA_TLS_CA_FILE": sc.CAFile,
 		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": up[0], "KAFKA_SASL_PASSWORD": up[1],
-		"EVENTLINE_CONFIG": filepath.Join(t.TempDir(), "none.yaml")}
+		"EVENTLINE_CONFIG": pipelineFile(t, fmt.Sprintf("topics: [{name: %s, partitions: 3, events: [T]}]", topic))}
 	if _, err := kadm.NewClient(secureClient(t, sc)).CreateTopic(context.Background(), 3, 1, nil, topic); err != nil {
 		t.Fatal(err)
 	}

@@ -5,6 +5,7 @@ import (
 
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -19,6 +20,8 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	logical := fs.Bool("logical", envOr(env, "EVENTLINE_MODE", "") == "logical", "also set up logical mode (producers in message mode, relay --mode logical): the publication and the replication slot; needs wal_level=logical and a role with REPLICATION (env EVENTLINE_MODE=logical)")
 	slot := fs.String("slot", env.Getenv("EVENTLINE_SLOT"), "logical mode's replication slot (env EVENTLINE_SLOT; default eventline_<database>_<schema>)")
 	recreate := fs.Bool("recreate-slot", false, "replace an invalidated or lost slot with a new one; the events committed in between are NOT delivered (the window is printed): see docs/operations.md")
+	emitters := fs.String("emitter-role", env.Getenv("EVENTLINE_EMITTER_ROLES"), "logical mode: the roles that may write events (the producers' and the relay's), comma-separated: EXECUTE on pg_logical_emit_message is revoked from PUBLIC in this database and granted to them (needs a superuser) (env EVENTLINE_EMITTER_ROLES)")
+	allowPublicEmit := fs.Bool("allow-public-emit", false, "logical mode: accept a database where every role may still write logical decoding messages (any role could write events); see docs/operations.md")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
@@ -53,10 +56,20 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	if !*logical {
 		return ExitOK
 	}
-	l, err := migrate.SetupLogical(ctx, conn, migrate.LogicalOptions{Schema: *schema, Slot: *slot, RecreateSlot: *recreate})
+	l, err := migrate.SetupLogical(ctx, conn, migrate.LogicalOptions{Schema: *schema, Slot: *slot, RecreateSlot: *recreate,
+		Emitters: splitList(*emitters), AllowPublicEmit: *allowPublicEmit})
 	if err != nil {
 		env.Logger.Error("logical mode setup failed", "schema", *schema, "err", err)
 		return ExitFail
+	}
+	// Who may write events, as the server says after the setup.
+	if a, err := migrate.ReadEmitAccess(ctx, conn); err != nil {
+		env.Logger.Error("reading who may write events", "err", err)
+		return ExitFail
+	} else if a.Public {
+		fmt.Fprintln(env.Stdout, "WARNING: every role may execute pg_logical_emit_message in this database: any role that can connect can write events the relay publishes (--allow-public-emit)")
+	} else {
+		fmt.Fprintf(env.Stdout, "pg_logical_emit_message: PUBLIC revoked; granted to %s (and superusers)\n", strings.Join(a.Roles, ", "))
 	}
 	switch {
 	case l.LostFrom != "":
