@@ -33,6 +33,11 @@ func IsPermanent(err error) bool {
 // record without the header gets DefaultEventID. Permanent.
 var ErrNoEventID = errors.New("record has no usable event id")
 
+// ErrNotMigrated is returned by Group.Run at start when eventline's consumer
+// tables are not in the group's database and Config.Schema (the migrations
+// have not run there).
+var ErrNotMigrated = errors.New("consumer tables missing")
+
 // ErrAlreadyRunning is returned by Group.Run when Run was called before on
 // the same Group, whether that call still runs or has returned: a Group runs
 // once (create another with New).

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kotel"
@@ -134,6 +136,9 @@ func (g *Group) Run(ctx context.Context) error {
 	g.prod = prod
 	g.running.Store(prod)
 	defer g.running.Store(nil)
+	if err := g.checkTables(ctx, log); err != nil {
+		return err
+	}
 	if err := g.preflight(ctx, prod, log); err != nil {
 		return err
 	}
@@ -171,6 +176,36 @@ func (g *Group) Preflight(ctx context.Context) error {
 	}
 	defer cl.Close()
 	return g.preflight(ctx, cl, g.cfg.Logger.With("group", g.cfg.Group))
+}
+
+// checkTables makes sure eventline's consumer tables are in Config.Schema
+// before anything is consumed: without them every apply would fail and be
+// retried for ever ("relation does not exist"), and Run would look healthy.
+// A database that cannot be reached yet is not an error here (applies wait
+// for it); a table that is not there, or a role that may not use it, is.
+func (g *Group) checkTables(ctx context.Context, log *slog.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for _, table := range []string{"eventline_consumer_dedupe", "eventline_consumer_chain"} {
+		name := pgx.Identifier{g.cfg.Schema, table}.Sanitize()
+		_, err := g.cfg.DB.Exec(cctx, `SELECT 1 FROM `+name+` WHERE false`)
+		var pe *pgconn.PgError
+		switch {
+		case err == nil:
+		case errors.As(err, &pe) && (pe.Code == "42P01" || pe.Code == "3F000"):
+			return fmt.Errorf("consumers: group %s: %w: %s does not exist in the group's database (Config.Schema %q): run `eventline migrate --schema %s` (or migrate.Migrate) first: %w",
+				g.cfg.Group, ErrNotMigrated, name, g.cfg.Schema, g.cfg.Schema, err)
+		case errors.As(err, &pe) && pe.Code == "42501":
+			return fmt.Errorf("consumers: group %s: the database role may not use %s: %w", g.cfg.Group, name, err)
+		default:
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("consumers: could not check the group's tables; applies will retry until the database answers", "err", err)
+			return nil
+		}
+	}
+	return nil
 }
 
 func (g *Group) preflight(ctx context.Context, cl *kgo.Client, log *slog.Logger) error {

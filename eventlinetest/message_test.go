@@ -214,7 +214,7 @@ func TestCaptureMessagesSeesOnlyItsOutbox(t *testing.T) {
 	if _, err := migrate.Migrate(b.ctx, b.f.DB, migrate.Options{Schema: schema}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := migrate.SetupLogical(b.ctx, b.f.DB, migrate.LogicalOptions{Schema: schema}); err != nil {
+	if _, err := migrate.SetupLogical(b.ctx, b.f.DB, migrate.LogicalOptions{Schema: schema, Emitters: []string{testkit.CurrentRole(t, b.f.DB)}}); err != nil {
 		t.Fatal(err)
 	}
 	appProd := messageProducer(t, b.f, b.topic, schema)

@@ -54,6 +54,17 @@ type LogicalOptions struct {
 	// the relay confirmed and the new slot are not delivered: Setup reports
 	// that window. Default false: such a slot is an error.
 	RecreateSlot bool
+	// Emitters are the roles that may write events in message mode: the
+	// producers' roles and the relay's (its heartbeats). When set,
+	// SetupLogical revokes EXECUTE on pg_logical_emit_message from PUBLIC
+	// in this database and grants it to them, which needs a superuser (or
+	// the function's owner). Other applications that write logical
+	// decoding messages in this database must be listed too.
+	Emitters []string
+	// AllowPublicEmit accepts a database where PUBLIC may still execute
+	// pg_logical_emit_message. Default false: SetupLogical returns
+	// ErrPublicEmit there (any role that can connect could write events).
+	AllowPublicEmit bool
 }
 
 // Logical is what SetupLogical found or made.
@@ -142,6 +153,9 @@ func names(database string, opts LogicalOptions) Logical {
 //
 // It needs a role with the REPLICATION attribute (or superuser) and CREATE
 // on the database, the first time; a missing one is named in the error.
+// It refuses (ErrPublicEmit) a database where every role may write logical
+// decoding messages, unless opts.Emitters restricts that (a superuser's
+// job, once) or opts.AllowPublicEmit accepts it.
 func SetupLogical(ctx context.Context, q Querier, opts LogicalOptions) (Logical, error) {
 	schema := opts.Schema
 	if schema == "" {
@@ -158,6 +172,9 @@ func SetupLogical(ctx context.Context, q Querier, opts LogicalOptions) (Logical,
 		return Logical{}, fmt.Errorf("%w: the server runs with wal_level=%s; logical mode needs ALTER SYSTEM SET wal_level = logical and a restart of PostgreSQL (or use poll mode)", ErrNotLogical, level)
 	}
 	l := names(db, opts)
+	if err := checkEmit(ctx, q, db, opts); err != nil {
+		return Logical{}, err
+	}
 	if !clean(l.Slot) || len(l.Slot) > maxIdentifier {
 		return Logical{}, fmt.Errorf("slot name %q: only a-z, 0-9 and _, at most 63 bytes", l.Slot)
 	}

@@ -3,10 +3,13 @@ package migrate_test
 import (
 	"context"
 	"errors"
+	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -224,13 +227,100 @@ func TestSetupLogicalRecordsAnExistingSlot(t *testing.T) {
 	if _, err := pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, l.Slot); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{}); err != nil || got.Created {
+	if got, err := migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{AllowPublicEmit: true}); err != nil || got.Created {
 		t.Fatalf("setup with the slot in place: %+v, %v", got, err)
 	}
 	if _, err := pool.Exec(ctx, `SELECT pg_drop_replication_slot($1)`, l.Slot); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{}); !errors.Is(err, migrate.ErrSlotLost) {
+	if _, err := migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{AllowPublicEmit: true}); !errors.Is(err, migrate.ErrSlotLost) {
 		t.Fatalf("setup after the hand-made slot was dropped: %v", err)
 	}
+}
+
+// Logical mode refuses a database where every role may write logical
+// decoding messages; Emitters restricts the function to the roles named
+// (every overload), and a role that may not change its privileges is told
+// so instead of PostgreSQL's warning passing for success.
+func TestSetupLogicalRestrictsEmit(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, testkit.Postgres(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close) // after the roles' cleanup, which uses it
+	if _, err := migrate.Migrate(ctx, pool, migrate.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if a, err := migrate.ReadEmitAccess(ctx, pool); err != nil || !a.Public {
+		t.Fatalf("a new database: %+v, %v; want PUBLIC may emit (the server's default)", a, err)
+	}
+	_, err = migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{})
+	if !errors.Is(err, migrate.ErrPublicEmit) || !strings.Contains(err.Error(), "--emitter-role") {
+		t.Fatalf("setup with PUBLIC emitting: %v", err)
+	}
+	var slots int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM pg_replication_slots WHERE database = current_database()`).Scan(&slots); err != nil || slots != 0 {
+		t.Fatalf("a refused setup left %d slots (%v)", slots, err)
+	}
+
+	suffix := strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	producerRole, admin := "svc_"+suffix, "admin_"+suffix
+	if _, err := pool.Exec(ctx, `CREATE ROLE `+producerRole+` LOGIN PASSWORD 'pw'; CREATE ROLE `+admin+` LOGIN PASSWORD 'pw' REPLICATION CREATEROLE; GRANT ALL ON ALL TABLES IN SCHEMA public TO `+admin+`; GRANT CREATE ON DATABASE `+currentDB(t, pool)+` TO `+admin); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = pool.Exec(context.Background(), `DROP OWNED BY `+producerRole+`, `+admin+`; DROP ROLE `+producerRole+`; DROP ROLE `+admin)
+	})
+	// Not a superuser: REVOKE only warns; SetupLogical says it failed.
+	adminPool, err := pgxpool.New(ctx, asUser(t, pool, admin, "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer adminPool.Close()
+	if _, err := migrate.SetupLogical(ctx, adminPool, migrate.LogicalOptions{Emitters: []string{producerRole}}); !errors.Is(err, migrate.ErrPublicEmit) || !strings.Contains(err.Error(), "had no effect") {
+		t.Fatalf("restricting as a role that may not: %v", err)
+	}
+	if _, err := migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{Emitters: []string{"no_such_role_" + suffix}}); err == nil || !strings.Contains(err.Error(), "do not exist") {
+		t.Fatalf("an emitter role that does not exist: %v", err)
+	}
+
+	if _, err := migrate.SetupLogical(ctx, pool, migrate.LogicalOptions{Emitters: []string{producerRole}}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := migrate.ReadEmitAccess(ctx, pool)
+	if err != nil || a.Public || !slices.Contains(a.Roles, producerRole) {
+		t.Fatalf("after restricting: %+v, %v", a, err)
+	}
+	var overloads, granted int
+	if err := pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE has_function_privilege($1, p.oid, 'EXECUTE'))
+		FROM pg_proc p WHERE p.proname = 'pg_logical_emit_message'`, producerRole).Scan(&overloads, &granted); err != nil || overloads < 2 || granted != overloads {
+		t.Fatalf("%s may execute %d of %d overloads (%v)", producerRole, granted, overloads, err)
+	}
+	// Now restricted, a role that may not change privileges passes: it
+	// has nothing to change.
+	if _, err := migrate.SetupLogical(ctx, adminPool, migrate.LogicalOptions{Emitters: []string{producerRole}}); err != nil {
+		t.Fatalf("setup by the relay's role once restricted: %v", err)
+	}
+}
+
+func currentDB(t *testing.T, pool *pgxpool.Pool) string {
+	t.Helper()
+	var db string
+	if err := pool.QueryRow(context.Background(), `SELECT current_database()`).Scan(&db); err != nil {
+		t.Fatal(err)
+	}
+	return `"` + db + `"`
+}
+
+// asUser is pool's database URL with another user.
+func asUser(t *testing.T, pool *pgxpool.Pool, user, pass string) string {
+	t.Helper()
+	u, err := url.Parse(pool.Config().ConnString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(user, pass)
+	return u.String()
 }

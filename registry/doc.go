@@ -42,7 +42,10 @@
 // a Store: in a compacted Kafka topic with KafkaStore, as Confluent's
 // registry keeps _schemas, so a restarted registry finds every id again; or
 // in memory with MemoryStore, for tests. Writes are serialised: run one
-// registry per store. Only Avro is served (a schemaType of PROTOBUF or JSON
+// registry per store. Only what the API would accept is served: a stored
+// record the registry cannot read, such as schema text that does not parse
+// as Avro (anyone allowed to write to _schemas could put it there), is
+// skipped with a warning on load, with the versions naming it. Only Avro is served (a schemaType of PROTOBUF or JSON
 // is refused with 42201).
 //
 // With Config.BasicAuth set, every endpoint requires HTTP Basic

@@ -65,9 +65,11 @@ type Registry struct {
 
 // New replays cfg.Store and returns a registry ready to serve (see Handler).
 // It fails when the store cannot be read. A record it does not understand
-// (another registry's kind, a malformed key or value) is skipped with a
-// warning, as Confluent's registry does, rather than keeping the registry
-// from starting.
+// (another registry's kind, a malformed key or value, a schema that does
+// not parse as Avro, with its references) is skipped with a warning, as
+// Confluent's registry does, rather than keeping the registry from
+// starting; the versions naming a skipped schema are skipped too, so no
+// id is served that the API would have refused to register.
 func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("registry: a Store is required")
@@ -95,6 +97,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	for _, d := range r.st.dropDangling() {
 		r.log.Warn("registry: skipping a stored version without a schema", "version", d)
 	}
+	r.dropUnparsable()
 	r.routes()
 	r.handler = r.mux
 	if auth != nil {

@@ -516,6 +516,70 @@ func TestUnreadableStoredRecordsSkipped(t *testing.T) {
 	}
 }
 
+// Schema text in the store that does not parse (anyone who may write to
+// _schemas can put `{not avro` there) is not served on restart: its id, the
+// versions naming it and the schemas referencing it are skipped with a log
+// line, the rest is served, the API refuses the same text, and the skipped
+// ids are not handed out again.
+func TestUnparsableStoredSchemaNotServed(t *testing.T) {
+	t.Parallel()
+	store := &registry.MemoryStore{}
+	ctx := context.Background()
+	first := newFixture(t, store)
+	if _, err := first.cl.CreateSchema(ctx, "kept", sr.Schema{Schema: v1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range [][2]string{
+		{"schema/2", `{"id":2,"schema":"{not avro"}`},
+		{"version/bad/1", `{"id":2}`},
+		{"schema/3", `{"id":3,"schema":"{\"type\":\"record\",\"name\":\"R\",\"fields\":[{\"name\":\"b\",\"type\":\"B\"}]}","references":[{"name":"B","subject":"bad","version":1}]}`},
+		{"version/referrer/1", `{"id":3}`},
+		{"version/kept/2", `{"id":2}`},
+		// id 1 rewritten with other text: registering v1 again must not
+		// answer id 1, which now names "long".
+		{"schema/1", `{"id":1,"schema":"\"long\""}`},
+	} {
+		if err := store.Append(ctx, kv[0], []byte(kv[1])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log, logged := testkit.CapturingLogger(t)
+	reg, err := registry.New(ctx, registry.Config{Store: store, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(reg.Handler())
+	t.Cleanup(srv.Close)
+	second := &fixture{t: t, reg: reg, srv: srv}
+	for _, c := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{"GET", "/schemas/ids/2", "", 404},
+		{"GET", "/schemas/ids/2/schema", "", 404},
+		{"GET", "/subjects/bad/versions/1", "", 404},
+		{"GET", "/schemas/ids/3", "", 404},
+		{"GET", "/subjects/referrer/versions", "", 404},
+		{"GET", "/subjects/kept/versions/2", "", 404},
+		{"GET", "/schemas/ids/1", "", 200},
+		{"GET", "/subjects/kept/versions/latest", "", 200},
+		{"POST", "/subjects/bad/versions", body("{not avro"), 422},
+	} {
+		if code, _, raw := second.call(c.method, c.path, c.body); code != c.status {
+			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, code, raw, c.status)
+		}
+	}
+	if !strings.Contains(logged.String(), "does not parse") || !strings.Contains(logged.String(), "id=2") || !strings.Contains(logged.String(), "id=3") {
+		t.Errorf("no log line per skipped schema:\n%s", logged.String())
+	}
+	if code, m, raw := second.call("POST", "/subjects/fresh/versions", body(`"string"`)); code != 200 || m["id"].(float64) <= 3 {
+		t.Errorf("a new schema after skipped ids: %d %s, want an id above 3", code, raw)
+	}
+	if code, m, raw := second.call("POST", "/subjects/again/versions", body(v1)); code != 200 || m["id"].(float64) <= 3 {
+		t.Errorf("v1 after its id was rewritten: %d %s, want a new id", code, raw)
+	}
+}
+
 // A path without a route, or a route without the method, is answered in
 // Confluent's error shape (404 / 405), not ServeMux's plain text that
 // clients cannot parse.

@@ -184,7 +184,48 @@ func (st *state) dropDangling() []string {
 	return dropped
 }
 
+// dropUnparsable removes, after a replay, the schemas that do not parse
+// (with their references resolved) and the versions naming them, logging
+// each: the log is a Kafka topic, so anyone who may write to it could put
+// `{not avro` there, and a served id must be one the API would have
+// accepted. A schema referencing one dropped is dropped in the next round.
+// Their ids stay used: records may carry them.
+func (r *Registry) dropUnparsable() {
+	for {
+		var bad []int
+		for id, s := range r.st.schemas {
+			if _, err := r.parse(s.Text, s.References); err != nil {
+				bad = append(bad, id)
+				r.log.Warn("registry: skipping a stored schema that does not parse", "id", id, "err", err)
+			}
+		}
+		if len(bad) == 0 {
+			return
+		}
+		for _, id := range bad {
+			delete(r.st.schemas, id)
+		}
+		// Every identity leading to a dropped id, not only the last
+		// text's: a log may hold two records for one id, and a stale
+		// identity would register a version naming a missing schema.
+		for key, id := range r.st.byKey {
+			if r.st.schemas[id] == nil {
+				delete(r.st.byKey, key)
+			}
+		}
+		for _, d := range r.st.dropDangling() {
+			r.log.Warn("registry: skipping a stored version whose schema does not parse", "version", d)
+		}
+	}
+}
+
 func (st *state) putSchema(s *storedSchema) {
+	// A later record for the same id (a foreign or hostile writer; ours
+	// never rewrites one) replaces its text: the old text's identity must
+	// not lead to it any more.
+	if old := st.schemas[s.ID]; old != nil && st.byKey[old.key] == s.ID {
+		delete(st.byKey, old.key)
+	}
 	st.schemas[s.ID] = s
 	st.byKey[s.key] = s.ID
 	if s.ID > st.maxID {

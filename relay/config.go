@@ -51,8 +51,14 @@ type Config struct {
 	Brokers []string
 	// Schema is the PostgreSQL schema of the outbox. Default "public".
 	Schema string
-	// Topics are created (or checked) at startup. Default none.
-	Topics []pipeline.Topic
+	// Pipeline is the parsed eventline.yaml. Required. Its topics are
+	// created (or checked) at startup, and it is the relay's publishing
+	// policy: an event is produced only to a pipeline topic that routes
+	// its event type; any other event (an internal, retry, dead-letter,
+	// unknown or empty topic, an unrouted type, a value not in Confluent
+	// framing, a header reserved for eventline) is parked with the reason
+	// and the relay moves on (ErrNotAllowed).
+	Pipeline *pipeline.Pipeline
 	// BatchSize is the most rows read, produced and deleted at once.
 	// Default DefaultBatchSize.
 	BatchSize int
@@ -109,6 +115,16 @@ type Config struct {
 	// advances past WAL other databases (or tables) write and PostgreSQL
 	// can recycle it. Default 10s.
 	HeartbeatInterval time.Duration
+	// AllowPublicEmit, in logical mode, lets the relay stream although
+	// every role of the database may execute pg_logical_emit_message (the
+	// server's default), so any role that can connect can write events
+	// the relay reads. Default false: such a database ends Run with
+	// migrate.ErrPublicEmit until `eventline migrate --logical
+	// --emitter-role ROLE` (migrate.LogicalOptions.Emitters) restricted
+	// it. Set it only where the function's privileges cannot be changed
+	// (a managed server without superuser); the pipeline check still
+	// parks whatever the pipeline does not route.
+	AllowPublicEmit bool
 	// KafkaOpts are extra franz-go client options.
 	KafkaOpts []kgo.Opt
 	// TracerProvider, when set, gives every record a "<topic> publish"
@@ -170,6 +186,9 @@ func (c Config) validate() error {
 	}
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("relay: Brokers are required"))
+	}
+	if c.Pipeline == nil || len(c.Pipeline.Topics) == 0 {
+		errs = append(errs, errors.New("relay: Pipeline with at least one topic is required: the relay publishes only the events eventline.yaml routes"))
 	}
 	if c.BatchSize < 1 {
 		errs = append(errs, fmt.Errorf("relay: BatchSize must be positive, got %d", c.BatchSize))

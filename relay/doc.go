@@ -19,9 +19,9 @@
 // client forever, and database failures that can heal by the relay with
 // capped backoff. Errors that waiting cannot heal (wrong credentials, no
 // such database, the outbox table missing, no privilege on it, SASL
-// refused) end Run with the error instead (errors.go). Permanent failures
-// of one row (record too large, topic invalid or not allowed) park the row
-// in eventline_outbox_parked with the error, and the relay moves on.
+// refused) end Run with the error instead. Permanent failures of one row
+// (record too large, topic invalid) park the row in eventline_outbox_parked
+// with the error, and the relay moves on.
 //
 // That is poll mode (ModePoll, producers in producer.ModeTable). In logical
 // mode (ModeLogical, producers in producer.ModeMessage) events are logical
@@ -31,12 +31,20 @@
 // with all before them (logical.go). The slot ending invalidated or gone ends
 // Run with ErrSlotInvalidated or ErrSlotLost (docs/operations.md).
 //
+// The relay publishes only what the pipeline allows (Config.Pipeline): an
+// event whose topic is not one of eventline.yaml's, whose type is not
+// routed to its topic, whose value is not Confluent-framed or which carries
+// a header reserved for eventline is parked with ErrNotAllowed and the
+// reason, in both modes. Whoever can write an event therefore reaches only
+// the pipeline's topics; in logical mode, who can write one at all is
+// restricted by migrate.LogicalOptions.Emitters (ErrPublicEmit otherwise).
+//
 // Run runs once (ErrAlreadyRunning after); after its context ends it waits
 // at most ShutdownTimeout for the in-flight batch's acks.
 //
 // Files: config.go (Config and its defaults), relay.go (New, Run, topics),
-// leader.go (leadership and the session), probe.go (how the leader learns
-// of new rows), publish.go (the produce pipeline), store.go (the outbox's
-// SQL), parked.go, metrics.go, logical.go and logical_lag.go (logical
-// mode).
+// leader.go (leadership and the session), policy.go (what the pipeline
+// allows), probe.go (how the leader learns of new rows), publish.go (the
+// produce pipeline), store.go (the outbox's SQL), parked.go, metrics.go,
+// logical.go and logical_lag.go (logical mode).
 package relay

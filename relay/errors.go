@@ -11,6 +11,13 @@ import (
 	"github.com/eventline/eventline/migrate"
 )
 
+// parkable reports whether a failed event is parked rather than retried:
+// Kafka refused it for good, the pipeline does not allow it, or it cannot
+// be read.
+func parkable(err error) bool {
+	return permanent(err) || errors.Is(err, ErrNotAllowed) || errors.Is(err, errBadHeaders)
+}
+
 // ErrNotLeader is returned by operations that need leadership after it was
 // lost (the lock connection died).
 var ErrNotLeader = errors.New("relay lost leadership")
@@ -43,6 +50,10 @@ var (
 	// ErrSlotLost ends Run in logical mode when the slot eventline created
 	// is gone (dropped, or a failover to a server without it).
 	ErrSlotLost = migrate.ErrSlotLost
+	// ErrPublicEmit ends Run in logical mode when every role of the
+	// database may write logical decoding messages (see
+	// Config.AllowPublicEmit, docs/operations.md).
+	ErrPublicEmit = migrate.ErrPublicEmit
 )
 
 // ErrAlreadyRunning is returned by Run when Run was called before on the same
@@ -61,7 +72,9 @@ var ErrAlreadyRunning = errors.New("relay: Run was already called on this Relay"
 //     this schema) and 42501 (the role may not read, delete or park outbox
 //     rows);
 //   - in logical mode, a replication slot invalidated or lost, wal_level
-//     not logical, or a role without REPLICATION (migrate's errors);
+//     not logical, a role without REPLICATION, a database where every
+//     role may write events, or a relay role that may not write its
+//     heartbeats (migrate's errors);
 //   - Kafka SASL authentication failed, or a mechanism the broker does not
 //     enable;
 //   - a broker certificate that fails verification: not signed by a
@@ -85,7 +98,7 @@ func unrecoverable(err error, startup bool) bool {
 			return true
 		}
 	}
-	for _, e := range []error{migrate.ErrSlotInvalidated, migrate.ErrSlotLost, migrate.ErrNotLogical, migrate.ErrNoReplicationPrivilege} {
+	for _, e := range []error{migrate.ErrSlotInvalidated, migrate.ErrSlotLost, migrate.ErrNotLogical, migrate.ErrNoReplicationPrivilege, migrate.ErrPublicEmit, migrate.ErrEmitNotGranted} {
 		if errors.Is(err, e) {
 			return true
 		}

@@ -112,7 +112,7 @@ func TestRunReturnsUnrecoverableStartupErrors(t *testing.T) {
 				tc.brokers = brokers
 			}
 			r, err := relay.New(relay.Config{DatabaseURL: tc.dbURL, Brokers: tc.brokers, KafkaOpts: tc.opts,
-				Topics:     []pipeline.Topic{{Name: testkit.UniqueName(t, "t"), Partitions: 1, ReplicationFactor: 1}},
+				Pipeline:   testPipeline(t),
 				MaxBackoff: 50 * time.Millisecond, StandbyRetry: 50 * time.Millisecond, Logger: testkit.Logger(t)})
 			if err != nil {
 				t.Fatal(err)
@@ -164,7 +164,7 @@ func TestRunRetriesUnreachableBrokerAndDatabase(t *testing.T) {
 			t.Parallel()
 			dead, attempts := refusingListener(t)
 			cfg := tc.cfg(dead)
-			cfg.Topics = []pipeline.Topic{{Name: testkit.UniqueName(t, "t"), Partitions: 1, ReplicationFactor: 1}}
+			cfg.Pipeline = testPipeline(t)
 			cfg.MaxBackoff = 50 * time.Millisecond
 			cfg.Logger = testkit.Logger(t)
 			r, err := relay.New(cfg)
@@ -256,7 +256,7 @@ func TestRunReturnsWithinShutdownTimeoutWhenBrokerStopsAnswering(t *testing.T) {
 	})
 	b.appendOrders([]string{uuid.NewString(), uuid.NewString(), uuid.NewString()}, 4)
 	const shutdown = 2 * time.Second
-	r, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Topics: b.topics(), ShutdownTimeout: shutdown, Logger: testkit.Logger(t)})
+	r, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Pipeline: b.pipe(), ShutdownTimeout: shutdown, Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,4 +313,9 @@ func withDatabase(t *testing.T, dbURL, name string) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// testPipeline routes one event type to a topic of its own.
+func testPipeline(t *testing.T) *pipeline.Pipeline {
+	return &pipeline.Pipeline{Topics: []pipeline.Topic{{Name: testkit.UniqueName(t, "t"), Partitions: 1, ReplicationFactor: 1, Events: []string{"T"}}}}
 }

@@ -22,9 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pglogrepl"
@@ -58,6 +60,7 @@ type confirmer struct {
 	confirmed pglogrepl.LSN
 	inflight  int
 	bytes     int64
+	progress  time.Time     // the last ack, or when the first of the events in flight was produced
 	wake      chan struct{} // an ack happened (cap 1)
 }
 
@@ -76,6 +79,9 @@ func (c *confirmer) begin(commitAt time.Time) *txn {
 
 func (c *confirmer) add(t *txn, size int) {
 	c.mu.Lock()
+	if c.inflight == 0 {
+		c.progress = time.Now()
+	}
 	t.pending++
 	c.inflight++
 	c.bytes += int64(size)
@@ -84,6 +90,7 @@ func (c *confirmer) add(t *txn, size int) {
 
 func (c *confirmer) ack(t *txn, size int) {
 	c.mu.Lock()
+	c.progress = time.Now()
 	t.pending--
 	c.inflight--
 	c.bytes -= int64(size)
@@ -148,6 +155,17 @@ func (c *confirmer) idle(pos pglogrepl.LSN) {
 	}
 }
 
+// stalled reports how many events are in flight when none was
+// acknowledged for longer than d.
+func (c *confirmer) stalled(now time.Time, d time.Duration) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.inflight > 0 && now.Sub(c.progress) > d {
+		return c.inflight
+	}
+	return 0
+}
+
 // state returns the confirmed position, the events in flight and their
 // bytes, and the commit time of the oldest unconfirmed transaction (zero
 // when none).
@@ -200,7 +218,7 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 	// slot invalidated later ends it like any other (an operator decides
 	// again to give up the events in between).
 	recreate := r.cfg.RecreateSlot && !r.streamed.Load()
-	l, err := migrate.SetupLogical(ctx, r.pool, migrate.LogicalOptions{Schema: r.cfg.Schema, Slot: r.cfg.Slot, RecreateSlot: recreate})
+	l, err := migrate.SetupLogical(ctx, r.pool, migrate.LogicalOptions{Schema: r.cfg.Schema, Slot: r.cfg.Slot, RecreateSlot: recreate, AllowPublicEmit: r.cfg.AllowPublicEmit})
 	if err != nil {
 		return fmt.Errorf("logical mode: %w", err)
 	}
@@ -218,6 +236,15 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 		return err
 	}
 	defer conn.Close(context.Background())
+	// The heartbeat is a message too: without it an idle stream's slot
+	// holds back the WAL other writers make.
+	var canEmit bool
+	if err := r.pool.QueryRow(ctx, `SELECT has_function_privilege('pg_catalog.pg_logical_emit_message(boolean,text,text)', 'EXECUTE')`).Scan(&canEmit); err != nil {
+		return fmt.Errorf("logical mode: %w", err)
+	}
+	if !canEmit {
+		return fmt.Errorf("logical mode: %w: the relay's role writes heartbeat messages; grant it (eventline migrate --logical --emitter-role <relay role>), see %s", migrate.ErrEmitNotGranted, migrate.EmitDoc)
+	}
 	pctx, release := r.produceContext(ctx)
 	defer release()
 	s, err := r.openStream(ctx, pctx, conn, l)
@@ -324,6 +351,7 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 	maxInflight := 4 * r.cfg.BatchSize
 	maxBytes := 4 * int64(r.cfg.BatchBytes)
 	nextStatus := time.Now().Add(r.cfg.StatusInterval)
+	var warned time.Time
 	// Saving the position and probing the table are database round trips:
 	// in goroutines of their own, so no event waits behind them (under
 	// load one took tens of ms, and the events that came meanwhile waited).
@@ -355,6 +383,12 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 				s.heartbeat(ctx)
 			}
 			nextStatus = now.Add(r.cfg.StatusInterval)
+		}
+		if n := s.c.stalled(now, r.slowAck); n > 0 && now.Sub(warned) > r.slowAck {
+			// The client retries for ever (a missing topic too): say so,
+			// or a stalled relay is silent.
+			warned = now
+			r.cfg.Logger.Warn("relay: events unacknowledged for a while; the client keeps retrying (is a topic missing, or a broker or partition leader down?)", "events", n)
 		}
 		if _, inflight, bytes, _ := s.c.state(); inflight >= maxInflight || bytes >= maxBytes {
 			// Backpressure: Kafka is behind. Stop reading (the walsender
@@ -451,13 +485,24 @@ func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage)
 	row := outboxRow{id: -int64(m.LSN), createdAt: s.cur.commitAt}
 	e, err := outboxmsg.Decode(m.Content)
 	if err != nil {
-		row.value, row.headers = m.Content, []byte("[]")
+		// Kept as it came (Requeue writes it again), unless larger than
+		// any event can be: a writer's 200 MB message must not become a
+		// 200 MB parked row.
+		row.headers = []byte("[]")
+		if len(m.Content) <= outboxmsg.MaxSize {
+			row.value = m.Content
+		} else {
+			err = fmt.Errorf("%w (its content was not kept)", err)
+		}
 		return s.park(ctx, []failure{{row: row, err: err}})
 	}
 	row.topic, row.key, row.value, row.eventID = e.Topic, e.Key, e.Value, e.EventID
 	row.eventType, row.aggType, row.aggID, row.aggVersion, row.hdrs = e.EventType, e.AggregateType, e.AggregateID, e.AggregateVersion, e.Headers
 	if row.hdrs == nil {
 		row.hdrs = []outboxmsg.Header{}
+	}
+	if err := r.policy.check(&row); err != nil {
+		return s.park(ctx, []failure{{row: row, err: err}})
 	}
 	rec, err := record(&row)
 	if err != nil {
@@ -503,7 +548,7 @@ func (s *stream) handleFailures(ctx context.Context) error {
 	}
 	var park []failure
 	for _, f := range failed {
-		if !permanent(f.err) && !errors.Is(f.err, errBadHeaders) {
+		if !parkable(f.err) {
 			s.abandon(failed)
 			return fmt.Errorf("producing: %w", f.err)
 		}
@@ -533,7 +578,7 @@ func (s *stream) abandon(failed []failure) {
 func (s *stream) park(ctx context.Context, fs []failure) error {
 	r := s.r
 	for _, f := range fs {
-		o := f.row
+		o := storable(f.row)
 		_, err := r.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO `+r.park+` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
 			ON CONFLICT (id) DO UPDATE SET error = EXCLUDED.error, parked_at = clock_timestamp()`,
@@ -545,6 +590,30 @@ func (s *stream) park(ctx context.Context, fs []failure) error {
 		r.cfg.Logger.Error("relay: parked an event", "id", o.id, "lsn", pglogrepl.LSN(-o.id).String(), "err", f.err.Error())
 	}
 	return nil
+}
+
+// storable is o with text PostgreSQL accepts: a message's strings are
+// whatever bytes its writer chose, and a NUL or invalid UTF-8 in a text or
+// jsonb column would fail the parking, end the stream and read the same
+// message again, for ever. Parked events only: what is published is passed
+// on as written.
+func storable(o outboxRow) outboxRow {
+	o.topic, o.eventType, o.aggType, o.aggID = pgText(o.topic), pgText(o.eventType), pgText(o.aggType), pgText(o.aggID)
+	if o.hdrs != nil {
+		hs := make([]outboxmsg.Header, len(o.hdrs))
+		for i, h := range o.hdrs {
+			hs[i] = outboxmsg.Header{Key: pgText(h.Key), Value: pgText(h.Value)}
+		}
+		o.hdrs = hs
+	}
+	return o
+}
+
+func pgText(s string) string {
+	if utf8.ValidString(s) && !strings.ContainsRune(s, 0) {
+		return s
+	}
+	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
 func orEmpty(b []byte) []byte {

@@ -23,7 +23,7 @@ func TestDecodeWithoutKafka(t *testing.T) {
 	if err := b.db.QueryRow(context.Background(), `SELECT slot_name FROM pg_replication_slots WHERE database = current_database()`).Scan(&slot); err != nil {
 		t.Fatal(err)
 	}
-	r, err := relay.New(relay.Config{Mode: relay.ModeLogical, DatabaseURL: b.dbURL, Brokers: b.brokers, Logger: testkit.Logger(t)})
+	r, err := relay.New(relay.Config{Mode: relay.ModeLogical, DatabaseURL: b.dbURL, Brokers: b.brokers, Pipeline: b.pipe(), Logger: testkit.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,7 +166,7 @@ func setupLogicalOn(t *testing.T, url string) *bundle {
 // run runs a relay and returns what Run returned.
 func (b *bundle) run(cfg relay.Config) (r *relay.Relay, result <-chan error, cancel func()) {
 	b.t.Helper()
-	cfg.DatabaseURL, cfg.Brokers, cfg.Topics = b.dbURL, b.brokers, b.topics()
+	cfg.DatabaseURL, cfg.Brokers, cfg.Pipeline = b.dbURL, b.brokers, b.pipe()
 	if cfg.Logger == nil {
 		cfg.Logger = testkit.Logger(b.t)
 	}
@@ -208,7 +208,7 @@ func TestLogicalRelayDownThenBack(t *testing.T) {
 	down := time.Since(stoppedAt)
 
 	// Any relay (here a standby-to-be that has not started) reads the lag.
-	probe, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Mode: relay.ModeLogical})
+	probe, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Pipeline: b.pipe(), Mode: relay.ModeLogical})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,21 +390,9 @@ func TestLogicalPrerequisites(t *testing.T) {
 	t.Parallel()
 	b := setupLogical(t)
 	ctx := context.Background()
-	role := "norepl_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
-	if _, err := b.db.Exec(ctx, `CREATE ROLE `+role+` LOGIN PASSWORD 'pw' NOREPLICATION; GRANT ALL ON ALL TABLES IN SCHEMA public TO `+role); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = b.db.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role) })
-	nb := *b
-	nb.dbURL = withUser(t, b.dbURL, role, "pw")
-	_, result, _ := nb.run(relay.Config{Mode: relay.ModeLogical})
-	select {
-	case err := <-result:
-		if !errors.Is(err, migrate.ErrNoReplicationPrivilege) || !strings.Contains(err.Error(), "REPLICATION") || strings.Contains(err.Error(), "pw") {
-			t.Fatalf("Run without REPLICATION: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run without REPLICATION did not return")
+	err := b.asRole(t, "NOREPLICATION").runUntilError(t, relay.Config{Mode: relay.ModeLogical})
+	if !errors.Is(err, migrate.ErrNoReplicationPrivilege) || !strings.Contains(err.Error(), "REPLICATION") || strings.Contains(err.Error(), "pw") {
+		t.Fatalf("Run without REPLICATION: %v", err)
 	}
 
 	// The slot is dropped: the producer writes nothing and says what to
@@ -423,14 +411,8 @@ func TestLogicalPrerequisites(t *testing.T) {
 	if !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "eventline migrate --logical") {
 		t.Fatalf("Append without a slot: %v", err)
 	}
-	_, result, _ = b.run(relay.Config{Mode: relay.ModeLogical})
-	select {
-	case err := <-result:
-		if !errors.Is(err, relay.ErrSlotLost) || !strings.Contains(err.Error(), "operations.md") {
-			t.Fatalf("Run with the slot gone: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run with the slot gone did not return")
+	if err := b.runUntilError(t, relay.Config{Mode: relay.ModeLogical}); !errors.Is(err, relay.ErrSlotLost) || !strings.Contains(err.Error(), "operations.md") {
+		t.Fatalf("Run with the slot gone: %v", err)
 	}
 	// An event parked in logical mode is not requeued where no slot would
 	// decode it: the parked row is its only copy.
@@ -565,7 +547,7 @@ func TestLogicalSlotMetrics(t *testing.T) {
 	b := setupLogical(t)
 	ctx := context.Background()
 	b.appendRange([]string{uuid.NewString()}, 1, 20) // no relay yet: lag
-	r, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Mode: relay.ModeLogical})
+	r, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Pipeline: b.pipe(), Mode: relay.ModeLogical})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,6 +43,11 @@ func (r *Relay) produce(pctx context.Context, rows []outboxRow, start time.Time)
 	f := &inflight{rows: rows, results: make([]error, len(rows)), start: start}
 	f.wg.Add(len(rows))
 	for i := range rows {
+		if err := r.policy.checkRow(&rows[i]); err != nil {
+			f.results[i] = err
+			f.wg.Done()
+			continue
+		}
 		rec, err := record(&rows[i])
 		if err != nil {
 			f.results[i] = err
@@ -70,10 +75,21 @@ func (r *Relay) finish(pctx context.Context, f *inflight) error {
 	// its rows stay and are published again (duplicates, not loss).
 	acked := make(chan struct{})
 	go func() { f.wg.Wait(); close(acked) }()
-	select {
-	case <-acked:
-	case <-pctx.Done():
-		return fmt.Errorf("%w: %d records without an answer from the broker", errAbandoned, len(f.rows))
+	warn := time.NewTicker(r.slowAck)
+	defer warn.Stop()
+wait:
+	for {
+		select {
+		case <-acked:
+			break wait
+		case <-pctx.Done():
+			return fmt.Errorf("%w: %d records without an answer from the broker", errAbandoned, len(f.rows))
+		case <-warn.C:
+			// The client retries for ever (a missing topic too): say so,
+			// or a stalled relay is silent.
+			r.cfg.Logger.Warn("relay: records still unacknowledged; the client keeps retrying (is a topic missing, or a broker or partition leader down?)",
+				"records", len(f.rows), "topics", batchTopics(f.rows), "waited", time.Since(f.start).Round(time.Second))
+		}
 	}
 	var done, parkIDs []int64
 	var parkErrs []string
@@ -82,7 +98,7 @@ func (r *Relay) finish(pctx context.Context, f *inflight) error {
 		switch {
 		case err == nil:
 			done = append(done, f.rows[i].id)
-		case permanent(err) || errors.Is(err, errBadHeaders):
+		case parkable(err):
 			parkIDs = append(parkIDs, f.rows[i].id)
 			parkErrs = append(parkErrs, err.Error())
 		default:
@@ -180,6 +196,22 @@ func (r *Relay) produceContext(ctx context.Context) (pctx context.Context, relea
 }
 
 var errBadHeaders = errors.New("outbox row has malformed headers")
+
+// slowAckWarning is how long a batch waits for its acks before each warning.
+var slowAckWarning = 10 * time.Second
+
+// batchTopics lists the topics of rows, each once.
+func batchTopics(rows []outboxRow) []string {
+	var out []string
+	seen := map[string]bool{}
+	for i := range rows {
+		if !seen[rows[i].topic] {
+			seen[rows[i].topic] = true
+			out = append(out, rows[i].topic)
+		}
+	}
+	return out
+}
 
 // errAbandoned: a batch's acks did not come before shutdown's deadline.
 var errAbandoned = errors.New("batch abandoned at shutdown")

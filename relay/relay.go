@@ -43,6 +43,8 @@ type Relay struct {
 	key   string // advisory lock key text
 	// tracing: kotel hooks are installed.
 	tracing bool
+	policy  policy        // what the pipeline allows (policy.go)
+	slowAck time.Duration // how long a wait for acks lasts before each warning
 
 	batchCap sync.Map     // topic -> int32: the topic's max.message.bytes, when smaller than the default
 	avgRow   atomic.Int64 // key+value bytes per row of the last batch read (0: none yet)
@@ -90,11 +92,12 @@ func New(cfg Config) (*Relay, error) {
 	}
 	r := &Relay{
 		cfg: cfg, pool: pool, logHooks: kafkalog.New(cfg.Logger, "relay"),
-		table: pgx.Identifier{cfg.Schema, "eventline_outbox"}.Sanitize(),
-		park:  pgx.Identifier{cfg.Schema, "eventline_outbox_parked"}.Sanitize(),
-		state: pgx.Identifier{cfg.Schema, "eventline_relay_state"}.Sanitize(),
-		key:   "eventline_relay:" + cfg.Schema,
-		gaps:  gaps{ttl: cfg.PollInterval},
+		table:  pgx.Identifier{cfg.Schema, "eventline_outbox"}.Sanitize(),
+		park:   pgx.Identifier{cfg.Schema, "eventline_outbox_parked"}.Sanitize(),
+		state:  pgx.Identifier{cfg.Schema, "eventline_relay_state"}.Sanitize(),
+		key:    "eventline_relay:" + cfg.Schema,
+		gaps:   gaps{ttl: cfg.PollInterval},
+		policy: newPolicy(cfg.Pipeline), slowAck: slowAckWarning,
 	}
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
@@ -142,8 +145,8 @@ func (r *Relay) batchMaxBytes(topic string) int32 {
 // learnBatchLimits reads max.message.bytes of the configured topics, before
 // anything is produced to them.
 func (r *Relay) learnBatchLimits(ctx context.Context, adm *kadm.Client) error {
-	names := make([]string, 0, len(r.cfg.Topics))
-	for _, t := range r.cfg.Topics {
+	names := make([]string, 0, len(r.cfg.Pipeline.Topics))
+	for _, t := range r.cfg.Pipeline.Topics {
 		names = append(names, t.Name)
 		// What eventline.yaml asked for first: a real cluster may not
 		// describe a topic it has just created (the broker answering has
@@ -286,13 +289,8 @@ func (r *Relay) sleep(ctx context.Context, d time.Duration) bool {
 func (r *Relay) ensureTopics(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if len(r.cfg.Topics) == 0 {
-		// Nothing to create; meet the broker all the same, so that
-		// refused credentials end Run now rather than at the first row.
-		return r.kafka.Ping(cctx)
-	}
 	adm := kadm.NewClient(r.kafka)
-	for _, t := range r.cfg.Topics {
+	for _, t := range r.cfg.Pipeline.Topics {
 		configs := map[string]*string{}
 		for k, v := range t.Configs {
 			configs[k] = &v

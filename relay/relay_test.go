@@ -43,8 +43,10 @@ func setup(t *testing.T) *bundle {
 	return &bundle{t: t, dbURL: f.DatabaseURL, db: f.DB, brokers: testkit.Kafka(t), topic: topic, prod: prod}
 }
 
-func (b *bundle) topics() []pipeline.Topic {
-	return []pipeline.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1}}
+// pipe is the pipeline the bundle's relays publish by: the orders topic.
+func (b *bundle) pipe() *pipeline.Pipeline {
+	return &pipeline.Pipeline{Topics: []pipeline.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1,
+		Events: []string{"eventline.orders.OrderCreated", "eventline.orders.OrderConfirmed"}}}}
 }
 
 // start runs a relay until the test ends (or cancel is called).
@@ -52,7 +54,7 @@ func (b *bundle) start(cfg relay.Config) (r *relay.Relay, cancel func()) {
 	b.t.Helper()
 	cfg.DatabaseURL = b.dbURL
 	cfg.Brokers = b.brokers
-	cfg.Topics = b.topics()
+	cfg.Pipeline = b.pipe()
 	if cfg.Logger == nil {
 		cfg.Logger = testkit.Logger(b.t)
 	}
@@ -180,7 +182,7 @@ func TestRelayPublishesEveryRowInOrder(t *testing.T) {
 	b := setup(t)
 	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
 	b.appendOrders(aggs, 4) // before the relay starts: the backlog
-	probe, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers})
+	probe, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Pipeline: b.pipe()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,6 +292,7 @@ func TestRelayDatabaseDownAtStart(t *testing.T) {
 	r, err := relay.New(relay.Config{
 		DatabaseURL: "postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=1",
 		Brokers:     testkit.Kafka(t),
+		Pipeline:    testPipeline(t),
 		MaxBackoff:  50 * time.Millisecond,
 		Logger:      newLogger(&logs),
 	})
@@ -473,7 +476,8 @@ func TestRelayRespectsTopicMaxMessageBytes(t *testing.T) {
 		}
 	}
 	cfg := relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Logger: testkit.Logger(t), PollInterval: 200 * time.Millisecond,
-		Topics: []pipeline.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1, Configs: map[string]string{"max.message.bytes": "4096"}}}}
+		Pipeline: b.pipe()}
+	cfg.Pipeline.Topics[0].Configs = map[string]string{"max.message.bytes": "4096"}
 	r, err := relay.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -501,7 +505,7 @@ func TestRelayBatchesByBytes(t *testing.T) {
 	ctx := context.Background()
 	// Rows written directly: 100 KB values the relay passes on as they are.
 	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
-		SELECT $1, convert_to('k' || (i % 4), 'UTF8'), '\x00'::bytea || int4send(i) || decode(repeat('ab', 100000), 'hex'), gen_random_uuid(), 'T', 'order', 'k' || (i % 4)
+		SELECT $1, convert_to('k' || (i % 4), 'UTF8'), '\x00'::bytea || int4send(i) || decode(repeat('ab', 100000), 'hex'), gen_random_uuid(), 'eventline.orders.OrderCreated', 'order', 'k' || (i % 4)
 		FROM generate_series(1, 200) AS i`, b.topic); err != nil {
 		t.Fatal(err)
 	}

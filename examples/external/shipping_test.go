@@ -89,7 +89,7 @@ func TestShippingEndToEnd(t *testing.T) {
 		EventType: "acme.shipping.ShipmentDispatched", AggregateID: first.String(), Topic: topic})[0]
 
 	// The relay (creates the topic from eventline.yaml) and the group.
-	rl, err := relay.New(relay.Config{DatabaseURL: stack["DATABASE_URL"], Brokers: brokers, KafkaOpts: conn.Kafka, Schema: shipping.Schema, Topics: pipe.Topics})
+	rl, err := relay.New(relay.Config{DatabaseURL: stack["DATABASE_URL"], Brokers: brokers, KafkaOpts: conn.Kafka, Schema: shipping.Schema, Pipeline: pipe})
 	if err != nil {
 		t.Fatal(err)
 	}

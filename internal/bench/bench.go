@@ -110,7 +110,14 @@ func newSetup(ctx context.Context, env Env, mode relay.Mode, partitions int, wri
 	pmode := producer.ModeTable
 	if mode == relay.ModeLogical {
 		pmode = producer.ModeMessage
-		opts := migrate.LogicalOptions{Schema: s.schema}
+		// Emitting restricted to the bench's role, as deployed (a no-op
+		// when a superuser restricted it before).
+		var role string
+		if err := pool.QueryRow(ctx, `SELECT current_user`).Scan(&role); err != nil {
+			s.close()
+			return nil, err
+		}
+		opts := migrate.LogicalOptions{Schema: s.schema, Emitters: []string{role}}
 		l, err := migrate.SetupLogical(ctx, pool, opts)
 		if err != nil {
 			if l, nerr := migrate.LogicalNames(ctx, pool, opts); nerr == nil { // what it may have made

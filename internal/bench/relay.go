@@ -140,7 +140,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		if err := fill(ctx, s, o, ss.ID); err != nil {
 			return res, err
 		}
-		sqlOnly, err := relay.New(relay.Config{DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, BatchSize: o.BatchSize, Logger: log})
+		sqlOnly, err := relay.New(relay.Config{DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, Pipeline: s.pipe, BatchSize: o.BatchSize, Logger: log})
 		if err != nil {
 			return res, err
 		}
@@ -390,7 +390,7 @@ func logicalCeiling(ctx context.Context, env Env, s *setup, o RelayOptions, sche
 	if err := fillMessages(ctx, s, o, schemaID); err != nil {
 		return 0, 0, "", err
 	}
-	dec, err := relay.New(relay.Config{Mode: relay.ModeLogical, DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, BatchSize: o.BatchSize, Logger: log})
+	dec, err := relay.New(relay.Config{Mode: relay.ModeLogical, DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, Pipeline: s.pipe, BatchSize: o.BatchSize, Logger: log})
 	if err != nil {
 		return 0, 0, "", err
 	}

@@ -229,10 +229,24 @@ func TestMigrateLogicalCLI(t *testing.T) {
 	t.Parallel()
 	db := testkit.Postgres(t)
 	env := map[string]string{"DATABASE_URL": db}
+	// Every role may emit (the server's default): refused, naming the fix.
 	code, out, errOut := run(t, env, "migrate", "--logical", "--schema", "shop")
-	if code != 0 || !strings.Contains(out, "created replication slot eventline_") || !strings.Contains(out, "publication eventline_shop") {
+	if code != cli.ExitFail || !strings.Contains(errOut, "every role may write logical decoding messages") || !strings.Contains(errOut, "--emitter-role") {
+		t.Fatalf("PUBLIC may emit: exit %d\n%s%s", code, out, errOut)
+	}
+	first, err := pgx.Connect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := testkit.CurrentRole(t, first)
+	first.Close(context.Background())
+	env["EVENTLINE_EMITTER_ROLES"] = role
+	code, out, errOut = run(t, env, "migrate", "--logical", "--schema", "shop")
+	if code != 0 || !strings.Contains(out, "created replication slot eventline_") || !strings.Contains(out, "publication eventline_shop") ||
+		!strings.Contains(out, "PUBLIC revoked; granted to "+role) {
 		t.Fatalf("first run: exit %d\n%s%s", code, out, errOut)
 	}
+	delete(env, "EVENTLINE_EMITTER_ROLES") // restricted once: later runs need no role list
 	code, out, _ = run(t, env, "migrate", "--logical", "--schema", "shop")
 	if code != 0 || !strings.Contains(out, "is in place") {
 		t.Fatalf("second run: exit %d\n%s", code, out)

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/connection"
+	"github.com/eventline/eventline/internal/dsn"
 )
 
 // The connection settings (TLS, SASL, registry auth) come from the
@@ -50,6 +51,27 @@ func registryErr(env *Env, err error) error {
 	}
 	return err
 }
+
+// databaseURL is the PostgreSQL connection string: flagValue
+// (--database-url) when given, else DATABASE_URL or the contents of the
+// file DATABASE_URL_FILE names. A password in the flag is refused, without
+// showing it: ps shows every process's arguments to every user of the
+// machine, and a command line ends up in shell histories and CI logs.
+func databaseURL(env *Env, flagValue string) (string, error) {
+	if flagValue != "" {
+		if dsn.HasPassword(flagValue) {
+			return "", errors.New("--database-url carries a password, which ps shows to every user of the machine: give the connection string in DATABASE_URL or DATABASE_URL_FILE, or the password alone in PGPASSWORD or a PGPASSFILE")
+		}
+		return flagValue, nil
+	}
+	if env.Getenv("DATABASE_URL_FILE") == "" {
+		return env.Getenv("DATABASE_URL"), nil
+	}
+	return connection.Secret(env.Getenv, "DATABASE_URL")
+}
+
+// databaseURLUsage is the help of --database-url.
+const databaseURLUsage = "PostgreSQL connection string, without a password (default: env DATABASE_URL, or the file DATABASE_URL_FILE names; a password goes there or in PGPASSWORD/PGPASSFILE)"
 
 // kafkaErr adds what a bare connection error most likely means under the
 // environment's settings: a broker that refuses SASL credentials may just

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -114,13 +115,13 @@ func TestRelayOnSecuredCluster(t *testing.T) {
 	f := testkit.Setup(t)
 	topic := testkit.UniqueName(t, "t")
 	if _, err := f.DB.Exec(context.Background(), `INSERT INTO eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
-		VALUES ($1, 'k', '\x00', gen_random_uuid(), 'T', 'a', 'k')`, topic); err != nil {
+		VALUES ($1, 'k', '\x000000000100', gen_random_uuid(), 'T', 'a', 'k')`, topic); err != nil {
 		t.Fatal(err)
 	}
 	up := sc.Users["SCRAM-SHA-512"]
 	env := map[string]string{"DATABASE_URL": f.DatabaseURL, "KAFKA_BROKERS": strings.Join(sc.Brokers, ","), "KAFKA_TLS_CA_FILE": sc.CAFile,
 		"KAFKA_SASL_MECHANISM": "SCRAM-SHA-512", "KAFKA_SASL_USERNAME": up[0], "KAFKA_SASL_PASSWORD": up[1],
-		"EVENTLINE_CONFIG": filepath.Join(t.TempDir(), "none.yaml")}
+		"EVENTLINE_CONFIG": pipelineFile(t, fmt.Sprintf("topics: [{name: %s, partitions: 3, events: [T]}]", topic))}
 	if _, err := kadm.NewClient(secureClient(t, sc)).CreateTopic(context.Background(), 3, 1, nil, topic); err != nil {
 		t.Fatal(err)
 	}
@@ -187,4 +188,45 @@ func secureClient(t *testing.T, sc testkit.SecureCluster) *kgo.Client {
 	up := sc.Users["SCRAM-SHA-256"]
 	return testkit.Client(t, sc.Brokers, kgo.DialTLSConfig(&tls.Config{RootCAs: roots}),
 		kgo.SASL(scram.Auth{User: up[0], Pass: up[1]}.AsSha256Mechanism()), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+}
+
+// --database-url refuses a connection string carrying a password, in any
+// of its forms, without showing it and before connecting (ps shows a
+// process's arguments to every user), and names the places a password
+// goes; DATABASE_URL_FILE is one of them.
+func TestDatabaseURLFlagRefusesPasswords(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"migrate", "--database-url", "postgres://u:pw-xyzzy@127.0.0.1:1/db"},
+		{"migrate", "--database-url", "postgres://u@127.0.0.1:1/db?password=pw-xyzzy"},
+		{"relay", "--database-url", "host=127.0.0.1 port=1 password='pw xyzzy'", "--brokers", "127.0.0.1:1"},
+		{"relay", "parked", "list", "--database-url", "postgresql://u:pw-xyzzy@127.0.0.1:1/db"},
+	} {
+		start := time.Now()
+		code, out, errOut := run(t, nil, args...)
+		if code != cli.ExitUsage || time.Since(start) > 5*time.Second {
+			t.Errorf("%v: exit %d after %v, want %d at once\n%s", args[:2], code, time.Since(start), cli.ExitUsage, errOut)
+		}
+		for _, want := range []string{"--database-url carries a password", "DATABASE_URL", "DATABASE_URL_FILE", "PGPASSWORD", "PGPASSFILE"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("%v: stderr %q does not name %s", args[:2], errOut, want)
+			}
+		}
+		if strings.Contains(out+errOut, "xyzzy") {
+			t.Errorf("%v: the password is in the output", args[:2])
+		}
+	}
+
+	db := testkit.Postgres(t)
+	file := filepath.Join(t.TempDir(), "database-url")
+	if err := os.WriteFile(file, []byte(db+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	schema := testkit.UniqueName(t, "s")
+	if code, out, errOut := run(t, map[string]string{"DATABASE_URL_FILE": file}, "migrate", "--schema", schema); code != cli.ExitOK || !strings.Contains(out, "applied") {
+		t.Errorf("migrate with DATABASE_URL_FILE: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := run(t, map[string]string{"DATABASE_URL_FILE": "/dev/zero"}, "migrate"); code != cli.ExitUsage || !strings.Contains(errOut, "DATABASE_URL_FILE") {
+		t.Errorf("DATABASE_URL_FILE=/dev/zero: exit %d, %q", code, errOut)
+	}
 }

@@ -129,7 +129,11 @@ type services struct {
 // otherwise starts an embedded stack (in dataDir, or a temporary directory
 // removed afterwards). stop stops whatever was started.
 func servicesFor(ctx context.Context, env *Env, dataDir string) (services, func(), error) {
-	brokers, registry, db := env.Getenv("KAFKA_BROKERS"), env.Getenv("SCHEMA_REGISTRY_URL"), env.Getenv("DATABASE_URL")
+	db, err := databaseURL(env, "")
+	if err != nil {
+		return services{}, nil, err
+	}
+	brokers, registry := env.Getenv("KAFKA_BROKERS"), env.Getenv("SCHEMA_REGISTRY_URL")
 	if brokers != "" && registry != "" && db != "" {
 		conn, err := connections(env)
 		if err != nil {

@@ -39,7 +39,11 @@ func runDev(ctx context.Context, env *Env, args []string) int {
 		return ExitUsage
 	}
 
-	dbURL := env.Getenv("DATABASE_URL")
+	dbURL, err := databaseURL(env, "")
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline dev:", err)
+		return ExitUsage
+	}
 	if dbURL != "" {
 		// Fail now, with the reason, rather than print an address that
 		// does not work.

@@ -5,6 +5,7 @@ import (
 
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,23 +15,30 @@ import (
 
 func runMigrate(ctx context.Context, env *Env, args []string) int {
 	fs := newFlagSet(env, "migrate", "[flags]")
-	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL connection string (env DATABASE_URL)")
+	dbFlag := fs.String("database-url", "", databaseURLUsage)
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of eventline's tables (env EVENTLINE_SCHEMA)")
 	logical := fs.Bool("logical", envOr(env, "EVENTLINE_MODE", "") == "logical", "also set up logical mode (producers in message mode, relay --mode logical): the publication and the replication slot; needs wal_level=logical and a role with REPLICATION (env EVENTLINE_MODE=logical)")
 	slot := fs.String("slot", env.Getenv("EVENTLINE_SLOT"), "logical mode's replication slot (env EVENTLINE_SLOT; default eventline_<database>_<schema>)")
 	recreate := fs.Bool("recreate-slot", false, "replace an invalidated or lost slot with a new one; the events committed in between are NOT delivered (the window is printed): see docs/operations.md")
+	emitters := fs.String("emitter-role", env.Getenv("EVENTLINE_EMITTER_ROLES"), "logical mode: the roles that may write events (the producers' and the relay's), comma-separated: EXECUTE on pg_logical_emit_message is revoked from PUBLIC in this database and granted to them (needs a superuser) (env EVENTLINE_EMITTER_ROLES)")
+	allowPublicEmit := fs.Bool("allow-public-emit", false, "logical mode: accept a database where every role may still write logical decoding messages (any role could write events); see docs/operations.md")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
-	if *dbURL == "" {
+	dbURL, err := databaseURL(env, *dbFlag)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline migrate:", err)
+		return ExitUsage
+	}
+	if dbURL == "" {
 		fmt.Fprintln(env.Stderr, "eventline migrate: needs --database-url or DATABASE_URL")
 		return ExitUsage
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, *dbURL)
+	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
-		env.Logger.Error("connecting to postgres", "url", dsn.Redact(*dbURL), "err", err)
+		env.Logger.Error("connecting to postgres", "url", dsn.Redact(dbURL), "err", err)
 		return ExitFail
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
@@ -48,10 +56,20 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	if !*logical {
 		return ExitOK
 	}
-	l, err := migrate.SetupLogical(ctx, conn, migrate.LogicalOptions{Schema: *schema, Slot: *slot, RecreateSlot: *recreate})
+	l, err := migrate.SetupLogical(ctx, conn, migrate.LogicalOptions{Schema: *schema, Slot: *slot, RecreateSlot: *recreate,
+		Emitters: splitList(*emitters), AllowPublicEmit: *allowPublicEmit})
 	if err != nil {
 		env.Logger.Error("logical mode setup failed", "schema", *schema, "err", err)
 		return ExitFail
+	}
+	// Who may write events, as the server says after the setup.
+	if a, err := migrate.ReadEmitAccess(ctx, conn); err != nil {
+		env.Logger.Error("reading who may write events", "err", err)
+		return ExitFail
+	} else if a.Public {
+		fmt.Fprintln(env.Stdout, "WARNING: every role may execute pg_logical_emit_message in this database: any role that can connect can write events the relay publishes (--allow-public-emit)")
+	} else {
+		fmt.Fprintf(env.Stdout, "pg_logical_emit_message: PUBLIC revoked; granted to %s (and superusers)\n", strings.Join(a.Roles, ", "))
 	}
 	switch {
 	case l.LostFrom != "":

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -23,10 +22,10 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		return runRelayParked(ctx, env, args[1:])
 	}
 	fs := newFlagSet(env, "relay", "[flags] | parked list|requeue ID")
-	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL holding the outbox (env DATABASE_URL)")
+	dbURL := fs.String("database-url", "", databaseURLUsage)
 	brokers := fs.String("brokers", env.Getenv("KAFKA_BROKERS"), "Kafka seed brokers, comma-separated (env KAFKA_BROKERS)")
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
-	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", pipeline.DefaultPath), "pipeline file: topics to create or check (env EVENTLINE_CONFIG); missing file: no topics")
+	cfgPath := fs.String("config", envOr(env, "EVENTLINE_CONFIG", pipeline.DefaultPath), "pipeline file (env EVENTLINE_CONFIG): the topics to create or check, and the only topics and event types the relay publishes")
 	batch := fs.Int("batch-size", relay.DefaultBatchSize, "rows per batch")
 	batchBytes := fs.Int("batch-bytes", relay.DefaultBatchBytes, "key and value bytes per batch (at least one row): bounds the relay's memory for large events")
 	retention := fs.Duration("retention", 0, "keep published rows this long (marking them) instead of deleting them; 0 deletes")
@@ -37,6 +36,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	slot := fs.String("slot", env.Getenv("EVENTLINE_SLOT"), "logical mode's replication slot (env EVENTLINE_SLOT; default eventline_<database>_<schema>)")
 	recreate := fs.Bool("recreate-slot", false, "logical mode: replace an invalidated or lost slot; the events in between are NOT delivered (logged): see docs/operations.md")
 	status := fs.Duration("status-interval", time.Second, "logical mode: how often the confirmed position is reported to PostgreSQL")
+	allowPublicEmit := fs.Bool("allow-public-emit", false, "logical mode: stream although every database role may execute pg_logical_emit_message (any role could write events); only where its privileges cannot be changed: see docs/operations.md")
 	heartbeat := fs.Duration("heartbeat-interval", 10*time.Second, "logical mode: write a heartbeat after this long without events, so the slot advances on a quiet database")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
 	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. :9464 (env EVENTLINE_METRICS_ADDR)")
@@ -51,6 +51,12 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "eventline relay: --mode %q: want poll or logical\n", *mode)
 		return ExitUsage
 	}
+	db, err := databaseURL(env, *dbURL)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay:", err)
+		return ExitUsage
+	}
+	*dbURL = db
 	if *dbURL == "" || *brokers == "" {
 		fmt.Fprintln(env.Stderr, "eventline relay: needs --database-url (DATABASE_URL) and --brokers (KAFKA_BROKERS)")
 		return ExitUsage
@@ -60,13 +66,14 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline relay: connection settings:", err)
 		return ExitUsage
 	}
-	var topics []pipeline.Topic
-	if p, err := pipeline.Load(*cfgPath); err == nil {
-		topics = p.Topics
-	} else if _, statErr := os.Stat(*cfgPath); statErr == nil {
-		fmt.Fprintln(env.Stderr, "eventline relay:", err)
+	// The pipeline is the relay's publishing policy: without it, it would
+	// publish to whatever topic a writer names.
+	pipe, err := pipeline.Load(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "eventline relay: %v (the relay publishes only what the pipeline file routes; --config or EVENTLINE_CONFIG)\n", err)
 		return ExitUsage
 	}
+	topics := pipe.Topics
 	log := env.Logger
 	if *doMigrate {
 		pool, err := pgxpool.New(ctx, *dbURL)
@@ -86,9 +93,9 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	}
 	defer stopTel()
 	r, err := relay.New(relay.Config{
-		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Topics: topics,
+		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Pipeline: pipe,
 		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, ProbeInterval: *probe, Linger: *linger, Logger: log,
-		Mode: relay.Mode(*mode), Slot: *slot, RecreateSlot: *recreate, StatusInterval: *status, HeartbeatInterval: *heartbeat,
+		Mode: relay.Mode(*mode), Slot: *slot, RecreateSlot: *recreate, AllowPublicEmit: *allowPublicEmit, StatusInterval: *status, HeartbeatInterval: *heartbeat,
 		TracerProvider: tel.TracerProvider, KafkaOpts: conn.Kafka,
 	})
 	if err != nil {
@@ -147,7 +154,7 @@ func runRelayParked(ctx context.Context, env *Env, args []string) int {
 	}
 	sub := args[0]
 	fs := newFlagSet(env, "relay parked "+sub, "")
-	dbURL := fs.String("database-url", env.Getenv("DATABASE_URL"), "PostgreSQL holding the outbox (env DATABASE_URL)")
+	dbURL := fs.String("database-url", "", databaseURLUsage)
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of the outbox (env EVENTLINE_SCHEMA)")
 	asJSON := fs.Bool("json", false, "list as JSON")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -171,6 +178,12 @@ func runRelayParked(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintf(env.Stderr, "eventline relay parked list: unexpected argument %q\n", fs.Arg(0))
 		return ExitUsage
 	}
+	db, err := databaseURL(env, *dbURL)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay parked:", err)
+		return ExitUsage
+	}
+	*dbURL = db
 	if *dbURL == "" {
 		fmt.Fprintln(env.Stderr, "eventline relay parked: needs --database-url (DATABASE_URL)")
 		return ExitUsage

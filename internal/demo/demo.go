@@ -209,7 +209,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 	// Relays: one per service outbox.
 	for _, schema := range []string{orders.Schema, inventory.Schema} {
-		r, err := relay.New(relay.Config{DatabaseURL: cfg.DatabaseURL, Brokers: cfg.Brokers, Schema: schema, Topics: pipe.Topics, KafkaOpts: cfg.KafkaOpts, Logger: log.With("relay", schema), TracerProvider: cfg.TracerProvider})
+		r, err := relay.New(relay.Config{DatabaseURL: cfg.DatabaseURL, Brokers: cfg.Brokers, Schema: schema, Pipeline: pipe, KafkaOpts: cfg.KafkaOpts, Logger: log.With("relay", schema), TracerProvider: cfg.TracerProvider})
 		if err != nil {
 			return nil, err
 		}

@@ -6,7 +6,10 @@ package dsn
 import (
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
+	"unicode"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -27,4 +30,74 @@ func Redact(s string) string {
 		u.User = url.User(cfg.User)
 	}
 	return u.String()
+}
+
+// HasPassword reports whether the connection string s carries a password
+// itself: URL user info, a password query parameter, or a password keyword
+// in the key=value form. The ones pgx finds elsewhere (PGPASSWORD, a
+// passfile) do not count. A string it cannot read counts as carrying one:
+// it cannot be shown not to.
+func HasPassword(s string) bool {
+	if strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return true
+		}
+		_, set := u.User.Password()
+		return set || u.Query().Has("password")
+	}
+	keys, ok := keywords(s)
+	return !ok || slices.Contains(keys, "password")
+}
+
+// keywords lists the keys of a key=value connection string (libpq's
+// syntax: spaces around "=" allowed, values bare or single-quoted, with
+// backslash escapes); false when s is not in that syntax.
+func keywords(s string) ([]string, bool) {
+	var keys []string
+	i := 0
+	skipSpace := func() {
+		for i < len(s) && unicode.IsSpace(rune(s[i])) {
+			i++
+		}
+	}
+	for {
+		skipSpace()
+		if i == len(s) {
+			return keys, true
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && !unicode.IsSpace(rune(s[i])) {
+			i++
+		}
+		key := s[start:i]
+		skipSpace()
+		if key == "" || i == len(s) || s[i] != '=' {
+			return nil, false
+		}
+		i++
+		skipSpace()
+		quoted := i < len(s) && s[i] == '\''
+		if quoted {
+			i++
+		}
+		for i < len(s) {
+			c := s[i]
+			if c == '\\' {
+				i += 2
+				continue
+			}
+			if (quoted && c == '\'') || (!quoted && unicode.IsSpace(rune(c))) {
+				break
+			}
+			i++
+		}
+		if quoted {
+			if i >= len(s) {
+				return nil, false
+			}
+			i++ // the closing quote
+		}
+		keys = append(keys, key)
+	}
 }

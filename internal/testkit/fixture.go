@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/sr"
 
@@ -75,7 +76,7 @@ func Setup(t testing.TB, opts ...FixtureOption) *Fixture {
 	}
 	f.Mode = o.mode
 	if f.Mode == producer.ModeMessage {
-		if _, err := migrate.SetupLogical(ctx, f.DB, migrate.LogicalOptions{}); err != nil {
+		if _, err := migrate.SetupLogical(ctx, f.DB, migrate.LogicalOptions{Emitters: []string{CurrentRole(t, f.DB)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,4 +110,17 @@ func (f *Fixture) Producer(t testing.TB, pipe []byte, cat *schemas.Catalog, evs 
 		t.Fatal(err)
 	}
 	return prod
+}
+
+// CurrentRole is the role db's connections run as: the emitter role of the
+// fixtures' logical mode (migrate.LogicalOptions.Emitters).
+func CurrentRole(t testing.TB, db interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) string {
+	t.Helper()
+	var role string
+	if err := db.QueryRow(context.Background(), `SELECT current_user`).Scan(&role); err != nil {
+		t.Fatal(err)
+	}
+	return role
 }

@@ -102,8 +102,13 @@ func setupReplicated(t *testing.T, mode relay.Mode, dbURL string, brokers []stri
 	return w
 }
 
-func (w *world) topics() []pipeline.Topic {
-	return []pipeline.Topic{{Name: w.topic, Partitions: partitions, ReplicationFactor: w.replicas}}
+// pipe is w.pipeline parsed: what the in-process relays publish by.
+func (w *world) pipe() *pipeline.Pipeline {
+	p, err := pipeline.Parse(w.pipeline)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return p
 }
 
 // event is what a writer appended: the aggregate and its version.
@@ -243,7 +248,7 @@ func (w *world) startRelay(name string, cfg relay.Config) *inproc {
 	w.t.Helper()
 	cfg.DatabaseURL = w.dbURL
 	cfg.Brokers = w.brokers
-	cfg.Topics = w.topics()
+	cfg.Pipeline = w.pipe()
 	cfg.Mode = w.mode
 	if cfg.Logger == nil {
 		cfg.Logger = testkit.Logger(w.t)
