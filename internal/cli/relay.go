@@ -204,13 +204,15 @@ func runRelayParked(ctx context.Context, env *Env, args []string) int {
 			if rows == nil {
 				rows = []relay.Parked{}
 			}
-			_ = json.NewEncoder(env.Stdout).Encode(rows)
+			b, _ := json.Marshal(rows) // strings, numbers and times: cannot fail
+			fmt.Fprintf(env.Stdout, "%s\n", safeJSON(b))
 			return ExitOK
 		}
 		tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tTOPIC\tEVENT TYPE\tAGGREGATE\tBYTES\tPARKED\tERROR")
 		for _, p := range rows {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, p.Topic, p.EventType, p.Aggregate, p.Size, p.ParkedAt.UTC().Format(time.RFC3339), p.Error)
+			// Writer-chosen text (topic, type, aggregate, the error quoting them): escaped.
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", p.ID, printable(p.Topic), printable(p.EventType), printable(p.Aggregate), p.Size, p.ParkedAt.UTC().Format(time.RFC3339), printable(p.Error))
 		}
 		_ = tw.Flush()
 		return ExitOK
