@@ -9,8 +9,8 @@
 //     in the outbox (<schema>.eventline_outbox), read through that
 //     transaction before it commits, or through a pool after.
 //   - CaptureMessages and its Capture's RequireAppended and
-//     RequireNotAppended do the same for a producer in message mode
-//     (producer.ModeMessage), which writes no row: each event is a logical
+//     RequireNotAppended do the same for a producer in logical mode
+//     (producer.ModeLogical), which writes no row: each event is a logical
 //     decoding message in the WAL, which the Capture reads from a temporary
 //     replication slot of its own once the transaction commits.
 //   - RequireApplied and RequireNotApplied assert whether a consumer group
@@ -52,17 +52,17 @@
 //
 //	eventlinetest.RequireApplied(ctx, t, pool, "public", "inventory", eventID)
 //
-// When the application's producer runs in message mode, capture before
+// When the application's producer runs in logical mode, capture before
 // the code under test appends and assert after the commit: PostgreSQL
 // decodes a transaction's messages only once it commits, so nothing is
 // found before, and a rolled-back transaction's events never are. The
-// database must be set up for message mode (migrate.SetupLogical, as the
+// database must be set up for logical mode (migrate.SetupLogical, as the
 // producer needs anyway) and the role must have the REPLICATION attribute.
 //
 //	func TestPlaceOrderMessageMode(t *testing.T) {
 //		ctx := context.Background()
 //		reg := eventlinetest.StartRegistry(t)
-//		app := newApp(t, reg.Client()) // its producer.Config has Mode: producer.ModeMessage
+//		app := newApp(t, reg.Client()) // its producer.Config has Mode: producer.ModeLogical
 //		capture := eventlinetest.CaptureMessages(ctx, t, app.pool, "public")
 //
 //		tx, err := app.pool.Begin(ctx)

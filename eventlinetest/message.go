@@ -1,6 +1,6 @@
 package eventlinetest
 
-// Message mode: the producer writes each event as a transactional logical
+// Logical mode: the producer writes each event as a transactional logical
 // decoding message, which exists only in the WAL. A Capture holds a
 // temporary replication slot of its own and peeks it.
 
@@ -28,8 +28,8 @@ import (
 // read to flush the WAL (see flush).
 const flushPrefix = "eventlinetest-flush"
 
-// Capture records the events that transactions commit in message mode
-// (producer.ModeMessage) to the outbox of one PostgreSQL schema, from its
+// Capture records the events that transactions commit in logical mode
+// (producer.ModeLogical) to the outbox of one PostgreSQL schema, from its
 // creation by CaptureMessages on. It holds a temporary logical replication
 // slot on a connection of its own, released when the test ends (or when
 // its process dies: PostgreSQL drops a temporary slot with its session).
@@ -42,7 +42,7 @@ type Capture struct {
 	closed bool
 }
 
-// CaptureMessages starts recording the events appended in message mode to
+// CaptureMessages starts recording the events appended in logical mode to
 // the outbox of PostgreSQL schema ("" meaning "public") on db's server, and
 // stops when tb ends. PostgreSQL decodes nothing written before a slot
 // exists: call it before the code under test appends. Creating a slot
@@ -51,7 +51,7 @@ type Capture struct {
 //
 // The database needs wal_level=logical and the outbox's publication,
 // created with the slot by migrate.SetupLogical (`eventline migrate
-// --logical`), which message mode needs anyway; the role needs the
+// --mode logical`), which logical mode needs anyway; the role needs the
 // REPLICATION attribute (or superuser). The Capture takes one connection
 // out of db for good (db may open another in its place). Each read first
 // commits a transaction of its own with an empty message (prefix
@@ -91,10 +91,10 @@ func (c *Capture) start(ctx context.Context) error {
 		return fmt.Errorf("reading wal_level and pg_publication: %w", err)
 	}
 	if level != "logical" {
-		return fmt.Errorf("the server runs with wal_level=%s: message mode needs wal_level=logical", level)
+		return fmt.Errorf("the server runs with wal_level=%s: logical mode needs wal_level=logical", level)
 	}
 	if !havePub {
-		return fmt.Errorf("publication %s does not exist: set up message mode first (migrate.SetupLogical, or eventline migrate --logical)", c.publication)
+		return fmt.Errorf("publication %s does not exist: set up logical mode first (migrate.SetupLogical, or eventline migrate --mode logical)", c.publication)
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])

@@ -20,7 +20,7 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
-// msgBundle is a database set up for message mode (schema "public") with
+// msgBundle is a database set up for logical mode (schema "public") with
 // a producer of OrderCreated in that mode.
 type msgBundle struct {
 	ctx   context.Context
@@ -31,7 +31,7 @@ type msgBundle struct {
 
 func setupMessage(t *testing.T) *msgBundle {
 	t.Helper()
-	f := testkit.Setup(t, testkit.Mode(producer.ModeMessage))
+	f := testkit.Setup(t, testkit.Mode(producer.ModeLogical))
 	topic := testkit.UniqueName(t, "orders")
 	return &msgBundle{ctx: context.Background(), f: f, topic: topic, prod: messageProducer(t, f, topic, "")}
 }
@@ -43,7 +43,7 @@ func messageProducer(t *testing.T, f *testkit.Fixture, topic, schema string) *pr
 		t.Fatal(err)
 	}
 	prod, err := producer.New(context.Background(), producer.Config{Pipeline: p, Registry: f.Registry, Catalog: events.Catalog(),
-		Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeMessage, Schema: schema})
+		Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeLogical, Schema: schema})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func (b *msgBundle) commit(t *testing.T, prod *producer.Producer, msgs ...produc
 	}
 }
 
-// What a message-mode Append wrote is found after the commit, with the
+// What a logical-mode Append wrote is found after the commit, with the
 // fields the table version reads from a row; nothing is found before.
 func TestCaptureMessages(t *testing.T) {
 	t.Parallel()
@@ -148,7 +148,7 @@ func TestCaptureMessages(t *testing.T) {
 	if len(byID) != 1 || byID[0].ID != e.ID {
 		t.Fatalf("by event id: %v", byID)
 	}
-	// Message mode wrote no row: the table helpers see nothing.
+	// Logical mode wrote no row: the table helpers see nothing.
 	eventlinetest.RequireNotAppended(b.ctx, t, b.f.DB, "", eventlinetest.Match{})
 }
 
@@ -252,7 +252,7 @@ func TestCaptureMessagesSeesOnlyItsOutbox(t *testing.T) {
 	}
 }
 
-// CaptureMessages refuses a database not set up for message mode, and its
+// CaptureMessages refuses a database not set up for logical mode, and its
 // slot is gone when the test ends.
 func TestCaptureMessagesSetup(t *testing.T) {
 	t.Parallel()

@@ -83,7 +83,7 @@ func (m Match) matches(e AppendedEvent) bool {
 }
 
 // AppendedEvent is one event appended: a row of the outbox not yet deleted
-// by the relay, or, from a Capture, a message committed in message mode.
+// by the relay, or, from a Capture, a message committed in logical mode.
 type AppendedEvent struct {
 	// ID is the outbox id: rows are published in id order. From a
 	// Capture, it is minus the message's WAL position (the id the relay
@@ -140,7 +140,7 @@ const shown = 20
 // (a pgx.Tx) to assert before it commits, or through a pool or connection
 // after the commit. The relay deletes the rows it publishes (unless its
 // retention mode keeps them): assert before a relay runs on that database.
-// A producer in message mode writes no row: use CaptureMessages.
+// A producer in logical mode writes no row: use CaptureMessages.
 //
 // When nothing matches, the message lists the rows the outbox holds.
 func RequireAppended(ctx context.Context, tb testing.TB, q Querier, schema string, match Match) []AppendedEvent {

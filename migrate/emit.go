@@ -137,7 +137,7 @@ func checkEmit(ctx context.Context, q Querier, db string, opts LogicalOptions) e
 		}
 	}
 	if a.Public && !opts.AllowPublicEmit {
-		return fmt.Errorf("%w: in database %s PUBLIC may execute pg_logical_emit_message, so any role that can connect could write events the relay publishes; run `eventline migrate --logical --emitter-role <producer role> --emitter-role <relay role>` as a superuser, or see %s", ErrPublicEmit, db, EmitDoc)
+		return fmt.Errorf("%w: in database %s PUBLIC may execute pg_logical_emit_message, so any role that can connect could write events the relay publishes; run `eventline migrate --mode logical --emitter-role <producer role> --emitter-role <relay role>` as a superuser, or see %s", ErrPublicEmit, db, EmitDoc)
 	}
 	return nil
 }

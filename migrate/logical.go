@@ -54,7 +54,7 @@ type LogicalOptions struct {
 	// the relay confirmed and the new slot are not delivered: Setup reports
 	// that window. Default false: such a slot is an error.
 	RecreateSlot bool
-	// Emitters are the roles that may write events in message mode: the
+	// Emitters are the roles that may write events in logical mode: the
 	// producers' roles and the relay's (its heartbeats). When set,
 	// SetupLogical revokes EXECUTE on pg_logical_emit_message from PUBLIC
 	// in this database and grants it to them, which needs a superuser (or
@@ -148,7 +148,7 @@ func names(database string, opts LogicalOptions) Logical {
 // names when it streams (empty: the events are logical decoding messages,
 // not table rows) and the replication slot, and records the slot in
 // eventline_relay_state. It is idempotent. The slot must exist before the
-// first event is appended in message mode: PostgreSQL decodes nothing
+// first event is appended in logical mode: PostgreSQL decodes nothing
 // written before a slot's creation.
 //
 // It needs a role with the REPLICATION attribute (or superuser) and CREATE

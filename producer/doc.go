@@ -35,9 +35,9 @@
 // so the relay's publish span and the consumer's process span continue the
 // caller's trace.
 //
-// Config.Mode = ModeMessage writes each event as a transactional logical
+// Config.Mode = ModeLogical writes each event as a transactional logical
 // decoding message instead of a row (no advisory lock: the WAL gives commit
 // order), for a relay in logical mode; it needs wal_level=logical and the
-// slot made by `eventline migrate --logical` (message.go,
+// slot made by `eventline migrate --mode logical` (message.go,
 // docs/operations.md).
 package producer

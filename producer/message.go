@@ -1,6 +1,6 @@
 package producer
 
-// Message mode: each event is a transactional logical decoding message
+// Logical mode: each event is a transactional logical decoding message
 // (pg_logical_emit_message), which PostgreSQL writes to the WAL only and
 // hands to the relay's replication slot when the transaction commits, in
 // commit order. No row, no index entry, nothing for the relay to delete or
@@ -19,25 +19,27 @@ import (
 	"github.com/eventline/eventline/migrate"
 )
 
-// Mode is how Append writes events.
-type Mode string
+// Mode is how Append writes events: the outbox's mode, shared with the
+// relay (relay.Mode is the same type) and read from flags and
+// EVENTLINE_MODE with migrate.ParseMode.
+type Mode = migrate.Mode
 
 const (
-	// ModeTable inserts one eventline_outbox row per event; the relay's
+	// ModePoll inserts one eventline_outbox row per event; the relay's
 	// poll mode drains the table. It works on any PostgreSQL with no
 	// privilege beyond the table's.
-	ModeTable Mode = "table"
-	// ModeMessage writes one transactional logical decoding message per
+	ModePoll = migrate.ModePoll
+	// ModeLogical writes one transactional logical decoding message per
 	// event; the relay's logical mode streams them from its replication
 	// slot. It needs wal_level=logical and the slot, created by `eventline
-	// migrate --logical` (migrate.SetupLogical) before the first event:
-	// PostgreSQL decodes nothing written before a slot exists, so Append
-	// fails while the slot is missing or lost rather than write events no
-	// relay would see.
-	ModeMessage Mode = "message"
+	// migrate --mode logical` (migrate.SetupLogical) before the first
+	// event: PostgreSQL decodes nothing written before a slot exists, so
+	// Append fails while the slot is missing or lost rather than write
+	// events no relay would see.
+	ModeLogical = migrate.ModeLogical
 )
 
-// ErrNotDecodable: in message mode the server would not hand what Append
+// ErrNotDecodable: in logical mode the server would not hand what Append
 // writes to any relay (wal_level is not logical, or the slot is missing or
 // invalidated). Nothing was written.
 var ErrNotDecodable = errors.New("events would not be decoded")
@@ -95,10 +97,10 @@ func (p *Producer) checkDecodable(ctx context.Context, tx pgx.Tx) error {
 		FROM (SELECT 1) one LEFT JOIN pg_replication_slots ON database = current_database() AND slot_type = 'logical'
 			AND confirmed_flush_lsn IS NOT NULL`).Scan(&level, &db, &slots, &statuses)
 	if err != nil {
-		return fmt.Errorf("producer: checking that the server decodes events (message mode): %w", err)
+		return fmt.Errorf("producer: checking that the server decodes events (logical mode): %w", err)
 	}
 	if level != "logical" {
-		return fmt.Errorf("producer: %w: wal_level is %s; message mode needs wal_level=logical (or use ModeTable)", ErrNotDecodable, level)
+		return fmt.Errorf("producer: %w: wal_level is %s; logical mode needs wal_level=logical (or use ModePoll)", ErrNotDecodable, level)
 	}
 	slot := p.slot
 	if slot == "" {
@@ -114,5 +116,5 @@ func (p *Producer) checkDecodable(ctx context.Context, tx pgx.Tx) error {
 		p.checked.Store(time.Now().UnixNano())
 		return nil
 	}
-	return fmt.Errorf("producer: %w: replication slot %s does not exist in database %s; create it with `eventline migrate --logical` before appending", ErrNotDecodable, slot, db)
+	return fmt.Errorf("producer: %w: replication slot %s does not exist in database %s; create it with `eventline migrate --mode logical` before appending", ErrNotDecodable, slot, db)
 }

@@ -72,11 +72,11 @@ type Config struct {
 	AutoRegister bool
 	// Schema is the PostgreSQL schema of the outbox. Default "public".
 	Schema string
-	// Mode is how Append writes events: ModeTable (default) or
-	// ModeMessage. The relay's mode must match: poll reads the table,
-	// logical reads the messages.
+	// Mode is how Append writes events: ModePoll (default: outbox rows)
+	// or ModeLogical (logical decoding messages). The relay's Mode must be
+	// the same.
 	Mode Mode
-	// Slot is the replication slot the relay streams from in message mode
+	// Slot is the replication slot the relay streams from in logical mode
 	// (relay.Config.Slot, migrate.LogicalOptions.Slot). Default
 	// migrate.SlotName(database, Schema).
 	Slot string
@@ -125,8 +125,8 @@ type Producer struct {
 	schema string
 	mode   Mode
 	slot   string
-	prefix string // message mode's logical decoding message prefix
-	// checked is when message mode last found the server able to decode
+	prefix string // logical mode's logical decoding message prefix
+	// checked is when logical mode last found the server able to decode
 	// what it writes (unix nanos; 0: never).
 	checked atomic.Int64
 	routes  map[string]route
@@ -147,12 +147,11 @@ func New(ctx context.Context, cfg Config) (*Producer, error) {
 	if err := migrate.ValidateSchema(schema); err != nil {
 		return nil, fmt.Errorf("producer: Schema: %w", err)
 	}
-	switch cfg.Mode {
-	case "":
-		cfg.Mode = ModeTable
-	case ModeTable, ModeMessage:
-	default:
-		return nil, fmt.Errorf("producer: invalid config: Mode %q: want %q or %q", cfg.Mode, ModeTable, ModeMessage)
+	if cfg.Mode == "" {
+		cfg.Mode = ModePoll
+	}
+	if !cfg.Mode.Valid() {
+		return nil, fmt.Errorf("producer: invalid config: Mode %q: want %q or %q", cfg.Mode, ModePoll, ModeLogical)
 	}
 	p := &Producer{
 		table: pgx.Identifier{schema, "eventline_outbox"}.Sanitize(), routes: map[string]route{},
@@ -230,11 +229,11 @@ type row struct {
 	eventID                          uuid.UUID
 	aggVersion                       *int64
 	headers                          []byte
-	pairs                            [][2]string // headers, unencoded (message mode)
+	pairs                            [][2]string // headers, unencoded (logical mode)
 }
 
 // Append writes msgs to the outbox in tx, in order. It first validates and
-// encodes all of them (an error leaves tx untouched). In message mode it then
+// encodes all of them (an error leaves tx untouched). In logical mode it then
 // writes one logical decoding message per event (message.go). In table mode
 // it takes a
 // transaction-scoped advisory lock per aggregate, so that rows of one
@@ -267,7 +266,7 @@ func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) (err 
 		}
 		rows[i] = r
 	}
-	if p.mode == ModeMessage {
+	if p.mode == ModeLogical {
 		return p.emit(ctx, tx, rows)
 	}
 

@@ -23,19 +23,21 @@ const DefaultBatchSize = 10000
 // only rows were counted).
 const DefaultBatchBytes = 16 << 20
 
-// Mode is where the relay reads events.
-type Mode string
+// Mode is where the relay reads events: the outbox's mode, shared with the
+// producers (producer.Mode is the same type) and read from flags and
+// EVENTLINE_MODE with migrate.ParseMode.
+type Mode = migrate.Mode
 
 const (
-	// ModePoll drains the eventline_outbox table (producer.ModeTable):
-	// any PostgreSQL, no privilege beyond the tables.
-	ModePoll Mode = "poll"
-	// ModeLogical streams the producer's logical decoding messages
-	// (producer.ModeMessage) from a replication slot, in commit order
-	// (logical.go). It needs wal_level=logical and a role with
+	// ModePoll drains the eventline_outbox table (producers in
+	// producer.ModePoll): any PostgreSQL, no privilege beyond the tables.
+	ModePoll = migrate.ModePoll
+	// ModeLogical streams the producers' logical decoding messages
+	// (producers in producer.ModeLogical) from a replication slot, in
+	// commit order. It needs wal_level=logical and a role with
 	// REPLICATION. It also drains rows found in the outbox table (left by
 	// poll mode, or requeued), so a switch from poll mode loses nothing.
-	ModeLogical Mode = "logical"
+	ModeLogical = migrate.ModeLogical
 )
 
 // Config of a Relay. Zero values take the documented defaults.
@@ -119,7 +121,7 @@ type Config struct {
 	// every role of the database may execute pg_logical_emit_message (the
 	// server's default), so any role that can connect can write events
 	// the relay reads. Default false: such a database ends Run with
-	// migrate.ErrPublicEmit until `eventline migrate --logical
+	// migrate.ErrPublicEmit until `eventline migrate --mode logical
 	// --emitter-role ROLE` (migrate.LogicalOptions.Emitters) restricted
 	// it. Set it only where the function's privileges cannot be changed
 	// (a managed server without superuser); the pipeline check still
@@ -199,7 +201,7 @@ func (c Config) validate() error {
 	if err := migrate.ValidateSchema(c.Schema); err != nil {
 		errs = append(errs, fmt.Errorf("relay: Schema: %w", err))
 	}
-	if c.Mode != ModePoll && c.Mode != ModeLogical {
+	if !c.Mode.Valid() {
 		errs = append(errs, fmt.Errorf("relay: Mode %q: want %q or %q", c.Mode, ModePoll, ModeLogical))
 	}
 	if c.StatusInterval < 0 || c.HeartbeatInterval < 0 {

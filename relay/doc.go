@@ -23,8 +23,8 @@
 // (record too large, topic invalid) park the row in eventline_outbox_parked
 // with the error, and the relay moves on.
 //
-// That is poll mode (ModePoll, producers in producer.ModeTable). In logical
-// mode (ModeLogical, producers in producer.ModeMessage) events are logical
+// That is poll mode (ModePoll, producers in producer.ModePoll). In logical
+// mode (ModeLogical, producers in producer.ModeLogical) events are logical
 // decoding messages in the WAL, not rows: the leader streams them from a
 // replication slot (jackc/pglogrepl), in commit order, and confirms to
 // PostgreSQL only the end of transactions whose events Kafka acknowledged,

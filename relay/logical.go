@@ -1,7 +1,7 @@
 package relay
 
 // Logical mode: the leader streams the producers' logical decoding messages
-// (producer.ModeMessage) from a replication slot with pgoutput, produces
+// (producer.ModeLogical) from a replication slot with pgoutput, produces
 // each event as it arrives, and tells PostgreSQL how far it may recycle WAL
 // (the slot's confirmed_flush_lsn) only up to the end of the last
 // transaction all of whose events, and those of every transaction before
@@ -243,7 +243,7 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 		return fmt.Errorf("logical mode: %w", err)
 	}
 	if !canEmit {
-		return fmt.Errorf("logical mode: %w: the relay's role writes heartbeat messages; grant it (eventline migrate --logical --emitter-role <relay role>), see %s", migrate.ErrEmitNotGranted, migrate.EmitDoc)
+		return fmt.Errorf("logical mode: %w: the relay's role writes heartbeat messages; grant it (eventline migrate --mode logical --emitter-role <relay role>), see %s", migrate.ErrEmitNotGranted, migrate.EmitDoc)
 	}
 	pctx, release := r.produceContext(ctx)
 	defer release()
@@ -673,7 +673,7 @@ func (s *stream) saveState(ctx context.Context, confirmed pglogrepl.LSN) bool {
 		return false
 	}
 	if tag.RowsAffected() == 0 {
-		s.r.cfg.Logger.Warn("relay: the slot has no row in eventline_relay_state (run eventline migrate --logical)", "slot", s.slot)
+		s.r.cfg.Logger.Warn("relay: the slot has no row in eventline_relay_state (run eventline migrate --mode logical)", "slot", s.slot)
 		return false
 	}
 	return true

@@ -25,10 +25,10 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
-// setupLogical is setup with the producer in message mode and the slot made.
+// setupLogical is setup with the producer in logical mode and the slot made.
 func setupLogical(t *testing.T) *bundle {
 	t.Helper()
-	f := testkit.Setup(t, testkit.Mode(producer.ModeMessage))
+	f := testkit.Setup(t, testkit.Mode(producer.ModeLogical))
 	topic := testkit.UniqueName(t, "orders")
 	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated, eventline.orders.OrderConfirmed]}]", topic),
 		events.Catalog(), &events.OrderCreated{}, &events.OrderConfirmed{})
@@ -67,7 +67,7 @@ func TestLogicalPublishesInOrder(t *testing.T) {
 	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
 	b.appendOrders(aggs, 4)
 	if n := b.outboxCount(); n != 0 {
-		t.Fatalf("message mode wrote %d outbox rows", n)
+		t.Fatalf("logical mode wrote %d outbox rows", n)
 	}
 	r, stop := b.start(relay.Config{Mode: relay.ModeLogical})
 	waitFor(t, func() bool { return r.Stats().Published == 20 })
@@ -156,7 +156,7 @@ func (b *bundle) appendVersion(agg string, v int64) {
 // setupLogicalOn is setupLogical on the database at url.
 func setupLogicalOn(t *testing.T, url string) *bundle {
 	t.Helper()
-	f := testkit.Setup(t, testkit.Database(url), testkit.Mode(producer.ModeMessage))
+	f := testkit.Setup(t, testkit.Database(url), testkit.Mode(producer.ModeLogical))
 	topic := testkit.UniqueName(t, "orders")
 	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated]}]", topic),
 		events.Catalog(), &events.OrderCreated{})
@@ -385,7 +385,7 @@ func TestLogicalHeartbeatAdvancesQuietSlot(t *testing.T) {
 }
 
 // The relay refuses a role without REPLICATION with a clear, terminal
-// error; message mode refuses to write while no slot would decode it.
+// error; logical mode refuses to write while no slot would decode it.
 func TestLogicalPrerequisites(t *testing.T) {
 	t.Parallel()
 	b := setupLogical(t)
@@ -408,7 +408,7 @@ func TestLogicalPrerequisites(t *testing.T) {
 	agg := uuid.NewString()
 	err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, Event: order(agg)})
 	_ = tx.Rollback(ctx)
-	if !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "eventline migrate --logical") {
+	if !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "eventline migrate --mode logical") {
 		t.Fatalf("Append without a slot: %v", err)
 	}
 	if err := b.runUntilError(t, relay.Config{Mode: relay.ModeLogical}); !errors.Is(err, relay.ErrSlotLost) || !strings.Contains(err.Error(), "operations.md") {
@@ -503,7 +503,7 @@ func TestLogicalSlotInvalidated(t *testing.T) {
 }
 
 // On a server with wal_level=replica, logical mode says so and what to
-// change: the relay ends with ErrNotLogical, a producer in message mode
+// change: the relay ends with ErrNotLogical, a producer in logical mode
 // writes nothing.
 func TestLogicalNeedsWalLevelLogical(t *testing.T) {
 	t.Parallel()
@@ -525,7 +525,7 @@ func TestLogicalNeedsWalLevelLogical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: f.Registry, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeMessage})
+	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: f.Registry, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeLogical})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,7 +536,7 @@ func TestLogicalNeedsWalLevelLogical(t *testing.T) {
 	defer func() { _ = tx.Rollback(ctx) }()
 	agg := uuid.NewString()
 	if err := prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, Event: order(agg)}); !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "wal_level") {
-		t.Fatalf("Append in message mode on wal_level=replica: %v", err)
+		t.Fatalf("Append in logical mode on wal_level=replica: %v", err)
 	}
 }
 

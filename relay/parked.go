@@ -110,7 +110,7 @@ func requeueMessage(ctx context.Context, db Querier, schema string, id int64) (b
 		return false, fmt.Errorf("error checking that parked event %d can be requeued: %w", id, err)
 	}
 	if !decodable {
-		return false, fmt.Errorf("parked event %d was parked by a logical-mode relay and no usable replication slot is in this database (wal_level logical, a slot not invalidated): nothing was changed; set up logical mode (eventline migrate --logical) first", id)
+		return false, fmt.Errorf("parked event %d was parked by a logical-mode relay and no usable replication slot is in this database (wal_level logical, a slot not invalidated): nothing was changed; set up logical mode (eventline migrate --mode logical) first", id)
 	}
 	var content []byte
 	if e.Topic == "" { // parked because it could not be decoded: as it came

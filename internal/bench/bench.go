@@ -7,7 +7,7 @@
 // (relay.ModePoll, the default, or relay.ModeLogical): in logical mode the
 // harness creates the publication and the replication slot
 // (migrate.SetupLogical), the producers write logical decoding messages
-// (producer.ModeMessage), the relay process runs with --mode logical, and
+// (producer.ModeLogical), the relay process runs with --mode logical, and
 // the relay benchmark's ceiling is the slot's stream decoded with no Kafka
 // (relay.DecodeWithoutKafka) instead of the SQL-only drain. The slots are
 // dropped at the end.
@@ -107,9 +107,9 @@ func newSetup(ctx context.Context, env Env, mode relay.Mode, partitions int, wri
 		s.close()
 		return nil, err
 	}
-	pmode := producer.ModeTable
+	pmode := producer.ModePoll
 	if mode == relay.ModeLogical {
-		pmode = producer.ModeMessage
+		pmode = producer.ModeLogical
 		// Emitting restricted to the bench's role, as deployed (a no-op
 		// when a superuser restricted it before).
 		var role string

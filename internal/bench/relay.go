@@ -426,7 +426,7 @@ func logicalCeiling(ctx context.Context, env Env, s *setup, o RelayOptions, sche
 	return n, ceiling, lsn, nil
 }
 
-// fillMessages writes o.Events events as the producer's message mode would
+// fillMessages writes o.Events events as the producer's logical mode would
 // have (the same outboxmsg envelope and statement), o.EventsPerTx per
 // transaction, a pipeline of transactions per round trip: Confluent-framed
 // OrderCreated values keyed by one of o.Aggregates ids.

@@ -52,6 +52,9 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "consume", "--retry-share", "1"}, "counts must be positive"},
 		{[]string{"dlt"}, "usage: eventline dlt"},
 		{[]string{"migrate", "extra"}, `unexpected argument "extra"`},
+		// One mode vocabulary: the producer's old words are not modes.
+		{[]string{"migrate", "--mode", "message"}, `want "poll" or "logical"`},
+		{[]string{"relay", "--mode", "table"}, `want "poll" or "logical"`},
 	} {
 		code, stdout, stderr := run(t, nil, tc.args...)
 		if code != cli.ExitUsage {
@@ -223,14 +226,14 @@ func TestMigrateCLI(t *testing.T) {
 	}
 }
 
-// migrate --logical makes the slot once, says so, and says it is in place
+// migrate --mode logical makes the slot once, says so, and says it is in place
 // after; --recreate-slot replaces a dropped one and prints the window.
 func TestMigrateLogicalCLI(t *testing.T) {
 	t.Parallel()
 	db := testkit.Postgres(t)
 	env := map[string]string{"DATABASE_URL": db}
 	// Every role may emit (the server's default): refused, naming the fix.
-	code, out, errOut := run(t, env, "migrate", "--logical", "--schema", "shop")
+	code, out, errOut := run(t, env, "migrate", "--mode", "logical", "--schema", "shop")
 	if code != cli.ExitFail || !strings.Contains(errOut, "every role may write logical decoding messages") || !strings.Contains(errOut, "--emitter-role") {
 		t.Fatalf("PUBLIC may emit: exit %d\n%s%s", code, out, errOut)
 	}
@@ -241,13 +244,13 @@ func TestMigrateLogicalCLI(t *testing.T) {
 	role := testkit.CurrentRole(t, first)
 	first.Close(context.Background())
 	env["EVENTLINE_EMITTER_ROLES"] = role
-	code, out, errOut = run(t, env, "migrate", "--logical", "--schema", "shop")
+	code, out, errOut = run(t, env, "migrate", "--mode", "logical", "--schema", "shop")
 	if code != 0 || !strings.Contains(out, "created replication slot eventline_") || !strings.Contains(out, "publication eventline_shop") ||
 		!strings.Contains(out, "PUBLIC revoked; granted to "+role) {
 		t.Fatalf("first run: exit %d\n%s%s", code, out, errOut)
 	}
 	delete(env, "EVENTLINE_EMITTER_ROLES") // restricted once: later runs need no role list
-	code, out, _ = run(t, env, "migrate", "--logical", "--schema", "shop")
+	code, out, _ = run(t, env, "migrate", "--mode", "logical", "--schema", "shop")
 	if code != 0 || !strings.Contains(out, "is in place") {
 		t.Fatalf("second run: exit %d\n%s", code, out)
 	}
@@ -259,11 +262,11 @@ func TestMigrateLogicalCLI(t *testing.T) {
 	if _, err := conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = current_database()`); err != nil {
 		t.Fatal(err)
 	}
-	code, _, errOut = run(t, env, "migrate", "--logical", "--schema", "shop")
+	code, _, errOut = run(t, env, "migrate", "--mode", "logical", "--schema", "shop")
 	if code != cli.ExitFail || !strings.Contains(errOut, "replication slot lost") || !strings.Contains(errOut, "operations.md") {
 		t.Fatalf("slot dropped: exit %d\n%s", code, errOut)
 	}
-	code, out, errOut = run(t, env, "migrate", "--logical", "--recreate-slot", "--schema", "shop")
+	code, out, errOut = run(t, env, "migrate", "--mode", "logical", "--recreate-slot", "--schema", "shop")
 	if code != 0 || !strings.Contains(out, "were NOT delivered") {
 		t.Fatalf("recreate: exit %d\n%s%s", code, out, errOut)
 	}

@@ -17,13 +17,18 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	fs := newFlagSet(env, "migrate", "[flags]")
 	dbFlag := fs.String("database-url", "", databaseURLUsage)
 	schema := fs.String("schema", envOr(env, "EVENTLINE_SCHEMA", migrate.DefaultSchema), "PostgreSQL schema of eventline's tables (env EVENTLINE_SCHEMA)")
-	logical := fs.Bool("logical", envOr(env, "EVENTLINE_MODE", "") == "logical", "also set up logical mode (producers in message mode, relay --mode logical): the publication and the replication slot; needs wal_level=logical and a role with REPLICATION (env EVENTLINE_MODE=logical)")
+	modeFlag := fs.String("mode", envOr(env, "EVENTLINE_MODE", string(migrate.ModePoll)), "the outbox's mode, as producers and relay use it: poll, or logical (also sets up the publication and the replication slot; needs wal_level=logical and a role with REPLICATION) (env EVENTLINE_MODE)")
 	slot := fs.String("slot", env.Getenv("EVENTLINE_SLOT"), "logical mode's replication slot (env EVENTLINE_SLOT; default eventline_<database>_<schema>)")
 	recreate := fs.Bool("recreate-slot", false, "replace an invalidated or lost slot with a new one; the events committed in between are NOT delivered (the window is printed): see docs/operations.md")
 	emitters := fs.String("emitter-role", env.Getenv("EVENTLINE_EMITTER_ROLES"), "logical mode: the roles that may write events (the producers' and the relay's), comma-separated: EXECUTE on pg_logical_emit_message is revoked from PUBLIC in this database and granted to them (needs a superuser) (env EVENTLINE_EMITTER_ROLES)")
 	allowPublicEmit := fs.Bool("allow-public-emit", false, "logical mode: accept a database where every role may still write logical decoding messages (any role could write events); see docs/operations.md")
 	if code := parse(fs, args); code >= 0 {
 		return code
+	}
+	mode, err := migrate.ParseMode(*modeFlag)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline migrate: --mode:", err)
+		return ExitUsage
 	}
 	dbURL, err := databaseURL(env, *dbFlag)
 	if err != nil {
@@ -53,7 +58,7 @@ func runMigrate(ctx context.Context, env *Env, args []string) int {
 	for _, m := range applied {
 		fmt.Fprintf(env.Stdout, "applied %03d_%s to schema %s\n", m.Version, m.Name, *schema)
 	}
-	if !*logical {
+	if mode != migrate.ModeLogical {
 		return ExitOK
 	}
 	l, err := migrate.SetupLogical(ctx, conn, migrate.LogicalOptions{Schema: *schema, Slot: *slot, RecreateSlot: *recreate,

@@ -32,7 +32,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	poll := fs.Duration("poll-interval", 2*time.Second, "drain from the outbox's lowest id at least this often (finds rows of long transactions)")
 	probe := fs.Duration("probe-interval", 50*time.Millisecond, "longest wait between probes for new rows while idle")
 	linger := fs.Duration("linger", 2*time.Millisecond, "pause between drains while rows arrive: longer batches more commits per drain (less database work, more latency)")
-	mode := fs.String("mode", envOr(env, "EVENTLINE_MODE", "poll"), "poll (drain the outbox table) or logical (stream the producers' messages from a replication slot; needs wal_level=logical and REPLICATION) (env EVENTLINE_MODE)")
+	modeFlag := fs.String("mode", envOr(env, "EVENTLINE_MODE", string(relay.ModePoll)), "poll (drain the outbox table) or logical (stream the producers' messages from a replication slot; needs wal_level=logical and REPLICATION) (env EVENTLINE_MODE)")
 	slot := fs.String("slot", env.Getenv("EVENTLINE_SLOT"), "logical mode's replication slot (env EVENTLINE_SLOT; default eventline_<database>_<schema>)")
 	recreate := fs.Bool("recreate-slot", false, "logical mode: replace an invalidated or lost slot; the events in between are NOT delivered (logged): see docs/operations.md")
 	status := fs.Duration("status-interval", time.Second, "logical mode: how often the confirmed position is reported to PostgreSQL")
@@ -47,8 +47,9 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline relay: --poll-interval, --probe-interval, --linger, --status-interval and --heartbeat-interval must be positive")
 		return ExitUsage
 	}
-	if *mode != string(relay.ModePoll) && *mode != string(relay.ModeLogical) {
-		fmt.Fprintf(env.Stderr, "eventline relay: --mode %q: want poll or logical\n", *mode)
+	mode, err := migrate.ParseMode(*modeFlag)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay: --mode:", err)
 		return ExitUsage
 	}
 	db, err := databaseURL(env, *dbURL)
@@ -95,7 +96,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	r, err := relay.New(relay.Config{
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Pipeline: pipe,
 		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, ProbeInterval: *probe, Linger: *linger, Logger: log,
-		Mode: relay.Mode(*mode), Slot: *slot, RecreateSlot: *recreate, AllowPublicEmit: *allowPublicEmit, StatusInterval: *status, HeartbeatInterval: *heartbeat,
+		Mode: mode, Slot: *slot, RecreateSlot: *recreate, AllowPublicEmit: *allowPublicEmit, StatusInterval: *status, HeartbeatInterval: *heartbeat,
 		TracerProvider: tel.TracerProvider, KafkaOpts: conn.Kafka,
 	})
 	if err != nil {
@@ -126,7 +127,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 				}
 				attrs := []any{"leader", s.Leader, "published", s.Published, "parked", s.Parked, "batches", s.Batches,
 					"last_batch", s.LastBatch, "backlog", backlog, "oldest_unpublished_age", oldest.Round(time.Millisecond)}
-				if *mode == string(relay.ModeLogical) {
+				if mode == relay.ModeLogical {
 					if lag, err := r.SlotLag(ctx); err == nil {
 						attrs = append(attrs, "slot_lag_bytes", lag.Bytes, "slot_retained_bytes", lag.Retained, "slot_lag_age", lag.Age.Round(time.Millisecond), "slot_wal_status", lag.WALStatus)
 					} else if ctx.Err() == nil {

@@ -1,5 +1,5 @@
 // Package outboxmsg is the content of the logical decoding messages the
-// producer writes in message mode (pg_logical_emit_message) and the relay
+// producer writes in logical mode (pg_logical_emit_message) and the relay
 // reads from its replication slot: one event with its routing envelope,
 // the same fields as an eventline_outbox row.
 //

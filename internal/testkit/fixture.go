@@ -19,7 +19,7 @@ import (
 // over it. Everything is released when the test ends.
 type Fixture struct {
 	DatabaseURL string
-	// Mode is the producers' mode (Mode option; default ModeTable).
+	// Mode is the producers' mode (Mode option; default ModePoll).
 	Mode        producer.Mode
 	DB          *pgxpool.Pool
 	RegistryURL string
@@ -36,9 +36,9 @@ type fixtureOpts struct {
 	mode     producer.Mode
 }
 
-// Mode makes the fixture's producers write in mode; ModeMessage also sets up
+// Mode makes the fixture's producers write in mode; ModeLogical also sets up
 // the database's publication and slot (migrate.SetupLogical), as `eventline
-// migrate --logical` does.
+// migrate --mode logical` does.
 func Mode(m producer.Mode) FixtureOption { return func(o *fixtureOpts) { o.mode = m } }
 
 // MaxConns sizes the pool (default pgxpool's: 4 or the CPU count).
@@ -75,7 +75,7 @@ func Setup(t testing.TB, opts ...FixtureOption) *Fixture {
 		t.Fatal(err)
 	}
 	f.Mode = o.mode
-	if f.Mode == producer.ModeMessage {
+	if f.Mode == producer.ModeLogical {
 		if _, err := migrate.SetupLogical(ctx, f.DB, migrate.LogicalOptions{Emitters: []string{CurrentRole(t, f.DB)}}); err != nil {
 			t.Fatal(err)
 		}

@@ -78,7 +78,7 @@ func setupReplicated(t *testing.T, mode relay.Mode, dbURL string, brokers []stri
 	ctx := context.Background()
 	opts := []testkit.FixtureOption{testkit.Database(dbURL), testkit.MaxConns(24)} // up to 16 writers plus the test's own queries
 	if mode == relay.ModeLogical {
-		opts = append(opts, testkit.Mode(producer.ModeMessage)) // also the publication and the slot
+		opts = append(opts, testkit.Mode(producer.ModeLogical)) // also the publication and the slot
 	}
 	f := testkit.Setup(t, opts...)
 	db := f.DB
