@@ -3,6 +3,7 @@ package consumers
 import (
 	"errors"
 
+	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -35,8 +36,8 @@ var ErrNoEventID = errors.New("record has no usable event id")
 
 // ErrNotMigrated is returned by Group.Run at start when eventline's consumer
 // tables are not in the group's database and Config.Schema (the migrations
-// have not run there).
-var ErrNotMigrated = errors.New("consumer tables missing")
+// have not run there). It is migrate.ErrNotMigrated.
+var ErrNotMigrated = migrate.ErrNotMigrated
 
 // ErrAlreadyRunning is returned by Group.Run when Run was called before on
 // the same Group, whether that call still runs or has returned: a Group runs

@@ -42,7 +42,7 @@ func messageProducer(t *testing.T, f *testkit.Fixture, topic, schema string) *pr
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(context.Background(), producer.Config{Pipeline: p, Registry: f.Registry, Catalog: events.Catalog(),
+	prod, err := producer.New(context.Background(), producer.Config{DB: f.DB, Pipeline: p, Registry: f.Registry, Catalog: events.Catalog(),
 		Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeLogical, Schema: schema})
 	if err != nil {
 		t.Fatal(err)

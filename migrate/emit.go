@@ -65,6 +65,18 @@ func ReadEmitAccess(ctx context.Context, q Querier) (EmitAccess, error) {
 	return a, nil
 }
 
+// CanEmit reports whether the role q is connected as may execute every
+// overload of pg_logical_emit_message (their arguments differ between
+// PostgreSQL versions: 17 added one).
+func CanEmit(ctx context.Context, q Querier) (bool, error) {
+	var ok *bool
+	if err := q.QueryRow(ctx, `SELECT bool_and(has_function_privilege(p.oid, 'EXECUTE')) FROM pg_proc p
+		WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`).Scan(&ok); err != nil {
+		return false, fmt.Errorf("reading the privileges of pg_logical_emit_message: %w", err)
+	}
+	return ok != nil && *ok, nil
+}
+
 // restrictEmit revokes EXECUTE on every overload of pg_logical_emit_message
 // from PUBLIC and grants it to roles, in one transaction. A role that may
 // not change the function's privileges gets only a warning from

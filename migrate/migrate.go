@@ -26,6 +26,12 @@ import (
 //go:embed sql/*.sql
 var sqlFS embed.FS
 
+// ErrNotMigrated: eventline's tables are not in the database and schema a
+// component was given (the migrations have not run there, or the schema is
+// wrong). producer.New and consumers.Group.Run return it at start, naming
+// the schema and the command to run.
+var ErrNotMigrated = errors.New("eventline's tables are missing")
+
 // DefaultSchema is the PostgreSQL schema used when Options.Schema is empty.
 const DefaultSchema = "public"
 

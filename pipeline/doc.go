@@ -6,7 +6,7 @@
 //
 //	pipe, err := pipeline.Load("eventline.yaml")
 //	...
-//	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, ...})
+//	prod, err := producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, ...})
 //
 // Load and Parse apply the defaults and validate; a Pipeline built in code
 // calls ApplyDefaults and Validate itself. Unknown keys are errors.

@@ -3,16 +3,20 @@ package producer_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/uuid"
 	"github.com/hamba/avro/v2"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/eventlinetest"
 	"github.com/eventline/eventline/internal/schemacheck"
+	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/schemas"
@@ -89,6 +93,7 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pipe, cat := teamRepo(t)
+	db := testkit.Setup(t).DB
 	cl := enforcingRegistry(t)
 	otherPipe, err := pipeline.Parse([]byte("topics: [{name: elsewhere, events: [acme.Other]}]"))
 	if err != nil {
@@ -101,12 +106,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		is   error
 		says string
 	}{
-		{"no events", producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat}, nil, "no Events"},
-		{"no catalog", producer.Config{Pipeline: pipe, Registry: cl, Events: []schemas.Event{&refund{}}}, nil, "missing Catalog"},
-		{"nil event", producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{nil}}, nil, "nil event at Events[0]"},
-		{"not in catalogue", producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&unlisted{}}}, schemas.ErrNotInCatalog, "acme.payments.Unlisted"},
-		{"not routed", producer.Config{Pipeline: otherPipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}, AutoRegister: true}, producer.ErrNotRouted, "acme.payments.RefundIssued"},
-		{"stale type", producer.Config{Pipeline: pipe, Registry: cl, Catalog: stale, Events: []schemas.Event{&refund{}}, AutoRegister: true}, schemas.ErrStaleType, "regenerate"},
+		{"no events", producer.Config{DB: db, Pipeline: pipe, Registry: cl, Catalog: cat}, nil, "no Events"},
+		{"no catalog", producer.Config{DB: db, Pipeline: pipe, Registry: cl, Events: []schemas.Event{&refund{}}}, nil, "missing Catalog"},
+		{"nil event", producer.Config{DB: db, Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{nil}}, nil, "nil event at Events[0]"},
+		{"not in catalogue", producer.Config{DB: db, Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&unlisted{}}}, schemas.ErrNotInCatalog, "acme.payments.Unlisted"},
+		{"not routed", producer.Config{DB: db, Pipeline: otherPipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}, AutoRegister: true}, producer.ErrNotRouted, "acme.payments.RefundIssued"},
+		{"stale type", producer.Config{DB: db, Pipeline: pipe, Registry: cl, Catalog: stale, Events: []schemas.Event{&refund{}}, AutoRegister: true}, schemas.ErrStaleType, "regenerate"},
 	} {
 		_, err := producer.New(ctx, c.cfg)
 		if err == nil || (c.is != nil && !errors.Is(err, c.is)) || !strings.Contains(err.Error(), c.says) {
@@ -121,14 +126,15 @@ func TestLookupOnlyFindsWhatSchemasRegisterRegistered(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pipe, cat := teamRepo(t)
+	db := testkit.Setup(t).DB
 	cl := enforcingRegistry(t)
-	if _, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}}); !errors.Is(err, producer.ErrNotRegistered) {
+	if _, err := producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}}); !errors.Is(err, producer.ErrNotRegistered) {
 		t.Fatalf("before registration: %v, want ErrNotRegistered", err)
 	}
 	if _, err := schemacheck.Register(ctx, schemacheck.Options{Pipeline: pipe, Dir: pipe.Dir}, cl); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}}); err != nil {
+	if _, err := producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}}); err != nil {
 		t.Fatalf("lookup-only after `schemas register`: %v", err)
 	}
 	vs, err := cl.SubjectVersions(ctx, "payments.refunds-acme.payments.RefundIssued")
@@ -143,8 +149,9 @@ func TestAutoRegisterSendsFileTextAndLevel(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	pipe, cat := teamRepo(t)
+	db := testkit.Setup(t).DB
 	cl := enforcingRegistry(t)
-	if _, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}, AutoRegister: true}); err != nil {
+	if _, err := producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}, AutoRegister: true}); err != nil {
 		t.Fatal(err)
 	}
 	subject := "payments.refunds-acme.payments.RefundIssued"
@@ -160,10 +167,60 @@ func TestAutoRegisterSendsFileTextAndLevel(t *testing.T) {
 		t.Errorf("subject level %+v, want FULL_TRANSITIVE from eventline.yaml", res)
 	}
 	// A second start registers nothing new.
-	if _, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}, AutoRegister: true}); err != nil {
+	if _, err := producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}, AutoRegister: true}); err != nil {
 		t.Fatal(err)
 	}
 	if vs, _ := cl.SubjectVersions(ctx, subject); len(vs) != 1 {
 		t.Errorf("versions %v after a second start, want one", vs)
+	}
+}
+
+// A producer pointed at a database or schema where the migrations have not
+// run, or given a role that may not write events, fails at New (naming
+// the schema and the command), not at the first Append with a bare
+// SQLSTATE.
+func TestNewRefusesAMissingOutbox(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pipe, cat := teamRepo(t)
+	f := testkit.Setup(t)
+	cl := enforcingRegistry(t)
+	cfg := producer.Config{DB: f.DB, Pipeline: pipe, Registry: cl, Catalog: cat, Events: []schemas.Event{&refund{}}, AutoRegister: true, Schema: "payments"}
+	_, err := producer.New(ctx, cfg)
+	if !errors.Is(err, producer.ErrNotMigrated) || !strings.Contains(err.Error(), `"payments"`) || !strings.Contains(err.Error(), "eventline migrate --schema payments") {
+		t.Fatalf("New on an unmigrated schema: %v", err)
+	}
+	cfg.Schema = ""
+	if _, err := producer.New(ctx, cfg); err != nil {
+		t.Fatalf("New on the migrated schema: %v", err)
+	}
+	// A role without INSERT on the outbox (poll mode), or without EXECUTE
+	// on pg_logical_emit_message (logical mode, where PUBLIC's was revoked).
+	role := "ro_" + strings.ReplaceAll(uuid.NewString()[:8], "-", "")
+	if _, err := f.DB.Exec(ctx, `CREATE ROLE `+role+` LOGIN PASSWORD 'pw'; GRANT SELECT ON ALL TABLES IN SCHEMA public TO `+role+`;
+		DO $$ DECLARE f regprocedure; BEGIN
+			FOR f IN SELECT oid::regprocedure FROM pg_proc WHERE proname = 'pg_logical_emit_message' LOOP
+				EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+			END LOOP; END $$`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = f.DB.Exec(context.Background(), `DROP OWNED BY `+role+`; DROP ROLE `+role) })
+	u, err := url.Parse(f.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = url.UserPassword(role, "pw")
+	ro, err := pgxpool.New(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	cfg.DB = ro
+	if _, err := producer.New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "may not INSERT") {
+		t.Fatalf("New as a role without INSERT: %v", err)
+	}
+	cfg.Mode = producer.ModeLogical
+	if _, err := producer.New(ctx, cfg); err == nil || !strings.Contains(err.Error(), "--emitter-role") {
+		t.Fatalf("New in logical mode as a role that may not emit: %v", err)
 	}
 }

@@ -9,12 +9,13 @@
 //	pipe, _ := pipeline.Load("eventline.yaml")
 //	cat, _ := schemas.LoadCatalogDir(pipe.SchemaDir())
 //	prod, err := producer.New(ctx, producer.Config{
-//		Pipeline: pipe, Registry: registryClient, Catalog: cat,
+//		DB: db, Pipeline: pipe, Registry: registryClient, Catalog: cat,
 //		Events: []schemas.Event{&payments.PaymentCaptured{}, &payments.RefundIssued{}},
 //	})
 //
-// New checks every type against its .avsc file and the pipeline's routing,
-// then resolves each schema's registry id once (a lookup of the file's
+// New checks that the outbox is in db (the migrations ran under Schema) and
+// that the role may write events, checks every type against its .avsc file
+// and the pipeline's routing, then resolves each schema's registry id once (a lookup of the file's
 // exact text; with AutoRegister, a registration at the subject's level from
 // the pipeline file), so a registry outage later never blocks a business
 // write. Append then validates and encodes in memory, and writes all rows

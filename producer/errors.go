@@ -1,6 +1,10 @@
 package producer
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/eventline/eventline/migrate"
+)
 
 // Errors returned by Append. All of them mean nothing was written: Append
 // validates and encodes every event before it touches the transaction.
@@ -23,3 +27,8 @@ var (
 	// schemas.ErrStaleType report a type without a matching .avsc file.)
 	ErrNotRouted = errors.New("event type not routed")
 )
+
+// ErrNotMigrated is returned by New when the outbox is not in Config.DB
+// under Config.Schema (the migrations have not run there). It is
+// migrate.ErrNotMigrated.
+var ErrNotMigrated = migrate.ErrNotMigrated

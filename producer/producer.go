@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/hamba/avro/v2"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -49,6 +50,13 @@ type Message struct {
 
 // Config of a Producer. Zero values take the documented defaults.
 type Config struct {
+	// DB is the database of the outbox. Required. New checks there that
+	// the migrations ran under Schema and that the role may write events
+	// (INSERT on the outbox in poll mode, EXECUTE on
+	// pg_logical_emit_message in logical mode), so a wrong database or
+	// schema fails at startup rather than at the first Append. Append
+	// writes through the caller's transaction only, never through DB.
+	DB *pgxpool.Pool
 	// Pipeline routes event types to topics and names subjects (the
 	// team's eventline.yaml, from pipeline.Load). Required.
 	Pipeline *pipeline.Pipeline
@@ -88,6 +96,9 @@ type Config struct {
 
 func (c Config) validate() error {
 	var errs []error
+	if c.DB == nil {
+		errs = append(errs, errors.New("missing DB (required)"))
+	}
 	if c.Pipeline == nil {
 		errs = append(errs, errors.New("missing Pipeline (required)"))
 	}
@@ -157,6 +168,9 @@ func New(ctx context.Context, cfg Config) (*Producer, error) {
 		table: pgx.Identifier{schema, "eventline_outbox"}.Sanitize(), routes: map[string]route{},
 		schema: schema, mode: cfg.Mode, slot: cfg.Slot, prefix: outboxmsg.Prefix(schema),
 	}
+	if err := p.checkOutbox(ctx, cfg.DB); err != nil {
+		return nil, err
+	}
 	if cfg.TracerProvider != nil {
 		p.tracer = cfg.TracerProvider.Tracer("github.com/eventline/eventline/producer")
 	}
@@ -191,6 +205,29 @@ func New(ctx context.Context, cfg Config) (*Producer, error) {
 		p.routes[info.Name] = route{topic: topics[i].Name, schemaID: id, schema: info.Schema}
 	}
 	return p, nil
+}
+
+// checkOutbox fails when the outbox is not where the producer would write,
+// or the role may not write events there.
+func (p *Producer) checkOutbox(ctx context.Context, db *pgxpool.Pool) error {
+	var exists, canInsert bool
+	err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL,
+		to_regclass($1) IS NOT NULL AND has_table_privilege(to_regclass($1), 'INSERT')`, p.table).Scan(&exists, &canInsert)
+	canEmit := true
+	if err == nil && p.mode == ModeLogical {
+		canEmit, err = migrate.CanEmit(ctx, db)
+	}
+	switch {
+	case err != nil:
+		return fmt.Errorf("producer: error checking the outbox %s: %w", p.table, err)
+	case !exists:
+		return fmt.Errorf("producer: %w: %s does not exist in this database (Config.Schema %q): run `eventline migrate --schema %s` (or migrate.Migrate) first", ErrNotMigrated, p.table, p.schema, p.schema)
+	case p.mode == ModePoll && !canInsert:
+		return fmt.Errorf("producer: the database role may not INSERT into %s (poll mode writes a row per event): GRANT INSERT ON %s TO <role>", p.table, p.table)
+	case p.mode == ModeLogical && !canEmit:
+		return fmt.Errorf("producer: the database role may not execute pg_logical_emit_message (logical mode writes a message per event): `eventline migrate --mode logical --emitter-role <role>`, see %s", migrate.EmitDoc)
+	}
+	return nil
 }
 
 func resolve(ctx context.Context, reg *sr.Client, subject, text, level string, autoRegister bool) (int, error) {

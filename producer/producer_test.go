@@ -47,7 +47,7 @@ func setup(t *testing.T) *bundle {
 		t.Fatal(err)
 	}
 	pipe := events.Pipeline()
-	prod, err := producer.New(context.Background(), producer.Config{Pipeline: pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All(), AutoRegister: true})
+	prod, err := producer.New(context.Background(), producer.Config{DB: f.DB, Pipeline: pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All(), AutoRegister: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,18 +233,18 @@ func TestStartupResolution(t *testing.T) {
 	empty := srfake.New()
 	defer empty.Close()
 	cl, _ := sr.NewClient(sr.URLs(empty.URL()))
-	_, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All()})
+	_, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All()})
 	if !errors.Is(err, producer.ErrNotRegistered) || !strings.Contains(err.Error(), "eventline schemas register") || !strings.Contains(err.Error(), "-eventline.") {
 		t.Fatalf("got %v", err)
 	}
 	down, _ := sr.NewClient(sr.URLs("http://127.0.0.1:1"))
-	if _, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: down, Catalog: events.Catalog(), Events: events.All()}); err == nil || !strings.Contains(err.Error(), "registry") {
+	if _, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: down, Catalog: events.Catalog(), Events: events.All()}); err == nil || !strings.Contains(err.Error(), "registry") {
 		t.Fatalf("registry down at startup: %v", err)
 	}
 
 	// Lookup-only works once the schemas are registered (here by the
 	// auto-registering producer of setup).
-	p, err := producer.New(ctx, producer.Config{Pipeline: b.pipe, Registry: b.cl, Catalog: events.Catalog(), Events: events.All()})
+	p, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: b.cl, Catalog: events.Catalog(), Events: events.All()})
 	if err != nil {
 		t.Fatal(err)
 	}

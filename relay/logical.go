@@ -238,8 +238,8 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 	defer conn.Close(context.Background())
 	// The heartbeat is a message too: without it an idle stream's slot
 	// holds back the WAL other writers make.
-	var canEmit bool
-	if err := r.pool.QueryRow(ctx, `SELECT has_function_privilege('pg_catalog.pg_logical_emit_message(boolean,text,text)', 'EXECUTE')`).Scan(&canEmit); err != nil {
+	canEmit, err := migrate.CanEmit(ctx, r.pool)
+	if err != nil {
 		return fmt.Errorf("logical mode: %w", err)
 	}
 	if !canEmit {

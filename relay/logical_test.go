@@ -525,7 +525,7 @@ func TestLogicalNeedsWalLevelLogical(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: f.Registry, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeLogical})
+	prod, err := producer.New(ctx, producer.Config{DB: f.DB, Pipeline: pipe, Registry: f.Registry, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeLogical})
 	if err != nil {
 		t.Fatal(err)
 	}

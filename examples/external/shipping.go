@@ -67,7 +67,7 @@ func Migrate(ctx context.Context, db *pgxpool.Pool) error {
 // NewProducer builds the service's producer. autoRegister is for
 // development; in production CI registers the schemas (`eventline schemas
 // register`) and services only look them up.
-func NewProducer(ctx context.Context, reg *sr.Client, autoRegister bool) (*producer.Producer, error) {
+func NewProducer(ctx context.Context, db *pgxpool.Pool, reg *sr.Client, autoRegister bool) (*producer.Producer, error) {
 	pipe, err := Pipeline()
 	if err != nil {
 		return nil, err
@@ -76,7 +76,7 @@ func NewProducer(ctx context.Context, reg *sr.Client, autoRegister bool) (*produ
 	if err != nil {
 		return nil, err
 	}
-	return producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, Catalog: cat, Schema: Schema,
+	return producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, Registry: reg, Catalog: cat, Schema: Schema,
 		Events: []schemas.Event{&ShipmentDispatched{}}, AutoRegister: autoRegister})
 }
 

@@ -66,14 +66,14 @@ func TestShippingEndToEnd(t *testing.T) {
 	// Production start: lookup-only. Before CI registered the schemas it
 	// fails naming the command; after `eventline schemas register` it
 	// finds exactly what CI registered.
-	if _, err := shipping.NewProducer(ctx, reg, false); !errors.Is(err, producer.ErrNotRegistered) {
+	if _, err := shipping.NewProducer(ctx, db, reg, false); !errors.Is(err, producer.ErrNotRegistered) {
 		t.Fatalf("lookup-only before registration: %v, want ErrNotRegistered", err)
 	}
 	out := eventlineCLI(t, "schemas", "register", "--config", "eventline.yaml")
 	if !strings.Contains(out, "shipping.shipments-acme.shipping.ShipmentDispatched") {
 		t.Fatalf("schemas register printed:\n%s", out)
 	}
-	prod, err := shipping.NewProducer(ctx, reg, false)
+	prod, err := shipping.NewProducer(ctx, db, reg, false)
 	if err != nil {
 		t.Fatalf("lookup-only after `eventline schemas register`: %v", err)
 	}

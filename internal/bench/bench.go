@@ -138,7 +138,7 @@ func newSetup(ctx context.Context, env Env, mode relay.Mode, partitions int, wri
 		s.close()
 		return nil, err
 	}
-	s.prod, err = producer.New(ctx, producer.Config{Pipeline: s.pipe, Registry: reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Schema: s.schema, Mode: pmode})
+	s.prod, err = producer.New(ctx, producer.Config{DB: s.pool, Pipeline: s.pipe, Registry: reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Schema: s.schema, Mode: pmode})
 	if err != nil {
 		s.close()
 		return nil, err

@@ -172,12 +172,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	serde := schemas.NewSerde(reg)
-	ordersProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, Catalog: events.Catalog(), AutoRegister: true, Schema: orders.Schema, TracerProvider: cfg.TracerProvider,
+	ordersProd, err := producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, Registry: reg, Catalog: events.Catalog(), AutoRegister: true, Schema: orders.Schema, TracerProvider: cfg.TracerProvider,
 		Events: []schemas.Event{&events.OrderCreated{}, &events.OrderConfirmed{}, &events.OrderCancelled{}}})
 	if err != nil {
 		return nil, fmt.Errorf("demo: orders producer: %w", err)
 	}
-	invProd, err := producer.New(ctx, producer.Config{Pipeline: pipe, Registry: reg, Catalog: events.Catalog(), AutoRegister: true, Schema: inventory.Schema, TracerProvider: cfg.TracerProvider,
+	invProd, err := producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, Registry: reg, Catalog: events.Catalog(), AutoRegister: true, Schema: inventory.Schema, TracerProvider: cfg.TracerProvider,
 		Events: []schemas.Event{&events.InventoryReserved{}, &events.InventoryReleased{}, &events.InventoryConfirmed{}, &events.StockDepleted{}, &events.StockReplenished{}}})
 	if err != nil {
 		return nil, fmt.Errorf("demo: inventory producer: %w", err)

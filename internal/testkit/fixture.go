@@ -105,7 +105,7 @@ func (f *Fixture) Producer(t testing.TB, pipe []byte, cat *schemas.Catalog, evs 
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(context.Background(), producer.Config{Pipeline: p, Registry: f.Registry, Catalog: cat, Events: evs, AutoRegister: true, Mode: f.Mode})
+	prod, err := producer.New(context.Background(), producer.Config{DB: f.DB, Pipeline: p, Registry: f.Registry, Catalog: cat, Events: evs, AutoRegister: true, Mode: f.Mode})
 	if err != nil {
 		t.Fatal(err)
 	}
