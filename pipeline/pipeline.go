@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -32,9 +34,13 @@ type Pipeline struct {
 	Subjects  map[string]Subject `yaml:"subjects"`
 	Consumers Consumers          `yaml:"consumers"`
 
-	// Dir is the directory of the file Load read (Schemas.Dir is relative
-	// to it); empty after Parse, which means the working directory.
+	// Dir is the directory of the file Load or LoadFS read (Schemas.Dir is
+	// relative to it); empty after Parse, which means the working
+	// directory.
 	Dir string `yaml:"-"`
+	// inFS: LoadFS read the file, so Dir and SchemaDir are paths of its
+	// fs.FS (slash-separated, never absolute).
+	inFS bool
 }
 
 // DefaultRetryDelays are the retry topics' delays when the file sets none.
@@ -84,6 +90,29 @@ func Load(path string) (*Pipeline, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	p.Dir = filepath.Dir(path)
+	return p, nil
+}
+
+// LoadFS reads and validates the pipeline file name from fsys, typically
+// an embed.FS holding eventline.yaml and the schema files next to a
+// service's code. SchemaDir is then the schema directory's path in fsys,
+// for schemas.LoadCatalog:
+//
+//	//go:embed eventline.yaml schemas/*.avsc
+//	var files embed.FS
+//
+//	pipe, err := pipeline.LoadFS(files, "eventline.yaml")
+//	cat, err := schemas.LoadCatalog(files, pipe.SchemaDir())
+func LoadFS(fsys fs.FS, name string) (*Pipeline, error) {
+	b, err := fs.ReadFile(fsys, name)
+	if err != nil {
+		return nil, fmt.Errorf("error reading pipeline file: %w", err)
+	}
+	p, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p.Dir, p.inFS = path.Dir(name), true
 	return p, nil
 }
 
@@ -261,8 +290,12 @@ func (p *Pipeline) TopicFor(event string) (Topic, bool) {
 }
 
 // SchemaDir is the directory of the .avsc files: Schemas.Dir, relative to
-// the pipeline file's directory unless absolute.
+// the pipeline file's directory unless absolute (after LoadFS, a path in
+// its fs.FS).
 func (p *Pipeline) SchemaDir() string {
+	if p.inFS {
+		return path.Join(p.Dir, p.Schemas.Dir)
+	}
 	if filepath.IsAbs(p.Schemas.Dir) || p.Dir == "" {
 		return p.Schemas.Dir
 	}

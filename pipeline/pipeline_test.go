@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"strings"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/eventline/eventline/pipeline"
@@ -88,5 +89,29 @@ func TestTopicNamesKafkaRefuses(t *testing.T) {
 	}
 	if _, err := pipeline.Parse([]byte("topics:\n  - name: orders.events_v2-eu\n")); err != nil {
 		t.Errorf("a legal name refused: %v", err)
+	}
+}
+
+// A pipeline read from an fs.FS (a service's embed.FS) names its schema
+// directory as a path of that FS, so the catalogue is loaded from what the
+// file says, not from a second, repeated path.
+func TestLoadFSSchemaDir(t *testing.T) {
+	fsys := fstest.MapFS{
+		"svc/eventline.yaml": {Data: []byte("schemas: {dir: avro}\ntopics: [{name: t, events: [a.B]}]\n")},
+		"top.yaml":           {Data: []byte("topics: [{name: t, events: [a.B]}]\n")},
+		"bad.yaml":           {Data: []byte("topics: [{name: t, evnts: [a.B]}]\n")},
+	}
+	p, err := pipeline.LoadFS(fsys, "svc/eventline.yaml")
+	if err != nil || p.SchemaDir() != "svc/avro" {
+		t.Fatalf("LoadFS: %v, SchemaDir %q; want svc/avro", err, p.SchemaDir())
+	}
+	if p, err := pipeline.LoadFS(fsys, "top.yaml"); err != nil || p.SchemaDir() != "schemas/avro" {
+		t.Fatalf("LoadFS at the root: %v, SchemaDir %q; want the default schemas/avro", err, p.SchemaDir())
+	}
+	if _, err := pipeline.LoadFS(fsys, "bad.yaml"); err == nil || !strings.Contains(err.Error(), "bad.yaml") {
+		t.Fatalf("a bad file: %v; want an error naming it", err)
+	}
+	if _, err := pipeline.LoadFS(fsys, "none.yaml"); err == nil {
+		t.Fatal("a missing file: no error")
 	}
 }

@@ -50,10 +50,12 @@ func LoadCatalogDir(dir string) (*Catalog, error) {
 // LoadCatalog loads the .avsc files of directory dir in fsys, e.g. an
 // embed.FS holding the schemas next to the service's code:
 //
-//	//go:embed schemas/*.avsc
-//	var schemaFiles embed.FS
-//	cat, err := schemas.LoadCatalog(schemaFiles, "schemas")
+//	//go:embed eventline.yaml schemas/*.avsc
+//	var files embed.FS
+//	pipe, err := pipeline.LoadFS(files, "eventline.yaml")
+//	cat, err := schemas.LoadCatalog(files, pipe.SchemaDir())
 //
+// A directory without .avsc files is an error (ErrEmptyCatalog).
 // Every file must parse on its own, define one named record, and define a
 // name no other file defines.
 func LoadCatalog(fsys fs.FS, dir string) (*Catalog, error) {
@@ -76,6 +78,11 @@ func LoadCatalog(fsys fs.FS, dir string) (*Catalog, error) {
 			return nil, err
 		}
 		out = append(out, info)
+	}
+	if len(out) == 0 {
+		// An empty catalogue would only fail later, as "not in the
+		// catalogue" for files that exist elsewhere.
+		return nil, fmt.Errorf("%w: no .avsc file in %s/ (eventline.yaml's schemas.dir, relative to the pipeline file)", ErrEmptyCatalog, dir)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	for i := 1; i < len(out); i++ {

@@ -70,11 +70,17 @@ func TestLoadCatalogErrors(t *testing.T) {
 		"not record":  {"d/a.avsc": {Data: []byte(`{"type": "enum", "name": "E", "symbols": ["A"]}`)}},
 		"bad schema":  {"d/a.avsc": {Data: []byte(`{"type": "record", "name": "R", "fields": [{"name": "x", "type": "nope"}]}`)}},
 		"missing dir": {},
+		// A wrong schemas.dir, or files not embedded: refused here, not
+		// later as "not in the catalogue".
+		"no .avsc": {"d/readme.md": {Data: []byte("x")}},
 	} {
 		if _, err := schemas.LoadCatalog(files, "d"); err == nil {
 			t.Errorf("%s: no error", name)
 		} else if name != "missing dir" && !strings.Contains(err.Error(), "d/") {
 			t.Errorf("%s: error %q does not name the file", name, err)
 		}
+	}
+	if _, err := schemas.LoadCatalog(fstest.MapFS{"d/readme.md": {Data: []byte("x")}}, "d"); !errors.Is(err, schemas.ErrEmptyCatalog) {
+		t.Errorf("no .avsc file: %v, want ErrEmptyCatalog", err)
 	}
 }

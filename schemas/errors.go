@@ -50,11 +50,15 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &de)
 }
 
-// Catalogue errors, returned by Catalog.Of (and so by producer.New).
+// Catalogue errors, returned by LoadCatalog and Catalog.Of (and so by
+// producer.New).
 var (
 	// ErrNotInCatalog: an event type has no .avsc file in the catalogue.
 	ErrNotInCatalog = errors.New("event type not in the schema catalogue")
 	// ErrStaleType: a generated Go type's schema differs from its .avsc
 	// file (the code was not regenerated after the file changed).
 	ErrStaleType = errors.New("generated type does not match its schema file")
+	// ErrEmptyCatalog: LoadCatalog found no .avsc file in the directory
+	// (a wrong schemas.dir, or files not embedded).
+	ErrEmptyCatalog = errors.New("empty schema catalogue")
 )

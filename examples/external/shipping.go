@@ -40,16 +40,17 @@ var files embed.FS
 const Schema = "shipping"
 
 // Pipeline parses the embedded eventline.yaml.
-func Pipeline() (*pipeline.Pipeline, error) {
-	b, err := files.ReadFile("eventline.yaml")
+func Pipeline() (*pipeline.Pipeline, error) { return pipeline.LoadFS(files, "eventline.yaml") }
+
+// Catalog loads the embedded schema files, from the directory eventline.yaml
+// names.
+func Catalog() (*schemas.Catalog, error) {
+	pipe, err := Pipeline()
 	if err != nil {
 		return nil, err
 	}
-	return pipeline.Parse(b)
+	return schemas.LoadCatalog(files, pipe.SchemaDir())
 }
-
-// Catalog loads the embedded schema files.
-func Catalog() (*schemas.Catalog, error) { return schemas.LoadCatalog(files, "schemas") }
 
 // Migrate creates eventline's tables (outbox, dedupe) and the service's own
 // in Schema.
