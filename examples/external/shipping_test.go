@@ -113,7 +113,7 @@ func TestShippingEndToEnd(t *testing.T) {
 
 	mux := shipping.Tracking()
 	cfg := consumers.Config{Group: group, Topics: []string{topic}, Brokers: brokers, KafkaOpts: conn.Kafka, DB: db, Schema: shipping.Schema,
-		Serde: schemas.NewSerde(reg), Handler: mux.Handler(), Events: mux.Events(), Pipeline: pipe, CreateTopics: true}
+		Serde: schemas.NewSerde(reg), Mux: mux, Pipeline: pipe, CreateTopics: true}
 	g, stopGroup := runGroup(t, ctx, cancel, cfg)
 
 	dispatched := map[uuid.UUID]int32{first: 3}
