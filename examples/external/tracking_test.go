@@ -7,7 +7,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/eventlinetest"
@@ -20,14 +19,7 @@ import (
 // with the group's own Config, no Kafka and no running group.
 func TestTrackingHandlers(t *testing.T) {
 	ctx := context.Background()
-	db, err := pgxpool.New(ctx, stack["DATABASE_URL"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := shipping.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedDB(t, ctx)
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
