@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -28,6 +29,7 @@ const (
 	Duplicate                    // dedupe row existed: skipped
 	Failed                       // decode or handler error: nothing of it committed
 	Deferred                     // an earlier event of its key is in the retry chain: it follows
+	Skipped                      // the Mux has no handler for its type: nothing written (see Mux)
 )
 
 func (o Outcome) String() string {
@@ -40,6 +42,8 @@ func (o Outcome) String() string {
 		return "failed"
 	case Deferred:
 		return "deferred"
+	case Skipped:
+		return "skipped"
 	}
 	return "unknown"
 }
@@ -50,8 +54,10 @@ type Result struct {
 	Outcome Outcome
 	Err     error // for Failed
 
-	env envelope
-	due time.Time // a Failed or Deferred record's next copy, when the applier chose it (key order)
+	env    envelope
+	due    time.Time // a Failed or Deferred record's next copy, when the applier chose it (key order)
+	evType string    // a decoded record's event type
+	evID   uuid.UUID // and its dedupe key
 }
 
 // Beginner is what ApplyBatch needs of a database: *pgxpool.Pool, *pgx.Conn.
@@ -72,7 +78,26 @@ type Applier struct {
 	tracer   trace.Tracer // nil: no process spans
 	types    typeSet
 	idFunc   EventIDFunc // nil: DefaultEventID
+	mux      *Mux        // nil: no event is skipped
 }
+
+// applierFor returns the Applier of a group configured by cfg (defaults
+// applied, validated).
+func applierFor(cfg Config) *Applier {
+	handler, events := cfg.Handler, cfg.Events
+	if cfg.Mux != nil {
+		handler, events = cfg.Mux.handler(), cfg.Mux.events
+	}
+	a := NewApplier(cfg.Group, cfg.Schema, cfg.Serde, handler).WithKeyOrder(cfg.KeyOrder).WithEvents(events...).WithEventID(cfg.EventID)
+	if cfg.BatchHandler != nil {
+		a.WithBatchHandler(cfg.BatchHandler)
+	}
+	a.mux = cfg.Mux
+	return a.WithTracing(cfg.TracerProvider)
+}
+
+// skips: ev is of a type the Mux has no handler for (see Mux).
+func (a *Applier) skips(ev *Event) bool { return a.mux != nil && a.mux.skips(ev.Type) }
 
 // NewApplier returns an Applier for consumer group group, deduplicating in
 // schema's eventline_consumer_dedupe and decoding with serde.
@@ -177,6 +202,7 @@ func (a *Applier) apply(ctx context.Context, db Beginner, items []item, st step,
 			continue
 		}
 		events[i] = ev
+		results[i].evType, results[i].evID = ev.Type, ev.ID
 	}
 	failed, ferr, err := a.fast(ctx, db, items, events, results, st)
 	if err != nil || failed == nil {
@@ -241,11 +267,16 @@ func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []
 	var enter []entry
 	var leave []item
 	now := time.Now()
-	skip := make([]bool, len(events))       // deferred
+	skip := make([]bool, len(events))       // deferred or skipped
 	ids := make([][16]byte, 0, len(events)) // see insertDedupe
 	for i, ev := range events {
+		skipped := ev != nil && a.skips(ev)
+		if skipped {
+			results[i].Outcome = Skipped
+			skip[i] = true
+		}
 		if !a.keyOrder {
-			if ev != nil {
+			if ev != nil && !skipped {
 				ids = append(ids, ev.ID)
 			}
 			continue
@@ -253,7 +284,7 @@ func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []
 		blocked, own, after := chain.check(items[i])
 		isSource := items[i].env.isSource()
 		switch {
-		case ev == nil: // undecodable: to the DLT, out of the chain
+		case ev == nil || skipped: // undecodable: to the DLT; skipped: no effects to order. Either way out of the chain
 			if own {
 				leave = append(leave, items[i])
 				chain.remove(items[i])

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -34,16 +35,24 @@ type Config struct {
 	Schema string
 	// Serde decodes values (Confluent framing, registry lookups cached).
 	Serde *schemas.Serde
-	// Handler applies one event; BatchHandler (optional) a partition's
-	// batch at once. At least one is required. A Mux gives typed
-	// handlers per event type (Handler: mux.Handler(), Events:
-	// mux.Events()).
+	// Mux applies events with typed handlers, one per event type (see
+	// Mux): it is both the group's handler and the list of Go types
+	// payloads decode into, so it is the only handler setting: with a
+	// Mux, Handler, BatchHandler and Events must be unset (New refuses
+	// them). Exactly one of Mux, Handler or BatchHandler is required.
+	Mux *Mux
+	// Handler applies one event; BatchHandler a partition's batch at once
+	// (with both, Handler isolates a failing event of a failed batch).
+	// They receive every event of the source topics; for typed handlers
+	// per event type use Mux instead.
 	Handler      HandlerFunc
 	BatchHandler BatchHandlerFunc
-	// Events are zero values of the generated types payloads decode into
-	// (e.g. &payments.PaymentCaptured{}), read with each type's schema
+	// Events, with Handler or BatchHandler, are zero values of the
+	// generated types payloads decode into (e.g.
+	// &payments.PaymentCaptured{}), read with each type's schema
 	// (reader-side resolution against the record's writer schema). Events
 	// of other types reach handlers in the generic form (map[string]any).
+	// A Mux lists its own.
 	Events []schemas.Event
 	// EventID chooses the dedupe key of records without an
 	// eventline-event-id header (written by other producers). Default
@@ -134,13 +143,7 @@ func (c Config) withDefaults() Config {
 }
 
 func (c Config) validate() error {
-	var errs []error
-	if c.Group == "" {
-		errs = append(errs, errors.New("consumers: Group is required"))
-	}
-	if err := migrate.ValidateSchema(c.Schema); err != nil {
-		errs = append(errs, fmt.Errorf("consumers: Schema: %w", err))
-	}
+	errs := c.validateApply()
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("consumers: Topics are required"))
 	}
@@ -150,19 +153,59 @@ func (c Config) validate() error {
 	if c.DB == nil {
 		errs = append(errs, errors.New("consumers: DB is required"))
 	}
-	if c.Serde == nil {
-		errs = append(errs, errors.New("consumers: Serde is required"))
-	}
-	if c.Handler == nil && c.BatchHandler == nil {
-		errs = append(errs, errors.New("consumers: a Handler or BatchHandler is required"))
-	}
-	if _, err := newTypeSet(c.Events); err != nil {
-		errs = append(errs, err)
-	}
 	for i, d := range c.RetryDelays {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("consumers: RetryDelays[%d] must be positive", i))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateApply checks what applying an event needs: the group, the
+// schema, the serde and the handler settings.
+func (c Config) validateApply() []error {
+	var errs []error
+	if c.Group == "" {
+		errs = append(errs, errors.New("consumers: Group is required"))
+	}
+	if err := migrate.ValidateSchema(c.Schema); err != nil {
+		errs = append(errs, fmt.Errorf("consumers: Schema: %w", err))
+	}
+	if c.Serde == nil {
+		errs = append(errs, errors.New("consumers: Serde is required"))
+	}
+	if err := c.validateHandler(); err != nil {
+		errs = append(errs, err)
+	}
+	return errs
+}
+
+// validateHandler checks the handler settings: a Mux alone, or Handler
+// and/or BatchHandler with Events.
+func (c Config) validateHandler() error {
+	if c.Mux != nil {
+		var also []string
+		if c.Handler != nil {
+			also = append(also, "Handler")
+		}
+		if c.BatchHandler != nil {
+			also = append(also, "BatchHandler")
+		}
+		if len(c.Events) > 0 {
+			also = append(also, "Events")
+		}
+		if len(c.Mux.handlers) == 0 && c.Mux.unhandled == nil {
+			return errors.New("consumers: Mux has no handler: register typed handlers with Handle (it would skip every event)")
+		}
+		if len(also) > 0 {
+			return fmt.Errorf("consumers: Mux is set together with %s: a Mux is the group's handler and lists the types its payloads decode into; set Mux alone (or, without a Mux, Handler/BatchHandler with Events)",
+				strings.Join(also, " and "))
+		}
+		return nil
+	}
+	if c.Handler == nil && c.BatchHandler == nil {
+		return errors.New("consumers: a Mux, Handler or BatchHandler is required")
+	}
+	_, err := newTypeSet(c.Events)
+	return err
 }

@@ -10,7 +10,7 @@
 // and the dedupe rows absorb the repeat.
 //
 // Handlers receive an Event: its payload decoded into the team's generated
-// Go type (Config.Events, or typed handlers on a Mux with Handle), read
+// Go type (typed handlers on a Mux with Handle, or Config.Events), read
 // with that type's schema whatever version the writer used, plus the raw
 // record (Event.Record: key, headers, offset, timestamp). Records of any
 // Confluent-Avro producer are accepted, not only eventline's relay: the
@@ -25,8 +25,7 @@
 //	})
 //	g, err := consumers.New(consumers.Config{
 //		Group: "ledger", Topics: []string{"payments.events"}, Brokers: brokers, DB: pool,
-//		Serde: schemas.NewSerde(registryClient), Handler: mux.Handler(), Events: mux.Events(),
-//		Pipeline: pipe, CreateTopics: true,
+//		Serde: schemas.NewSerde(registryClient), Mux: mux, Pipeline: pipe, CreateTopics: true,
 //	})
 //	err = g.Run(ctx) // until ctx ends
 //

@@ -124,18 +124,29 @@ func IDFromString(s string) uuid.UUID {
 	return uuid.NewSHA1(idSpace, []byte(s))
 }
 
-// Mux dispatches events to typed handlers by event type, and lists the
-// types it handles so the group decodes them into those Go types:
+// Mux applies events with typed handlers, one per event type, and is what
+// a group takes for them (Config.Mux): the types it handles are the types
+// payloads decode into, so the two cannot disagree.
 //
 //	mux := consumers.NewMux()
 //	consumers.Handle(mux, func(ctx context.Context, tx pgx.Tx, ev *consumers.Event, p *payments.PaymentCaptured) error {
 //		_, err := tx.Exec(ctx, `UPDATE ledgers SET ...`, p.PaymentID)
 //		return err
 //	})
-//	g, err := consumers.New(consumers.Config{..., Handler: mux.Handler(), Events: mux.Events()})
+//	g, err := consumers.New(consumers.Config{..., Mux: mux})
 //
-// An event of a type without a handler is acknowledged without effects
-// (its dedupe row is written) unless Unhandled sets another policy.
+// Events of a type without a handler are skipped by default: no handler
+// runs, no dedupe row is written, the offset moves on, and the group
+// counts them per event type (Stats.SkippedByType, the
+// eventline_consumer_skipped metric) and logs the first one of each type.
+// Skipping is the default because a topic is often shared: other teams'
+// event types, and types added to the topic after this service was
+// written, are not this group's failures, and dead-lettering them would
+// bury its real failures. Acknowledging them without a trace would hide a
+// handler that was forgotten; the counter shows it. Unhandled chooses
+// otherwise, e.g. the dead-letter topic for a topic that carries only this
+// group's types.
+//
 // Register handlers before the group runs; a Mux is not modified after.
 type Mux struct {
 	handlers  map[string]HandlerFunc
@@ -169,13 +180,28 @@ func Handle[E any, T interface {
 	}
 }
 
-// Unhandled sets what happens to events of a type without a handler;
-// e.g. a func returning Permanent(err) dead-letters them. Default: they
-// are acknowledged without effects.
+// Unhandled makes fn the handler of every event type without one, instead
+// of skipping them: it runs like any handler, in the apply transaction
+// with the event's dedupe row, and its error takes the retry chain. For
+// example, to dead-letter them:
+//
+//	mux.Unhandled(func(_ context.Context, _ pgx.Tx, ev *consumers.Event) error {
+//		return consumers.Permanent(fmt.Errorf("no handler for %s", ev.Type))
+//	})
+//
+// Such events reach fn in the generic form (map[string]any), read with the
+// writer's schema.
 func (m *Mux) Unhandled(fn HandlerFunc) { m.unhandled = fn }
 
-// Handler returns the HandlerFunc that dispatches by Event.Type.
-func (m *Mux) Handler() HandlerFunc {
+// skips reports whether events of type typ are skipped: no handler and no
+// Unhandled.
+func (m *Mux) skips(typ string) bool {
+	_, ok := m.handlers[typ]
+	return !ok && m.unhandled == nil
+}
+
+// handler dispatches by Event.Type (skipped types never reach it).
+func (m *Mux) handler() HandlerFunc {
 	return func(ctx context.Context, tx pgx.Tx, ev *Event) error {
 		if h, ok := m.handlers[ev.Type]; ok {
 			return h(ctx, tx, ev)
@@ -186,7 +212,3 @@ func (m *Mux) Handler() HandlerFunc {
 		return nil
 	}
 }
-
-// Events returns a zero value of every type registered with Handle, for
-// Config.Events.
-func (m *Mux) Events() []schemas.Event { return append([]schemas.Event(nil), m.events...) }

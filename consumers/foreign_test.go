@@ -96,7 +96,7 @@ func TestForeignRecordsAppliedOnce(t *testing.T) {
 			ON CONFLICT (event_id) DO UPDATE SET n = applied.n + 1`, ev.ID, s.ShipmentID, group, ev.Attempt)
 		return err
 	})
-	cfg := consumers.Config{Group: group, RetryDelays: fastDelays, Handler: mux.Handler(), Events: mux.Events()}
+	cfg := consumers.Config{Group: group, RetryDelays: fastDelays, Mux: mux}
 	g, stop := e.run(t, cfg)
 	testkit.WaitFor(t, 30*time.Second, "all shipments applied", func() bool {
 		return e.count(t, `SELECT count(*) FROM applied`) == 20

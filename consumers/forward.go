@@ -70,12 +70,18 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	var out []*kgo.Record
 	dest := make([]string, len(results))
 	var applied, dups, retried, dead, deferred int64
+	var skipped map[string]int64 // by event type
 	for i, r := range results {
 		switch r.Outcome {
 		case Applied:
 			applied++
 		case Duplicate:
 			dups++
+		case Skipped:
+			if skipped == nil {
+				skipped = map[string]int64{}
+			}
+			skipped[r.evType]++
 		case Failed, Deferred:
 			class, cause := classify(r)
 			nextStage := stage + 1
@@ -120,6 +126,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	g.retried.Add(retried)
 	g.dead.Add(dead)
 	g.deferred.Add(deferred)
+	g.noteSkipped(ctx, log, skipped)
 	for i, r := range results {
 		if r.Outcome != Failed {
 			continue

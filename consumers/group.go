@@ -38,6 +38,9 @@ type Group struct {
 
 	origins sync.Map // tp -> *sync.Mutex, see originLock
 
+	skipMu  sync.Mutex
+	skipped map[string]int64 // by event type, see noteSkipped
+
 	latMu    sync.Mutex
 	lateness []time.Duration // ring
 	latPos   int
@@ -52,12 +55,7 @@ func New(cfg Config) (*Group, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	a := NewApplier(cfg.Group, cfg.Schema, cfg.Serde, cfg.Handler).WithKeyOrder(cfg.KeyOrder).WithEvents(cfg.Events...).WithEventID(cfg.EventID)
-	if cfg.BatchHandler != nil {
-		a.WithBatchHandler(cfg.BatchHandler)
-	}
-	a.WithTracing(cfg.TracerProvider)
-	g := &Group{cfg: cfg, applier: a, stage: map[string]int{}, next: map[string][]string{}, lateness: make([]time.Duration, 0, 4096)}
+	g := &Group{cfg: cfg, applier: applierFor(cfg), stage: map[string]int{}, next: map[string][]string{}, lateness: make([]time.Duration, 0, 4096)}
 	for _, t := range cfg.Topics {
 		st := stageTopics(t, cfg.Group, len(cfg.RetryDelays))
 		g.next[t] = st

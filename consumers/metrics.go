@@ -26,7 +26,8 @@ func (g *Group) Ready() error {
 
 // RegisterMetrics publishes the group's metrics through mp, labelled with
 // the group: eventline_consumer_applied_total, _duplicates_total,
-// _retried_total, _dead_lettered_total, _deferred_total, the
+// _retried_total, _dead_lettered_total, _deferred_total,
+// _skipped_total (labelled with event_type too: see Mux), the
 // eventline_consumer_apply_seconds histogram (one observation per
 // partition batch), eventline_consumer_retry_lateness_p99_seconds and
 // eventline_consumer_lag per source topic (committed offsets behind the
@@ -43,7 +44,8 @@ func (g *Group) RegisterMetrics(mp metric.MeterProvider) error {
 	lag, e7 := m.Int64ObservableGauge("eventline_consumer_lag", metric.WithDescription("records between the group's committed offsets and the high watermarks"))
 	hist, e8 := m.Float64Histogram("eventline_consumer_apply", metric.WithUnit("s"), metric.WithDescription("time to apply one partition batch (transaction and retry/DLT copies)"),
 		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
-	if err := errors.Join(e1, e2, e3, e4, e5, e6, e7, e8); err != nil {
+	skipped, e9 := m.Int64ObservableCounter("eventline_consumer_skipped", metric.WithDescription("events of a type the Mux has no handler for, by event_type"))
+	if err := errors.Join(e1, e2, e3, e4, e5, e6, e7, e8, e9); err != nil {
 		return err
 	}
 	g.applyHist.Store(&hist)
@@ -55,6 +57,9 @@ func (g *Group) RegisterMetrics(mp metric.MeterProvider) error {
 		o.ObserveInt64(dead, st.DeadLettered, attrs)
 		o.ObserveInt64(deferred, st.Deferred, attrs)
 		o.ObserveFloat64(late, st.RetryLatenessP99.Seconds(), attrs)
+		for typ, n := range st.SkippedByType {
+			o.ObserveInt64(skipped, n, metric.WithAttributes(attribute.String("group", g.cfg.Group), attribute.String("event_type", typ)))
+		}
 		if prod := g.running.Load(); prod != nil {
 			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
@@ -68,6 +73,6 @@ func (g *Group) RegisterMetrics(mp metric.MeterProvider) error {
 			}
 		}
 		return nil
-	}, applied, dups, retried, dead, deferred, late, lag)
+	}, applied, dups, retried, dead, deferred, late, lag, skipped)
 	return err
 }

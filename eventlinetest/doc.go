@@ -15,6 +15,14 @@
 //     replication slot of its own once the transaction commits.
 //   - RequireApplied and RequireNotApplied assert whether a consumer group
 //     applied an event (<schema>.eventline_consumer_dedupe).
+//   - NewApplier and its Apply run a consumer group's handlers (its Mux, or
+//     Handler) on a typed event inside the test's transaction, through the
+//     consumer runtime's own apply path, as rivertest's Worker does for
+//     River: no Kafka, registry or running group. The handler gets the
+//     payload and Event it would get at runtime, its effects and the
+//     event's dedupe row are visible through the transaction, a second
+//     delivery of the event id is a Duplicate, and a failing handler's
+//     error is returned with the transaction as it was before.
 //
 // The package's Require helpers take a Querier (a pgx.Tx, *pgx.Conn or
 // *pgxpool.Pool) and the PostgreSQL schema that eventline's tables were
@@ -51,6 +59,25 @@
 // and of its consumer, after the group processed the event:
 //
 //	eventlinetest.RequireApplied(ctx, t, pool, "public", "inventory", eventID)
+//
+// A test of a consumer group's handlers, with the Config the service
+// builds for its group (a Mux of typed handlers):
+//
+//	func TestTrackingMarksDelivered(t *testing.T) {
+//		ctx := context.Background()
+//		tx := beginTx(t) // in a database migrated into "shipping"
+//		ap := eventlinetest.NewApplier(t, consumers.Config{Group: "tracking", Schema: "shipping", Mux: shipping.Tracking()})
+//
+//		res, err := ap.Apply(ctx, t, tx, &shipping.ShipmentDelivered{ShipmentID: "s-1", DeliveredAt: now})
+//		if err != nil || res.Outcome != eventlinetest.Applied {
+//			t.Fatalf("got %+v, %v", res, err)
+//		}
+//		// ... read shipping.tracking through tx ...
+//		again, _ := ap.Apply(ctx, t, tx, &shipping.ShipmentDelivered{ShipmentID: "s-1"}, eventlinetest.WithEventID(res.EventID))
+//		if again.Outcome != eventlinetest.Duplicate {
+//			t.Fatalf("redelivery: %+v", again)
+//		}
+//	}
 //
 // When the application's producer runs in logical mode, capture before
 // the code under test appends and assert after the commit: PostgreSQL

@@ -39,14 +39,7 @@ func TestShippingEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	brokers := strings.Split(stack["KAFKA_BROKERS"], ",")
-	db, err := pgxpool.New(ctx, stack["DATABASE_URL"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := shipping.Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := migratedDB(t, ctx)
 	// The connection settings (TLS, SASL, registry auth) under the
 	// names the CLI reads; the dev stack needs none, a production
 	// deployment sets them.
@@ -113,7 +106,7 @@ func TestShippingEndToEnd(t *testing.T) {
 
 	mux := shipping.Tracking()
 	cfg := consumers.Config{Group: group, Topics: []string{topic}, Brokers: brokers, KafkaOpts: conn.Kafka, DB: db, Schema: shipping.Schema,
-		Serde: schemas.NewSerde(reg), Handler: mux.Handler(), Events: mux.Events(), Pipeline: pipe, CreateTopics: true}
+		Serde: schemas.NewSerde(reg), Mux: mux, Pipeline: pipe, CreateTopics: true}
 	g, stopGroup := runGroup(t, ctx, cancel, cfg)
 
 	dispatched := map[uuid.UUID]int32{first: 3}
@@ -274,6 +267,21 @@ func runGroup(t *testing.T, ctx context.Context, abort func(), cfg consumers.Con
 	}
 	t.Cleanup(stop)
 	return g, stop
+}
+
+// migratedDB connects to the stack's database, migrated for the service;
+// closed when t ends.
+func migratedDB(t *testing.T, ctx context.Context) *pgxpool.Pool {
+	t.Helper()
+	db, err := pgxpool.New(ctx, stack["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := shipping.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 func count(t *testing.T, db *pgxpool.Pool, q string) int64 {
