@@ -17,56 +17,42 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/schemas"
 )
 
-// Outcome of one record in ApplyBatch.
-type Outcome int
+// outcome of one record in ApplyBatch; the hook's type, so that the
+// benchmark and test helpers read it as it is.
+type outcome = hook.Outcome
 
 const (
-	Applied   Outcome = iota + 1 // handler ran, effects and dedupe row committed
-	Duplicate                    // dedupe row existed: skipped
-	Failed                       // decode or handler error: nothing of it committed
-	Deferred                     // an earlier event of its key is in the retry chain: it follows
-	Skipped                      // the Mux has no handler for its type: nothing written (see Mux)
+	outApplied   = hook.Applied
+	outDuplicate = hook.Duplicate
+	outFailed    = hook.Failed
+	outDeferred  = hook.Deferred
+	outSkipped   = hook.Skipped // the Mux has no handler for its type: nothing written (see Mux)
 )
 
-func (o Outcome) String() string {
-	switch o {
-	case Applied:
-		return "applied"
-	case Duplicate:
-		return "duplicate"
-	case Failed:
-		return "failed"
-	case Deferred:
-		return "deferred"
-	case Skipped:
-		return "skipped"
-	}
-	return "unknown"
-}
-
-// Result is the outcome of one record.
-type Result struct {
+// result is the outcome of one record.
+type result struct {
 	Record  *kgo.Record
-	Outcome Outcome
-	Err     error // for Failed
+	Outcome outcome
+	Err     error // when failed
 
 	env    envelope
-	due    time.Time // a Failed or Deferred record's next copy, when the applier chose it (key order)
+	due    time.Time // a failed or deferred record's next copy, when the applier chose it (key order)
 	evType string    // a decoded record's event type
 	evID   uuid.UUID // and its dedupe key
 }
 
-// Beginner is what ApplyBatch needs of a database: *pgxpool.Pool, *pgx.Conn.
-type Beginner interface {
+// beginner is what ApplyBatch needs of a database: *pgxpool.Pool, *pgx.Conn.
+type beginner interface {
 	Begin(context.Context) (pgx.Tx, error)
 }
 
-// Applier applies batches of one partition's records idempotently.
-type Applier struct {
+// applier applies batches of one partition's records idempotently.
+type applier struct {
 	group   string
 	dedupe  string // quoted tables
 	chain   string
@@ -81,14 +67,14 @@ type Applier struct {
 	mux      *Mux        // nil: no event is skipped
 }
 
-// applierFor returns the Applier of a group configured by cfg (defaults
+// applierFor returns the applier of a group configured by cfg (defaults
 // applied, validated).
-func applierFor(cfg Config) *Applier {
+func applierFor(cfg Config) *applier {
 	handler, events := cfg.Handler, cfg.Events
 	if cfg.Mux != nil {
 		handler, events = cfg.Mux.handler(), cfg.Mux.events
 	}
-	a := NewApplier(cfg.Group, cfg.Schema, cfg.Serde, handler).WithKeyOrder(cfg.KeyOrder).WithEvents(events...).WithEventID(cfg.EventID)
+	a := newApplier(cfg.Group, cfg.Schema, cfg.Serde, handler).WithKeyOrder(cfg.KeyOrder).WithEvents(events...).WithEventID(cfg.EventID)
 	if cfg.BatchHandler != nil {
 		a.WithBatchHandler(cfg.BatchHandler)
 	}
@@ -97,15 +83,15 @@ func applierFor(cfg Config) *Applier {
 }
 
 // skips: ev is of a type the Mux has no handler for (see Mux).
-func (a *Applier) skips(ev *Event) bool { return a.mux != nil && a.mux.skips(ev.Type) }
+func (a *applier) skips(ev *Event) bool { return a.mux != nil && a.mux.skips(ev.Type) }
 
-// NewApplier returns an Applier for consumer group group, deduplicating in
+// newApplier returns an applier for consumer group group, deduplicating in
 // schema's eventline_consumer_dedupe and decoding with serde.
-func NewApplier(group, schema string, serde *schemas.Serde, handler HandlerFunc) *Applier {
+func newApplier(group, schema string, serde *schemas.Serde, handler HandlerFunc) *applier {
 	if schema == "" {
 		schema = migrate.DefaultSchema
 	}
-	return &Applier{
+	return &applier{
 		group:   group,
 		dedupe:  pgx.Identifier{schema, "eventline_consumer_dedupe"}.Sanitize(),
 		chain:   pgx.Identifier{schema, "eventline_consumer_chain"}.Sanitize(),
@@ -117,7 +103,7 @@ func NewApplier(group, schema string, serde *schemas.Serde, handler HandlerFunc)
 // WithBatchHandler makes the fast path call h once per batch instead of
 // the per-event handler; the per-event handler (or h with one event, when
 // there is none) isolates failures.
-func (a *Applier) WithBatchHandler(h BatchHandlerFunc) *Applier {
+func (a *applier) WithBatchHandler(h BatchHandlerFunc) *applier {
 	a.batch = h
 	if a.handler == nil {
 		a.handler = func(ctx context.Context, tx pgx.Tx, ev *Event) error { return h(ctx, tx, []*Event{ev}) }
@@ -130,7 +116,7 @@ func (a *Applier) WithBatchHandler(h BatchHandlerFunc) *Applier {
 // franz-go's kotel hooks, else its traceparent header). Without it the
 // handler's context still carries the record's trace context, so events
 // the handler appends continue the trace.
-func (a *Applier) WithTracing(tp trace.TracerProvider) *Applier {
+func (a *applier) WithTracing(tp trace.TracerProvider) *applier {
 	if tp != nil {
 		a.tracer = tp.Tracer("github.com/eventline/eventline/consumers")
 	}
@@ -142,7 +128,7 @@ func (a *Applier) WithTracing(tp trace.TracerProvider) *Applier {
 // other types decode into the generic form. It panics on a value that is
 // not a pointer or on two Go types for one event type; Group's New
 // returns that as an error instead.
-func (a *Applier) WithEvents(evs ...schemas.Event) *Applier {
+func (a *applier) WithEvents(evs ...schemas.Event) *applier {
 	ts, err := newTypeSet(evs)
 	if err != nil {
 		panic(err)
@@ -153,10 +139,10 @@ func (a *Applier) WithEvents(evs ...schemas.Event) *Applier {
 
 // WithEventID sets how records without an eventline-event-id header get
 // their dedupe key (see EventIDFunc); nil means DefaultEventID.
-func (a *Applier) WithEventID(f EventIDFunc) *Applier { a.idFunc = f; return a }
+func (a *applier) WithEventID(f EventIDFunc) *applier { a.idFunc = f; return a }
 
 // WithKeyOrder turns on key-order-preserving retries (see Group).
-func (a *Applier) WithKeyOrder(on bool) *Applier { a.keyOrder = on; return a }
+func (a *applier) WithKeyOrder(on bool) *applier { a.keyOrder = on; return a }
 
 // ApplyBatch applies records (one partition's, in offset order) in one
 // transaction, so a batch costs one commit. Every event's dedupe row
@@ -172,9 +158,9 @@ func (a *Applier) WithKeyOrder(on bool) *Applier { a.keyOrder = on; return a }
 // the batch is applied and the caller retries it whole.
 //
 // With key order on, records whose key has an earlier event in the retry
-// chain come back Deferred (and enter the chain in the same transaction),
+// chain come back deferred (and enter the chain in the same transaction),
 // and a record that fails with a retriable error enters the chain too.
-func (a *Applier) ApplyBatch(ctx context.Context, db Beginner, records []*kgo.Record) ([]Result, error) {
+func (a *applier) ApplyBatch(ctx context.Context, db beginner, records []*kgo.Record) ([]result, error) {
 	return a.apply(ctx, db, itemsOf(records, a.group), step{}, nil)
 }
 
@@ -188,17 +174,17 @@ const slowChunk = 64
 // apply is ApplyBatch at step st: st.last says a retriable failure goes to
 // the DLT (the record is on the last retry step), which takes it out of the
 // chain; st.next dates the copies of failed and deferred records.
-func (a *Applier) apply(ctx context.Context, db Beginner, items []item, st step, yield func()) ([]Result, error) {
-	results := make([]Result, len(items))
+func (a *applier) apply(ctx context.Context, db beginner, items []item, st step, yield func()) ([]result, error) {
+	results := make([]result, len(items))
 	events := make([]*Event, len(items))
 	for i, it := range items {
-		results[i] = Result{Record: it.rec, env: it.env}
+		results[i] = result{Record: it.rec, env: it.env}
 		ev, err := a.decode(ctx, it)
 		if err != nil {
 			if !IsPermanent(err) {
 				return nil, err // registry unreachable: retry the batch
 			}
-			results[i].Outcome, results[i].Err = Failed, err
+			results[i].Outcome, results[i].Err = outFailed, err
 			continue
 		}
 		events[i] = ev
@@ -253,7 +239,7 @@ func goesToDLT(err error, last bool) bool { return last || IsPermanent(err) }
 // fast applies without savepoints. A non-nil failed means a handler failed
 // and the transaction was rolled back: failed is the event whose handler
 // failed with ferr (nil for a failed batch handler, which does not say).
-func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []*Event, results []Result, st step) (failed *Event, ferr error, err error) {
+func (a *applier) fast(ctx context.Context, db beginner, items []item, events []*Event, results []result, st step) (failed *Event, ferr error, err error) {
 	rolledBack := &Event{}
 	tx, err := db.Begin(ctx)
 	if err != nil {
@@ -272,7 +258,7 @@ func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []
 	for i, ev := range events {
 		skipped := ev != nil && a.skips(ev)
 		if skipped {
-			results[i].Outcome = Skipped
+			results[i].Outcome = outSkipped
 			skip[i] = true
 		}
 		if !a.keyOrder {
@@ -292,7 +278,7 @@ func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []
 		case blocked || (own && isSource):
 			// Follows its key's earlier event (or, re-read after a crash,
 			// had already entered the chain).
-			results[i].Outcome = Deferred
+			results[i].Outcome = outDeferred
 			skip[i] = true
 			row, due := st.deferDue(now, after)
 			results[i].due = due
@@ -316,11 +302,11 @@ func (a *Applier) fast(ctx context.Context, db Beginner, items []item, events []
 			continue
 		}
 		if !isNew[ev.ID] {
-			results[i].Outcome = Duplicate
+			results[i].Outcome = outDuplicate
 			continue
 		}
 		delete(isNew, ev.ID) // a second copy in the same batch is a duplicate
-		results[i].Outcome = Applied
+		results[i].Outcome = outApplied
 		todo = append(todo, ev)
 	}
 	if a.batch != nil && len(todo) > 0 {
@@ -364,7 +350,7 @@ func isConflict(err error) bool {
 
 // handle runs the handler, turning a panic into a permanent error so one
 // bad event cannot take the consumer down.
-func (a *Applier) handle(ctx context.Context, tx pgx.Tx, ev *Event) (err error) {
+func (a *applier) handle(ctx context.Context, tx pgx.Tx, ev *Event) (err error) {
 	ctx = recordTrace(ctx, ev.rec)
 	if a.tracer != nil {
 		var span trace.Span
@@ -413,7 +399,7 @@ func recordTrace(ctx context.Context, rec *kgo.Record) context.Context {
 	return propagation.TraceContext{}.Extract(ctx, kotel.NewRecordCarrier(rec))
 }
 
-func (a *Applier) handleBatch(ctx context.Context, tx pgx.Tx, evs []*Event) (err error) {
+func (a *applier) handleBatch(ctx context.Context, tx pgx.Tx, evs []*Event) (err error) {
 	if a.tracer != nil {
 		links := make([]trace.Link, 0, min(len(evs), 128))
 		for _, ev := range evs[:min(len(evs), 128)] {

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -338,5 +339,42 @@ func TestApplyBatchKeepsFollowersInChain(t *testing.T) {
 	offsets, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil || fmt.Sprint(offsets) != "[0 2]" {
 		t.Fatalf("chain rows of K %v (%v), want [0 2]", offsets, err)
+	}
+}
+
+// hook.ApplyRecord, what eventlinetest runs a team's handler with: in the
+// caller's transaction (a savepoint), the typed payload reaches the
+// handler, its effects are visible in that transaction, a second delivery
+// is a duplicate, and rolling the transaction back leaves nothing.
+func TestApplyHookInCallersTransaction(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	order := uuid.NewString()
+	rec := b.record(t, uuid.NewString(), order, 42, 0)
+	tx, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	cfg := consumers.Config{Group: "g", Serde: b.serde, Handler: handler, Events: events.All()}
+	for i, want := range []hook.Outcome{hook.Applied, hook.Duplicate} {
+		res, err := hook.ApplyRecord(ctx, tx, cfg, rec)
+		if err != nil || res.Outcome != want || res.Failure != nil {
+			t.Fatalf("delivery %d: %+v, %v; want %s", i+1, res, err, want)
+		}
+	}
+	var total int64
+	if err := tx.QueryRow(ctx, `SELECT total FROM totals WHERE order_id = $1`, order).Scan(&total); err != nil || total != 42 {
+		t.Fatalf("in the transaction: total %d, %v; want 42", total, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.total(t, order); got != 0 {
+		t.Errorf("after rollback: total %d, want 0", got)
+	}
+	if _, err := hook.ApplyRecord(ctx, tx, "not a Config", rec); err == nil {
+		t.Error("hook.ApplyRecord took a config that is not one")
 	}
 }

@@ -149,7 +149,7 @@ type entry struct {
 
 // loadChain reads the chain rows for the batch's keys (all records of a
 // batch come from one source topic).
-func (a *Applier) loadChain(ctx context.Context, tx pgx.Tx, items []item) (chainState, error) {
+func (a *applier) loadChain(ctx context.Context, tx pgx.Tx, items []item) (chainState, error) {
 	state := chainState{}
 	if !a.keyOrder || len(items) == 0 {
 		return state, nil
@@ -184,7 +184,7 @@ func (a *Applier) loadChain(ctx context.Context, tx pgx.Tx, items []item) (chain
 
 // enterChain writes entries into the chain, or updates the due time of
 // those already in it.
-func (a *Applier) enterChain(ctx context.Context, tx pgx.Tx, entries []entry) error {
+func (a *applier) enterChain(ctx context.Context, tx pgx.Tx, entries []entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -219,7 +219,7 @@ func (a *Applier) enterChain(ctx context.Context, tx pgx.Tx, entries []entry) er
 	return nil
 }
 
-func (a *Applier) leaveChain(ctx context.Context, tx pgx.Tx, items []item) error {
+func (a *applier) leaveChain(ctx context.Context, tx pgx.Tx, items []item) error {
 	if len(items) == 0 {
 		return nil
 	}

@@ -103,9 +103,6 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 	// OnAssigned and OnRevoked observe the source consumer's partitions.
 	OnAssigned, OnRevoked func(map[string][]int32)
-	// AfterApply runs after a batch's transaction commits and its retry
-	// and DLT copies are acknowledged, before its offsets are marked.
-	AfterApply func(results []Result)
 }
 
 func (c Config) withDefaults() Config {

@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -69,39 +70,42 @@ func consumerChild() int {
 		return 1
 	}
 	if os.Getenv("CHILD_MODE") == "churn" {
-		return runChild(ctx, churnConfig(os.Getenv("CHILD_GROUP"), os.Getenv("CHILD_TOPIC"), strings.Split(os.Getenv("CHILD_BROKERS"), ","), db, schemas.NewSerde(reg)))
+		return runChild(ctx, nil, churnConfig(os.Getenv("CHILD_GROUP"), os.Getenv("CHILD_TOPIC"), strings.Split(os.Getenv("CHILD_BROKERS"), ","), db, schemas.NewSerde(reg)))
 	}
 	killAfter, _ := strconv.Atoi(os.Getenv("CHILD_KILL_AFTER"))
 	var batches atomic.Int64
-	return runChild(ctx, consumers.Config{
+	return runChild(ctx, func(results []hook.Result) {
+		dups := 0
+		for _, r := range results {
+			if r.Outcome == hook.Duplicate {
+				dups++
+			}
+		}
+		if dups > 0 {
+			_, _ = db.Exec(context.Background(), `UPDATE redelivered SET n = n + $1`, dups)
+		}
+		if killAfter > 0 && batches.Add(1) == int64(killAfter) {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {}
+		}
+	}, consumers.Config{
 		Group: os.Getenv("CHILD_GROUP"), Topics: []string{os.Getenv("CHILD_TOPIC")},
 		Brokers: strings.Split(os.Getenv("CHILD_BROKERS"), ","), DB: db, Serde: schemas.NewSerde(reg),
 		BatchHandler: batchRecorder, MaxPollRecords: 500,
 		// A SIGKILLed member stays in the group until its session times
 		// out; the shortest timeout brokers accept keeps the test short.
 		ConsumerOpts: []kgo.Opt{kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(500 * time.Millisecond)},
-		AfterApply: func(results []consumers.Result) {
-			dups := 0
-			for _, r := range results {
-				if r.Outcome == consumers.Duplicate {
-					dups++
-				}
-			}
-			if dups > 0 {
-				_, _ = db.Exec(context.Background(), `UPDATE redelivered SET n = n + $1`, dups)
-			}
-			if killAfter > 0 && batches.Add(1) == int64(killAfter) {
-				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-				select {}
-			}
-		},
 	})
 }
 
-// runChild runs a group until ctx ends; the exit code of the child.
-func runChild(ctx context.Context, cfg consumers.Config) int {
+// runChild runs a group (seeing its batches with after, when set) until
+// ctx ends; the exit code of the child.
+func runChild(ctx context.Context, after func([]hook.Result), cfg consumers.Config) int {
 	g, err := consumers.New(cfg)
 	if err == nil {
+		if after != nil {
+			hook.AfterApply(g, after)
+		}
 		err = g.Run(ctx)
 	}
 	if err != nil {

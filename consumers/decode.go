@@ -14,7 +14,7 @@ import (
 )
 
 // envelope is what the runtime reads of a record's headers, once, when
-// the record enters Applier.apply: where the event first appeared, whether
+// the record enters applier.apply: where the event first appeared, whether
 // the record is a copy, its attempt and due time. The chain, forwarding and
 // accounting take it from there instead of reading the headers again.
 type envelope struct {
@@ -88,7 +88,7 @@ func (ts typeSet) new(name string) (schemas.Event, bool) {
 // decode reads a record into an Event: envelope, dedupe id, type and
 // payload. Errors are permanent (the record goes to the DLT) except a
 // registry that cannot be reached.
-func (a *Applier) decode(ctx context.Context, it item) (*Event, error) {
+func (a *applier) decode(ctx context.Context, it item) (*Event, error) {
 	rec := it.rec
 	ev := &Event{rec: rec, env: it.env, Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Key: rec.Key, Headers: make(map[string]string, len(rec.Headers))}
 	ev.Attempt = ev.env.attempt
@@ -132,7 +132,7 @@ func (a *Applier) decode(ctx context.Context, it item) (*Event, error) {
 
 // eventID sets ev.ID: the eventline-event-id header when there is one
 // (it must be a UUID), else the EventID hook's answer, else DefaultEventID.
-func (a *Applier) eventID(ev *Event) error {
+func (a *applier) eventID(ev *Event) error {
 	if v, ok := ev.Headers[HeaderEventID]; ok {
 		id, err := uuid.Parse(v)
 		if err != nil {

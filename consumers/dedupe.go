@@ -17,7 +17,7 @@ import (
 // [16]byte, not uuid.UUID: pgx encodes raw bytes as uuid directly, while
 // uuid.UUID goes through its string Valuer (a third of the consumer's CPU
 // in `eventline bench consume`).
-func (a *Applier) insertDedupe(ctx context.Context, tx pgx.Tx, ids [][16]byte) (map[[16]byte]bool, error) {
+func (a *applier) insertDedupe(ctx context.Context, tx pgx.Tx, ids [][16]byte) (map[[16]byte]bool, error) {
 	rows, err := tx.Query(ctx, `INSERT INTO `+a.dedupe+` (group_id, event_id) SELECT $1, id FROM unnest($2::uuid[]) AS id
 		ON CONFLICT DO NOTHING RETURNING event_id`, a.group, ids)
 	if err != nil {

@@ -35,8 +35,8 @@
 // to the DLT at once. So does a value over the Serde's decode budget
 // (schemas.Budget), checked before anything is allocated for it: a few
 // hostile bytes cannot exhaust the group's memory. With KeyOrder, later
-// events of a key whose event is in the chain follow it there. ScanDLT,
-// ListDLT and ReplayDLT (and `eventline dlt`) inspect and replay dead
-// letters; they decode a value, within the same budget, only for a record
-// they pass on. See docs/architecture.md.
+// events of a key whose event is in the chain follow it there. Package
+// deadletter (and `eventline dlt`) lists, scans and replays dead letters;
+// this package names their topics (RetryTopic, DLTTopic, ParseDLTTopic),
+// headers and error classes. See docs/architecture.md.
 package consumers

@@ -39,7 +39,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	stage := g.stage[recs[0].Topic]
 	steps := len(g.cfg.RetryDelays)
 	items := itemsOf(recs, g.cfg.Group)
-	var results []Result
+	var results []result
 	start := time.Now()
 	// A retry batch and a source batch of the same source partition touch
 	// the same keys' rows; run concurrently they lock them in different
@@ -73,22 +73,22 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	var skipped map[string]int64 // by event type
 	for i, r := range results {
 		switch r.Outcome {
-		case Applied:
+		case outApplied:
 			applied++
-		case Duplicate:
+		case outDuplicate:
 			dups++
-		case Skipped:
+		case outSkipped:
 			if skipped == nil {
 				skipped = map[string]int64{}
 			}
 			skipped[r.evType]++
-		case Failed, Deferred:
+		case outFailed, outDeferred:
 			class, cause := classify(r)
 			nextStage := stage + 1
 			switch {
-			case r.Outcome == Failed && IsPermanent(r.Err):
+			case r.Outcome == outFailed && IsPermanent(r.Err):
 				nextStage = steps + 1
-			case r.Outcome == Deferred && stage == steps && steps > 0:
+			case r.Outcome == outDeferred && stage == steps && steps > 0:
 				// A deferred event did not fail: it waits on the last
 				// step for its key's earlier events, never in the DLT.
 				nextStage = steps
@@ -107,7 +107,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 			} else {
 				dead++
 			}
-			if r.Outcome == Deferred {
+			if r.Outcome == outDeferred {
 				deferred++
 			}
 			dest[i] = st[nextStage]
@@ -128,7 +128,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	g.deferred.Add(deferred)
 	g.noteSkipped(ctx, log, skipped)
 	for i, r := range results {
-		if r.Outcome != Failed {
+		if r.Outcome != outFailed {
 			continue
 		}
 		level := slog.LevelDebug // on its way through the retry chain
@@ -141,8 +141,8 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	if h := g.applyHist.Load(); h != nil {
 		(*h).Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("group", g.cfg.Group), attribute.String("topic", source)))
 	}
-	if g.cfg.AfterApply != nil {
-		g.cfg.AfterApply(results)
+	if g.afterApply != nil {
+		g.afterApply(hookResults(results))
 	}
 	return true
 }
@@ -162,8 +162,8 @@ func headerOr(rec *kgo.Record, key string) string {
 	return v
 }
 
-func classify(r Result) (string, error) {
-	if r.Outcome == Deferred {
+func classify(r result) (string, error) {
+	if r.Outcome == outDeferred {
 		return ClassKeyOrder, errors.New("an earlier event of this key is in the retry chain")
 	}
 	var pe *permanentError

@@ -1,35 +1,20 @@
 package consumers
 
 import (
-	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eventline/eventline/internal/testkit"
 )
 
-// Fuzz targets of what the runtime decodes from records anybody can
-// produce: the bookkeeping headers (envelopeOf), a dead letter's headers
-// (deadLetter) and a position given on the command line (ParsePosition).
-// The record values' Avro decoding is fuzzed in package schemas
-// (FuzzDecode, FuzzRecursiveDecode). Interesting inputs are kept in
-// testdata/fuzz/<target>/.
-
-// fuzzHeaders turns "k=v" lines into record headers: the fuzzer mutates one
-// string rather than a list, and may repeat a key (the last one counts).
-func fuzzHeaders(s string) []kgo.RecordHeader {
-	var hs []kgo.RecordHeader
-	for _, line := range strings.Split(s, "\n") {
-		if line == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(line, "=")
-		hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(v)})
-	}
-	return hs
-}
+// Fuzz target of what the runtime decodes from records anybody can
+// produce: the bookkeeping headers (envelopeOf). The record values' Avro
+// decoding is fuzzed in package schemas (FuzzDecode, FuzzRecursiveDecode),
+// a dead letter's headers and a position in package deadletter.
+// Interesting inputs are kept in testdata/fuzz/<target>/.
 
 func addEnvelopeSeeds(f *testing.F) {
 	full := strings.Join([]string{
@@ -72,7 +57,7 @@ func FuzzEnvelope(f *testing.F) {
 		if partition < 0 || offset < 0 {
 			return // the broker hands out no such record
 		}
-		rec := &kgo.Record{Topic: topic, Partition: partition, Offset: offset, Headers: fuzzHeaders(headers)}
+		rec := &kgo.Record{Topic: topic, Partition: partition, Offset: offset, Headers: testkit.FuzzHeaders(headers)}
 		env := envelopeOf(rec, group)
 		src, isCopy := copyTopicSource(topic, group)
 		if env.hasOrigin != isCopy {
@@ -95,57 +80,6 @@ func FuzzEnvelope(f *testing.F) {
 		}
 		if env.attempt < 1 || env.attempt > maxAttempt {
 			t.Fatalf("attempt %d out of [1, %d]", env.attempt, maxAttempt)
-		}
-	})
-}
-
-// A dead letter whose headers do not match the DLT it was read from is
-// marked untrusted (ReplayDLT refuses those); a trusted one names the
-// source of that DLT, in the partition it was read from. Every dead letter
-// encodes as JSON (a time past the year 9999 used to stop `dlt list
-// --json`).
-func FuzzDeadLetter(f *testing.F) {
-	addEnvelopeSeeds(f)
-	f.Add("orders.billing.dlt", "billing", int32(0), int64(3), HeaderGroup+"=billing\n"+HeaderOriginalTopic+"=orders\n"+
-		HeaderOriginalPartition+"=0\n"+HeaderFirstFailureAt+"=253402300800000")
-	f.Fuzz(func(t *testing.T, topic, _ string, partition int32, offset int64, headers string) {
-		rec := &kgo.Record{Topic: topic, Partition: partition, Offset: offset, Headers: fuzzHeaders(headers), Value: []byte{0, 0, 0, 0, 1},
-			Timestamp: time.UnixMilli(offset)}
-		d := deadLetter(rec)
-		if _, err := json.Marshal(d); err != nil {
-			t.Fatalf("%+v does not encode as JSON: %v", d, err)
-		}
-		if d.Untrusted != "" {
-			return
-		}
-		src, ok := ParseDLTTopic(topic, d.Group)
-		if !ok || src != d.OriginalTopic || d.OriginalPartition != partition || d.ReplayCount < 0 {
-			t.Fatalf("trusted dead letter on %q/%d: group %q, original %q/%d, replay count %d", topic, partition, d.Group, d.OriginalTopic, d.OriginalPartition, d.ReplayCount)
-		}
-		if d.Position != (Position{topic, partition, offset}) {
-			t.Fatalf("position %+v of a record at %q/%d/%d", d.Position, topic, partition, offset)
-		}
-	})
-}
-
-// ParsePosition (`eventline dlt replay --position`) accepts only what
-// Position.String prints back the same.
-func FuzzParsePosition(f *testing.F) {
-	for _, s := range []string{"orders.billing.dlt/2/41", "a/b/c/0/0", "t/-1/0", "t/0/-1", "/0/0", "t//0", "t/0/", "t/2147483648/0",
-		"t/+1/0", "t/0/9223372036854775808", "t/0x1/2", "t/1/2/", "\x00/1/2"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		p, err := ParsePosition(s)
-		if err != nil {
-			return
-		}
-		if p.Topic == "" || p.Partition < 0 || p.Offset < 0 {
-			t.Fatalf("%q parsed as %+v", s, p)
-		}
-		again, err := ParsePosition(p.String())
-		if err != nil || again != p {
-			t.Fatalf("%q parsed as %+v, which prints as %q and parses as %+v, %v", s, p, p.String(), again, err)
 		}
 	})
 }

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/kafkalog"
 )
 
@@ -25,10 +26,13 @@ import (
 // group, their retry topics.
 type Group struct {
 	cfg     Config
-	applier *Applier
-	stage   map[string]int      // topic -> 0 source, n retry.n
-	next    map[string][]string // source topic -> stage topics
-	prod    *kgo.Client
+	applier *applier
+	// afterApply (hook.AfterApply, set before Run) sees each batch's
+	// results once its copies are acknowledged.
+	afterApply func([]hook.Result)
+	stage      map[string]int      // topic -> 0 source, n retry.n
+	next       map[string][]string // source topic -> stage topics
+	prod       *kgo.Client
 
 	applied, duplicates, retried, dead, deferred, retryProcessed atomic.Int64
 	joined                                                       [2]atomic.Bool // source, retry consumer

@@ -183,3 +183,13 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+func setHeader(r *kgo.Record, k, v string) {
+	for i := range r.Headers {
+		if r.Headers[i].Key == k {
+			r.Headers[i].Value = []byte(v)
+			return
+		}
+	}
+	r.Headers = append(r.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+}

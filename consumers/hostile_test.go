@@ -2,8 +2,6 @@ package consumers_test
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
 	"runtime"
 	"strconv"
@@ -16,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/deadletter"
 	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
@@ -72,66 +71,6 @@ func TestForgedHeadersOnSourceRecordsIgnored(t *testing.T) {
 	if cp.Partition != failing.Partition || h[consumers.HeaderOriginalPartition] != strconv.Itoa(int(failing.Partition)) ||
 		h[consumers.HeaderOriginalOffset] != strconv.FormatInt(failing.Offset, 10) || h[consumers.HeaderAttempt] != "1" || h[consumers.HeaderFirstFailureAt] == "1" {
 		t.Errorf("retry copy in partition %d with headers %v; the source record was at partition %d offset %d", cp.Partition, h, failing.Partition, failing.Offset)
-	}
-}
-
-// Records in a DLT whose headers the group did not write (they name
-// another topic or partition than the DLT they sit in, or a negative
-// replay count that would slip past MaxReplays) are listed with the reason
-// and never replayed.
-func TestReplayRefusesForgedDeadLetters(t *testing.T) {
-	e := newGroupEnv(t, 3)
-	group := testkit.UniqueName(t, "g")
-	g, err := consumers.New(consumers.Config{Group: group, Topics: []string{e.topic}, Brokers: e.brokers, DB: e.db, Serde: e.serde,
-		RetryDelays: fastDelays, CreateTopics: true, Handler: recordingHandler(group, nil)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Preflight(context.Background()); err != nil { // creates the group's retry topics and DLT
-		t.Fatal(err)
-	}
-	dlt := consumers.DLTTopic(e.topic, group)
-	mk := func(key string, kv ...string) *kgo.Record {
-		r, _ := e.event(t, key)
-		r.Topic, r.Partition = dlt, 1
-		for i := 0; i < len(kv); i += 2 {
-			r.Headers = append(r.Headers, kgo.RecordHeader{Key: kv[i], Value: []byte(kv[i+1])})
-		}
-		return r
-	}
-	p := testkit.Client(t, e.brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	recs := []*kgo.Record{
-		mk("other-topic", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, "victim", consumers.HeaderOriginalPartition, "1"),
-		mk("other-partition", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, e.topic, consumers.HeaderOriginalPartition, "2"),
-		mk("negative-count", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, e.topic, consumers.HeaderOriginalPartition, "1",
-			consumers.HeaderReplayCount, "-1000000"),
-	}
-	if err := p.ProduceSync(context.Background(), recs...).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-	dls, err := consumers.ListDLT(context.Background(), e.brokers, e.serde, consumers.DLTFilter{Group: group})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(dls) != 3 {
-		t.Fatalf("listed %d dead letters, want 3", len(dls))
-	}
-	for _, d := range dls {
-		if d.Untrusted == "" {
-			t.Errorf("%s (key %s) listed as trusted", d.Position, d.Key)
-		}
-	}
-	rep, err := consumers.ReplayDLT(context.Background(), e.brokers, dls, consumers.ReplayOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rep.Replayed) != 0 || len(rep.Refused) != 3 {
-		t.Fatalf("replayed %v, refused %v: want all 3 refused", rep.Replayed, rep.Refused)
-	}
-	for _, r := range rep.Refused {
-		if !strings.Contains(r.Reason, "not written by the group") {
-			t.Errorf("refusal of %s: %q", r.Position, r.Reason)
-		}
 	}
 }
 
@@ -197,94 +136,6 @@ func TestUndeliverableCopiesGoToDLTOnce(t *testing.T) {
 	}
 	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, flakyID); a != 1 {
 		t.Errorf("the flaky event applied at attempt %d, want 1", a)
-	}
-}
-
-// ScanDLT passes dead letters one at a time, in offset order per
-// partition, so listing a DLT larger than memory works: scanning 94 MiB of
-// dead letters grows the live heap by a fraction of that (ListDLT, which
-// keeps them, grows it by all of it). It stops at fn's first error and
-// after Limit matches.
-func TestScanDLTStreamsInBoundedMemory(t *testing.T) {
-	brokers := testkit.Kafka(t)
-	group := testkit.UniqueName(t, "g")
-	dlt := consumers.DLTTopic("orders", group)
-	adm := kadm.NewClient(testkit.Client(t, brokers))
-	if _, err := adm.CreateTopic(context.Background(), 3, 1, nil, dlt); err != nil {
-		t.Fatal(err)
-	}
-	const n, size = 6000, 16 << 10
-	cl := testkit.Client(t, brokers, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerBatchMaxBytes(1<<20))
-	for i := range n {
-		value := make([]byte, size)
-		rand.Read(value) // incompressible: fetches are bounded in compressed bytes
-		cl.Produce(context.Background(), &kgo.Record{Topic: dlt, Value: value, Headers: []kgo.RecordHeader{
-			{Key: consumers.HeaderGroup, Value: []byte(group)}, {Key: consumers.HeaderOriginalTopic, Value: []byte("orders")},
-			{Key: consumers.HeaderOriginalPartition, Value: []byte("0")}, {Key: consumers.HeaderOriginalOffset, Value: []byte(strconv.Itoa(i))},
-			{Key: consumers.HeaderErrorClass, Value: []byte(consumers.ClassPermanent)},
-		}}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				t.Error(err)
-			}
-		})
-	}
-	if err := cl.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	live := func() uint64 {
-		var ms runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&ms)
-		return ms.HeapAlloc
-	}
-	base := live()
-	var peak uint64
-	seen, last := 0, map[int32]int64{}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	err := consumers.ScanDLT(ctx, brokers, nil, consumers.DLTFilter{Group: group}, func(d consumers.DeadLetter) error {
-		if prev, ok := last[d.Position.Partition]; ok && d.Position.Offset <= prev {
-			t.Errorf("partition %d: offset %d after %d", d.Position.Partition, d.Position.Offset, prev)
-		}
-		last[d.Position.Partition] = d.Position.Offset
-		if seen++; seen%500 == 0 {
-			peak = max(peak, live())
-		}
-		return nil
-	})
-	if err != nil || seen != n {
-		t.Fatalf("scanned %d of %d: %v", seen, n, err)
-	}
-	grew := int64(peak) - int64(base)
-	t.Logf("live heap grew by %d MiB while scanning %d MiB of dead letters", grew>>20, n*size>>20)
-	if grew > n*size/2 {
-		t.Errorf("the live heap grew by %d MiB scanning %d MiB: not streamed", grew>>20, n*size>>20)
-	}
-	// The instrument sees holding: ListDLT keeps every record.
-	before := live()
-	all, err := consumers.ListDLT(ctx, brokers, nil, consumers.DLTFilter{Group: group})
-	held := int64(live()) - int64(before)
-	if err != nil || len(all) != n || held < n*size*3/4 {
-		t.Errorf("ListDLT: %d records, live heap +%d MiB (want all %d, about +%d MiB): %v", len(all), held>>20, n, n*size>>20, err)
-	}
-	runtime.KeepAlive(all)
-
-	stop := errors.New("enough")
-	calls := 0
-	if err := consumers.ScanDLT(ctx, brokers, nil, consumers.DLTFilter{Group: group}, func(consumers.DeadLetter) error {
-		if calls++; calls == 10 {
-			return stop
-		}
-		return nil
-	}); !errors.Is(err, stop) || calls != 10 {
-		t.Errorf("fn's error: ScanDLT returned %v after %d calls, want it after 10", err, calls)
-	}
-	calls = 0
-	if err := consumers.ScanDLT(ctx, brokers, nil, consumers.DLTFilter{Group: group, Limit: 7}, func(consumers.DeadLetter) error {
-		calls++
-		return nil
-	}); err != nil || calls != 7 {
-		t.Errorf("Limit 7: %d calls, %v", calls, err)
 	}
 }
 
@@ -401,7 +252,7 @@ func TestHostileRecordMatrix(t *testing.T) {
 	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, hugeID); a != 1 {
 		t.Errorf("the huge-key record applied at attempt %d, want 1", a)
 	}
-	dls, err := consumers.ListDLT(context.Background(), e.brokers, e.serde, consumers.DLTFilter{Group: group})
+	dls, err := deadletter.List(context.Background(), e.brokers, e.serde, deadletter.Filter{Group: group})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 // fail alone. k failures among n events cost about 2k·log2(n/k) savepoints
 // instead of n. known is the event the fast path saw fail with knownErr:
 // it is failed directly, its handler not run again for the same attempt.
-func (a *Applier) slow(ctx context.Context, db Beginner, items []item, events []*Event, results []Result, st step, known *Event, knownErr error) error {
+func (a *applier) slow(ctx context.Context, db beginner, items []item, events []*Event, results []result, st step, known *Event, knownErr error) error {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("error beginning apply transaction: %w", err)
@@ -49,11 +49,11 @@ func (a *Applier) slow(ctx context.Context, db Beginner, items []item, events []
 
 // slowRun is one slow-path transaction.
 type slowRun struct {
-	a        *Applier
+	a        *applier
 	tx       pgx.Tx
 	items    []item
 	events   []*Event
-	results  []Result
+	results  []result
 	st       step
 	now      time.Time
 	chain    chainState
@@ -82,14 +82,14 @@ func (s *slowRun) run(ctx context.Context, idx []int) error {
 		switch {
 		case ev == nil || skipped:
 			if skipped {
-				s.results[i].Outcome = Skipped
+				s.results[i].Outcome = outSkipped
 			}
 			if own {
 				s.leave = append(s.leave, it)
 				s.chain.remove(it)
 			}
 		case blocked || (own && isSource):
-			s.results[i].Outcome = Deferred
+			s.results[i].Outcome = outDeferred
 			row, due := s.st.deferDue(s.now, after)
 			s.results[i].due = due
 			s.enter = append(s.enter, entry{it, row})
@@ -108,7 +108,7 @@ func (s *slowRun) run(ctx context.Context, idx []int) error {
 }
 
 func (s *slowRun) fail(i int, err error, own bool) {
-	s.results[i].Outcome, s.results[i].Err = Failed, err
+	s.results[i].Outcome, s.results[i].Err = outFailed, err
 	if !s.a.keyOrder {
 		return
 	}
@@ -169,7 +169,7 @@ func (s *slowRun) bisect(ctx context.Context, list []int) error {
 // try inserts the dedupe rows of list and runs the handler on the new
 // events. herr is the handler's failure; err a broken transaction or a
 // conflict.
-func (s *slowRun) try(ctx context.Context, tx pgx.Tx, list []int) (outcomes []Outcome, herr, err error) {
+func (s *slowRun) try(ctx context.Context, tx pgx.Tx, list []int) (outcomes []outcome, herr, err error) {
 	ids := make([][16]byte, len(list))
 	for j, i := range list {
 		ids[j] = s.events[i].ID
@@ -178,16 +178,16 @@ func (s *slowRun) try(ctx context.Context, tx pgx.Tx, list []int) (outcomes []Ou
 	if err != nil {
 		return nil, nil, err
 	}
-	outcomes = make([]Outcome, len(list))
+	outcomes = make([]outcome, len(list))
 	todo := make([]*Event, 0, len(isNew))
 	for j, i := range list {
 		ev := s.events[i]
 		if !isNew[ev.ID] {
-			outcomes[j] = Duplicate
+			outcomes[j] = outDuplicate
 			continue
 		}
 		delete(isNew, ev.ID)
-		outcomes[j] = Applied
+		outcomes[j] = outApplied
 		todo = append(todo, ev)
 	}
 	switch {

@@ -14,7 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
-	"github.com/eventline/eventline/internal/applyhook"
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -147,12 +147,12 @@ func (a *Applier) Apply(ctx context.Context, tb testing.TB, tx pgx.Tx, payload s
 // the first delivery was applied.
 func (a *Applier) Redeliver(ctx context.Context, tb testing.TB, tx pgx.Tx, rec *kgo.Record) (*ApplyResult, error) {
 	tb.Helper()
-	r, err := applyhook.Apply(ctx, tx, a.cfg, rec)
+	r, err := hook.ApplyRecord(ctx, tx, a.cfg, rec)
 	if err != nil {
 		tb.Fatalf("eventlinetest: Apply: %v", err)
 		return nil, err
 	}
-	res := &ApplyResult{Outcome: Outcome(r.Outcome), EventID: r.EventID, EventType: r.EventType, Record: rec}
+	res := &ApplyResult{Outcome: Outcome(r.Outcome.String()), EventID: r.EventID, EventType: r.EventType, Record: rec}
 	return res, r.Failure
 }
 

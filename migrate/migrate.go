@@ -79,14 +79,13 @@ func Migrations() ([]Migration, error) {
 	return out, nil
 }
 
-// Channel is the LISTEN/NOTIFY channel on which the outbox trigger of
+// channel is the LISTEN/NOTIFY channel on which the outbox trigger of
 // migration 001 announced commits: "eventline_outbox.<schema>", or, when
 // that exceeds PostgreSQL's 63-byte limit on channel names, the prefix and
-// a digest of the schema name.
-//
-// Deprecated: migration 005 drops the trigger (the relay probes the outbox
-// instead); nothing is sent on the channel any more.
-func Channel(schema string) string {
+// a digest of the schema name. Migration 005 drops the trigger (the relay
+// probes the outbox instead): the name is needed only to replay migration
+// 001 as it was.
+func channel(schema string) string {
 	if schema == "" || schema == DefaultSchema {
 		return "eventline_outbox"
 	}
@@ -183,7 +182,7 @@ func MigrateTx(ctx context.Context, tx pgx.Tx, opts Options) ([]Migration, error
 			}
 		}
 	}
-	data := map[string]string{"Schema": ident, "Channel": quoteLiteral(Channel(schema))}
+	data := map[string]string{"Schema": ident, "Channel": quoteLiteral(channel(schema))}
 	var applied []Migration
 	for _, m := range all {
 		if have[m.Version] {

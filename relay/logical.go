@@ -203,7 +203,7 @@ type stream struct {
 	lastEv  time.Time // last event or heartbeat seen
 	saved   pglogrepl.LSN
 	save    chan pglogrepl.LSN // to the saver goroutine (nil: save synchronously)
-	// DecodeWithoutKafka: noKafka, when set, takes each event's record
+	// decodeWithoutKafka: noKafka, when set, takes each event's record
 	// instead of Kafka (acknowledged at once); run returns once done says
 	// so, checked between messages.
 	noKafka func(*kgo.Record)
@@ -268,7 +268,7 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 }
 
 // openStream starts streaming l.Slot on conn from the slot's confirmed
-// position: the session of streamLogical, and of DecodeWithoutKafka.
+// position: the session of streamLogical, and of decodeWithoutKafka.
 func (r *Relay) openStream(ctx, pctx context.Context, conn *pgconn.PgConn, l migrate.Logical) (*stream, error) {
 	// Start at the position the last leader saved, when it is past the
 	// slot's: PostgreSQL writes a slot's confirmed position to disk only at

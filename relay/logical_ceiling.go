@@ -10,7 +10,7 @@ import (
 	"github.com/eventline/eventline/migrate"
 )
 
-// DecodeWithoutKafka streams slot with logical mode's own path (the same
+// decodeWithoutKafka streams slot with logical mode's own path (the same
 // session start, receive loop, pgoutput parsing, outboxmsg.Decode, Kafka
 // record building, confirmer and status updates) but hands no record to
 // Kafka: the decode-only ceiling `eventline bench relay --mode logical`
@@ -23,9 +23,9 @@ import (
 // (pg_create_logical_replication_slot) so both hold the same events; the
 // schema's publication must exist (migrate.SetupLogical). It reads no
 // table rows a relay would publish.
-func (r *Relay) DecodeWithoutKafka(ctx context.Context, slot string, want int) (int, error) {
+func (r *Relay) decodeWithoutKafka(ctx context.Context, slot string, want int) (int, error) {
 	if want < 1 {
-		return 0, fmt.Errorf("relay: DecodeWithoutKafka wants a positive count, got %d", want)
+		return 0, fmt.Errorf("relay: decoding without Kafka wants a positive count, got %d", want)
 	}
 	l, err := migrate.LogicalNames(ctx, r.pool, migrate.LogicalOptions{Schema: r.cfg.Schema, Slot: slot})
 	if err != nil {

@@ -6,15 +6,16 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/relay"
 )
 
-// DecodeWithoutKafka reads the slot's events with the relay's own path,
+// hook.RelayDecode reads the slot's events with the relay's own path,
 // publishes none, and confirms what it read: a second call sees only what
 // was appended after the first.
-func TestDecodeWithoutKafka(t *testing.T) {
+func TestDecodeHook(t *testing.T) {
 	t.Parallel()
 	b := setupLogical(t)
 	aggs := []string{uuid.NewString(), uuid.NewString()}
@@ -30,7 +31,7 @@ func TestDecodeWithoutKafka(t *testing.T) {
 	defer r.Close()
 	ctx := context.Background()
 	before, _ := b.slot()
-	if n, err := r.DecodeWithoutKafka(ctx, slot, 6); err != nil || n != 6 {
+	if n, err := hook.RelayDecode(ctx, r, slot, 6); err != nil || n != 6 {
 		t.Fatalf("decoded %d of 6: %v", n, err)
 	}
 	// The server applies the final status update as the session ends.
@@ -56,12 +57,12 @@ func TestDecodeWithoutKafka(t *testing.T) {
 		t.Errorf("%d messages left in the slot after decoding them all", left)
 	}
 	b.appendVersion(aggs[0], 4)
-	if n, err := r.DecodeWithoutKafka(ctx, slot, 1); err != nil || n != 1 {
+	if n, err := hook.RelayDecode(ctx, r, slot, 1); err != nil || n != 1 {
 		t.Fatalf("second call decoded %d of 1: %v", n, err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if _, err := r.DecodeWithoutKafka(cctx, slot, 1); err == nil {
+	if _, err := hook.RelayDecode(cctx, r, slot, 1); err == nil {
 		t.Error("a cancelled context decoded an event that was never written")
 	}
 }

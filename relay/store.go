@@ -84,10 +84,10 @@ func (r *Relay) read(ctx context.Context, exclude []int64) (batch []outboxRow, m
 	return batch, more, nil
 }
 
-// DrainWithoutKafka empties the outbox with exactly the relay's queries and
+// drainWithoutKafka empties the outbox with exactly the relay's queries and
 // batch size but no Kafka: the SQL-only ceiling `eventline bench relay`
 // compares the relay with. It returns the rows drained.
-func (r *Relay) DrainWithoutKafka(ctx context.Context) (int, error) {
+func (r *Relay) drainWithoutKafka(ctx context.Context) (int, error) {
 	total := 0
 	for {
 		batch, _, err := r.read(ctx, nil)

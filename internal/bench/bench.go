@@ -9,7 +9,7 @@
 // (migrate.SetupLogical), the producers write logical decoding messages
 // (producer.ModeLogical), the relay process runs with --mode logical, and
 // the relay benchmark's ceiling is the slot's stream decoded with no Kafka
-// (relay.DecodeWithoutKafka) instead of the SQL-only drain. The slots are
+// (the relay's decoding without Kafka) instead of the SQL-only drain. The slots are
 // dropped at the end.
 package bench
 

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
 )
@@ -627,22 +628,22 @@ func runPhase(ctx context.Context, spec ConsumerSpec, p ConsumerPhase, pool *pgx
 		MaxPollRecords: spec.MaxPollRecords,
 		ConsumerOpts:   consumerKafkaOpts(spec.MaxPollRecords, spec.Partitions),
 		Logger:         log,
-		AfterApply: func(results []consumers.Result) {
-			var n int64
-			for _, r := range results {
-				if r.Outcome == consumers.Applied {
-					n++
-				}
-			}
-			first.CompareAndSwap(0, int64(time.Since(start)))
-			if applied.Add(n) >= int64(p.Events) {
-				once.Do(func() { close(done) })
-			}
-		},
 	})
 	if err != nil {
 		return rep, err
 	}
+	hook.AfterApply(g, func(results []hook.Result) {
+		var n int64
+		for _, r := range results {
+			if r.Outcome == hook.Applied {
+				n++
+			}
+		}
+		first.CompareAndSwap(0, int64(time.Since(start)))
+		if applied.Add(n) >= int64(p.Events) {
+			once.Do(func() { close(done) })
+		}
+	})
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ran := make(chan error, 1)

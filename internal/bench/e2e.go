@@ -16,6 +16,7 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
@@ -126,21 +127,21 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 			_, err := tx.Exec(ctx, `INSERT INTO `+applied+` VALUES ($1, $2)`, ev.ID, ev.Payload.(*events.OrderCreated).TotalMinor)
 			return err
 		},
-		AfterApply: func(results []consumers.Result) {
-			now := time.Now()
-			mu.Lock()
-			for _, r := range results {
-				if id := eventID(r.Record); r.Outcome == consumers.Applied && done[id].IsZero() {
-					done[id] = now
-				}
-			}
-			mu.Unlock()
-		},
 		OnAssigned: func(map[string][]int32) { once.Do(func() { close(assigned) }) },
 	})
 	if err != nil {
 		return res, err
 	}
+	hook.AfterApply(g, func(results []hook.Result) {
+		now := time.Now()
+		mu.Lock()
+		for _, r := range results {
+			if id := eventID(r.Record); r.Outcome == hook.Applied && done[id].IsZero() {
+				done[id] = now
+			}
+		}
+		mu.Unlock()
+	})
 	groupDone := make(chan error, 1)
 	gctx, stopGroup := context.WithCancel(cctx)
 	defer stopGroup()

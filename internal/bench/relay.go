@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
@@ -105,7 +106,7 @@ func (o RelayOptions) withDefaults() RelayOptions {
 // In logical mode a second slot is made beside the relay's before one fill
 // of Events messages, so both hold the same events: the ceiling streams the
 // second with the relay's own decoding and no Kafka
-// (relay.DecodeWithoutKafka), then the relay process drains its own.
+// (the relay's decoding without Kafka), then the relay process drains its own.
 func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	o = o.withDefaults()
 	log := o.Logger
@@ -145,7 +146,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 			return res, err
 		}
 		start := time.Now()
-		n, err = sqlOnly.DrainWithoutKafka(ctx)
+		n, err = hook.RelayDrain(ctx, sqlOnly)
 		ceiling = time.Since(start)
 		sqlOnly.Close()
 		if err != nil {
@@ -377,7 +378,7 @@ func fill(ctx context.Context, s *setup, o RelayOptions, schemaID int) error {
 
 // logicalCeiling makes the ceiling's slot beside the relay's, fills both
 // with o.Events messages (fillMessages), and streams the ceiling's slot with
-// relay.DecodeWithoutKafka, timed; then drops that slot. It returns the
+// the relay's decoding without Kafka, timed; then drops that slot. It returns the
 // events decoded, the time and the position the ceiling's slot stopped at
 // (past every event: the relay's slot is done there too).
 func logicalCeiling(ctx context.Context, env Env, s *setup, o RelayOptions, schemaID int) (int, time.Duration, string, error) {
@@ -395,7 +396,7 @@ func logicalCeiling(ctx context.Context, env Env, s *setup, o RelayOptions, sche
 		return 0, 0, "", err
 	}
 	start := time.Now()
-	n, err := dec.DecodeWithoutKafka(ctx, slot, o.Events)
+	n, err := hook.RelayDecode(ctx, dec, slot, o.Events)
 	ceiling := time.Since(start)
 	dec.Close()
 	if err != nil {

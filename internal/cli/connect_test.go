@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/deadletter"
 	"github.com/eventline/eventline/internal/cli"
 	"github.com/eventline/eventline/internal/testkit"
 )
@@ -55,7 +56,7 @@ func TestSecuredClusterCommands(t *testing.T) {
 	}
 	for mech := range sc.Users {
 		code, out, errOut := list(base(mech))
-		var dls []consumers.DeadLetter
+		var dls []deadletter.Record
 		if code != 0 || json.Unmarshal([]byte(out), &dls) != nil || len(dls) != 1 {
 			t.Errorf("%s: exit %d\n%s\n%s", mech, code, out, errOut)
 		}

@@ -12,12 +12,13 @@ import (
 	"time"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/deadletter"
 	"github.com/eventline/eventline/schemas"
 )
 
 const dltUsage = "usage: eventline dlt list [flags] | show TOPIC/PARTITION/OFFSET [flags] | replay --group G (--offsets … | --class C | --topic T | --since … | --all) [flags]"
 
-// runDLT inspects and replays dead letters (consumers.ListDLT, ReplayDLT).
+// runDLT inspects and replays dead letters (package deadletter).
 func runDLT(ctx context.Context, env *Env, args []string) int {
 	if len(args) == 0 || (args[0] != "list" && args[0] != "show" && args[0] != "replay") {
 		fmt.Fprintln(env.Stderr, dltUsage)
@@ -61,7 +62,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline dlt: needs --brokers (KAFKA_BROKERS)")
 		return ExitUsage
 	}
-	f := consumers.DLTFilter{Group: *group, Topic: *topic, Class: *class, Limit: *limit}
+	f := deadletter.Filter{Group: *group, Topic: *topic, Class: *class, Limit: *limit}
 	var err error
 	if f.Since, err = parseWhen(*since); err != nil {
 		return usageErr(env, fs, "--since", err)
@@ -70,11 +71,11 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		return usageErr(env, fs, "--until", err)
 	}
 	if position != "" {
-		p, err := consumers.ParsePosition(position)
+		p, err := deadletter.ParsePosition(position)
 		if err != nil {
 			return usageErr(env, fs, "position", err)
 		}
-		f.Positions = []consumers.Position{p}
+		f.Positions = []deadletter.Position{p}
 	}
 	if sub == "replay" {
 		if *group == "" {
@@ -83,7 +84,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		}
 		if *offsets != "" {
 			for _, s := range splitList(*offsets) {
-				p, err := consumers.ParsePosition(s)
+				p, err := deadletter.ParsePosition(s)
 				if err != nil {
 					return usageErr(env, fs, "--offsets", err)
 				}
@@ -123,7 +124,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 	if sub == "list" {
 		// Streamed: a DLT of any size lists in bounded memory.
 		out := newDeadLetterWriter(env.Stdout, *asJSON)
-		err := consumers.ScanDLT(ctx, splitList(*brokers), serde, f, out.write, conn.Kafka...)
+		err := deadletter.Scan(ctx, splitList(*brokers), serde, f, out.write, conn.Kafka...)
 		if err == nil {
 			// Only a complete listing is closed: after a failure the
 			// output stays visibly cut (no "]", no count), so a pipe does
@@ -136,7 +137,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		}
 		return ExitOK
 	}
-	dls, err := consumers.ListDLT(ctx, splitList(*brokers), serde, f, conn.Kafka...)
+	dls, err := deadletter.List(ctx, splitList(*brokers), serde, f, conn.Kafka...)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "eventline dlt %s: reading dead letters from %s: %v\n", sub, *brokers, kafkaErr(env, err))
 		return ExitFail
@@ -152,7 +153,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 		}
 		printDeadLetter(env.Stdout, dls[0])
 	case "replay":
-		rep, err := consumers.ReplayDLT(ctx, splitList(*brokers), dls, consumers.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun}, conn.Kafka...)
+		rep, err := deadletter.Replay(ctx, splitList(*brokers), dls, deadletter.ReplayOptions{Rate: *rate, MaxReplays: *maxReplays, DryRun: *dryRun}, conn.Kafka...)
 		if *asJSON {
 			if code := writeJSON(env.Stdout, rep); code != ExitOK {
 				return code
@@ -181,7 +182,7 @@ func runDLT(ctx context.Context, env *Env, args []string) int {
 	return ExitOK
 }
 
-func topicOf(dls []consumers.DeadLetter, p consumers.Position) string {
+func topicOf(dls []deadletter.Record, p deadletter.Position) string {
 	for _, d := range dls {
 		if d.Position == p {
 			return d.OriginalTopic
@@ -237,7 +238,7 @@ func newDeadLetterWriter(w io.Writer, asJSON bool) *deadLetterWriter {
 	return &deadLetterWriter{w: w, json: asJSON}
 }
 
-func (o *deadLetterWriter) write(d consumers.DeadLetter) error {
+func (o *deadLetterWriter) write(d deadletter.Record) error {
 	o.n++
 	if o.json {
 		b, err := json.MarshalIndent(d, "  ", "  ")
@@ -287,7 +288,7 @@ func (o *deadLetterWriter) close() error {
 
 // printDeadLetter prints d for a terminal: every string from the record
 // through printable.
-func printDeadLetter(w io.Writer, d consumers.DeadLetter) {
+func printDeadLetter(w io.Writer, d deadletter.Record) {
 	p := printable
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "position\t%s\n", p(d.Position.String()))

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/deadletter"
 	"github.com/eventline/eventline/internal/cli"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
@@ -54,7 +55,7 @@ func TestDLTCommands(t *testing.T) {
 	env := map[string]string{"KAFKA_BROKERS": strings.Join(brokers, ",")}
 
 	code, out, errOut := run(t, env, "dlt", "list", "--group", group, "--topic", topic, "--json")
-	var dls []consumers.DeadLetter
+	var dls []deadletter.Record
 	if code != 0 || json.Unmarshal([]byte(out), &dls) != nil || len(dls) != 3 || dls[1].ErrorClass != consumers.ClassPermanent || dls[1].OriginalOffset != 1 {
 		t.Fatalf("list --json: exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -216,7 +217,7 @@ func TestDLTHostileRecords(t *testing.T) {
 	}
 	out, _ = bounded("dlt", "list", "--group", group, "--json")
 	noControls("list --json", strings.ReplaceAll(out, "\n", ""))
-	var dls []consumers.DeadLetter
+	var dls []deadletter.Record
 	if err := json.Unmarshal([]byte(out), &dls); err != nil || len(dls) != len(recs) {
 		t.Fatalf("list --json: %d records, %v\n%s", len(dls), err, out)
 	}

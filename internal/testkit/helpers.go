@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // BuildEventline builds the eventline command into a temporary directory
@@ -89,4 +91,18 @@ func HasLine(s string, parts ...string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzHeaders turns "k=v" lines into record headers, for fuzz targets: the
+// fuzzer mutates one string rather than a list, and may repeat a key.
+func FuzzHeaders(s string) []kgo.RecordHeader {
+	var hs []kgo.RecordHeader
+	for _, line := range strings.Split(s, "\n") {
+		if line == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(line, "=")
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(v)})
+	}
+	return hs
 }
