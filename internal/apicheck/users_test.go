@@ -27,10 +27,10 @@ var deliberateAPI = map[string]string{
 	module + "/consumers.Stats":                  "what Group.Stats returns, for a service's own health checks",
 	module + "/consumers.Stats.RetryLatenessP99": "how late retries run: the retry chain's health",
 	module + "/consumers.Stats.RetryProcessed":   "records taken from retry topics",
-	module + "/producer.Config.Mode":             "the producer's mode (table or message), the choice the README describes",
+	module + "/producer.Config.Mode":             "the producer's mode (poll or logical), the choice the README describes",
 	module + "/producer.Mode":                    "as producer.Config.Mode",
-	module + "/producer.ModeMessage":             "as producer.Config.Mode",
-	module + "/producer.ModeTable":               "as producer.Config.Mode",
+	module + "/producer.ModeLogical":             "as producer.Config.Mode",
+	module + "/producer.ModePoll":                "as producer.Config.Mode",
 	module + "/producer.Message.EventID":         "a caller-chosen event id (idempotent appends)",
 }
 
