@@ -2,6 +2,7 @@ package consumers_test
 
 import (
 	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/headers"
 
 	"context"
 	"errors"
@@ -318,10 +319,10 @@ func TestApplyBatchKeepsFollowersInChain(t *testing.T) {
 		r := b.record(t, uuid.NewString(), key, total, offset)
 		r.Topic = consumers.RetryTopic("orders", "g", 1)
 		r.Headers = append(r.Headers,
-			kgo.RecordHeader{Key: consumers.HeaderOriginalTopic, Value: []byte("orders")},
-			kgo.RecordHeader{Key: consumers.HeaderOriginalPartition, Value: []byte("0")},
-			kgo.RecordHeader{Key: consumers.HeaderOriginalOffset, Value: fmt.Appendf(nil, "%d", origOffset)},
-			kgo.RecordHeader{Key: consumers.HeaderAttempt, Value: []byte("1")})
+			kgo.RecordHeader{Key: headers.OriginalTopic, Value: []byte("orders")},
+			kgo.RecordHeader{Key: headers.OriginalPartition, Value: []byte("0")},
+			kgo.RecordHeader{Key: headers.OriginalOffset, Value: fmt.Appendf(nil, "%d", origOffset)},
+			kgo.RecordHeader{Key: headers.Attempt, Value: []byte("1")})
 		return r
 	}
 	// K's head (source offset 0) is on retry.2 by now; its follower (2) is here.

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"reflect"
 	"strconv"
 	"time"
@@ -95,10 +96,10 @@ func (a *applier) decode(ctx context.Context, it item) (*Event, error) {
 	for _, h := range rec.Headers {
 		ev.Headers[h.Key] = string(h.Value)
 	}
-	ev.Type = ev.Headers[HeaderEventType]
-	ev.AggregateType = ev.Headers[HeaderAggregateType]
-	ev.AggregateID = ev.Headers[HeaderAggregateID]
-	if v := ev.Headers[HeaderAggregateVersion]; v != "" {
+	ev.Type = ev.Headers[headers.EventType]
+	ev.AggregateType = ev.Headers[headers.AggregateType]
+	ev.AggregateID = ev.Headers[headers.AggregateID]
+	if v := ev.Headers[headers.AggregateVersion]; v != "" {
 		ev.AggregateVersion, _ = strconv.ParseInt(v, 10, 64)
 	}
 	id, _, err := schemas.SplitHeader(rec.Value)
@@ -133,7 +134,7 @@ func (a *applier) decode(ctx context.Context, it item) (*Event, error) {
 // eventID sets ev.ID: the eventline-event-id header when there is one
 // (it must be a UUID), else the EventID hook's answer, else DefaultEventID.
 func (a *applier) eventID(ev *Event) error {
-	if v, ok := ev.Headers[HeaderEventID]; ok {
+	if v, ok := ev.Headers[headers.EventID]; ok {
 		id, err := uuid.Parse(v)
 		if err != nil {
 			return Permanent(fmt.Errorf("%w: %q", ErrNoEventID, truncate(v, 64)))

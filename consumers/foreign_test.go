@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"testing"
 	"time"
 
@@ -148,9 +149,9 @@ func TestForeignEventIDRule(t *testing.T) {
 	src.Offset = 41
 	copyRec := foreignRecord(t, e, serde, "a", 1) // the group's retry copy of src
 	copyRec.Topic, copyRec.Offset = consumers.RetryTopic(e.topic, "g", 1), 3
-	copyRec.Headers = []kgo.RecordHeader{{Key: consumers.HeaderOriginalTopic, Value: []byte(e.topic)},
-		{Key: consumers.HeaderOriginalPartition, Value: []byte("0")}, {Key: consumers.HeaderOriginalOffset, Value: []byte("41")},
-		{Key: consumers.HeaderAttempt, Value: []byte("1")}}
+	copyRec.Headers = []kgo.RecordHeader{{Key: headers.OriginalTopic, Value: []byte(e.topic)},
+		{Key: headers.OriginalPartition, Value: []byte("0")}, {Key: headers.OriginalOffset, Value: []byte("41")},
+		{Key: headers.Attempt, Value: []byte("1")}}
 	a := consumers.NewApplier("g", "", e.serde, h)
 	res, err := a.ApplyBatch(ctx, e.db, []*kgo.Record{src, copyRec})
 	if err != nil {

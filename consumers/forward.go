@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"log/slog"
 	"slices"
 	"sync"
@@ -136,7 +137,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 			level = slog.LevelWarn
 		}
 		log.Log(ctx, level, "consumers: event failed", "topic", r.Record.Topic, "partition", r.Record.Partition, "offset", r.Record.Offset,
-			"event_id", headerOr(r.Record, HeaderEventID), "attempt", r.env.attempt, "to", dest[i], "err", r.Err)
+			"event_id", headerOr(r.Record, headers.EventID), "attempt", r.env.attempt, "to", dest[i], "err", r.Err)
 	}
 	if h := g.applyHist.Load(); h != nil {
 		(*h).Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("group", g.cfg.Group), attribute.String("topic", source)))
@@ -230,8 +231,8 @@ func (g *Group) undeliverable(rec *kgo.Record, err error) *kgo.Record {
 		cp.Value = nil
 		msg += "; value dropped, read it from the original topic at eventline-original-partition/offset"
 	}
-	setHeader(cp, HeaderErrorClass, ClassUndeliverable)
-	setHeader(cp, HeaderErrorMessage, truncate(msg, maxErrorMessage))
+	setHeader(cp, headers.ErrorClass, ClassUndeliverable)
+	setHeader(cp, headers.ErrorMessage, truncate(msg, maxErrorMessage))
 	return cp
 }
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/testkit"
 )
 
@@ -18,14 +19,14 @@ import (
 
 func addEnvelopeSeeds(f *testing.F) {
 	full := strings.Join([]string{
-		HeaderOriginalTopic + "=orders", HeaderOriginalPartition + "=2", HeaderOriginalOffset + "=41",
-		HeaderAttempt + "=3", HeaderDueAt + "=1790000000123", HeaderGroup + "=billing",
-		HeaderErrorClass + "=" + ClassHandler, HeaderErrorMessage + "=boom", HeaderReplayCount + "=1",
+		headers.OriginalTopic + "=orders", headers.OriginalPartition + "=2", headers.OriginalOffset + "=41",
+		headers.Attempt + "=3", headers.DueAt + "=1790000000123", headers.Group + "=billing",
+		headers.ErrorClass + "=" + ClassHandler, headers.ErrorMessage + "=boom", headers.ReplayCount + "=1",
 	}, "\n")
 	forged := strings.Join([]string{
-		HeaderOriginalTopic + "=other", HeaderOriginalPartition + "=7", HeaderOriginalOffset + "=-5",
-		HeaderAttempt + "=99999999999999999999", HeaderDueAt + "=-9223372036854775808", HeaderGroup + "=billing",
-		HeaderReplayCount + "=-1", HeaderAttempt + "=2",
+		headers.OriginalTopic + "=other", headers.OriginalPartition + "=7", headers.OriginalOffset + "=-5",
+		headers.Attempt + "=99999999999999999999", headers.DueAt + "=-9223372036854775808", headers.Group + "=billing",
+		headers.ReplayCount + "=-1", headers.Attempt + "=2",
 	}, "\n")
 	for _, c := range []struct {
 		topic, group string

@@ -2,6 +2,7 @@ package consumers_test
 
 import (
 	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/headers"
 	"slices"
 
 	"context"
@@ -76,10 +77,10 @@ func (e *groupEnv) event(t testing.TB, key string) (*kgo.Record, uuid.UUID) {
 	}
 	id := uuid.New()
 	return &kgo.Record{Topic: e.topic, Key: []byte(key), Value: v, Headers: []kgo.RecordHeader{
-		{Key: consumers.HeaderEventID, Value: []byte(id.String())},
-		{Key: consumers.HeaderEventType, Value: []byte(info.Name)},
-		{Key: consumers.HeaderAggregateType, Value: []byte("order")},
-		{Key: consumers.HeaderAggregateID, Value: []byte(key)},
+		{Key: headers.EventID, Value: []byte(id.String())},
+		{Key: headers.EventType, Value: []byte(info.Name)},
+		{Key: headers.AggregateType, Value: []byte("order")},
+		{Key: headers.AggregateID, Value: []byte(key)},
 	}}, id
 }
 
@@ -102,7 +103,7 @@ func recordingHandler(group string, fail func(ev *consumers.Event) error) consum
 			}
 		}
 		early := int64(0)
-		if ms, err := strconv.ParseInt(ev.Headers[consumers.HeaderDueAt], 10, 64); err == nil {
+		if ms, err := strconv.ParseInt(ev.Headers[headers.DueAt], 10, 64); err == nil {
 			if d := time.Until(time.UnixMilli(ms)); d > 0 {
 				early = d.Milliseconds() + 1
 			}
@@ -225,7 +226,7 @@ func TestPoisonRecordsGoToDLT(t *testing.T) {
 	v := append([]byte{0}, binary.BigEndian.AppendUint32(nil, 987654)...)
 	unknown.Value = append(v, unknown.Value[5:]...)
 	badID, _ := e.event(t, "bad-id")
-	badID.Headers[0] = kgo.RecordHeader{Key: consumers.HeaderEventID, Value: []byte("not-a-uuid")}
+	badID.Headers[0] = kgo.RecordHeader{Key: headers.EventID, Value: []byte("not-a-uuid")}
 	e.produce(t, garbage, unknown, badID)
 	var good []*kgo.Record
 	for i := range 10 {
@@ -242,18 +243,18 @@ func TestPoisonRecordsGoToDLT(t *testing.T) {
 	want := []struct{ key, class string }{{"garbage", consumers.ClassDecode}, {"unknown-id", consumers.ClassDecode}, {"bad-id", consumers.ClassNoEventID}}
 	for i, w := range want {
 		r := dlt[i]
-		h := headers(r)
-		if string(r.Key) != w.key || h[consumers.HeaderErrorClass] != w.class {
-			t.Errorf("DLT record %d: key %q class %q, want %q %q", i, r.Key, h[consumers.HeaderErrorClass], w.key, w.class)
+		h := headerMap(r)
+		if string(r.Key) != w.key || h[headers.ErrorClass] != w.class {
+			t.Errorf("DLT record %d: key %q class %q, want %q %q", i, r.Key, h[headers.ErrorClass], w.key, w.class)
 		}
-		if h[consumers.HeaderOriginalTopic] != e.topic || h[consumers.HeaderOriginalOffset] != strconv.Itoa(i) || h[consumers.HeaderOriginalPartition] != "0" {
+		if h[headers.OriginalTopic] != e.topic || h[headers.OriginalOffset] != strconv.Itoa(i) || h[headers.OriginalPartition] != "0" {
 			t.Errorf("DLT record %d: original headers %v", i, h)
 		}
-		if h[consumers.HeaderErrorMessage] == "" || h[consumers.HeaderGroup] != group || h[consumers.HeaderFirstFailureAt] == "" {
+		if h[headers.ErrorMessage] == "" || h[headers.Group] != group || h[headers.FirstFailureAt] == "" {
 			t.Errorf("DLT record %d: missing error bookkeeping: %v", i, h)
 		}
 	}
-	if msg := headers(dlt[1])[consumers.HeaderErrorMessage]; !containsAll(msg, "987654") {
+	if msg := headerMap(dlt[1])[headers.ErrorMessage]; !containsAll(msg, "987654") {
 		t.Errorf("unknown schema id message %q does not name the id", msg)
 	}
 	waitStats(t, g, "3 dead-lettered, none retried", func(st consumers.Stats) bool {
@@ -309,7 +310,7 @@ func TestKeyOrderAcrossRetries(t *testing.T) {
 	waitStats(t, g, "an event deferred behind K's first", func(st consumers.Stats) bool { return st.Deferred > 0 })
 }
 
-func headers(r *kgo.Record) map[string]string {
+func headerMap(r *kgo.Record) map[string]string {
 	m := map[string]string{}
 	for _, h := range r.Headers {
 		m[h.Key] = string(h.Value)
@@ -387,11 +388,11 @@ func TestDeferredFollowerDueWithItsPredecessor(t *testing.T) {
 	follower, followerID := e.event(t, "K")
 	e.produce(t, follower)
 	cp := readAll(t, e.brokers, consumers.RetryTopic(e.topic, group, 1), 2)[1]
-	if id := headers(cp)[consumers.HeaderEventID]; id != followerID.String() {
+	if id := headerMap(cp)[headers.EventID]; id != followerID.String() {
 		t.Fatalf("retry.1's second record is %s, want the follower %s", id, followerID)
 	}
 	due := func(r *kgo.Record) int64 {
-		ms, err := strconv.ParseInt(headers(r)[consumers.HeaderDueAt], 10, 64)
+		ms, err := strconv.ParseInt(headerMap(r)[headers.DueAt], 10, 64)
 		if err != nil {
 			t.Fatalf("due-at header: %v", err)
 		}

@@ -6,28 +6,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-)
 
-// Record headers (docs/architecture.md, "Headers"). The relay writes the
-// event headers; the runtime adds the bookkeeping ones to retry and DLT
-// copies.
-const (
-	HeaderEventID           = "eventline-event-id"
-	HeaderEventType         = "eventline-event-type"
-	HeaderAggregateType     = "eventline-aggregate-type"
-	HeaderAggregateID       = "eventline-aggregate-id"
-	HeaderAggregateVersion  = "eventline-aggregate-version"
-	HeaderOriginalTopic     = "eventline-original-topic"
-	HeaderOriginalPartition = "eventline-original-partition"
-	HeaderOriginalOffset    = "eventline-original-offset"
-	HeaderOriginalTimestamp = "eventline-original-timestamp"
-	HeaderAttempt           = "eventline-attempt"
-	HeaderDueAt             = "eventline-due-at"
-	HeaderFirstFailureAt    = "eventline-first-failure-at"
-	HeaderErrorClass        = "eventline-error-class"
-	HeaderErrorMessage      = "eventline-error-message"
-	HeaderGroup             = "eventline-group"
-	HeaderReplayCount       = "eventline-replay-count"
+	"github.com/eventline/eventline/headers"
 )
 
 // maxErrorMessage bounds eventline-error-message (bytes).
@@ -81,7 +61,7 @@ func originOf(rec *kgo.Record, group string) (o origin, isCopy bool) {
 	// A copy keeps its source partition; its source offset is only in the
 	// header.
 	o.topic = src
-	if off, ok := headerInt(rec, HeaderOriginalOffset); ok && off >= 0 {
+	if off, ok := headerInt(rec, headers.OriginalOffset); ok && off >= 0 {
 		o.offset = off
 	}
 	return o, true
@@ -114,7 +94,7 @@ func copyTopicSource(topic, group string) (string, bool) {
 
 // dueAt is the time a retry copy may be processed (zero: now).
 func dueAt(rec *kgo.Record) time.Time {
-	if ms, ok := headerInt(rec, HeaderDueAt); ok {
+	if ms, ok := headerInt(rec, headers.DueAt); ok {
 		return time.UnixMilli(ms)
 	}
 	return time.Time{}
@@ -123,7 +103,7 @@ func dueAt(rec *kgo.Record) time.Time {
 // attemptOf is the number of failed attempts behind a record: 0 on the
 // source topic.
 func attemptOf(rec *kgo.Record) int {
-	n, _ := headerInt(rec, HeaderAttempt)
+	n, _ := headerInt(rec, headers.Attempt)
 	return int(n)
 }
 
@@ -134,17 +114,17 @@ func forwardCopy(rec *kgo.Record, o origin, topic, group string, attempt int, du
 	// A copy carries the first hop's bookkeeping; a source record's
 	// headers of those names are a producer's and are replaced.
 	isCopy := rec.Topic != o.topic
-	first, hasFirst := header(rec, HeaderFirstFailureAt)
+	first, hasFirst := header(rec, headers.FirstFailureAt)
 	if !hasFirst || !isCopy {
 		first = strconv.FormatInt(now.UnixMilli(), 10)
 	}
-	origTS, hasTS := header(rec, HeaderOriginalTimestamp)
+	origTS, hasTS := header(rec, headers.OriginalTimestamp)
 	if !hasTS || !isCopy {
 		origTS = strconv.FormatInt(rec.Timestamp.UnixMilli(), 10)
 	}
 	replace := map[string]bool{
-		HeaderOriginalTopic: true, HeaderOriginalPartition: true, HeaderOriginalOffset: true, HeaderOriginalTimestamp: true,
-		HeaderAttempt: true, HeaderDueAt: true, HeaderFirstFailureAt: true, HeaderErrorClass: true, HeaderErrorMessage: true, HeaderGroup: true,
+		headers.OriginalTopic: true, headers.OriginalPartition: true, headers.OriginalOffset: true, headers.OriginalTimestamp: true,
+		headers.Attempt: true, headers.DueAt: true, headers.FirstFailureAt: true, headers.ErrorClass: true, headers.ErrorMessage: true, headers.Group: true,
 	}
 	h := make([]kgo.RecordHeader, 0, len(rec.Headers)+10)
 	for _, kv := range rec.Headers {
@@ -157,18 +137,18 @@ func forwardCopy(rec *kgo.Record, o origin, topic, group string, attempt int, du
 		msg = truncate(cause.Error(), maxErrorMessage)
 	}
 	h = append(h,
-		kgo.RecordHeader{Key: HeaderOriginalTopic, Value: []byte(o.topic)},
-		kgo.RecordHeader{Key: HeaderOriginalPartition, Value: []byte(strconv.Itoa(int(o.partition)))},
-		kgo.RecordHeader{Key: HeaderOriginalOffset, Value: []byte(strconv.FormatInt(o.offset, 10))},
-		kgo.RecordHeader{Key: HeaderOriginalTimestamp, Value: []byte(origTS)},
-		kgo.RecordHeader{Key: HeaderGroup, Value: []byte(group)},
-		kgo.RecordHeader{Key: HeaderAttempt, Value: []byte(strconv.Itoa(attempt))},
-		kgo.RecordHeader{Key: HeaderFirstFailureAt, Value: []byte(first)},
-		kgo.RecordHeader{Key: HeaderErrorClass, Value: []byte(class)},
-		kgo.RecordHeader{Key: HeaderErrorMessage, Value: []byte(msg)},
+		kgo.RecordHeader{Key: headers.OriginalTopic, Value: []byte(o.topic)},
+		kgo.RecordHeader{Key: headers.OriginalPartition, Value: []byte(strconv.Itoa(int(o.partition)))},
+		kgo.RecordHeader{Key: headers.OriginalOffset, Value: []byte(strconv.FormatInt(o.offset, 10))},
+		kgo.RecordHeader{Key: headers.OriginalTimestamp, Value: []byte(origTS)},
+		kgo.RecordHeader{Key: headers.Group, Value: []byte(group)},
+		kgo.RecordHeader{Key: headers.Attempt, Value: []byte(strconv.Itoa(attempt))},
+		kgo.RecordHeader{Key: headers.FirstFailureAt, Value: []byte(first)},
+		kgo.RecordHeader{Key: headers.ErrorClass, Value: []byte(class)},
+		kgo.RecordHeader{Key: headers.ErrorMessage, Value: []byte(msg)},
 	)
 	if !due.IsZero() {
-		h = append(h, kgo.RecordHeader{Key: HeaderDueAt, Value: []byte(strconv.FormatInt(due.UnixMilli(), 10))})
+		h = append(h, kgo.RecordHeader{Key: headers.DueAt, Value: []byte(strconv.FormatInt(due.UnixMilli(), 10))})
 	}
 	return &kgo.Record{Topic: topic, Partition: o.partition, Key: rec.Key, Value: rec.Value, Headers: h}
 }

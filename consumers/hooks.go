@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"strconv"
 	"time"
 
@@ -20,7 +21,7 @@ func init() {
 	hook.ReplayCopy = func(rec *kgo.Record, topic, group, class, message string, replays int, due time.Time) *kgo.Record {
 		o, _ := originOf(rec, group)
 		cp := forwardCopy(rec, o, topic, group, 1, due, class, errors.New(message), due)
-		setHeader(cp, HeaderReplayCount, strconv.Itoa(replays))
+		setHeader(cp, headers.ReplayCount, strconv.Itoa(replays))
 		return cp
 	}
 	hook.AfterApply = func(g any, f func([]hook.Result)) { g.(*Group).afterApply = f }

@@ -3,6 +3,7 @@ package consumers_test
 import (
 	"context"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"runtime"
 	"strconv"
 	"strings"
@@ -36,12 +37,12 @@ func TestForgedHeadersOnSourceRecordsIgnored(t *testing.T) {
 	}
 	far := strconv.FormatInt(time.Now().Add(time.Hour).UnixMilli(), 10)
 	failing, failingID := e.event(t, "forged-partition")
-	forge(failing, consumers.HeaderOriginalTopic, e.topic, consumers.HeaderOriginalPartition, "7",
-		consumers.HeaderOriginalOffset, "-5", consumers.HeaderAttempt, "3", consumers.HeaderFirstFailureAt, "1")
+	forge(failing, headers.OriginalTopic, e.topic, headers.OriginalPartition, "7",
+		headers.OriginalOffset, "-5", headers.Attempt, "3", headers.FirstFailureAt, "1")
 	lost, _ := e.event(t, "forged-topic")
-	forge(lost, consumers.HeaderOriginalTopic, "no-such-topic", consumers.HeaderOriginalPartition, "0", consumers.HeaderOriginalOffset, "0")
+	forge(lost, headers.OriginalTopic, "no-such-topic", headers.OriginalPartition, "0", headers.OriginalOffset, "0")
 	late, _ := e.event(t, "forged-due")
-	forge(late, consumers.HeaderAttempt, "99", consumers.HeaderDueAt, far)
+	forge(late, headers.Attempt, "99", headers.DueAt, far)
 	recs := []*kgo.Record{failing, lost, late}
 	for i := range 30 {
 		r, _ := e.event(t, fmt.Sprintf("plain%d", i))
@@ -67,9 +68,9 @@ func TestForgedHeadersOnSourceRecordsIgnored(t *testing.T) {
 		t.Errorf("%d records applied more than once", n)
 	}
 	cp := readAll(t, e.brokers, consumers.RetryTopic(e.topic, group, 1), 1)[0]
-	h := headers(cp)
-	if cp.Partition != failing.Partition || h[consumers.HeaderOriginalPartition] != strconv.Itoa(int(failing.Partition)) ||
-		h[consumers.HeaderOriginalOffset] != strconv.FormatInt(failing.Offset, 10) || h[consumers.HeaderAttempt] != "1" || h[consumers.HeaderFirstFailureAt] == "1" {
+	h := headerMap(cp)
+	if cp.Partition != failing.Partition || h[headers.OriginalPartition] != strconv.Itoa(int(failing.Partition)) ||
+		h[headers.OriginalOffset] != strconv.FormatInt(failing.Offset, 10) || h[headers.Attempt] != "1" || h[headers.FirstFailureAt] == "1" {
 		t.Errorf("retry copy in partition %d with headers %v; the source record was at partition %d offset %d", cp.Partition, h, failing.Partition, failing.Offset)
 	}
 }
@@ -119,9 +120,9 @@ func TestUndeliverableCopiesGoToDLTOnce(t *testing.T) {
 		})})
 	testkit.WaitFor(t, 30*time.Second, "the others applied", func() bool { return e.count(t, `SELECT count(*) FROM applied`) == 11 })
 	dlt := readAll(t, e.brokers, consumers.DLTTopic(e.topic, group), 1)
-	h := headers(dlt[0])
-	if h[consumers.HeaderEventID] != bigID.String() || h[consumers.HeaderErrorClass] != consumers.ClassUndeliverable || len(dlt[0].Value) != 0 ||
-		!strings.Contains(h[consumers.HeaderErrorMessage], "value dropped") || h[consumers.HeaderOriginalOffset] != strconv.FormatInt(big.Offset, 10) {
+	h := headerMap(dlt[0])
+	if h[headers.EventID] != bigID.String() || h[headers.ErrorClass] != consumers.ClassUndeliverable || len(dlt[0].Value) != 0 ||
+		!strings.Contains(h[headers.ErrorMessage], "value dropped") || h[headers.OriginalOffset] != strconv.FormatInt(big.Offset, 10) {
 		t.Errorf("DLT record: %d-byte value, headers %v", len(dlt[0].Value), h)
 	}
 	ends, err := adm.ListEndOffsets(context.Background(), consumers.DLTTopic(e.topic, group), consumers.RetryTopic(e.topic, group, 1))
@@ -177,8 +178,8 @@ func TestHostileRecordMatrix(t *testing.T) {
 	hugeKey := strings.Repeat("h", 4000)
 	huge, hugeID := e.event(t, hugeKey)
 	forged, _ := e.event(t, "forged")
-	forged.Headers = append(forged.Headers, kgo.RecordHeader{Key: consumers.HeaderOriginalPartition, Value: []byte("7")},
-		kgo.RecordHeader{Key: consumers.HeaderOriginalTopic, Value: []byte("no-such-topic")}, kgo.RecordHeader{Key: consumers.HeaderAttempt, Value: []byte("99")})
+	forged.Headers = append(forged.Headers, kgo.RecordHeader{Key: headers.OriginalPartition, Value: []byte("7")},
+		kgo.RecordHeader{Key: headers.OriginalTopic, Value: []byte("no-such-topic")}, kgo.RecordHeader{Key: headers.Attempt, Value: []byte("99")})
 	bad := map[int]*kgo.Record{ // after which good record
 		15: raw("bomb", bomb),
 		20: raw("unknown-id", schemas.AppendHeader([]byte(nil), 1<<30)),

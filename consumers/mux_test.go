@@ -3,6 +3,7 @@ package consumers_test
 import (
 	"context"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"log/slog"
 	"strings"
 	"testing"
@@ -119,8 +120,8 @@ func TestMuxSkipsUnhandledTypes(t *testing.T) {
 				t.Fatal(err)
 			}
 			recs = append(recs, &kgo.Record{Topic: e.topic, Key: fmt.Appendf(nil, "r-%d", i), Value: v, Headers: []kgo.RecordHeader{
-				{Key: consumers.HeaderEventID, Value: []byte(uuid.NewString())},
-				{Key: consumers.HeaderEventType, Value: []byte("acme.payments.RefundIssued")}}})
+				{Key: headers.EventID, Value: []byte(uuid.NewString())},
+				{Key: headers.EventType, Value: []byte("acme.payments.RefundIssued")}}})
 		}
 	}
 	e.produce(t, recs...)
@@ -174,8 +175,8 @@ func TestMuxSkipsUnhandledTypes(t *testing.T) {
 	g2, _ := e.run(t, consumers.Config{Group: strict, RetryDelays: fastDelays, Mux: mux})
 	waitStats(t, g2, "5 applied, 3 dead-lettered", func(st consumers.Stats) bool { return st.Applied == 5 && st.DeadLettered == 3 })
 	for _, r := range readAll(t, e.brokers, consumers.DLTTopic(e.topic, strict), 3) {
-		if h := headers(r); h[consumers.HeaderEventType] != "acme.payments.RefundIssued" || h[consumers.HeaderErrorClass] != consumers.ClassPermanent ||
-			!strings.Contains(h[consumers.HeaderErrorMessage], "no handler for acme.payments.RefundIssued") {
+		if h := headerMap(r); h[headers.EventType] != "acme.payments.RefundIssued" || h[headers.ErrorClass] != consumers.ClassPermanent ||
+			!strings.Contains(h[headers.ErrorMessage], "no handler for acme.payments.RefundIssued") {
 			t.Errorf("DLT record: %v", h)
 		}
 	}

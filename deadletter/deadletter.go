@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"slices"
 	"strconv"
 	"strings"
@@ -136,10 +137,10 @@ func parse(r *kgo.Record) Record {
 	}
 	d := Record{
 		Position: Position{r.Topic, r.Partition, r.Offset}, Timestamp: representable(r.Timestamp.UTC(), "the record's timestamp"),
-		Group: h[consumers.HeaderGroup], OriginalTopic: h[consumers.HeaderOriginalTopic], OriginalPartition: int32(num(consumers.HeaderOriginalPartition)),
-		OriginalOffset: num(consumers.HeaderOriginalOffset), EventID: h[consumers.HeaderEventID], EventType: h[consumers.HeaderEventType],
-		ErrorClass: h[consumers.HeaderErrorClass], ErrorMessage: h[consumers.HeaderErrorMessage], Attempt: int(num(consumers.HeaderAttempt)),
-		ReplayCount: int(num(consumers.HeaderReplayCount)), FirstFailureAt: ms(consumers.HeaderFirstFailureAt),
+		Group: h[headers.Group], OriginalTopic: h[headers.OriginalTopic], OriginalPartition: int32(num(headers.OriginalPartition)),
+		OriginalOffset: num(headers.OriginalOffset), EventID: h[headers.EventID], EventType: h[headers.EventType],
+		ErrorClass: h[headers.ErrorClass], ErrorMessage: h[headers.ErrorMessage], Attempt: int(num(headers.Attempt)),
+		ReplayCount: int(num(headers.ReplayCount)), FirstFailureAt: ms(headers.FirstFailureAt),
 		Key: string(r.Key), Headers: h, record: r, Notes: notes,
 	}
 	// Only the group writes its DLT, and a copy keeps its source
@@ -149,9 +150,9 @@ func parse(r *kgo.Record) Record {
 		d.Untrusted = fmt.Sprintf("its eventline-group/eventline-original-* headers (group %q, topic %q, partition %d) do not match the DLT it was read from (%s, partition %d)",
 			d.Group, d.OriginalTopic, d.OriginalPartition, r.Topic, r.Partition)
 	}
-	if v, ok := h[consumers.HeaderReplayCount]; ok {
+	if v, ok := h[headers.ReplayCount]; ok {
 		if n, err := strconv.Atoi(v); err != nil || n < 0 {
-			d.Untrusted = fmt.Sprintf("its %s header %.40q is not a replay count", consumers.HeaderReplayCount, v)
+			d.Untrusted = fmt.Sprintf("its %s header %.40q is not a replay count", headers.ReplayCount, v)
 		}
 	}
 	return d

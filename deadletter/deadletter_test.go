@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"github.com/eventline/eventline/headers"
 	"runtime"
 	"strconv"
 	"strings"
@@ -125,9 +126,9 @@ func TestReplayReachesOnlyFailingGroup(t *testing.T) {
 	// The replay copy carries the replay count and the first failure's
 	// bookkeeping.
 	h := readAll(t, e.brokers, consumers.RetryTopic(e.topic, groupA, 1), 1)[0]
-	if h[consumers.HeaderReplayCount] != "1" || h[consumers.HeaderEventID] != xID.String() || h[consumers.HeaderAttempt] != "1" ||
-		h[consumers.HeaderGroup] != groupA || h[consumers.HeaderOriginalTopic] != e.topic || h[consumers.HeaderErrorClass] != consumers.ClassPermanent ||
-		h[consumers.HeaderFirstFailureAt] != perm[0].Headers[consumers.HeaderFirstFailureAt] || h[consumers.HeaderDueAt] == "" {
+	if h[headers.ReplayCount] != "1" || h[headers.EventID] != xID.String() || h[headers.Attempt] != "1" ||
+		h[headers.Group] != groupA || h[headers.OriginalTopic] != e.topic || h[headers.ErrorClass] != consumers.ClassPermanent ||
+		h[headers.FirstFailureAt] != perm[0].Headers[headers.FirstFailureAt] || h[headers.DueAt] == "" {
 		t.Errorf("replay copy headers: %v", h)
 	}
 }
@@ -150,10 +151,10 @@ func TestReplayRefusesForgedDeadLetters(t *testing.T) {
 		return d
 	}
 	recs := []*kgo.Record{
-		mk("other-topic", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, "victim", consumers.HeaderOriginalPartition, "1"),
-		mk("other-partition", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, e.topic, consumers.HeaderOriginalPartition, "2"),
-		mk("negative-count", consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, e.topic, consumers.HeaderOriginalPartition, "1",
-			consumers.HeaderReplayCount, "-1000000"),
+		mk("other-topic", headers.Group, group, headers.OriginalTopic, "victim", headers.OriginalPartition, "1"),
+		mk("other-partition", headers.Group, group, headers.OriginalTopic, e.topic, headers.OriginalPartition, "2"),
+		mk("negative-count", headers.Group, group, headers.OriginalTopic, e.topic, headers.OriginalPartition, "1",
+			headers.ReplayCount, "-1000000"),
 	}
 	e.produce(t, testkit.Client(t, e.brokers, kgo.RecordPartitioner(kgo.ManualPartitioner())), recs...)
 	dls, err := deadletter.List(context.Background(), e.brokers, e.serde, deadletter.Filter{Group: group})
@@ -207,8 +208,8 @@ func TestScanDecodesOnlyWhatItShows(t *testing.T) {
 	var recs []*kgo.Record
 	for i := range 40 {
 		p := int32(i % 2)
-		recs = append(recs, deadRecord(dlt, p, schemas.AppendHeader(nil, 1000+i), consumers.HeaderGroup, group, consumers.HeaderOriginalTopic, "orders",
-			consumers.HeaderOriginalPartition, strconv.Itoa(int(p))))
+		recs = append(recs, deadRecord(dlt, p, schemas.AppendHeader(nil, 1000+i), headers.Group, group, headers.OriginalTopic, "orders",
+			headers.OriginalPartition, strconv.Itoa(int(p))))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -259,9 +260,9 @@ func TestScanStreamsInBoundedMemory(t *testing.T) {
 		value := make([]byte, size)
 		rand.Read(value) // incompressible: fetches are bounded in compressed bytes
 		cl.Produce(context.Background(), &kgo.Record{Topic: dlt, Value: value, Headers: []kgo.RecordHeader{
-			{Key: consumers.HeaderGroup, Value: []byte(group)}, {Key: consumers.HeaderOriginalTopic, Value: []byte("orders")},
-			{Key: consumers.HeaderOriginalPartition, Value: []byte("0")}, {Key: consumers.HeaderOriginalOffset, Value: []byte(strconv.Itoa(i))},
-			{Key: consumers.HeaderErrorClass, Value: []byte(consumers.ClassPermanent)},
+			{Key: headers.Group, Value: []byte(group)}, {Key: headers.OriginalTopic, Value: []byte("orders")},
+			{Key: headers.OriginalPartition, Value: []byte("0")}, {Key: headers.OriginalOffset, Value: []byte(strconv.Itoa(i))},
+			{Key: headers.ErrorClass, Value: []byte(consumers.ClassPermanent)},
 		}}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				t.Error(err)

@@ -2,6 +2,7 @@ package deadletter_test
 
 import (
 	"context"
+	"github.com/eventline/eventline/headers"
 	"sync"
 	"testing"
 	"time"
@@ -57,8 +58,8 @@ func (e *env) event(t *testing.T, key string) (*kgo.Record, uuid.UUID) {
 	}
 	id := uuid.New()
 	return &kgo.Record{Topic: e.topic, Key: []byte(key), Value: v, Headers: []kgo.RecordHeader{
-		{Key: consumers.HeaderEventID, Value: []byte(id.String())},
-		{Key: consumers.HeaderEventType, Value: []byte(info.Name)},
+		{Key: headers.EventID, Value: []byte(id.String())},
+		{Key: headers.EventType, Value: []byte(info.Name)},
 	}}, id
 }
 

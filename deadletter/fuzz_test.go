@@ -2,6 +2,7 @@ package deadletter
 
 import (
 	"encoding/json"
+	"github.com/eventline/eventline/headers"
 	"strings"
 	"testing"
 	"time"
@@ -24,13 +25,13 @@ import (
 // the runtime's envelope target.
 func FuzzDeadLetter(f *testing.F) {
 	full := strings.Join([]string{
-		consumers.HeaderOriginalTopic + "=orders", consumers.HeaderOriginalPartition + "=2", consumers.HeaderOriginalOffset + "=41",
-		consumers.HeaderAttempt + "=3", consumers.HeaderGroup + "=billing", consumers.HeaderErrorClass + "=" + consumers.ClassHandler,
-		consumers.HeaderErrorMessage + "=boom", consumers.HeaderReplayCount + "=1",
+		headers.OriginalTopic + "=orders", headers.OriginalPartition + "=2", headers.OriginalOffset + "=41",
+		headers.Attempt + "=3", headers.Group + "=billing", headers.ErrorClass + "=" + consumers.ClassHandler,
+		headers.ErrorMessage + "=boom", headers.ReplayCount + "=1",
 	}, "\n")
 	forged := strings.Join([]string{
-		consumers.HeaderOriginalTopic + "=other", consumers.HeaderOriginalPartition + "=7", consumers.HeaderOriginalOffset + "=-5",
-		consumers.HeaderGroup + "=billing", consumers.HeaderReplayCount + "=-1",
+		headers.OriginalTopic + "=other", headers.OriginalPartition + "=7", headers.OriginalOffset + "=-5",
+		headers.Group + "=billing", headers.ReplayCount + "=-1",
 	}, "\n")
 	for _, topic := range []string{"orders.billing.dlt", ".billing.dlt", "orders.billing.retry.1", "orders.x.y.dlt"} {
 		for _, partition := range []int32{2, 7} {
@@ -38,8 +39,8 @@ func FuzzDeadLetter(f *testing.F) {
 			f.Add(topic, "", partition, int64(9), forged)
 		}
 	}
-	f.Add("orders.billing.dlt", "", int32(0), int64(3), consumers.HeaderGroup+"=billing\n"+consumers.HeaderOriginalTopic+"=orders\n"+
-		consumers.HeaderOriginalPartition+"=0\n"+consumers.HeaderFirstFailureAt+"=253402300800000")
+	f.Add("orders.billing.dlt", "", int32(0), int64(3), headers.Group+"=billing\n"+headers.OriginalTopic+"=orders\n"+
+		headers.OriginalPartition+"=0\n"+headers.FirstFailureAt+"=253402300800000")
 	f.Fuzz(func(t *testing.T, topic, _ string, partition int32, offset int64, headers string) {
 		rec := &kgo.Record{Topic: topic, Partition: partition, Offset: offset, Headers: testkit.FuzzHeaders(headers), Value: []byte{0, 0, 0, 0, 1},
 			Timestamp: time.UnixMilli(offset)}

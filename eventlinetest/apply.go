@@ -3,6 +3,7 @@ package eventlinetest
 import (
 	"context"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"strconv"
 	"sync"
 	"testing"
@@ -177,12 +178,12 @@ func (a *Applier) record(payload schemas.Event, o applyOptions) (*kgo.Record, er
 			id = uuid.New()
 		}
 		rec.Headers = append(rec.Headers,
-			kgo.RecordHeader{Key: consumers.HeaderEventID, Value: []byte(id.String())},
-			kgo.RecordHeader{Key: consumers.HeaderEventType, Value: []byte(schemas.FullName(schema))},
-			kgo.RecordHeader{Key: consumers.HeaderAggregateType, Value: []byte(o.aggType)},
-			kgo.RecordHeader{Key: consumers.HeaderAggregateID, Value: []byte(o.aggID)})
+			kgo.RecordHeader{Key: headers.EventID, Value: []byte(id.String())},
+			kgo.RecordHeader{Key: headers.EventType, Value: []byte(schemas.FullName(schema))},
+			kgo.RecordHeader{Key: headers.AggregateType, Value: []byte(o.aggType)},
+			kgo.RecordHeader{Key: headers.AggregateID, Value: []byte(o.aggID)})
 		if o.hasVersion {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: consumers.HeaderAggregateVersion, Value: []byte(strconv.FormatInt(o.aggVersion, 10))})
+			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: headers.AggregateVersion, Value: []byte(strconv.FormatInt(o.aggVersion, 10))})
 		}
 	}
 	rec.Headers = append(rec.Headers, o.headers...)

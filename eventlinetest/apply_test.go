@@ -3,6 +3,7 @@ package eventlinetest_test
 import (
 	"context"
 	"errors"
+	"github.com/eventline/eventline/headers"
 	"testing"
 	"time"
 
@@ -204,7 +205,7 @@ func TestApplierUnhandledAndForeign(t *testing.T) {
 	if err != nil || res.Outcome != eventlinetest.Applied || res.EventType != "acme.shipping.ParcelDelivered" {
 		t.Fatalf("foreign record: %+v, %v", res, err)
 	}
-	if ev := h.seen[0]; ev.ID != res.EventID || ev.Headers[consumers.HeaderEventID] != "" {
+	if ev := h.seen[0]; ev.ID != res.EventID || ev.Headers[headers.EventID] != "" {
 		t.Fatalf("foreign event: %+v", ev)
 	}
 	if want, _ := consumers.DefaultEventID(h.seen[0]); res.EventID != want {

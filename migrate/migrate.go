@@ -1,8 +1,16 @@
-// Package migrate creates and upgrades eventline's tables (the outbox, the
-// parked rows and the consumers' dedupe table) from SQL
-// embedded in the binary. `eventline migrate` runs it; services may call
-// Migrate at startup instead. Every name is prefixed eventline_ and lives in
-// a configurable PostgreSQL schema; re-running is a no-op.
+// Package migrate creates and upgrades eventline's tables from SQL embedded
+// in the binary: eventline_outbox (the events of poll mode),
+// eventline_outbox_parked (events the relay could not publish),
+// eventline_consumer_dedupe (a consumer group's applied event ids),
+// eventline_consumer_chain (a group's keys in its retry chain, for
+// key order) and eventline_relay_state (logical mode's slot and confirmed
+// position). `eventline migrate` runs it; services may call Migrate at
+// startup instead. Every name is prefixed eventline_ and lives in a
+// configurable PostgreSQL schema; re-running is a no-op.
+//
+// It also holds what producers and relay share about an outbox: its Mode
+// (poll or logical, ParseMode), logical mode's setup (SetupLogical: the
+// publication, the slot, who may emit) and ErrNotMigrated.
 package migrate
 
 import (

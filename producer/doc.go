@@ -39,6 +39,6 @@
 // Config.Mode = ModeLogical writes each event as a transactional logical
 // decoding message instead of a row (no advisory lock: the WAL gives commit
 // order), for a relay in logical mode; it needs wal_level=logical and the
-// slot made by `eventline migrate --mode logical` (message.go,
+// slot made by `eventline migrate --mode logical` (ErrNotDecodable;
 // docs/operations.md).
 package producer

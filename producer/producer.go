@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
@@ -271,11 +272,11 @@ type row struct {
 
 // Append writes msgs to the outbox in tx, in order. It first validates and
 // encodes all of them (an error leaves tx untouched). In logical mode it then
-// writes one logical decoding message per event (message.go). In table mode
-// it takes a
-// transaction-scoped advisory lock per aggregate, so that rows of one
-// aggregate get outbox ids in commit order even with concurrent writers, and
-// inserts them in one statement.
+// writes one logical decoding message per event (failing with
+// ErrNotDecodable, writing nothing, when the server would not decode it).
+// In poll mode it takes a transaction-scoped advisory lock per aggregate,
+// so that rows of one aggregate get outbox ids in commit order even with
+// concurrent writers, and inserts them in one statement.
 func (p *Producer) Append(ctx context.Context, tx pgx.Tx, msgs ...Message) (err error) {
 	if len(msgs) == 0 {
 		return nil
@@ -397,11 +398,11 @@ func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) 
 		}
 	}
 	if m.CorrelationID != "" {
-		hdrs = append(hdrs, [2]string{"eventline-correlation-id", m.CorrelationID})
+		hdrs = append(hdrs, [2]string{headers.CorrelationID, m.CorrelationID})
 	}
 	extra := make([]string, 0, len(m.Headers))
 	for k := range m.Headers {
-		if len(k) >= 10 && k[:10] == "eventline-" {
+		if headers.Reserved(k) {
 			return row{}, fmt.Errorf("%w: header %q uses the reserved eventline- prefix", ErrInvalidEvent, k)
 		}
 		extra = append(extra, k)

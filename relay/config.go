@@ -71,9 +71,9 @@ type Config struct {
 	BatchBytes int
 	// ProbeInterval is the longest wait between two probes for new rows
 	// while the outbox is idle: the relay probes every millisecond while
-	// rows arrive and doubles the wait after each empty probe, up to this
-	// (probe.go). It bounds how long an event committed after a quiet
-	// spell waits for the relay. Default 50ms.
+	// rows arrive and doubles the wait after each empty probe, up to
+	// this. It bounds how long an event committed after a quiet spell
+	// waits for the relay. Default 50ms.
 	ProbeInterval time.Duration
 	// Linger is the pause between drains while rows arrive, so that a few
 	// commits share a drain's read, produce and delete. Longer costs

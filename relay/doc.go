@@ -3,7 +3,7 @@
 // One relay per outbox is active at a time: the leader holds a session-level
 // PostgreSQL advisory lock on a dedicated connection; standbys retry the lock
 // and take over within StandbyRetry of the leader's connection dying. The
-// leader learns of new rows by probing the outbox's primary key (probe.go):
+// leader learns of new rows by probing the outbox's primary key:
 // every millisecond while rows arrive, backing off to ProbeInterval when
 // idle, plus a full drain every PollInterval. Writers pay nothing for it:
 // no trigger or NOTIFY runs in their transactions.
@@ -28,7 +28,7 @@
 // decoding messages in the WAL, not rows: the leader streams them from a
 // replication slot (jackc/pglogrepl), in commit order, and confirms to
 // PostgreSQL only the end of transactions whose events Kafka acknowledged,
-// with all before them (logical.go). The slot ending invalidated or gone ends
+// with all before them. The slot ending invalidated or gone ends
 // Run with ErrSlotInvalidated or ErrSlotLost (docs/operations.md).
 //
 // The relay publishes only what the pipeline allows (Config.Pipeline): an
@@ -42,9 +42,5 @@
 // Run runs once (ErrAlreadyRunning after); after its context ends it waits
 // at most ShutdownTimeout for the in-flight batch's acks.
 //
-// Files: config.go (Config and its defaults), relay.go (New, Run, topics),
-// leader.go (leadership and the session), policy.go (what the pipeline
-// allows), probe.go (how the leader learns of new rows), publish.go (the
-// produce pipeline), store.go (the outbox's SQL), parked.go, metrics.go,
-// logical.go and logical_lag.go (logical mode).
+// docs/architecture.md walks through the code, file by file.
 package relay

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/pipeline"
 )
@@ -24,9 +25,6 @@ import (
 // Confluent framing, a header only eventline writes. Requeueing such an
 // event parks it again unless eventline.yaml changed.
 var ErrNotAllowed = errors.New("not allowed by the pipeline")
-
-// correlationHeader is the one eventline- header a producer stores.
-const correlationHeader = "eventline-correlation-id"
 
 // policy holds the pipeline's routes: topic -> event types.
 type policy struct {
@@ -78,7 +76,7 @@ func (p policy) check(o *outboxRow) error {
 // relay writes the event's own, and the consumers' retry bookkeeping
 // (due time, origin, attempt) must not be forgeable upstream.
 func checkHeader(key string) error {
-	if strings.HasPrefix(key, "eventline-") && key != correlationHeader {
+	if headers.Reserved(key) && key != headers.CorrelationID {
 		return fmt.Errorf("%w: header %q is reserved for eventline", ErrNotAllowed, clip(key))
 	}
 	return nil

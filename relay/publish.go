@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kotel"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/outboxmsg"
 )
 
@@ -226,13 +227,13 @@ func record(o *outboxRow) (*kgo.Record, error) {
 	}
 	h := make([]kgo.RecordHeader, 0, 5+len(stored))
 	h = append(h,
-		kgo.RecordHeader{Key: "eventline-event-id", Value: []byte(uuidString(o.eventID))},
-		kgo.RecordHeader{Key: "eventline-event-type", Value: []byte(o.eventType)},
-		kgo.RecordHeader{Key: "eventline-aggregate-type", Value: []byte(o.aggType)},
-		kgo.RecordHeader{Key: "eventline-aggregate-id", Value: []byte(o.aggID)},
+		kgo.RecordHeader{Key: headers.EventID, Value: []byte(uuidString(o.eventID))},
+		kgo.RecordHeader{Key: headers.EventType, Value: []byte(o.eventType)},
+		kgo.RecordHeader{Key: headers.AggregateType, Value: []byte(o.aggType)},
+		kgo.RecordHeader{Key: headers.AggregateID, Value: []byte(o.aggID)},
 	)
 	if o.aggVersion != nil {
-		h = append(h, kgo.RecordHeader{Key: "eventline-aggregate-version", Value: fmt.Appendf(nil, "%d", *o.aggVersion)})
+		h = append(h, kgo.RecordHeader{Key: headers.AggregateVersion, Value: fmt.Appendf(nil, "%d", *o.aggVersion)})
 	}
 	for _, kv := range stored {
 		h = append(h, kgo.RecordHeader{Key: kv.Key, Value: []byte(kv.Value)})

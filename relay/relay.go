@@ -204,9 +204,10 @@ func (r *Relay) Close() {
 // a lost connection, a failed batch) are logged and retried with backoff.
 // Errors that cannot end Run, which returns them: refused database or SASL
 // credentials, a missing database or outbox table, no privilege on the
-// outbox, and at startup a topic or cluster authorization failure (see
-// unrecoverable). Each session starts by checking that the outbox can be
-// drained, so a standby reports these too.
+// outbox, at startup a topic or cluster authorization failure, and in
+// logical mode the slot and privilege errors (ErrSlotInvalidated,
+// ErrSlotLost, ErrPublicEmit). Each session starts by checking that the
+// outbox can be drained, so a standby reports these too.
 //
 // A Relay runs once: a second call, concurrent or after the first returned,
 // returns ErrAlreadyRunning.

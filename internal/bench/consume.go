@@ -2,6 +2,7 @@ package bench
 
 import (
 	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/headers"
 
 	"bytes"
 	"context"
@@ -391,11 +392,11 @@ func (w *workload) produce(ctx context.Context, env Env, schemaID int, topic str
 			w.failing++
 		}
 		cl.Produce(ctx, &kgo.Record{Topic: topic, Partition: int32(a % w.partitions), Key: []byte(w.aggs[a]), Value: values[a], Headers: []kgo.RecordHeader{
-			{Key: consumers.HeaderEventID, Value: []byte(id.String())},
-			{Key: consumers.HeaderEventType, Value: eventType},
-			{Key: consumers.HeaderAggregateType, Value: []byte("order")},
-			{Key: consumers.HeaderAggregateID, Value: []byte(w.aggs[a])},
-			{Key: consumers.HeaderAggregateVersion, Value: []byte(strconv.Itoa(i/len(w.aggs) + 1))},
+			{Key: headers.EventID, Value: []byte(id.String())},
+			{Key: headers.EventType, Value: eventType},
+			{Key: headers.AggregateType, Value: []byte("order")},
+			{Key: headers.AggregateID, Value: []byte(w.aggs[a])},
+			{Key: headers.AggregateVersion, Value: []byte(strconv.Itoa(i/len(w.aggs) + 1))},
 		}}, promise)
 	}
 	if err := cl.Flush(ctx); err != nil {

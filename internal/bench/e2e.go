@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -238,7 +239,7 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 
 func eventID(r *kgo.Record) string {
 	for _, h := range r.Headers {
-		if h.Key == consumers.HeaderEventID {
+		if h.Key == headers.EventID {
 			return string(h.Value)
 		}
 	}

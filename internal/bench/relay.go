@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/producer"
@@ -511,7 +512,7 @@ func liveLatency(ctx context.Context, env Env, s *setup, o RelayOptions) ([]time
 			mu.Lock()
 			fs.EachRecord(func(r *kgo.Record) {
 				for _, h := range r.Headers {
-					if h.Key == "eventline-event-id" {
+					if h.Key == headers.EventID {
 						received[string(h.Value)] = now
 					}
 				}

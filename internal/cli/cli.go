@@ -41,7 +41,7 @@ func commands() []command {
 		{name: "migrate", summary: "create or upgrade the outbox and consumer tables", run: runMigrate},
 		{name: "relay", summary: "run the outbox relay; `relay parked list|requeue` for parked rows", run: runRelay},
 		{name: "dlt", summary: "dead letters: dlt list | show POSITION | replay --group G …", run: runDLT},
-		{name: "bench", summary: "measure throughput and latency: bench relay | append | consume", run: runBench},
+		{name: "bench", summary: "measure throughput and latency: bench relay | append | consume | e2e", run: runBench},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"maps"
 	"os"
 	"path/filepath"
@@ -40,8 +41,8 @@ func TestSecuredClusterCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &kgo.Record{Topic: dlt, Key: []byte("k"), Value: []byte("\x00garbage"), Headers: []kgo.RecordHeader{
-		{Key: consumers.HeaderGroup, Value: []byte(group)}, {Key: consumers.HeaderOriginalTopic, Value: []byte("orders")},
-		{Key: consumers.HeaderOriginalPartition, Value: []byte("0")}, {Key: consumers.HeaderErrorClass, Value: []byte(consumers.ClassDecode)},
+		{Key: headers.Group, Value: []byte(group)}, {Key: headers.OriginalTopic, Value: []byte("orders")},
+		{Key: headers.OriginalPartition, Value: []byte("0")}, {Key: headers.ErrorClass, Value: []byte(consumers.ClassDecode)},
 	}}
 	if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/eventline/eventline/headers"
 	"runtime"
 	"strings"
 	"testing"
@@ -36,15 +37,15 @@ func TestDLTCommands(t *testing.T) {
 	}
 	dead := func(offset, class, replays string) *kgo.Record {
 		return &kgo.Record{Topic: dlt, Key: []byte("k" + offset), Value: []byte("\x00garbage"), Headers: []kgo.RecordHeader{
-			{Key: consumers.HeaderEventID, Value: []byte("6f1c6a86-8f0e-4a43-9b54-6a2f4f7d1a0" + offset)},
-			{Key: consumers.HeaderGroup, Value: []byte(group)},
-			{Key: consumers.HeaderOriginalTopic, Value: []byte(topic)},
-			{Key: consumers.HeaderOriginalPartition, Value: []byte("0")},
-			{Key: consumers.HeaderOriginalOffset, Value: []byte(offset)},
-			{Key: consumers.HeaderErrorClass, Value: []byte(class)},
-			{Key: consumers.HeaderErrorMessage, Value: []byte(class + " failure of " + offset)},
-			{Key: consumers.HeaderAttempt, Value: []byte("4")},
-			{Key: consumers.HeaderReplayCount, Value: []byte(replays)},
+			{Key: headers.EventID, Value: []byte("6f1c6a86-8f0e-4a43-9b54-6a2f4f7d1a0" + offset)},
+			{Key: headers.Group, Value: []byte(group)},
+			{Key: headers.OriginalTopic, Value: []byte(topic)},
+			{Key: headers.OriginalPartition, Value: []byte("0")},
+			{Key: headers.OriginalOffset, Value: []byte(offset)},
+			{Key: headers.ErrorClass, Value: []byte(class)},
+			{Key: headers.ErrorMessage, Value: []byte(class + " failure of " + offset)},
+			{Key: headers.Attempt, Value: []byte("4")},
+			{Key: headers.ReplayCount, Value: []byte(replays)},
 		}}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -103,7 +104,7 @@ func TestDLTCommands(t *testing.T) {
 		f.EachRecord(func(r *kgo.Record) {
 			got++
 			for _, h := range r.Headers {
-				if h.Key == consumers.HeaderReplayCount && string(h.Value) != "1" {
+				if h.Key == headers.ReplayCount && string(h.Value) != "1" {
 					t.Errorf("replay count %s, want 1", h.Value)
 				}
 			}
@@ -164,9 +165,9 @@ func TestDLTHostileRecords(t *testing.T) {
 	}
 	dead := func(key, msg string, value []byte, extra ...kgo.RecordHeader) *kgo.Record {
 		return &kgo.Record{Topic: dlt, Key: []byte(key), Value: value, Headers: append([]kgo.RecordHeader{
-			{Key: consumers.HeaderGroup, Value: []byte(group)}, {Key: consumers.HeaderOriginalTopic, Value: []byte(topic)},
-			{Key: consumers.HeaderOriginalPartition, Value: []byte("0")}, {Key: consumers.HeaderErrorClass, Value: []byte(consumers.ClassDecode)},
-			{Key: consumers.HeaderErrorMessage, Value: []byte(msg)},
+			{Key: headers.Group, Value: []byte(group)}, {Key: headers.OriginalTopic, Value: []byte(topic)},
+			{Key: headers.OriginalPartition, Value: []byte("0")}, {Key: headers.ErrorClass, Value: []byte(consumers.ClassDecode)},
+			{Key: headers.ErrorMessage, Value: []byte(msg)},
 		}, extra...)}
 	}
 	var recs []*kgo.Record
@@ -179,7 +180,7 @@ func TestDLTHostileRecords(t *testing.T) {
 	}
 	const evil = "\x1b]0;owned\x07\x1b[2J\u009b31m\u202eevil\x7f\xff"
 	recs = append(recs, dead("key"+evil, "message"+evil, []byte("x"), kgo.RecordHeader{Key: "x-header" + evil, Value: []byte("value" + evil)}),
-		dead("far-future", "later", []byte("x"), kgo.RecordHeader{Key: consumers.HeaderFirstFailureAt, Value: []byte("253402300800000")}))
+		dead("far-future", "later", []byte("x"), kgo.RecordHeader{Key: headers.FirstFailureAt, Value: []byte("253402300800000")}))
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}

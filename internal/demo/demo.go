@@ -39,6 +39,7 @@ import (
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/inventory"
 	"github.com/eventline/eventline/examples/orders"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/telemetry"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
@@ -566,7 +567,7 @@ func injectPoison(ctx context.Context, brokers []string, opts []kgo.Opt, topic s
 	recs := make([]*kgo.Record, n)
 	for i := range recs {
 		recs[i] = &kgo.Record{Topic: topic, Key: []byte(fmt.Sprintf("poison-%d", i)), Value: []byte("\x00\xff\xff\xff\xffnot an avro body"),
-			Headers: []kgo.RecordHeader{{Key: consumers.HeaderEventID, Value: []byte(uuid.NewString())}, {Key: demoRun, Value: []byte(runID)}}}
+			Headers: []kgo.RecordHeader{{Key: headers.EventID, Value: []byte(uuid.NewString())}, {Key: demoRun, Value: []byte(runID)}}}
 	}
 	return cl.ProduceSync(ctx, recs...).FirstErr()
 }

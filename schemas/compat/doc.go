@@ -11,7 +11,7 @@
 //
 // Java is the reference, not the Avro specification as we read it: where the
 // two differ, this package follows Java, and says so next to the rule. The
-// differential test (differential_test.go) runs Avro Java over a corpus of a
+// differential test (TestDifferentialAgainstApacheAvro) runs Avro Java over a corpus of a
 // few hundred reader/writer pairs and fails on any verdict that differs. The
 // rules it holds us to:
 //
