@@ -23,10 +23,10 @@ func Permanent(err error) error {
 }
 
 // IsPermanent reports whether err is a handler's Permanent error or an
-// undecodable record (schemas.IsPermanent).
+// undecodable record (schemas.IsDecodeError).
 func IsPermanent(err error) bool {
 	var pe *permanentError
-	return errors.As(err, &pe) || schemas.IsPermanent(err)
+	return errors.As(err, &pe) || schemas.IsDecodeError(err)
 }
 
 // ErrNoEventID: the record's dedupe key cannot be had: its

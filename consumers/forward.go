@@ -173,7 +173,7 @@ func classify(r result) (string, error) {
 		return ClassNoEventID, r.Err
 	case errors.As(r.Err, &pe):
 		return ClassPermanent, r.Err
-	case schemas.IsPermanent(r.Err):
+	case schemas.IsDecodeError(r.Err):
 		return ClassDecode, r.Err
 	}
 	return ClassHandler, r.Err

@@ -12,10 +12,8 @@ import (
 
 // Querier is what the Require helpers read through: a pgx.Tx (to see what
 // the transaction appended before it commits), a *pgx.Conn or a
-// *pgxpool.Pool (committed rows only).
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
+// *pgxpool.Pool (committed rows only). It is migrate.Querier.
+type Querier = migrate.Querier
 
 var (
 	_ Querier = pgx.Tx(nil)

@@ -16,10 +16,14 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// Querier is what SetupLogical needs of a pool or connection. It must not
-// be a transaction: PostgreSQL creates a slot only outside one that wrote.
+// Querier is how eventline's functions reach PostgreSQL when they need no
+// transaction of their own: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx
+// (relay.Querier and eventlinetest.Querier are this type). SetupLogical
+// must not be given a transaction: PostgreSQL creates a slot only outside
+// one that wrote.
 type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 

@@ -7,9 +7,9 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/eventline/eventline/internal/outboxmsg"
+	"github.com/eventline/eventline/migrate"
 )
 
 // Parked is a row the relay could not publish.
@@ -25,12 +25,9 @@ type Parked struct {
 	Error     string    `json:"error"`
 }
 
-// Querier is what the parked-row tools need: a pool, a connection or a tx.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
+// Querier is what the parked-row tools need: a pool, a connection or a tx
+// (migrate.Querier).
+type Querier = migrate.Querier
 
 // ListParked returns the parked rows of schema, oldest first.
 func ListParked(ctx context.Context, db Querier, schema string) ([]Parked, error) {

@@ -189,7 +189,7 @@ func TestNestedBombsRefused(t *testing.T) {
 	for _, hv := range testkit.HostileValues() {
 		id := f.register(t, strings.NewReplacer("<", "-", ">", "-", " ", "", ",", "").Replace(hv.Name)+"-value", hv.Schema)
 		framed := append(schemas.AppendHeader(nil, id), hv.Body...)
-		if _, _, err := f.serde.DecodeGeneric(ctx, framed); err != nil && !schemas.IsPermanent(err) { // warm the schema cache
+		if _, _, err := f.serde.DecodeGeneric(ctx, framed); err != nil && !schemas.IsDecodeError(err) { // warm the schema cache
 			t.Fatal(err)
 		}
 		allocated, err := allocs(func() error { _, _, err := f.serde.DecodeGeneric(ctx, framed); return err })
@@ -279,7 +279,7 @@ func FuzzNestedSchemas(f *testing.F) {
 		serde := schemas.NewSerde(mapSource(text), schemas.WithBudget(fuzzBudget))
 		framed := append(schemas.AppendHeader(nil, 1), body...)
 		walkErr := fuzzBudget.Check(s, body)
-		if _, _, err := serde.DecodeGeneric(context.Background(), framed); err != nil && !schemas.IsPermanent(err) { // warm the caches
+		if _, _, err := serde.DecodeGeneric(context.Background(), framed); err != nil && !schemas.IsDecodeError(err) { // warm the caches
 			t.Fatalf("not a permanent error: %v", err)
 		}
 		allocated, err := allocs(func() error { _, _, err := serde.DecodeGeneric(context.Background(), framed); return err })

@@ -43,9 +43,10 @@ func (e *DecodeError) Error() string {
 
 func (e *DecodeError) Unwrap() error { return e.Err }
 
-// IsPermanent reports whether err is a decoding failure that retrying cannot
-// fix.
-func IsPermanent(err error) bool {
+// IsDecodeError reports whether err is a DecodeError: a value that cannot
+// be decoded, which retrying cannot fix (consumers.IsPermanent counts it
+// as permanent).
+func IsDecodeError(err error) bool {
 	var de *DecodeError
 	return errors.As(err, &de)
 }

@@ -210,7 +210,7 @@ func TestDecodeErrors(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
-			if !schemas.IsPermanent(err) {
+			if !schemas.IsDecodeError(err) {
 				t.Errorf("%v is not classified permanent", err)
 			}
 		})
@@ -221,7 +221,7 @@ func TestDecodeErrors(t *testing.T) {
 		s := schemas.NewSerde(cl)
 		var out events.OrderCreated
 		err := s.Decode(ctx, good, &out)
-		if err == nil || schemas.IsPermanent(err) {
+		if err == nil || schemas.IsDecodeError(err) {
 			t.Fatalf("got %v; want a non-permanent error", err)
 		}
 	})
@@ -247,7 +247,7 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var out events.OrderCreated
 		err := fx.serde.Decode(ctx, b, &out)
-		if err != nil && !schemas.IsPermanent(err) {
+		if err != nil && !schemas.IsDecodeError(err) {
 			t.Fatalf("unclassified error for % x: %v", b, err)
 		}
 	})
@@ -412,7 +412,7 @@ func FuzzRecursiveDecode(f *testing.F) {
 		if err == nil && v == nil {
 			t.Fatal("no value and no error")
 		}
-		if err != nil && !schemas.IsPermanent(err) {
+		if err != nil && !schemas.IsDecodeError(err) {
 			t.Fatalf("a bad body is not a permanent error: %v", err)
 		}
 	})
