@@ -366,13 +366,7 @@ func (a *applier) handle(ctx context.Context, tx pgx.Tx, ev *Event) (err error) 
 		if ev.rec != nil {
 			ev.rec.Context = ctx // a retry or DLT copy's publish span hangs off this one
 		}
-		defer func() {
-			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
-		}()
+		defer func() { endSpan(span, err) }()
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -380,6 +374,15 @@ func (a *applier) handle(ctx context.Context, tx pgx.Tx, ev *Event) (err error) 
 		}
 	}()
 	return a.handler(ctx, tx, ev)
+}
+
+// endSpan ends span, marked failed with err unless err is nil.
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // recordTrace returns ctx carrying rec's trace context: its kotel receive
@@ -410,13 +413,7 @@ func (a *applier) handleBatch(ctx context.Context, tx pgx.Tx, evs []*Event) (err
 		var span trace.Span
 		ctx, span = a.tracer.Start(ctx, evs[0].Topic+" process batch", trace.WithSpanKind(trace.SpanKindConsumer), trace.WithLinks(links...),
 			trace.WithAttributes(attribute.String("messaging.consumer.group.name", a.group), attribute.Int("messaging.batch.message_count", len(evs))))
-		defer func() {
-			if err != nil {
-				span.RecordError(err)
-				span.SetStatus(codes.Error, err.Error())
-			}
-			span.End()
-		}()
+		defer func() { endSpan(span, err) }()
 	}
 	defer func() {
 		if r := recover(); r != nil {

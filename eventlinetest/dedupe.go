@@ -17,10 +17,8 @@ import (
 // message says which groups applied the event instead, if any.
 func RequireApplied(ctx context.Context, tb testing.TB, q Querier, schema, group string, eventID uuid.UUID) {
 	tb.Helper()
-	tbl := table(schema, "eventline_consumer_dedupe")
-	applied, err := appliedBy(ctx, q, tbl, eventID)
-	if err != nil {
-		tb.Fatalf("eventlinetest: %v", err)
+	tbl, applied, ok := readApplied(ctx, tb, q, schema, eventID)
+	if !ok {
 		return
 	}
 	if _, ok := appliedAt(applied, group); ok {
@@ -47,10 +45,8 @@ func RequireApplied(ctx context.Context, tb testing.TB, q Querier, schema, group
 // event eventID (see RequireApplied).
 func RequireNotApplied(ctx context.Context, tb testing.TB, q Querier, schema, group string, eventID uuid.UUID) {
 	tb.Helper()
-	tbl := table(schema, "eventline_consumer_dedupe")
-	applied, err := appliedBy(ctx, q, tbl, eventID)
-	if err != nil {
-		tb.Fatalf("eventlinetest: %v", err)
+	tbl, applied, ok := readApplied(ctx, tb, q, schema, eventID)
+	if !ok {
 		return
 	}
 	if at, ok := appliedAt(applied, group); ok {
@@ -63,6 +59,19 @@ func RequireNotApplied(ctx context.Context, tb testing.TB, q Querier, schema, gr
 type application struct {
 	group string
 	at    time.Time
+}
+
+// readApplied returns schema's dedupe table and the groups that applied
+// eventID in it; it fails tb (and returns false) when it cannot read them.
+func readApplied(ctx context.Context, tb testing.TB, q Querier, schema string, eventID uuid.UUID) (string, []application, bool) {
+	tb.Helper()
+	tbl := table(schema, "eventline_consumer_dedupe")
+	applied, err := appliedBy(ctx, q, tbl, eventID)
+	if err != nil {
+		tb.Fatalf("eventlinetest: %v", err)
+		return tbl, nil, false
+	}
+	return tbl, applied, true
 }
 
 // appliedBy returns the groups that applied eventID, by group name.

@@ -49,17 +49,29 @@ func (r *Registry) checkCompatibility(_ http.ResponseWriter, req *http.Request) 
 }
 
 func (r *Registry) getConfig(_ http.ResponseWriter, req *http.Request) (any, error) {
-	subject := req.PathValue("subject")
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	level, ok := r.st.compat[subject]
-	if !ok || level == "" {
-		if subject != "" && req.URL.Query().Get("defaultToGlobal") != "true" {
-			return nil, errf(404, 40408, "Subject '%s' does not have subject-level compatibility configured", subject)
-		}
-		level = r.effective(r.st.compat, "", DefaultCompatibility)
+	level, err := r.subjectSetting(req, r.st.compat, DefaultCompatibility, 40408, "compatibility")
+	if err != nil {
+		return nil, err
 	}
 	return map[string]string{"compatibilityLevel": level}, nil
+}
+
+// subjectSetting reads a per-subject setting (m: the compatibility levels
+// or the modes) for the request's subject: its own value; else, for the
+// global "" subject or with defaultToGlobal=true, the global one or def;
+// else a 404 with code saying the subject has no subject-level what. The
+// caller holds r.mu.
+func (r *Registry) subjectSetting(req *http.Request, m map[string]string, def string, code int, what string) (string, error) {
+	subject := req.PathValue("subject")
+	if v := m[subject]; v != "" {
+		return v, nil
+	}
+	if subject != "" && req.URL.Query().Get("defaultToGlobal") != "true" {
+		return "", errf(404, code, "Subject '%s' does not have subject-level %s configured", subject, what)
+	}
+	return r.effective(m, "", def), nil
 }
 
 func (r *Registry) putConfig(_ http.ResponseWriter, req *http.Request) (any, error) {
@@ -109,15 +121,11 @@ func (r *Registry) deleteConfig(_ http.ResponseWriter, req *http.Request) (any, 
 var modes = []string{"READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT"}
 
 func (r *Registry) getMode(_ http.ResponseWriter, req *http.Request) (any, error) {
-	subject := req.PathValue("subject")
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	mode, ok := r.st.mode[subject]
-	if !ok || mode == "" {
-		if subject != "" && req.URL.Query().Get("defaultToGlobal") != "true" {
-			return nil, errf(404, 40409, "Subject '%s' does not have subject-level mode configured", subject)
-		}
-		mode = r.effective(r.st.mode, "", defaultMode)
+	mode, err := r.subjectSetting(req, r.st.mode, defaultMode, 40409, "mode")
+	if err != nil {
+		return nil, err
 	}
 	return map[string]string{"mode": mode}, nil
 }

@@ -18,27 +18,29 @@ func (r *Registry) schemaFor(req *http.Request) (*storedSchema, error) {
 	return s, nil
 }
 
-func (r *Registry) schemaByID(_ http.ResponseWriter, req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	s, err := r.schemaFor(req)
-	if err != nil {
-		return nil, err
+// bySchemaID makes a handler of /schemas/ids/{id}/...: show answers for
+// the id's schema, looked up under the read lock (40403 when unknown).
+func (r *Registry) bySchemaID(show func(req *http.Request, s *storedSchema) any) handlerFunc {
+	return func(_ http.ResponseWriter, req *http.Request) (any, error) {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		s, err := r.schemaFor(req)
+		if err != nil {
+			return nil, err
+		}
+		return show(req, s), nil
 	}
+}
+
+func (r *Registry) schemaByID(_ *http.Request, s *storedSchema) any {
 	return struct {
 		Schema     string      `json:"schema"`
 		References []reference `json:"references,omitempty"`
-	}{s.Text, s.References}, nil
+	}{s.Text, s.References}
 }
 
-func (r *Registry) rawSchemaByID(_ http.ResponseWriter, req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	s, err := r.schemaFor(req)
-	if err != nil {
-		return nil, err
-	}
-	return rawSchema(s.Text), nil
+func (r *Registry) rawSchemaByID(_ *http.Request, s *storedSchema) any {
+	return rawSchema(s.Text)
 }
 
 func (r *Registry) usesOf(id int, withDeleted bool) []subjectVersion {
@@ -59,29 +61,17 @@ func (r *Registry) usesOf(id int, withDeleted bool) []subjectVersion {
 	return out
 }
 
-func (r *Registry) subjectsByID(_ http.ResponseWriter, req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	s, err := r.schemaFor(req)
-	if err != nil {
-		return nil, err
-	}
+func (r *Registry) subjectsByID(req *http.Request, s *storedSchema) any {
 	out := []string{}
 	for _, u := range r.usesOf(s.ID, showDeleted(req)) {
 		if len(out) == 0 || out[len(out)-1] != u.Subject {
 			out = append(out, u.Subject)
 		}
 	}
-	return out, nil
+	return out
 }
 
-func (r *Registry) versionsByID(_ http.ResponseWriter, req *http.Request) (any, error) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	s, err := r.schemaFor(req)
-	if err != nil {
-		return nil, err
-	}
+func (r *Registry) versionsByID(req *http.Request, s *storedSchema) any {
 	type sv struct {
 		Subject string `json:"subject"`
 		Version int    `json:"version"`
@@ -90,5 +80,5 @@ func (r *Registry) versionsByID(_ http.ResponseWriter, req *http.Request) (any, 
 	for _, u := range r.usesOf(s.ID, showDeleted(req)) {
 		out = append(out, sv{u.Subject, u.Version})
 	}
-	return out, nil
+	return out
 }

@@ -130,37 +130,42 @@ func (st *state) apply(key string, value []byte) error {
 		}
 		st.putVersion(subj, &version{Version: n, ID: r.ID, Deleted: r.Deleted})
 	case "config":
-		if value == nil {
-			delete(st.compat, rest)
-			return nil
-		}
-		var r configRecord
-		if err := json.Unmarshal(value, &r); err != nil {
-			return fmt.Errorf("record %s: %w", key, err)
-		}
 		// A level the registry cannot apply would fail every later
 		// registration in the subject with a 500.
-		level, err := compat.ParseLevel(r.Compatibility)
-		if err != nil {
-			return fmt.Errorf("record %s: %w", key, err)
-		}
-		st.compat[rest] = string(level)
+		return applySetting(st.compat, key, rest, value, func(r configRecord) (string, error) {
+			level, err := compat.ParseLevel(r.Compatibility)
+			return string(level), err
+		})
 	case "mode":
-		if value == nil {
-			delete(st.mode, rest)
-			return nil
-		}
-		var r modeRecord
-		if err := json.Unmarshal(value, &r); err != nil {
-			return fmt.Errorf("record %s: %w", key, err)
-		}
-		if !slices.Contains(modes, r.Mode) {
-			return fmt.Errorf("record %s: unknown mode %q", key, abbreviate(r.Mode))
-		}
-		st.mode[rest] = r.Mode
+		return applySetting(st.mode, key, rest, value, func(r modeRecord) (string, error) {
+			if !slices.Contains(modes, r.Mode) {
+				return "", fmt.Errorf("unknown mode %q", abbreviate(r.Mode))
+			}
+			return r.Mode, nil
+		})
 	default:
 		return fmt.Errorf("record %s: unknown kind", key)
 	}
+	return nil
+}
+
+// applySetting replays the record key of a per-subject setting (m: the
+// compatibility levels or the modes): a tombstone (nil value) removes
+// subject's value; otherwise the record R, checked by valueOf, sets it.
+func applySetting[R any](m map[string]string, key, subject string, value []byte, valueOf func(R) (string, error)) error {
+	if value == nil {
+		delete(m, subject)
+		return nil
+	}
+	var r R
+	if err := json.Unmarshal(value, &r); err != nil {
+		return fmt.Errorf("record %s: %w", key, err)
+	}
+	v, err := valueOf(r)
+	if err != nil {
+		return fmt.Errorf("record %s: %w", key, err)
+	}
+	m[subject] = v
 	return nil
 }
 

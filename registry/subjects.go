@@ -204,9 +204,14 @@ func (r *Registry) register(_ http.ResponseWriter, req *http.Request) (any, erro
 	return map[string]int{"id": id}, nil
 }
 
+// versionKey is the log key of subject's version ver.
+func versionKey(subject string, ver int) string {
+	return "version/" + subject + "/" + strconv.Itoa(ver)
+}
+
 func (r *Registry) putVersion(ctx context.Context, subject string, v *version) error {
 	rec, _ := json.Marshal(versionRecord{ID: v.ID, Deleted: v.Deleted})
-	if err := r.store.Append(ctx, "version/"+subject+"/"+strconv.Itoa(v.Version), rec); err != nil {
+	if err := r.store.Append(ctx, versionKey(subject, v.Version), rec); err != nil {
 		return err
 	}
 	r.st.putVersion(subject, v)
@@ -273,16 +278,11 @@ func (r *Registry) lookup(_ http.ResponseWriter, req *http.Request) (any, error)
 }
 
 func (r *Registry) deleteSubject(_ http.ResponseWriter, req *http.Request) (any, error) {
-	name := req.PathValue("subject")
-	permanent := req.URL.Query().Get("permanent") == "true"
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.writable(name); err != nil {
+	name, ss, permanent, err := r.deleteTarget(req)
+	if err != nil {
 		return nil, err
-	}
-	ss := r.st.subjects[name]
-	if ss == nil {
-		return nil, errSubjectNotFound(name)
 	}
 	live := ss.live()
 	out := []int{}
@@ -292,12 +292,12 @@ func (r *Registry) deleteSubject(_ http.ResponseWriter, req *http.Request) (any,
 			return nil, errf(404, 40404, "Subject '%s' was soft deleted.Set permanent=true to delete permanently", name)
 		}
 		for _, v := range live {
-			if refs := r.referrers(name, v.Version); len(refs) > 0 {
-				return nil, errf(422, 42206, "One or more references exist to the schema {subject=%s,version=%d}", name, v.Version)
+			if err := r.unreferenced(name, v); err != nil {
+				return nil, err
 			}
 		}
 		for _, v := range live {
-			if err := r.putVersion(ctx, name, &version{Version: v.Version, ID: v.ID, Deleted: true}); err != nil {
+			if err := r.softDelete(ctx, name, v); err != nil {
 				return nil, err
 			}
 			out = append(out, v.Version)
@@ -308,40 +308,34 @@ func (r *Registry) deleteSubject(_ http.ResponseWriter, req *http.Request) (any,
 		return nil, errf(404, 40405, "Subject '%s' was not deleted first before being permanently deleted", name)
 	}
 	for _, v := range append([]*version(nil), ss.versions...) {
-		if err := r.store.Append(ctx, "version/"+name+"/"+strconv.Itoa(v.Version), nil); err != nil {
+		if err := r.purge(ctx, name, v); err != nil {
 			return nil, err
 		}
-		r.st.removeVersion(name, v.Version)
 		out = append(out, v.Version)
 	}
 	return out, nil
 }
 
 func (r *Registry) deleteVersion(_ http.ResponseWriter, req *http.Request) (any, error) {
-	name := req.PathValue("subject")
-	permanent := req.URL.Query().Get("permanent") == "true"
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if err := r.writable(name); err != nil {
+	name, ss, permanent, err := r.deleteTarget(req)
+	if err != nil {
 		return nil, err
-	}
-	ss := r.st.subjects[name]
-	if ss == nil {
-		return nil, errSubjectNotFound(name)
 	}
 	v, err := r.version(ss, req.PathValue("version"), true)
 	if err != nil {
 		return nil, err
 	}
-	if refs := r.referrers(name, v.Version); len(refs) > 0 {
-		return nil, errf(422, 42206, "One or more references exist to the schema {subject=%s,version=%d}", name, v.Version)
+	if err := r.unreferenced(name, v); err != nil {
+		return nil, err
 	}
 	ctx := req.Context()
 	if !permanent {
 		if v.Deleted {
 			return nil, errf(404, 40406, "Subject '%s' Version %d was soft deleted.Set permanent=true to delete permanently", name, v.Version)
 		}
-		if err := r.putVersion(ctx, name, &version{Version: v.Version, ID: v.ID, Deleted: true}); err != nil {
+		if err := r.softDelete(ctx, name, v); err != nil {
 			return nil, err
 		}
 		return v.Version, nil
@@ -349,10 +343,46 @@ func (r *Registry) deleteVersion(_ http.ResponseWriter, req *http.Request) (any,
 	if !v.Deleted {
 		return nil, errf(404, 40407, "Subject '%s' Version %d was not deleted first before being permanently deleted", name, v.Version)
 	}
-	if err := r.store.Append(ctx, "version/"+name+"/"+strconv.Itoa(v.Version), nil); err != nil {
+	if err := r.purge(ctx, name, v); err != nil {
 		return nil, err
 	}
-	n := v.Version
-	r.st.removeVersion(name, n)
-	return n, nil
+	return v.Version, nil
+}
+
+// deleteTarget is the subject a DELETE names, once it is known to exist and
+// to be writable, and whether the request asks for a permanent delete.
+// The caller holds r.mu.
+func (r *Registry) deleteTarget(req *http.Request) (name string, ss *subjectState, permanent bool, err error) {
+	name = req.PathValue("subject")
+	if err := r.writable(name); err != nil {
+		return name, nil, false, err
+	}
+	if ss = r.st.subjects[name]; ss == nil {
+		return name, nil, false, errSubjectNotFound(name)
+	}
+	return name, ss, req.URL.Query().Get("permanent") == "true", nil
+}
+
+// unreferenced refuses (42206) to delete a version other live schemas
+// reference.
+func (r *Registry) unreferenced(subject string, v *version) error {
+	if refs := r.referrers(subject, v.Version); len(refs) > 0 {
+		return errf(422, 42206, "One or more references exist to the schema {subject=%s,version=%d}", subject, v.Version)
+	}
+	return nil
+}
+
+// softDelete marks v deleted: it stays in the log and in lookups that ask
+// for deleted versions.
+func (r *Registry) softDelete(ctx context.Context, subject string, v *version) error {
+	return r.putVersion(ctx, subject, &version{Version: v.Version, ID: v.ID, Deleted: true})
+}
+
+// purge removes v for good: a tombstone in the log, and from the state.
+func (r *Registry) purge(ctx context.Context, subject string, v *version) error {
+	if err := r.store.Append(ctx, versionKey(subject, v.Version), nil); err != nil {
+		return err
+	}
+	r.st.removeVersion(subject, v.Version)
+	return nil
 }

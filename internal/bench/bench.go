@@ -70,6 +70,7 @@ type setup struct {
 	schema string
 	topic  string
 	pipe   *pipeline.Pipeline
+	reg    *sr.Client
 	prod   *producer.Producer
 	mode   relay.Mode
 	log    *slog.Logger
@@ -133,17 +134,28 @@ func newSetup(ctx context.Context, env Env, mode relay.Mode, partitions int, wri
 		s.close()
 		return nil, err
 	}
-	reg, err := env.registry()
+	s.reg, err = env.registry()
 	if err != nil {
 		s.close()
 		return nil, err
 	}
-	s.prod, err = producer.New(ctx, producer.Config{DB: s.pool, Pipeline: s.pipe, Registry: reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Schema: s.schema, Mode: pmode})
+	s.prod, err = producer.New(ctx, producer.Config{DB: s.pool, Pipeline: s.pipe, Registry: s.reg, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Schema: s.schema, Mode: pmode})
 	if err != nil {
 		s.close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// orderSchemaID is the registry's id of OrderCreated under the topic's
+// subject, as the setup's producer registered it.
+func (s *setup) orderSchemaID(ctx context.Context) (int, error) {
+	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	ss, err := s.reg.LookupSchema(ctx, s.pipe.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
+	if err != nil {
+		return 0, fmt.Errorf("looking up the benchmark schema: %w", err)
+	}
+	return ss.ID, nil
 }
 
 // close drops the benchmark's replication slots (each once no session

@@ -26,7 +26,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/internal/hook"
@@ -183,14 +182,9 @@ func Consume(ctx context.Context, env Env, o ConsumeOptions) (ConsumeResult, err
 		return res, err
 	}
 	defer s.close()
-	reg, err := env.registry()
+	schemaID, err := s.orderSchemaID(ctx)
 	if err != nil {
 		return res, err
-	}
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	ss, err := reg.LookupSchema(ctx, s.pipe.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
-	if err != nil {
-		return res, fmt.Errorf("looking up the benchmark schema: %w", err)
 	}
 	w := newWorkload(o.Aggregates, o.Partitions)
 	id := strings.TrimPrefix(s.topic, "bench.")
@@ -203,10 +197,10 @@ func Consume(ctx context.Context, env Env, o ConsumeOptions) (ConsumeResult, err
 	}
 
 	log.Info("bench consume: producing events", "events", o.Events, "retry_phase_events", o.RetryEvents, "partitions", o.Partitions)
-	if err := w.produce(ctx, env, ss.ID, mainPhase.Topic, o.Events, 0); err != nil {
+	if err := w.produce(ctx, env, schemaID, mainPhase.Topic, o.Events, 0); err != nil {
 		return res, err
 	}
-	if err := w.produce(ctx, env, ss.ID, retryPhase.Topic, o.RetryEvents, o.RetryShare); err != nil {
+	if err := w.produce(ctx, env, schemaID, retryPhase.Topic, o.RetryEvents, o.RetryShare); err != nil {
 		return res, err
 	}
 	res.RetryFailedOnce = w.failing

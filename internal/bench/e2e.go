@@ -162,32 +162,11 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	}
 	defer tail.Close()
 	tailed := make(chan error, 1)
-	go func() {
-		for {
-			fs := tail.PollFetches(cctx)
-			now := time.Now()
-			if cctx.Err() != nil {
-				tailed <- cctx.Err()
-				return
-			}
-			mu.Lock()
-			fs.EachRecord(func(r *kgo.Record) {
-				if id := eventID(r); inKafka[id].IsZero() { // a republished copy is not the first sight
-					inKafka[id] = now
-				}
-			})
-			n := len(inKafka)
-			mu.Unlock()
-			if n >= total {
-				tailed <- nil
-				return
-			}
-		}
-	}()
+	go func() { tailed <- firstSeen(cctx, tail, &mu, inKafka, total) }()
 
 	log.Info("bench e2e: appending", "rate", o.Rate, "events", total)
 	begin := time.Now()
-	if err := appendPaced(cctx, s, o.Rate, total, func(id string, at time.Time) {
+	if err := appendPaced(cctx, s, o.Rate, total, 8, func(id string, at time.Time) {
 		mu.Lock()
 		committed[id] = at
 		mu.Unlock()
@@ -283,10 +262,34 @@ func tailFromEnd(ctx context.Context, env Env, topic string) (*kgo.Client, error
 	return env.kafka(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}), kgo.FetchMaxWait(50*time.Millisecond))
 }
 
+// firstSeen reads cl until it has seen total distinct event ids, noting
+// in seen (guarded by mu) when each was first read: a republished copy is
+// not the first sight.
+func firstSeen(ctx context.Context, cl *kgo.Client, mu *sync.Mutex, seen map[string]time.Time, total int) error {
+	for {
+		fs := cl.PollFetches(ctx)
+		now := time.Now()
+		mu.Lock()
+		fs.EachRecord(func(r *kgo.Record) {
+			if id := eventID(r); seen[id].IsZero() {
+				seen[id] = now
+			}
+		})
+		n := len(seen)
+		mu.Unlock()
+		if n >= total {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%d of %d events read: %w", n, total, err)
+		}
+	}
+}
+
 // appendPaced commits total single-event transactions at rate per second,
 // open loop (event k is due at start + k/rate whatever the previous commit
-// took) over 8 writers, and reports each commit's event id and time.
-func appendPaced(ctx context.Context, s *setup, rate, total int, committed func(id string, at time.Time)) error {
+// took) over writers goroutines, and reports each commit's event id and time.
+func appendPaced(ctx context.Context, s *setup, rate, total, writers int, committed func(id string, at time.Time)) error {
 	aggs := make([]string, 1000)
 	for i := range aggs {
 		aggs[i] = uuid.NewString()
@@ -294,9 +297,9 @@ func appendPaced(ctx context.Context, s *setup, rate, total int, committed func(
 	interval := time.Second / time.Duration(rate)
 	begin := time.Now()
 	jobs := make(chan int, total)
-	errs := make(chan error, 8)
+	errs := make(chan error, writers)
 	var wg sync.WaitGroup
-	for w := range 8 {
+	for w := range writers {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 4))
 			for k := range jobs {

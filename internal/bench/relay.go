@@ -19,13 +19,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/outboxmsg"
-	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
 )
@@ -118,28 +114,23 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		return res, err
 	}
 	defer s.close()
-	reg, err := env.registry()
+	schemaID, err := s.orderSchemaID(ctx)
 	if err != nil {
 		return res, err
-	}
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	ss, err := reg.LookupSchema(ctx, s.pipe.SubjectsFor(info.Name)[0], sr.Schema{Schema: info.Text})
-	if err != nil {
-		return res, fmt.Errorf("looking up the benchmark schema: %w", err)
 	}
 
 	var n int
 	var ceiling time.Duration
 	var ceilingLSN string // logical mode: where the ceiling's slot stopped
 	if o.Mode == relay.ModeLogical {
-		n, ceiling, ceilingLSN, err = logicalCeiling(ctx, env, s, o, ss.ID)
+		n, ceiling, ceilingLSN, err = logicalCeiling(ctx, env, s, o, schemaID)
 		if err != nil {
 			return res, err
 		}
 	} else {
 		// Ceiling: the relay's own read and settle statements, no Kafka.
 		log.Info("bench relay: writing events for the SQL-only ceiling", "events", o.Events)
-		if err := fill(ctx, s, o, ss.ID); err != nil {
+		if err := fill(ctx, s, o, schemaID); err != nil {
 			return res, err
 		}
 		sqlOnly, err := relay.New(relay.Config{DatabaseURL: env.DatabaseURL, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts, Schema: s.schema, Pipeline: s.pipe, BatchSize: o.BatchSize, Logger: log})
@@ -155,7 +146,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		}
 		log.Info("bench relay: SQL-only drain", "events", n, "seconds", ceiling.Seconds())
 		log.Info("bench relay: writing events for the relay", "events", o.Events)
-		if err := fill(ctx, s, o, ss.ID); err != nil {
+		if err := fill(ctx, s, o, schemaID); err != nil {
 			return res, err
 		}
 	}
@@ -477,18 +468,10 @@ func fillMessages(ctx context.Context, s *setup, o RelayOptions, schemaID int) e
 // liveLatency appends single-event transactions at o.LatencyRate for
 // o.LatencyFor and returns each event's commit-to-receipt latency.
 func liveLatency(ctx context.Context, env Env, s *setup, o RelayOptions) ([]time.Duration, error) {
-	cl, err := env.kafka()
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, s.topic)
-	if err != nil {
-		return nil, err
-	}
-	start := map[int32]kgo.Offset{}
-	ends.Each(func(lo kadm.ListedOffset) { start[lo.Partition] = kgo.NewOffset().At(lo.Offset) })
-	cons, err := env.kafka(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{s.topic: start}), kgo.FetchMaxWait(50*time.Millisecond))
+	total := int(float64(o.LatencyRate) * o.LatencyFor.Seconds())
+	cctx, cancel := context.WithTimeout(ctx, o.LatencyFor+60*time.Second)
+	defer cancel()
+	cons, err := tailFromEnd(cctx, env, s.topic)
 	if err != nil {
 		return nil, err
 	}
@@ -497,89 +480,17 @@ func liveLatency(ctx context.Context, env Env, s *setup, o RelayOptions) ([]time
 	var mu sync.Mutex
 	committed := map[string]time.Time{}
 	received := map[string]time.Time{}
-	total := int(float64(o.LatencyRate) * o.LatencyFor.Seconds())
-	cctx, cancel := context.WithTimeout(ctx, o.LatencyFor+60*time.Second)
-	defer cancel()
 	consumed := make(chan error, 1)
-	go func() {
-		for {
-			fs := cons.PollFetches(cctx)
-			now := time.Now()
-			if cctx.Err() != nil {
-				consumed <- fmt.Errorf("latency phase: received %d of %d events", len(received), total)
-				return
-			}
-			mu.Lock()
-			fs.EachRecord(func(r *kgo.Record) {
-				for _, h := range r.Headers {
-					if h.Key == headers.EventID {
-						received[string(h.Value)] = now
-					}
-				}
-			})
-			n := len(received)
-			mu.Unlock()
-			if n >= total {
-				consumed <- nil
-				return
-			}
-		}
-	}()
-
-	// Open-loop pacing: event k is due at start + k/rate, whatever the
-	// previous commit took, spread over a few writers.
-	aggs := make([]string, 1000)
-	for i := range aggs {
-		aggs[i] = uuid.NewString()
-	}
-	interval := time.Second / time.Duration(o.LatencyRate)
-	begin := time.Now()
-	jobs := make(chan int, total)
-	errs := make(chan error, 4)
-	var wg sync.WaitGroup
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func(seed uint64) {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(seed, 4))
-			for k := range jobs {
-				if d := time.Until(begin.Add(time.Duration(k) * interval)); d > 0 {
-					time.Sleep(d) // pacing the load, not synchronising
-				}
-				id := uuid.New()
-				agg := aggs[k%len(aggs)]
-				tx, err := s.pool.Begin(cctx)
-				if err == nil {
-					err = s.prod.Append(cctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, EventID: id, Event: sampleOrder(agg, rng)})
-					if err == nil {
-						err = tx.Commit(cctx)
-					} else {
-						_ = tx.Rollback(cctx)
-					}
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-				now := time.Now()
-				mu.Lock()
-				committed[id.String()] = now
-				mu.Unlock()
-			}
-		}(uint64(w))
-	}
-	for k := 0; k < total; k++ {
-		jobs <- k
-	}
-	close(jobs)
-	wg.Wait()
-	select {
-	case err := <-errs:
+	go func() { consumed <- firstSeen(cctx, cons, &mu, received, total) }()
+	if err := appendPaced(cctx, s, o.LatencyRate, total, 4, func(id string, at time.Time) {
+		mu.Lock()
+		committed[id] = at
+		mu.Unlock()
+	}); err != nil {
 		return nil, err
-	default:
 	}
 	if err := <-consumed; err != nil {
-		return nil, err
+		return nil, fmt.Errorf("latency phase: %w", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -126,6 +126,17 @@ func loadCurrent(opts Options, root string, rep *Report) ([]current, error) {
 	return out, nil
 }
 
+// loadWorkingTree is loadCurrent outside a git history: files are named
+// from the repository's root when opts.Dir is in a git checkout, from
+// opts.Dir otherwise.
+func loadWorkingTree(ctx context.Context, opts Options, rep *Report) ([]current, error) {
+	root := opts.Dir
+	if r, err := repoRoot(ctx, opts.Dir); err == nil {
+		root = r
+	}
+	return loadCurrent(opts, root, rep)
+}
+
 func fullName(s avro.Schema) string {
 	if n, ok := s.(avro.NamedSchema); ok {
 		return n.FullName()
@@ -290,11 +301,7 @@ func checkLineage(opts Options, rep *Report, c current, lin *Lineage) {
 // registry enforces; a level that differs from eventline.yaml is noted.
 func AgainstRegistry(ctx context.Context, opts Options, cl *sr.Client, registryURL string) (*Report, error) {
 	rep := &Report{Against: "registry " + registryURL}
-	root := opts.Dir
-	if r, err := repoRoot(ctx, opts.Dir); err == nil {
-		root = r
-	}
-	cur, err := loadCurrent(opts, root, rep)
+	cur, err := loadWorkingTree(ctx, opts, rep)
 	if err != nil {
 		return nil, err
 	}

@@ -28,11 +28,7 @@ type Registration struct {
 // idempotence), so running it twice changes nothing.
 func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration, error) {
 	rep := &Report{}
-	root := opts.Dir
-	if r, err := repoRoot(ctx, opts.Dir); err == nil {
-		root = r
-	}
-	cur, err := loadCurrent(opts, root, rep)
+	cur, err := loadWorkingTree(ctx, opts, rep)
 	if err != nil {
 		return nil, err
 	}

@@ -3,11 +3,9 @@ package testkit
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -141,28 +139,14 @@ func apacheNode(t testing.TB, props func(port, controller int) string) (string, 
 	}
 	base := append(env0, "EVENTLINE_KAFKA_DIR="+runDir)
 	env := base
-	script := func(cmd string) (string, error) {
-		c := exec.Command("bash", filepath.Join(root, "scripts", "kafka.sh"), cmd)
-		c.Dir = root
-		c.Env = env
-		var stdout, stderr bytes.Buffer
-		c.Stdout, c.Stderr = &stdout, &stderr
-		err := c.Run()
-		if err != nil {
-			err = fmt.Errorf("kafka.sh %s: %w\n%s", cmd, err, stderr.String())
-		}
-		return strings.TrimSpace(stdout.String()), err
-	}
+	script := func(cmd string) (string, error) { return runKafkaScript(root, env, cmd) }
 	// Registered before up: down stops a half-started node.
 	t.Cleanup(func() {
 		if _, err := script("down"); err != nil {
 			t.Errorf("stopping the dedicated broker: %v", err)
 		}
 	})
-	var line string
-	// Another program may bind a port between StablePort's probe and the
-	// broker's bind: the first start may pick other ones.
-	for range 3 {
+	addr := kafkaUp(t, func() {
 		port, controller := StablePort(t), StablePort(t)
 		env = append(slices.Clip(base),
 			"EVENTLINE_KAFKA_PORT="+strconv.Itoa(port),
@@ -175,17 +159,7 @@ func apacheNode(t testing.TB, props func(port, controller int) string) (string, 
 			}
 			env = append(env, "EVENTLINE_KAFKA_EXTRA_PROPERTIES="+f)
 		}
-		if line, err = script("up"); err == nil || !strings.Contains(err.Error(), "already in use") {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, ok := strings.CutPrefix(line, KafkaEnv+"=")
-	if !ok {
-		t.Fatalf("kafka.sh up printed %q", line)
-	}
+	}, func() (string, error) { return script("up") })
 	return addr, script
 }
 

@@ -85,10 +85,7 @@ func KafkaCluster(t testing.TB) *Cluster {
 				t.Errorf("stopping the dedicated cluster: %v", err)
 			}
 		})
-		var line string
-		// Another program may bind a port between StablePort's probe
-		// and the brokers' binds: the first start may pick other ones.
-		for range 3 {
+		addrs := kafkaUp(t, func() {
 			var ports, cports []string
 			for range 3 {
 				ports = append(ports, strconv.Itoa(StablePort(t)))
@@ -99,17 +96,7 @@ func KafkaCluster(t testing.TB) *Cluster {
 				"EVENTLINE_KAFKA_PORTS="+strings.Join(ports, ","),
 				"EVENTLINE_KAFKA_CONTROLLER_PORTS="+strings.Join(cports, ","))
 			envMu.Unlock()
-			if line, err = c.script("up"); err == nil || !strings.Contains(err.Error(), "already in use") {
-				break
-			}
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs, ok := strings.CutPrefix(line, KafkaEnv+"=")
-		if !ok {
-			t.Fatalf("kafka.sh up printed %q", line)
-		}
+		}, func() (string, error) { return c.script("up") })
 		c.Brokers = strings.Split(addrs, ",")
 	}
 	if len(c.Brokers) != 3 {
@@ -117,6 +104,31 @@ func KafkaCluster(t testing.TB) *Cluster {
 	}
 	c.adm = kadm.NewClient(Client(t, c.Brokers))
 	return c
+}
+
+// kafkaUp starts kafka.sh's node(s) with up, after pickPorts has put
+// fresh stable ports in the environment up runs with. Another program may
+// bind a port between StablePort's probe and the brokers' binds: a start
+// that finds a port "already in use" is tried again with other ones (three
+// starts at most). It returns the bootstrap addresses up printed.
+func kafkaUp(t testing.TB, pickPorts func(), up func() (string, error)) string {
+	t.Helper()
+	var line string
+	var err error
+	for range 3 {
+		pickPorts()
+		if line, err = up(); err == nil || !strings.Contains(err.Error(), "already in use") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs, ok := strings.CutPrefix(line, KafkaEnv+"=")
+	if !ok {
+		t.Fatalf("kafka.sh up printed %q", line)
+	}
+	return addrs
 }
 
 func runKafkaScript(root string, env []string, args ...string) (string, error) {
