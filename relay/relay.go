@@ -44,6 +44,7 @@ type Relay struct {
 	// tracing: kotel hooks are installed.
 	tracing bool
 	policy  policy        // what the pipeline allows (policy.go)
+	source  source        // where the leader reads events: the mode (source.go)
 	slowAck time.Duration // how long a wait for acks lasts before each warning
 
 	batchCap sync.Map     // topic -> int32: the topic's max.message.bytes, when smaller than the default
@@ -129,6 +130,7 @@ func New(cfg Config) (*Relay, error) {
 		return nil, fmt.Errorf("relay: kafka client: %w", err)
 	}
 	r.kafka = cl
+	r.source = newSource(r)
 	return r, nil
 }
 
