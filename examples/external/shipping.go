@@ -30,6 +30,7 @@ import (
 )
 
 // README:begin embed
+
 // The generated file's first line is followed by a blank line so that its
 // "Code generated" comment is not taken for the package's doc.
 //go:generate sh -c "go tool avrogen -pkg shipping -o events_gen.go -tags json:snake -encoders -fullschema -strict-types -enums schemas/*.avsc && sed -i '1s/$/\\n/' events_gen.go"
@@ -62,6 +63,10 @@ func Catalog() (*schemas.Catalog, error) {
 	return schemas.LoadCatalog(files, pipe.SchemaDir())
 }
 
+// README:end embed
+
+// README:begin setup
+
 // Migrate creates eventline's tables (outbox, dedupe) and the service's own
 // in Schema.
 func Migrate(ctx context.Context, db *pgxpool.Pool) error {
@@ -91,9 +96,10 @@ func NewProducer(ctx context.Context, db *pgxpool.Pool, reg *sr.Client, mode pro
 		Mode: mode, Events: []schemas.Event{&ShipmentDispatched{}}, AutoRegister: autoRegister})
 }
 
-// README:end embed
+// README:end setup
 
 // README:begin dispatch
+
 // Service is the shipping service's write side.
 type Service struct {
 	DB       *pgxpool.Pool
@@ -119,6 +125,7 @@ func (s *Service) Dispatch(ctx context.Context, orderRef string, parcels int32, 
 // README:end dispatch
 
 // README:begin tracking
+
 // Tracking is the projection's handlers: typed, one per event type.
 func Tracking() *consumers.Mux {
 	mux := consumers.NewMux()

@@ -50,16 +50,21 @@ import (
 	"example.com/shipping"
 )
 
+// README:begin main
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(ctx, os.Getenv, log); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Getenv, log)
+	stop()
+	if err != nil {
 		log.Error("shipping: stopped", "err", err)
 		os.Exit(1)
 	}
 	log.Info("shipping: stopped")
 }
+
+// README:end main
 
 // shutdownTimeout bounds the relay's and the group's wait for their
 // in-flight batches once a signal came, and the HTTP API's for its requests.
@@ -148,6 +153,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	}
 	// README:end parts
 
+	// README:begin run
 	ln, err := net.Listen("tcp", cmp.Or(getenv("SHIPPING_ADDR"), ":8080"))
 	if err != nil {
 		return err
@@ -155,7 +161,6 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	srv := &http.Server{Handler: api(svc, log), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("shipping: serving", "addr", ln.Addr().String(), "mode", mode)
 
-	// README:begin run
 	// Side by side until a signal ends ctx, or one part fails: then the
 	// others are stopped and its error is returned. The relay and the group
 	// return once their in-flight batches are done (ShutdownTimeout).
