@@ -46,6 +46,16 @@ func TestShippingProgram(t *testing.T) {
 	for _, mode := range []migrate.Mode{migrate.ModePoll, migrate.ModeLogical} {
 		t.Run(string(mode), func(t *testing.T) { runProgram(t, bin, mode) })
 	}
+	// A setting it cannot use ends it at once, non-zero, naming the
+	// variable: here the producer's mode in its old words.
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"DATABASE_URL=postgres://127.0.0.1:1/none", "KAFKA_BROKERS=127.0.0.1:1",
+		"SCHEMA_REGISTRY_URL=http://127.0.0.1:1", "EVENTLINE_MODE=table"}
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "EVENTLINE_MODE") {
+		t.Fatalf("EVENTLINE_MODE=table: %v, %s; want exit code 1 naming EVENTLINE_MODE", err, out)
+	}
 }
 
 func runProgram(t *testing.T, bin string, mode migrate.Mode) {
@@ -110,9 +120,9 @@ func runProgram(t *testing.T, bin string, mode migrate.Mode) {
 }
 
 // newDatabase creates a database on the stack's server and returns its URL
-// and name. It is left in place, thrown away with the stack (a logical
-// slot could not be dropped before the walsender of the program, which
-// may outlive its SIGKILL by a moment, is gone).
+// and name. It is left in place, thrown away with the stack: dropping it
+// needs its logical slot dropped first, which fails for as long as the
+// walsender of the stopped program still holds it.
 func newDatabase(t *testing.T, ctx context.Context, prefix string) (dsn, name string) {
 	t.Helper()
 	admin, err := pgx.Connect(ctx, stack["DATABASE_URL"])
