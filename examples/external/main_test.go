@@ -96,14 +96,14 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// eventlineCLI runs the eventline command against the stack, as the team's
-// CI would.
-func eventlineCLI(t *testing.T, args ...string) string {
+// eventlineCLI runs the eventline command against the registry at
+// registryURL (the stack's, or a test's own), as the team's CI would.
+func eventlineCLI(t *testing.T, registryURL string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, eventline, args...)
-	cmd.Env = append(os.Environ(), "SCHEMA_REGISTRY_URL="+stack["SCHEMA_REGISTRY_URL"])
+	cmd.Env = append(os.Environ(), "SCHEMA_REGISTRY_URL="+registryURL)
 	b, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("eventline %s: %v\n%s", strings.Join(args, " "), err, b)

@@ -29,15 +29,26 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
+// README:begin embed
+
 // The generated file's first line is followed by a blank line so that its
 // "Code generated" comment is not taken for the package's doc.
 //go:generate sh -c "go tool avrogen -pkg shipping -o events_gen.go -tags json:snake -encoders -fullschema -strict-types -enums schemas/*.avsc && sed -i '1s/$/\\n/' events_gen.go"
 
+// The pipeline file and the schema files, embedded from this package's
+// directory (go:embed reaches no parent directory).
+//
 //go:embed schemas/*.avsc eventline.yaml
 var files embed.FS
 
-// Schema is the PostgreSQL schema of the service's tables and its outbox.
-const Schema = "shipping"
+const (
+	// Schema is the PostgreSQL schema of the service's tables and its outbox.
+	Schema = "shipping"
+	// Topic carries the shipments' events (eventline.yaml).
+	Topic = "shipping.shipments"
+	// Group is the tracking projection's consumer group.
+	Group = "shipping-tracking"
+)
 
 // Pipeline parses the embedded eventline.yaml.
 func Pipeline() (*pipeline.Pipeline, error) { return pipeline.LoadFS(files, "eventline.yaml") }
@@ -52,6 +63,10 @@ func Catalog() (*schemas.Catalog, error) {
 	return schemas.LoadCatalog(files, pipe.SchemaDir())
 }
 
+// README:end embed
+
+// README:begin setup
+
 // Migrate creates eventline's tables (outbox, dedupe) and the service's own
 // in Schema.
 func Migrate(ctx context.Context, db *pgxpool.Pool) error {
@@ -65,10 +80,10 @@ func Migrate(ctx context.Context, db *pgxpool.Pool) error {
 	return err
 }
 
-// NewProducer builds the service's producer. autoRegister is for
-// development; in production CI registers the schemas (`eventline schemas
-// register`) and services only look them up.
-func NewProducer(ctx context.Context, db *pgxpool.Pool, reg *sr.Client, autoRegister bool) (*producer.Producer, error) {
+// NewProducer builds the service's producer, in the outbox's mode (the
+// relay's). autoRegister is for development; in production CI registers
+// the schemas (`eventline schemas register`) and services only look them up.
+func NewProducer(ctx context.Context, db *pgxpool.Pool, reg *sr.Client, mode producer.Mode, autoRegister bool) (*producer.Producer, error) {
 	pipe, err := Pipeline()
 	if err != nil {
 		return nil, err
@@ -78,8 +93,12 @@ func NewProducer(ctx context.Context, db *pgxpool.Pool, reg *sr.Client, autoRegi
 		return nil, err
 	}
 	return producer.New(ctx, producer.Config{DB: db, Pipeline: pipe, Registry: reg, Catalog: cat, Schema: Schema,
-		Events: []schemas.Event{&ShipmentDispatched{}}, AutoRegister: autoRegister})
+		Mode: mode, Events: []schemas.Event{&ShipmentDispatched{}}, AutoRegister: autoRegister})
 }
+
+// README:end setup
+
+// README:begin dispatch
 
 // Service is the shipping service's write side.
 type Service struct {
@@ -103,6 +122,10 @@ func (s *Service) Dispatch(ctx context.Context, orderRef string, parcels int32, 
 	return id, nil
 }
 
+// README:end dispatch
+
+// README:begin tracking
+
 // Tracking is the projection's handlers: typed, one per event type.
 func Tracking() *consumers.Mux {
 	mux := consumers.NewMux()
@@ -123,3 +146,5 @@ func Tracking() *consumers.Mux {
 	})
 	return mux
 }
+
+// README:end tracking

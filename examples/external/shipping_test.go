@@ -59,14 +59,14 @@ func TestShippingEndToEnd(t *testing.T) {
 	// Production start: lookup-only. Before CI registered the schemas it
 	// fails naming the command; after `eventline schemas register` it
 	// finds exactly what CI registered.
-	if _, err := shipping.NewProducer(ctx, db, reg, false); !errors.Is(err, producer.ErrNotRegistered) {
+	if _, err := shipping.NewProducer(ctx, db, reg, producer.ModePoll, false); !errors.Is(err, producer.ErrNotRegistered) {
 		t.Fatalf("lookup-only before registration: %v, want ErrNotRegistered", err)
 	}
-	out := eventlineCLI(t, "schemas", "register", "--config", "eventline.yaml")
+	out := eventlineCLI(t, stack["SCHEMA_REGISTRY_URL"], "schemas", "register", "--config", "eventline.yaml")
 	if !strings.Contains(out, "shipping.shipments-acme.shipping.ShipmentDispatched") {
 		t.Fatalf("schemas register printed:\n%s", out)
 	}
-	prod, err := shipping.NewProducer(ctx, db, reg, false)
+	prod, err := shipping.NewProducer(ctx, db, reg, producer.ModePoll, false)
 	if err != nil {
 		t.Fatalf("lookup-only after `eventline schemas register`: %v", err)
 	}
@@ -284,10 +284,10 @@ func migratedDB(t *testing.T, ctx context.Context) *pgxpool.Pool {
 	return db
 }
 
-func count(t *testing.T, db *pgxpool.Pool, q string) int64 {
+func count(t *testing.T, db *pgxpool.Pool, q string, args ...any) int64 {
 	t.Helper()
 	var n int64
-	if err := db.QueryRow(context.Background(), q).Scan(&n); err != nil {
+	if err := db.QueryRow(context.Background(), q, args...).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

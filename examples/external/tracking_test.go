@@ -25,6 +25,7 @@ func TestTrackingHandlers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	// README:begin applier
 	ap := eventlinetest.NewApplier(t, consumers.Config{Group: group, Topics: []string{topic}, Schema: shipping.Schema, Mux: shipping.Tracking()})
 
 	id := uuid.NewString()
@@ -35,6 +36,7 @@ func TestTrackingHandlers(t *testing.T) {
 	}
 	requireTracking(t, tx, id, "in_transit", "", 1)
 	eventlinetest.RequireApplied(ctx, t, tx, shipping.Schema, group, dispatched.EventID)
+	// README:end applier
 
 	// The carrier's deliveries come from its own producer, without
 	// eventline headers: the dedupe key is derived from the record.
