@@ -233,9 +233,6 @@ func (a *applier) apply(ctx context.Context, db beginner, items []item, st step,
 	return results, nil
 }
 
-// goesToDLT: a failed record leaves the chain (it ends in the DLT).
-func goesToDLT(err error, last bool) bool { return last || IsPermanent(err) }
-
 // fast applies without savepoints. A non-nil failed means a handler failed
 // and the transaction was rolled back: failed is the event whose handler
 // failed with ferr (nil for a failed batch handler, which does not say).

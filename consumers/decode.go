@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"fmt"
-	"github.com/eventline/eventline/headers"
 	"reflect"
 	"strconv"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/schemas"
 )
 

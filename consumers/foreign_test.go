@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/eventline/eventline/headers"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/testkit"
 )
 

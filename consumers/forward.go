@@ -6,39 +6,22 @@ package consumers
 import (
 	"context"
 	"errors"
-	"fmt"
-	"github.com/eventline/eventline/headers"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
-	"github.com/eventline/eventline/schemas"
+	"github.com/eventline/eventline/headers"
 )
-
-// step is where a batch of stage stage is in the chain, for the applier.
-func (g *Group) step(stage int) step {
-	steps := len(g.cfg.RetryDelays)
-	st := step{last: stage == steps}
-	if stage < steps {
-		st.next = g.cfg.RetryDelays[stage]
-	} else if steps > 0 { // a deferred record waits on the last step again
-		st.next = g.cfg.RetryDelays[steps-1]
-	}
-	return st
-}
 
 // process applies one partition's records and forwards the failed and
 // deferred ones; it retries database and broker errors until they pass or
 // ctx ends (false: nothing may be marked).
 func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logger) bool {
 	stage := g.stage[recs[0].Topic]
-	steps := len(g.cfg.RetryDelays)
 	items := itemsOf(recs, g.cfg.Group)
 	var results []result
 	start := time.Now()
@@ -84,35 +67,17 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 			}
 			skipped[r.evType]++
 		case outFailed, outDeferred:
-			class, cause := classify(r)
-			nextStage := stage + 1
-			switch {
-			case r.Outcome == outFailed && IsPermanent(r.Err):
-				nextStage = steps + 1
-			case r.Outcome == outDeferred && stage == steps && steps > 0:
-				// A deferred event did not fail: it waits on the last
-				// step for its key's earlier events, never in the DLT.
-				nextStage = steps
-			}
-			st := g.next[source]
-			if st == nil { // a copy of a topic this group no longer consumes
-				st = stageTopics(source, g.cfg.Group, steps)
-			}
-			var due time.Time
-			if nextStage <= steps {
-				due = r.due
-				if due.IsZero() {
-					due = now.Add(g.cfg.RetryDelays[nextStage-1])
-				}
-				retried++
-			} else {
+			to := g.route(r, source, stage, now)
+			if to.dead() {
 				dead++
+			} else {
+				retried++
 			}
 			if r.Outcome == outDeferred {
 				deferred++
 			}
-			dest[i] = st[nextStage]
-			cp := forwardCopy(r.Record, r.env.origin, st[nextStage], g.cfg.Group, r.env.attempt+1, due, class, cause, now)
+			dest[i] = to.topic
+			cp := forwardCopy(r.Record, r.env.origin, to.topic, g.cfg.Group, r.env.attempt+1, to.due, to.class, to.cause, now)
 			if g.cfg.TracerProvider != nil {
 				cp.Context = recordTrace(ctx, r.Record) // keep ctx's cancellation, continue the trace
 			}
@@ -163,22 +128,6 @@ func headerOr(rec *kgo.Record, key string) string {
 	return v
 }
 
-func classify(r result) (string, error) {
-	if r.Outcome == outDeferred {
-		return ClassKeyOrder, errors.New("an earlier event of this key is in the retry chain")
-	}
-	var pe *permanentError
-	switch {
-	case errors.Is(r.Err, ErrNoEventID):
-		return ClassNoEventID, r.Err
-	case errors.As(r.Err, &pe):
-		return ClassPermanent, r.Err
-	case schemas.IsDecodeError(r.Err):
-		return ClassDecode, r.Err
-	}
-	return ClassHandler, r.Err
-}
-
 // produceCopies returns the step retryForever repeats to deliver copies:
 // only the copies not yet acknowledged are produced again (a whole-batch
 // retry wrote the acknowledged ones again), and a copy the broker refuses
@@ -211,29 +160,6 @@ func (g *Group) produceCopies(ctx context.Context, log *slog.Logger, copies []*k
 		}
 		return nil
 	}
-}
-
-// undeliverable returns where a copy the broker refused with err goes
-// instead, or nil when err may pass (retry the same copy). A copy too large
-// for its retry topic goes to the DLT; one too large for the DLT goes there
-// without its value (the headers say where the original is).
-func (g *Group) undeliverable(rec *kgo.Record, err error) *kgo.Record {
-	refused := errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) ||
-		errors.Is(err, kerr.InvalidRecord) || errors.Is(err, kerr.CorruptMessage)
-	src, ok := copyTopicSource(rec.Topic, g.cfg.Group)
-	if !refused || !ok || (rec.Topic == DLTTopic(src, g.cfg.Group) && rec.Value == nil) {
-		return nil // may pass later; or nothing left to drop: retried, and logged
-	}
-	cp := &kgo.Record{Topic: DLTTopic(src, g.cfg.Group), Partition: rec.Partition, Key: rec.Key, Value: rec.Value,
-		Headers: slices.Clone(rec.Headers)}
-	msg := fmt.Sprintf("the copy for %s (%d bytes) was refused: %v", rec.Topic, len(rec.Key)+len(rec.Value), err)
-	if rec.Topic == cp.Topic { // already the DLT: drop the value, keep the record
-		cp.Value = nil
-		msg += "; value dropped, read it from the original topic at eventline-original-partition/offset"
-	}
-	setHeader(cp, headers.ErrorClass, ClassUndeliverable)
-	setHeader(cp, headers.ErrorMessage, truncate(msg, maxErrorMessage))
-	return cp
 }
 
 // retryForever runs fn until it succeeds or ctx ends, with capped

@@ -2,7 +2,6 @@ package consumers_test
 
 import (
 	"github.com/eventline/eventline/examples/events"
-	"github.com/eventline/eventline/headers"
 	"slices"
 
 	"context"
@@ -21,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )

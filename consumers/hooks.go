@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/eventline/eventline/headers"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/hook"
 )
 

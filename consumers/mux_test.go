@@ -3,7 +3,6 @@ package consumers_test
 import (
 	"context"
 	"fmt"
-	"github.com/eventline/eventline/headers"
 	"log/slog"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )

@@ -2,7 +2,6 @@ package deadletter_test
 
 import (
 	"context"
-	"github.com/eventline/eventline/headers"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )

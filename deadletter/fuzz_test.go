@@ -2,7 +2,6 @@ package deadletter
 
 import (
 	"encoding/json"
-	"github.com/eventline/eventline/headers"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/testkit"
 )
 

@@ -3,7 +3,6 @@ package eventlinetest
 import (
 	"context"
 	"fmt"
-	"github.com/eventline/eventline/headers"
 	"strconv"
 	"sync"
 	"testing"
@@ -15,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/schemas"
 )

@@ -3,7 +3,6 @@ package eventlinetest_test
 import (
 	"context"
 	"errors"
-	"github.com/eventline/eventline/headers"
 	"testing"
 	"time"
 
@@ -13,6 +12,7 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/eventlinetest"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/schemas"
 )
 

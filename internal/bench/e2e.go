@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/eventline/eventline/headers"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"

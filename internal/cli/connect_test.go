@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"github.com/eventline/eventline/headers"
 	"maps"
 	"os"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/deadletter"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/cli"
 	"github.com/eventline/eventline/internal/testkit"
 )

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/eventline/eventline/headers"
 	"runtime"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/deadletter"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/cli"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
