@@ -582,7 +582,7 @@ func (s *stream) park(ctx context.Context, fs []failure) error {
 		_, err := r.pool.Exec(context.WithoutCancel(ctx), `INSERT INTO `+r.park+` (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, aggregate_version, headers, created_at, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb, $11, $12)
 			ON CONFLICT (id) DO UPDATE SET error = EXCLUDED.error, parked_at = clock_timestamp()`,
-			o.id, o.topic, orEmpty(o.key), orEmpty(o.value), uuid.UUID(o.eventID), o.eventType, o.aggType, o.aggID, o.aggVersion, parkedHeaders(&o), o.createdAt, f.err.Error())
+			o.id, o.topic, orEmpty(o.key), orEmpty(o.value), uuid.UUID(o.eventID), o.eventType, o.aggType, o.aggID, o.aggVersion, parkedHeaders(&o), o.createdAt, pgText(f.err.Error()))
 		if err != nil {
 			return fmt.Errorf("parking the event at %s: %w", pglogrepl.LSN(-o.id), err)
 		}
@@ -592,7 +592,7 @@ func (s *stream) park(ctx context.Context, fs []failure) error {
 	return nil
 }
 
-// storable is o with text PostgreSQL accepts: a message's strings are
+// storable is o with text PostgreSQL accepts (pgText for the error too): a message's strings are
 // whatever bytes its writer chose, and a NUL or invalid UTF-8 in a text or
 // jsonb column would fail the parking, end the stream and read the same
 // message again, for ever. Parked events only: what is published is passed

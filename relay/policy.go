@@ -17,6 +17,7 @@ import (
 	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/pipeline"
+	"github.com/eventline/eventline/schemas"
 )
 
 // ErrNotAllowed is the cause of a parked event that the pipeline does not
@@ -59,10 +60,11 @@ func (p policy) check(o *outboxRow) error {
 		return fmt.Errorf("%w: topic %q is not a pipeline topic (eventline.yaml lists %s)", ErrNotAllowed, clip(o.topic), p.topics)
 	case !evs[o.eventType]:
 		return fmt.Errorf("%w: event type %q is not routed to topic %s", ErrNotAllowed, clip(o.eventType), o.topic)
-	case len(o.value) < 5 || o.value[0] != 0:
-		// Every consumer of a pipeline topic expects magic byte 0 and a
-		// schema id: anything else would go to each group's DLT.
-		return fmt.Errorf("%w: the value is not in Confluent wire format (magic byte 0, 4-byte schema id, body)", ErrNotAllowed)
+	}
+	// Every consumer of a pipeline topic expects magic byte 0 and a schema
+	// id: anything else would go to each group's DLT.
+	if _, _, err := schemas.SplitHeader(o.value); err != nil {
+		return fmt.Errorf("%w: the value is not in Confluent wire format: %v", ErrNotAllowed, err)
 	}
 	for _, h := range o.hdrs {
 		if err := checkHeader(h.Key); err != nil {
