@@ -32,6 +32,10 @@ var ErrEmitNotGranted = errors.New("role may not execute pg_logical_emit_message
 // EmitDoc is where the grants of logical mode are documented.
 const EmitDoc = "docs/operations.md#logical-mode-who-may-emit"
 
+// emitOverloads selects every overload of pg_logical_emit_message from
+// pg_proc p (their arguments differ between versions: 17 added one).
+const emitOverloads = `WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`
+
 // EmitAccess says who may execute pg_logical_emit_message in a database.
 type EmitAccess struct {
 	// Public: PUBLIC may execute some overload of it, that is every role.
@@ -49,8 +53,7 @@ func ReadEmitAccess(ctx context.Context, q Querier) (EmitAccess, error) {
 	// acldefault: a NULL proacl means the default, EXECUTE for PUBLIC.
 	// A role counts when it holds EXECUTE on every overload.
 	err := q.QueryRow(ctx, `WITH f AS (
-			SELECT p.oid, coalesce(p.proacl, acldefault('f', p.proowner)) AS acl FROM pg_proc p
-			WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace),
+			SELECT p.oid, coalesce(p.proacl, acldefault('f', p.proowner)) AS acl FROM pg_proc p `+emitOverloads+`),
 		g AS (SELECT f.oid, a.grantee FROM f, aclexplode(f.acl) a WHERE a.privilege_type = 'EXECUTE')
 		SELECT (SELECT count(*) FROM f),
 			EXISTS (SELECT 1 FROM g WHERE grantee = 0),
@@ -70,8 +73,7 @@ func ReadEmitAccess(ctx context.Context, q Querier) (EmitAccess, error) {
 // PostgreSQL versions: 17 added one).
 func CanEmit(ctx context.Context, q Querier) (bool, error) {
 	var ok *bool
-	if err := q.QueryRow(ctx, `SELECT bool_and(has_function_privilege(p.oid, 'EXECUTE')) FROM pg_proc p
-		WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`).Scan(&ok); err != nil {
+	if err := q.QueryRow(ctx, `SELECT bool_and(has_function_privilege(p.oid, 'EXECUTE')) FROM pg_proc p `+emitOverloads).Scan(&ok); err != nil {
 		return false, fmt.Errorf("reading the privileges of pg_logical_emit_message: %w", err)
 	}
 	return ok != nil && *ok, nil
@@ -89,24 +91,16 @@ func restrictEmit(ctx context.Context, q Querier, roles []string) error {
 	for i, r := range roles {
 		grantees[i] = pgx.Identifier{r}.Sanitize()
 	}
-	var ok bool
-	if err := q.QueryRow(ctx, `SELECT bool_and(EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)) FROM unnest($1::text[]) AS r`, roles).Scan(&ok); err != nil {
+	var missing []string
+	if err := q.QueryRow(ctx, `SELECT coalesce(array_agg(r), '{}') FROM unnest($1::text[]) AS r
+		WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r)`, roles).Scan(&missing); err != nil {
 		return fmt.Errorf("reading pg_roles: %w", err)
 	}
-	if !ok {
-		var missing []string
-		for _, r := range roles {
-			var exists bool
-			_ = q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)`, r).Scan(&exists)
-			if !exists {
-				missing = append(missing, r)
-			}
-		}
+	if len(missing) > 0 {
 		return fmt.Errorf("emitter roles %q do not exist: create them first (CREATE ROLE … LOGIN)", missing)
 	}
 	var overloads []string
-	if err := q.QueryRow(ctx, `SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid) FROM pg_proc p
-		WHERE p.proname = 'pg_logical_emit_message' AND p.pronamespace = 'pg_catalog'::regnamespace`).Scan(&overloads); err != nil {
+	if err := q.QueryRow(ctx, `SELECT array_agg(p.oid::regprocedure::text ORDER BY p.oid) FROM pg_proc p `+emitOverloads).Scan(&overloads); err != nil {
 		return fmt.Errorf("reading pg_proc: %w", err)
 	}
 	// Every overload (PostgreSQL 17 added a flush argument) in two
