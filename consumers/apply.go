@@ -187,8 +187,14 @@ func (a *applier) apply(ctx context.Context, db beginner, items []item, st step,
 			results[i].Outcome, results[i].Err = outFailed, err
 			continue
 		}
-		events[i] = ev
 		results[i].evType, results[i].evID = ev.Type, ev.ID
+		if a.skips(ev) {
+			// No handler, no effects, no dedupe row: from here on it is
+			// handled like an undecodable record (no event), but kept.
+			results[i].Outcome = outSkipped
+			continue
+		}
+		events[i] = ev
 	}
 	failed, ferr, err := a.fast(ctx, db, items, events, results, st)
 	if err != nil || failed == nil {
@@ -250,16 +256,11 @@ func (a *applier) fast(ctx context.Context, db beginner, items []item, events []
 	var enter []entry
 	var leave []item
 	now := time.Now()
-	skip := make([]bool, len(events))       // deferred or skipped
+	skip := make([]bool, len(events))       // deferred
 	ids := make([][16]byte, 0, len(events)) // see insertDedupe
 	for i, ev := range events {
-		skipped := ev != nil && a.skips(ev)
-		if skipped {
-			results[i].Outcome = outSkipped
-			skip[i] = true
-		}
 		if !a.keyOrder {
-			if ev != nil && !skipped {
+			if ev != nil {
 				ids = append(ids, ev.ID)
 			}
 			continue
@@ -267,7 +268,7 @@ func (a *applier) fast(ctx context.Context, db beginner, items []item, events []
 		blocked, own, after := chain.check(items[i])
 		isSource := items[i].env.isSource()
 		switch {
-		case ev == nil || skipped: // undecodable: to the DLT; skipped: no effects to order. Either way out of the chain
+		case ev == nil: // undecodable (to the DLT) or skipped (no effects to order): out of the chain
 			if own {
 				leave = append(leave, items[i])
 				chain.remove(items[i])

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -188,8 +187,7 @@ func (g *Group) Preflight(ctx context.Context) error {
 func (g *Group) checkTables(ctx context.Context, log *slog.Logger) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	for _, table := range []string{"eventline_consumer_dedupe", "eventline_consumer_chain"} {
-		name := pgx.Identifier{g.cfg.Schema, table}.Sanitize()
+	for _, name := range []string{g.applier.dedupe, g.applier.chain} {
 		_, err := g.cfg.DB.Exec(cctx, `SELECT 1 FROM `+name+` WHERE false`)
 		var pe *pgconn.PgError
 		switch {

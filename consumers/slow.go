@@ -78,12 +78,8 @@ func (s *slowRun) run(ctx context.Context, idx []int) error {
 		it, ev := s.items[i], s.events[i]
 		blocked, own, after := s.check(i)
 		isSource := it.env.isSource()
-		skipped := ev != nil && s.a.skips(ev)
 		switch {
-		case ev == nil || skipped:
-			if skipped {
-				s.results[i].Outcome = outSkipped
-			}
+		case ev == nil: // undecodable or skipped: its outcome is set
 			if own {
 				s.leave = append(s.leave, it)
 				s.chain.remove(it)

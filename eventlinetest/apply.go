@@ -67,7 +67,25 @@ const (
 	// was before Apply. At runtime the event would take the retry chain,
 	// or go to the dead-letter topic if the error is permanent.
 	Failed Outcome = "failed"
+	// Deferred: with KeyOrder, an earlier event of its key is in the
+	// group's retry chain; at runtime it would follow it there.
+	Deferred Outcome = "deferred"
 )
+
+// outcomeOf is the runtime's outcome in this package's words.
+func outcomeOf(o hook.Outcome) Outcome {
+	switch o {
+	case hook.Applied:
+		return Applied
+	case hook.Duplicate:
+		return Duplicate
+	case hook.Skipped:
+		return Skipped
+	case hook.Deferred:
+		return Deferred
+	}
+	return Failed
+}
 
 // ApplyResult is what Apply did.
 type ApplyResult struct {
@@ -153,7 +171,7 @@ func (a *Applier) Redeliver(ctx context.Context, tb testing.TB, tx pgx.Tx, rec *
 		tb.Fatalf("eventlinetest: Apply: %v", err)
 		return nil, err
 	}
-	res := &ApplyResult{Outcome: Outcome(r.Outcome.String()), EventID: r.EventID, EventType: r.EventType, Record: rec}
+	res := &ApplyResult{Outcome: outcomeOf(r.Outcome), EventID: r.EventID, EventType: r.EventType, Record: rec}
 	return res, r.Failure
 }
 
