@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -64,8 +65,10 @@ type Config struct {
 	// DefaultRetryDelays. Empty but non-nil: no retry topics (failures go
 	// to the DLT at once).
 	RetryDelays []time.Duration
-	// Pipeline, when set, gives RetryDelays its default (the team's
-	// eventline.yaml).
+	// Pipeline, when set, is the source of RetryDelays (the team's
+	// eventline.yaml, consumers.retry_delays). Set one of the two: New
+	// refuses a RetryDelays that differs from the pipeline's, so the retry
+	// topics a group uses cannot drift from the file the team reviews.
 	Pipeline *pipeline.Pipeline
 	// KeyOrder keeps a key's events in order across retries: while one is
 	// in the retry chain, later events of the same key follow it there.
@@ -141,6 +144,9 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	errs := c.validateApply()
+	if c.Pipeline != nil && c.Pipeline.Consumers.RetryDelays != nil && !slices.Equal(c.RetryDelays, c.Pipeline.Consumers.RetryDelays) {
+		errs = append(errs, fmt.Errorf("consumers: RetryDelays %v differ from Pipeline's consumers.retry_delays %v: set one of them (Pipeline alone takes the file's)", c.RetryDelays, c.Pipeline.Consumers.RetryDelays))
+	}
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("consumers: Topics are required"))
 	}

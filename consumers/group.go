@@ -87,7 +87,8 @@ const closeGrace = time.Second
 // for ctx.
 //
 // A Group runs once: a second call, concurrent or after the first returned,
-// returns ErrAlreadyRunning.
+// returns ErrAlreadyRunning. There is no Close: the Kafka clients live
+// inside Run and are closed before it returns; DB is the caller's to close.
 func (g *Group) Run(ctx context.Context) error {
 	if !g.started.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning

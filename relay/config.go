@@ -48,6 +48,13 @@ type Config struct {
 	// DatabaseURL of the outbox's database. Required. The relay opens a
 	// pool for batches and probes, and one dedicated connection for the
 	// leader lock.
+	//
+	// A URL rather than a caller's pool (a consumer Group takes a pool):
+	// the leader lock lives in a session the relay must own for its
+	// whole lifetime, and logical mode opens replication connections
+	// (replication=database), which no pool hands out. The relay is
+	// usually its own process, so a pool shared with business code would
+	// buy nothing.
 	DatabaseURL string
 	// Brokers are the Kafka seed brokers. Required.
 	Brokers []string

@@ -192,6 +192,12 @@ func (r *Relay) Stats() Stats {
 }
 
 // Close releases the clients. Call it after Run returned.
+//
+// A Relay opens its database pool and Kafka client in New, because
+// Backlog, SlotLag and the metrics use them before, during and after Run;
+// Close is their end. A consumer Group has no Close: it opens its Kafka
+// clients in Run and closes them before Run returns, and its database pool
+// is the caller's.
 func (r *Relay) Close() {
 	r.kafka.Close()
 	r.logHooks.Stop()
