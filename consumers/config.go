@@ -93,6 +93,28 @@ type Config struct {
 	// ShutdownTimeout bounds finishing in-flight batches after ctx ends.
 	// Default 30s.
 	ShutdownTimeout time.Duration
+	// Protocol is how the group's members share partitions: classic
+	// (cooperative-sticky), consumer (KIP-848, the broker assigns) or auto
+	// (consumer where every broker offers it). Default DefaultProtocol.
+	// Both of the group's consumers (source and retry) use it.
+	Protocol Protocol
+	// InstanceID, when set, makes this member static (KIP-345; KIP-848's
+	// static members): it does not leave its groups when Run returns, and
+	// a member that comes back with the same id within the session timeout
+	// (ConsumerOpts: kgo.SessionTimeout, default 45 s) takes its
+	// partitions back without a rebalance. Meant for stable names (a
+	// StatefulSet's pod names); under a Deployment every restart has a
+	// new pod name, and the departed member's partitions would wait for
+	// the session timeout. Unique per member of the group.
+	//
+	// Static members use the classic protocol: New refuses InstanceID
+	// with ProtocolConsumer, and ProtocolAuto picks classic for them.
+	// franz-go (v1.22.3) leaves a KIP-848 group as a static member
+	// without its instance id, which Apache Kafka 4.4 rejects
+	// (INVALID_REQUEST "InstanceId can't be null"), so the member never
+	// leaves and its return fails with UNRELEASED_INSTANCE_ID until the
+	// session times out (kfake accepts that leave).
+	InstanceID string
 	// KafkaOpts are extra franz-go options for every client (TLS, SASL...);
 	// ConsumerOpts only for the two group consumers (session timeout,
 	// instance id, fetch sizes...).
@@ -111,6 +133,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.Schema == "" {
 		c.Schema = migrate.DefaultSchema
+	}
+	if c.Protocol == "" {
+		c.Protocol = DefaultProtocol
 	}
 	if c.RetryDelays == nil {
 		c.RetryDelays = DefaultRetryDelays
@@ -152,6 +177,12 @@ func (c Config) validate() error {
 	}
 	if len(c.Brokers) == 0 {
 		errs = append(errs, errors.New("consumers: Brokers are required"))
+	}
+	if _, err := ParseProtocol(string(c.Protocol)); err != nil {
+		errs = append(errs, err)
+	}
+	if c.InstanceID != "" && c.Protocol == ProtocolConsumer {
+		errs = append(errs, errors.New("consumers: InstanceID (static membership) needs the classic group protocol: set Protocol classic or auto (see Config.InstanceID)"))
 	}
 	if c.DB == nil {
 		errs = append(errs, errors.New("consumers: DB is required"))

@@ -43,3 +43,32 @@ func TestConfigRefusesRetryDelaysThatDifferFromPipeline(t *testing.T) {
 		}
 	}
 }
+
+// A static member with KIP-848 is refused (see Config.InstanceID), and so
+// is a protocol the group does not know.
+func TestConfigRefusesStaticMembersOnKIP848(t *testing.T) {
+	t.Parallel()
+	handler := func(context.Context, pgx.Tx, *consumers.Event) error { return nil }
+	base := consumers.Config{Group: "g", Topics: []string{"t"}, Brokers: []string{"localhost:9092"}, DB: &pgxpool.Pool{}, Serde: schemas.NewSerde(nil), Handler: handler}
+	for _, tc := range []struct {
+		proto consumers.Protocol
+		id    string
+		want  string
+	}{
+		{consumers.ProtocolConsumer, "pod-0", "needs the classic group protocol"},
+		{"eager", "", `group protocol "eager"`},
+	} {
+		cfg := base
+		cfg.Protocol, cfg.InstanceID = tc.proto, tc.id
+		if _, err := consumers.New(cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(Protocol %q, InstanceID %q) = %v, want %q", tc.proto, tc.id, err, tc.want)
+		}
+	}
+	for _, p := range []consumers.Protocol{"", consumers.ProtocolClassic, consumers.ProtocolAuto} {
+		cfg := base
+		cfg.Protocol, cfg.InstanceID = p, "pod-0"
+		if _, err := consumers.New(cfg); err != nil {
+			t.Errorf("New(Protocol %q, static) refused: %v", p, err)
+		}
+	}
+}

@@ -42,8 +42,12 @@ func goesToDLT(err error, last bool) bool { return last || IsPermanent(err) }
 type routing struct {
 	topic string
 	due   time.Time // zero for the DLT
-	class string    // eventline-error-class
-	cause error
+	// created is the copy's record timestamp on a retry topic: due minus
+	// that topic's delay, at most now. The group's lag (Lag) finds the
+	// first record not yet due with a timestamp lookup.
+	created time.Time
+	class   string // eventline-error-class
+	cause   error
 }
 
 func (r routing) dead() bool { return r.due.IsZero() }
@@ -71,6 +75,13 @@ func (g *Group) route(r result, source string, stage int, now time.Time) routing
 		to.due = r.due
 		if to.due.IsZero() {
 			to.due = now.Add(g.cfg.RetryDelays[next-1])
+		}
+		// Never in the future: brokers refuse timestamps too far ahead
+		// (message.timestamp.after.max.ms). A clamped copy (deferred
+		// behind a later due time) reads as due early: Lag overcounts it.
+		to.created = to.due.Add(-g.cfg.RetryDelays[next-1])
+		if to.created.After(now) {
+			to.created = now
 		}
 	}
 	return to

@@ -78,6 +78,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 			}
 			dest[i] = to.topic
 			cp := forwardCopy(r.Record, r.env.origin, to.topic, g.cfg.Group, r.env.attempt+1, to.due, to.class, to.cause, now)
+			cp.Timestamp = to.created // zero (the time of producing) for the DLT
 			if g.cfg.TracerProvider != nil {
 				cp.Context = recordTrace(ctx, r.Record) // keep ctx's cancellation, continue the trace
 			}

@@ -32,6 +32,7 @@ type Group struct {
 	stage      map[string]int      // topic -> 0 source, n retry.n
 	next       map[string][]string // source topic -> stage topics
 	prod       *kgo.Client
+	protocol   atomic.Pointer[Protocol] // resolved from cfg.Protocol when Run starts
 
 	applied, duplicates, retried, dead, deferred, retryProcessed atomic.Int64
 	joined                                                       [2]atomic.Bool // source, retry consumer
@@ -143,6 +144,16 @@ func (g *Group) Run(ctx context.Context) error {
 	}
 	if err := g.preflight(ctx, prod, log); err != nil {
 		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	protocol, err := resolveProtocol(pctx, kadm.NewClient(prod), g.cfg.Protocol, g.cfg.InstanceID != "", log)
+	cancel()
+	g.protocol.Store(&protocol)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("consumers: group %s: %w", g.cfg.Group, err)
 	}
 
 	// The parts share runCtx: the first to fail stops the others, which
@@ -285,7 +296,7 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 				g.cfg.OnRevoked(m)
 			}
 		}),
-	}, g.kafkaOpts(true, client, log)...)
+	}, append(g.membershipOpts(), g.kafkaOpts(true, client, log)...)...)
 	if retries {
 		// A partition resumed while a fetch long-polls the others joins
 		// the next fetch: keep that wait short.

@@ -31,7 +31,10 @@ func (g *Group) Ready() error {
 // eventline_consumer_apply_seconds histogram (one observation per
 // partition batch), eventline_consumer_retry_lateness_p99_seconds and
 // eventline_consumer_lag per source topic (committed offsets behind the
-// high watermark, read from the cluster when scraped).
+// high watermark), eventline_consumer_retry_due,
+// eventline_consumer_retry_waiting and eventline_consumer_scaling_lag
+// (source lag + due retry records: the autoscaling signal), read from the
+// cluster when scraped (see Lag).
 func (g *Group) RegisterMetrics(mp metric.MeterProvider) error {
 	m := mp.Meter("github.com/eventline/eventline/consumers")
 	attrs := metric.WithAttributes(attribute.String("group", g.cfg.Group))
@@ -45,7 +48,10 @@ func (g *Group) RegisterMetrics(mp metric.MeterProvider) error {
 	hist, e8 := m.Float64Histogram("eventline_consumer_apply", metric.WithUnit("s"), metric.WithDescription("time to apply one partition batch (transaction and retry/DLT copies)"),
 		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 	skipped, e9 := m.Int64ObservableCounter("eventline_consumer_skipped", metric.WithDescription("events of a type the Mux has no handler for, by event_type"))
-	if err := errors.Join(e1, e2, e3, e4, e5, e6, e7, e8, e9); err != nil {
+	due, e10 := m.Int64ObservableGauge("eventline_consumer_retry_due", metric.WithDescription("retry-topic records whose due time has come, not yet processed"))
+	waiting, e11 := m.Int64ObservableGauge("eventline_consumer_retry_waiting", metric.WithDescription("retry-topic records waiting for their due time (no member may process them sooner)"))
+	scaling, e12 := m.Int64ObservableGauge("eventline_consumer_scaling_lag", metric.WithDescription("the lag to autoscale on: source-topic lag plus due retry records"))
+	if err := errors.Join(e1, e2, e3, e4, e5, e6, e7, e8, e9, e10, e11, e12); err != nil {
 		return err
 	}
 	g.applyHist.Store(&hist)
@@ -63,16 +69,16 @@ func (g *Group) RegisterMetrics(mp metric.MeterProvider) error {
 		if prod := g.running.Load(); prod != nil {
 			lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			defer cancel()
-			lags, err := kadm.NewClient(prod).Lag(lctx, g.cfg.Group)
-			if err == nil {
-				if l, ok := lags[g.cfg.Group]; ok && l.Error() == nil {
-					for topic, tl := range l.Lag.TotalByTopic() {
-						o.ObserveInt64(lag, tl.Lag, metric.WithAttributes(attribute.String("group", g.cfg.Group), attribute.String("topic", topic)))
-					}
+			if l, err := g.lag(lctx, kadm.NewClient(prod), time.Now()); err == nil {
+				for topic, n := range l.SourceByTopic {
+					o.ObserveInt64(lag, n, metric.WithAttributes(attribute.String("group", g.cfg.Group), attribute.String("topic", topic)))
 				}
+				o.ObserveInt64(due, l.RetryDue, attrs)
+				o.ObserveInt64(waiting, l.RetryWaiting, attrs)
+				o.ObserveInt64(scaling, l.Scaling(), attrs)
 			}
 		}
 		return nil
-	}, applied, dups, retried, dead, deferred, late, lag, skipped)
+	}, applied, dups, retried, dead, deferred, late, lag, skipped, due, waiting, scaling)
 	return err
 }

@@ -3,6 +3,7 @@ package consumers_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,8 +63,16 @@ func (m *member) config(group string, stop <-chan struct{}) consumers.Config {
 
 // Three consumers join and leave while 100,000 events flow: every event
 // applied exactly once, none missing, and no member processes a partition
-// after it was revoked from it.
+// after it was revoked from it. Under each group protocol: the classic
+// one (cooperative-sticky) and KIP-848's, which both brokers of the suite
+// offer (the test fails if the cluster answers with another protocol).
 func TestRebalancesExactlyOnce(t *testing.T) {
+	for _, proto := range []consumers.Protocol{consumers.ProtocolClassic, consumers.ProtocolConsumer} {
+		t.Run(string(proto), func(t *testing.T) { rebalancesExactlyOnce(t, proto) })
+	}
+}
+
+func rebalancesExactlyOnce(t *testing.T, proto consumers.Protocol) {
 	e := newGroupEnv(t, 6)
 	const total = 100_000
 	var produced atomic.Int64
@@ -101,8 +110,11 @@ func TestRebalancesExactlyOnce(t *testing.T) {
 	for i := range members {
 		members[i] = &member{}
 	}
+	groups := make([]*consumers.Group, 3)
 	startMember := func(i int) {
-		_, stops[i] = e.run(t, members[i].config(group, nil))
+		cfg := members[i].config(group, nil)
+		cfg.Protocol = proto
+		groups[i], stops[i] = e.run(t, cfg)
 	}
 	startMember(0)
 	testkit.WaitFor(t, 60*time.Second, "20k applied by one member", func() bool { return applied() >= 20_000 })
@@ -125,6 +137,96 @@ func TestRebalancesExactlyOnce(t *testing.T) {
 		if m.applied.Load() == 0 {
 			t.Errorf("member %d applied nothing: the group never rebalanced onto it", i)
 		}
+		if p := groups[i].Stats().Protocol; p != proto {
+			t.Errorf("member %d ran protocol %q, want %q", i, p, proto)
+		}
 		t.Logf("member %d applied %d", i, m.applied.Load())
+	}
+}
+
+// A static member (InstanceID) that stops and comes back under the same id
+// before its session times out takes its own partitions back: the other
+// member is neither revoked nor assigned a partition meanwhile, the returning member owns what it owned before, and every
+// event is applied once. Static members run the classic protocol (see
+// Config.InstanceID: auto picks it for them, New refuses them with KIP-848).
+func TestStaticMemberRestartIsNoRebalance(t *testing.T) {
+	proto := consumers.ProtocolAuto
+	e := newGroupEnv(t, 6)
+	group := testkit.UniqueName(t, "g")
+	var changes [2]atomic.Int64 // assignment callbacks per member after it settled
+	owned := func(m *member) []int32 {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var ps []int32
+		for p := range m.owned {
+			ps = append(ps, p)
+		}
+		slices.Sort(ps)
+		return ps
+	}
+	start := func(m *member, id string, n *atomic.Int64) (*consumers.Group, func()) {
+		cfg := m.config(group, nil)
+		cfg.Protocol, cfg.InstanceID = proto, id
+		assigned, revoked := cfg.OnAssigned, cfg.OnRevoked
+		// Cooperative rebalances call back with empty maps too: only a
+		// partition that moves counts.
+		cfg.OnAssigned = func(a map[string][]int32) {
+			assigned(a)
+			if len(a) > 0 {
+				n.Add(1)
+			}
+		}
+		cfg.OnRevoked = func(r map[string][]int32) {
+			revoked(r)
+			if len(r) > 0 {
+				n.Add(1)
+			}
+		}
+		return e.run(t, cfg)
+	}
+	produce := func(n int) {
+		batch := make([]*kgo.Record, 0, n)
+		for i := 0; i < n; i++ {
+			r, _ := e.event(t, fmt.Sprintf("agg%d", i))
+			batch = append(batch, r)
+		}
+		e.produce(t, batch...)
+	}
+	applied := func() int64 { return e.count(t, `SELECT count(*) FROM applied`) }
+
+	a, b := &member{}, &member{}
+	_, stopA := start(a, "member-a", &changes[0])
+	_, stopB := start(b, "member-b", &changes[1])
+	defer stopB()
+	testkit.WaitFor(t, 60*time.Second, "both members own partitions, six in all", func() bool {
+		return len(owned(a)) > 0 && len(owned(b)) > 0 && len(owned(a))+len(owned(b)) == 6
+	})
+	produce(1000)
+	testkit.WaitFor(t, 60*time.Second, "1000 applied", func() bool { return applied() == 1000 })
+	beforeA, beforeB := owned(a), owned(b)
+	changes[1].Store(0)
+
+	stopA() // Run returns; a static member does not leave its group
+	a2 := &member{}
+	var changesA2 atomic.Int64
+	g2, stopA2 := start(a2, "member-a", &changesA2)
+	defer stopA2()
+	produce(1000)
+	testkit.WaitFor(t, 60*time.Second, "2000 applied", func() bool { return applied() == 2000 })
+
+	if got := owned(a2); !slices.Equal(got, beforeA) {
+		t.Errorf("the returning member owns %v, it owned %v", got, beforeA)
+	}
+	if n := changes[1].Load(); n != 0 || !slices.Equal(owned(b), beforeB) {
+		t.Errorf("the other member saw %d assignment changes (owns %v, owned %v): the restart moved its partitions", n, owned(b), beforeB)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE n <> 1`); n != 0 {
+		t.Errorf("%d events applied more than once", n)
+	}
+	if v := a.violations.Load() + a2.violations.Load() + b.violations.Load(); v != 0 {
+		t.Errorf("%d events processed on partitions their member did not own", v)
+	}
+	if p := g2.Stats().Protocol; p != consumers.ProtocolClassic {
+		t.Errorf("a static member ran protocol %q, want classic", p)
 	}
 }

@@ -20,12 +20,18 @@ type Stats struct {
 	// the last retry records processed.
 	RetryLatenessP99 time.Duration
 	RetryProcessed   int64
+	// Protocol is the group protocol in use (Config.Protocol, with
+	// ProtocolAuto resolved); empty until Run has asked the cluster.
+	Protocol Protocol
 }
 
 // Stats returns the counters.
 func (g *Group) Stats() Stats {
 	s := Stats{Applied: g.applied.Load(), Duplicates: g.duplicates.Load(), Retried: g.retried.Load(),
 		DeadLettered: g.dead.Load(), Deferred: g.deferred.Load(), RetryProcessed: g.retryProcessed.Load()}
+	if p := g.protocol.Load(); p != nil {
+		s.Protocol = *p
+	}
 	g.skipMu.Lock()
 	if len(g.skipped) > 0 {
 		s.SkippedByType = maps.Clone(g.skipped)
