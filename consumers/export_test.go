@@ -1,5 +1,7 @@
 package consumers
 
+import "time"
+
 // The apply path under the names the external tests use; it is not public
 // API (test helpers reach it through internal/hook).
 type (
@@ -15,3 +17,11 @@ const (
 	Failed    = outFailed
 	Deferred  = outDeferred
 )
+
+// SetLivenessWindow shortens how long a loop may be stuck before Live says
+// so; set it before the group runs, restore it after.
+func SetLivenessWindow(d time.Duration) (restore func()) {
+	old := livenessWindow
+	livenessWindow = d
+	return func() { livenessWindow = old }
+}

@@ -168,6 +168,7 @@ func (g *Group) produceCopies(ctx context.Context, log *slog.Logger, copies []*k
 func (g *Group) retryForever(ctx context.Context, log *slog.Logger, what string, fn func() error) bool {
 	backoff := 100 * time.Millisecond
 	for {
+		g.attempted.Store(time.Now().UnixNano())
 		err := fn()
 		if err == nil {
 			return true

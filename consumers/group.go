@@ -39,6 +39,8 @@ type Group struct {
 	applyHist                                                    atomic.Pointer[metric.Float64Histogram]
 	running                                                      atomic.Pointer[kgo.Client] // prod while Run runs: metrics read lag through it
 	started                                                      atomic.Bool                // Run was called: a Group runs once
+	turned                                                       [2]atomic.Int64            // unix ns of each loop's last poll return (source, retry); see Live
+	attempted                                                    atomic.Int64               // unix ns of the last retryForever attempt; see Live
 
 	origins sync.Map // tp -> *sync.Mutex, see originLock
 
@@ -314,13 +316,18 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 	defer g.finish(cl, grace, closers, log) // leaves the group (the revoke commits the marks), closes
 	defer g.joined[boolIndex(retries)].Store(false)
 
+	turned := &g.turned[boolIndex(retries)]
 	for {
-		pollCtx, cancel := ctx, context.CancelFunc(func() {})
-		if due, ok := w.earliest(); ok {
-			pollCtx, cancel = context.WithDeadline(ctx, due)
+		// The loop turns at least every pollTurn, so that Live can tell an
+		// idle loop from a stuck one.
+		wake := time.Now().Add(pollTurn())
+		if due, ok := w.earliest(); ok && due.Before(wake) {
+			wake = due
 		}
+		pollCtx, cancel := context.WithDeadline(ctx, wake)
 		fetches := cl.PollRecords(pollCtx, g.cfg.MaxPollRecords)
 		cancel()
+		turned.Store(time.Now().UnixNano())
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}

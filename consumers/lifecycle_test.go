@@ -176,3 +176,40 @@ func TestRunReturnsWithinShutdownTimeoutWhenBrokerStopsAnswering(t *testing.T) {
 		t.Errorf("%d events applied, want 21", n)
 	}
 }
+
+// Live, the liveness probe's answer: an error before Run, nil while the
+// loops turn (an idle group too), an error naming the group once a handler
+// has not returned for the liveness window, nil again when it returns, an
+// error after Run returned.
+func TestLiveWhileTheLoopsTurn(t *testing.T) {
+	defer consumers.SetLivenessWindow(time.Second)()
+	e := newGroupEnv(t, 1)
+	release := make(chan struct{})
+	var blocked atomic.Bool
+	g, stop := e.run(t, consumers.Config{Handler: func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
+		if string(ev.Key) == "stuck" && !blocked.Swap(true) {
+			<-release
+		}
+		return nil
+	}})
+	testkit.WaitFor(t, 60*time.Second, "the group joined and live", func() bool { return g.Ready() == nil && g.Live() == nil })
+	r, _ := e.event(t, "stuck")
+	e.produce(t, r)
+	testkit.WaitFor(t, 60*time.Second, "Live reports the stuck handler", func() bool {
+		err := g.Live()
+		return err != nil && strings.Contains(err.Error(), "no poll for")
+	})
+	close(release)
+	testkit.WaitFor(t, 60*time.Second, "live again once the handler returned", func() bool { return g.Live() == nil })
+	stop()
+	if err := g.Live(); err == nil {
+		t.Error("Live after Run returned = nil")
+	}
+	idle, err := consumers.New(consumers.Config{Group: "g", Topics: []string{"t"}, Brokers: e.brokers, DB: e.db, Serde: e.serde, Handler: func(context.Context, pgx.Tx, *consumers.Event) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := idle.Live(); err == nil {
+		t.Error("Live before Run = nil")
+	}
+}

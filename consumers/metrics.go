@@ -24,6 +24,47 @@ func (g *Group) Ready() error {
 	return errors.Join(errs...)
 }
 
+// livenessWindow is how long a loop may go without returning from a poll,
+// while no failing database or broker call is being retried, before Live
+// reports it stuck (a variable for the tests).
+var livenessWindow = 2 * time.Minute
+
+// pollTurn bounds one poll: an idle loop comes back at least this often
+// (5 s for the 2-minute window).
+func pollTurn() time.Duration { return livenessWindow / 24 }
+
+// Live reports whether the group is making progress (nil), for a liveness
+// probe: Run is running, and each of its consumer loops has come back from
+// a poll within the last 2 minutes (an idle loop comes back every 5 s) or
+// the group is retrying a failing database or broker call (a restart
+// would not heal an outage; it waits with backoff). A handler that never
+// returns fails it: restarting the process is then the remedy, and the
+// records are delivered again and deduplicated. Before Run and after it
+// returned, Live reports an error.
+func (g *Group) Live() error {
+	if g.running.Load() == nil {
+		return fmt.Errorf("consumer group %s is not running", g.cfg.Group)
+	}
+	now := time.Now()
+	if now.Sub(time.Unix(0, g.attempted.Load())) < livenessWindow {
+		return nil
+	}
+	var errs []error
+	for i, name := range []string{g.cfg.Group, g.cfg.Group + ".retry"} {
+		if i == 1 && len(g.cfg.RetryDelays) == 0 {
+			continue
+		}
+		last := g.turned[i].Load()
+		if last == 0 { // still joining
+			continue
+		}
+		if d := now.Sub(time.Unix(0, last)); d > livenessWindow {
+			errs = append(errs, fmt.Errorf("consumer group %s: no poll for %s (a handler or batch has not returned)", name, d.Round(time.Second)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // RegisterMetrics publishes the group's metrics through mp, labelled with
 // the group: eventline_consumer_applied_total, _duplicates_total,
 // _retried_total, _dead_lettered_total, _deferred_total,

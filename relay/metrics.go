@@ -18,6 +18,19 @@ func (r *Relay) Ready() error {
 	return nil
 }
 
+// Live reports whether the relay process is worth keeping (nil), for a
+// liveness probe: an error once Run has returned. A relay that cannot reach
+// PostgreSQL or Kafka stays live (it retries with backoff; restarting
+// would not heal an outage) and says so through Ready and the logs; a
+// standby is live and ready, and eventline_relay_leader tells which relay
+// leads.
+func (r *Relay) Live() error {
+	if r.returned.Load() {
+		return errors.New("relay: Run has returned")
+	}
+	return nil
+}
+
 // RegisterMetrics publishes the relay's metrics through mp (read when
 // scraped): eventline_outbox_backlog, eventline_outbox_oldest_age_seconds
 // (a query on the outbox, by the leader or standby alike),

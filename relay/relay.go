@@ -57,6 +57,7 @@ type Relay struct {
 	streamed  atomic.Bool // a logical stream started in this Run
 
 	started   atomic.Bool // Run was called: a Relay runs once
+	returned  atomic.Bool // Run has returned: Live reports it
 	leader    atomic.Bool
 	connected atomic.Bool // holds a lock connection: leader or standby
 	published atomic.Uint64
@@ -223,6 +224,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if !r.started.CompareAndSwap(false, true) {
 		return ErrAlreadyRunning
 	}
+	defer r.returned.Store(true)
 	log := r.cfg.Logger
 	if err := r.retry(ctx, "creating topics", true, r.ensureTopics); err != nil {
 		return runResult(ctx, err)

@@ -46,7 +46,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	}
 	defer stop()
 
-	tel, health, stopTel, err := observability(ctx, env, "eventline-demo", *metricsAddr)
+	tel, probes, stopTel, err := observability(ctx, env, "eventline-demo", *metricsAddr)
 	if err != nil {
 		log.Error("telemetry", "err", err)
 		return ExitFail
@@ -55,7 +55,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	cfg := demo.Config{
 		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db, KafkaOpts: stack.conn.Kafka, RegistryOpts: stack.conn.Registry,
 		Orders: *orders, Poison: *poison, Rate: *rate, Timeout: *timeout, Logger: log, Prefix: *prefix,
-		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Health: health,
+		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Health: probes,
 	}
 	if !*quiet && !*asJSON {
 		cfg.Progress = env.Stderr

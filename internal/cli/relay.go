@@ -87,7 +87,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 			return ExitFail
 		}
 	}
-	tel, health, stopTel, err := observability(ctx, env, "eventline-relay", *metricsAddr)
+	tel, probes, stopTel, err := observability(ctx, env, "eventline-relay", *metricsAddr)
 	if err != nil {
 		log.Error("telemetry", "err", err)
 		return ExitFail
@@ -108,7 +108,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		log.Error("relay metrics", "err", err)
 		return ExitFail
 	}
-	health.Check("relay "+*schema, r.Ready)
+	probes.Add("relay "+*schema, r)
 	log.Info("relay starting", "schema", *schema, "brokers", *brokers, "topics", len(topics))
 	statsDone := make(chan struct{})
 	go func() {

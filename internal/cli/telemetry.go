@@ -4,18 +4,19 @@ import (
 	"context"
 	"time"
 
+	"github.com/eventline/eventline/health"
 	"github.com/eventline/eventline/internal/telemetry"
 )
 
 // observability starts the process's telemetry: OTLP traces and metrics
 // when OTEL_EXPORTER_OTLP_ENDPOINT is set, and /metrics, /healthz and
 // /readyz on metricsAddr when it is not empty. stop flushes the exporters.
-func observability(ctx context.Context, env *Env, service, metricsAddr string) (*telemetry.Telemetry, *telemetry.Health, func(), error) {
+func observability(ctx context.Context, env *Env, service, metricsAddr string) (*telemetry.Telemetry, *health.Probes, func(), error) {
 	t, err := telemetry.New(ctx, service, env.Getenv)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	health := &telemetry.Health{}
+	probes := &health.Probes{}
 	stopServer := func() {}
 	stop := func() {
 		stopServer()
@@ -26,12 +27,12 @@ func observability(ctx context.Context, env *Env, service, metricsAddr string) (
 		}
 	}
 	if metricsAddr != "" {
-		_, s, err := t.Serve(metricsAddr, health, env.Logger)
+		_, s, err := t.Serve(metricsAddr, probes, env.Logger)
 		if err != nil {
 			stop()
 			return nil, nil, nil, err
 		}
 		stopServer = s
 	}
-	return t, health, stop, nil
+	return t, probes, stop, nil
 }

@@ -40,7 +40,7 @@ import (
 	"github.com/eventline/eventline/examples/inventory"
 	"github.com/eventline/eventline/examples/orders"
 	"github.com/eventline/eventline/headers"
-	"github.com/eventline/eventline/internal/telemetry"
+	"github.com/eventline/eventline/health"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
@@ -81,7 +81,7 @@ type Config struct {
 	// MeterProvider receives the relays' and consumer groups' metrics,
 	// Health their readiness checks. Default none.
 	MeterProvider metric.MeterProvider
-	Health        *telemetry.Health
+	Health        *health.Probes
 	// Progress receives a one-line status twice a second (nil: none).
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -220,7 +220,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			}
 		}
 		if cfg.Health != nil {
-			cfg.Health.Check("relay "+schema, r.Ready)
+			cfg.Health.Add("relay "+schema, r)
 		}
 		wg.Go(func() { defer r.Close(); fail(r.Run(runCtx)) })
 	}
@@ -253,8 +253,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		wg.Go(func() { fail(g.Run(runCtx)) })
 	}
 	if cfg.Health != nil {
-		cfg.Health.Check("consumers "+invGroupName, invGroup.Ready)
-		cfg.Health.Check("consumers "+ordGroupName, ordGroup.Ready)
+		cfg.Health.Add("consumers "+invGroupName, invGroup)
+		cfg.Health.Add("consumers "+ordGroupName, ordGroup)
 	}
 	for range 2 {
 		select {

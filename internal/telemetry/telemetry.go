@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +29,8 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/eventline/eventline/health"
 )
 
 // Telemetry is one process's providers.
@@ -108,60 +109,17 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Health collects readiness checks: /readyz answers 200 when every check
-// passes, 503 naming the failing ones otherwise; /healthz answers 200
-// while the process serves.
-type Health struct {
-	mu     sync.Mutex
-	checks map[string]func() error
-}
-
-// Check registers (or replaces) a readiness check.
-func (h *Health) Check(name string, fn func() error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.checks == nil {
-		h.checks = map[string]func() error{}
-	}
-	h.checks[name] = fn
-}
-
-func (h *Health) ready() (bool, string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.checks) == 0 {
-		return false, "starting\n"
-	}
-	var b strings.Builder
-	ok := true
-	for name, fn := range h.checks {
-		if err := fn(); err != nil {
-			ok = false
-			fmt.Fprintf(&b, "%s: %v\n", name, err)
-		} else {
-			fmt.Fprintf(&b, "%s: ok\n", name)
-		}
-	}
-	return ok, b.String()
-}
-
 // Serve listens on addr and serves /metrics, /healthz and /readyz until
 // stop is called. It returns the bound address (addr may use port 0).
-func (t *Telemetry) Serve(addr string, health *Health, log *slog.Logger) (bound string, stop func(), err error) {
+func (t *Telemetry) Serve(addr string, probes *health.Probes, log *slog.Logger) (bound string, stop func(), err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("metrics endpoint %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, body := health.ready()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		_, _ = w.Write([]byte(body))
-	})
+	mux.Handle("GET /healthz", probes.Handler())
+	mux.Handle("GET /readyz", probes.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan struct{})
 	go func() {

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/eventline/eventline/health"
 	"github.com/eventline/eventline/internal/telemetry"
 )
 
@@ -39,8 +40,8 @@ func TestOTLPExportAndEndpoints(t *testing.T) {
 	c, _ := tel.MeterProvider.Meter("t").Int64Counter("eventline_test_things")
 	c.Add(context.Background(), 3)
 
-	health := &telemetry.Health{}
-	addr, stop, err := tel.Serve("127.0.0.1:0", health, slog.New(slog.DiscardHandler))
+	probes := &health.Probes{}
+	addr, stop, err := tel.Serve("127.0.0.1:0", probes, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,28 +54,27 @@ func TestOTLPExportAndEndpoints(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "starting") {
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "no component") {
 		t.Errorf("/readyz without checks: %d %q", code, body)
 	}
-	ready := false
-	health.Check("thing", func() error {
-		if !ready {
-			return io.ErrUnexpectedEOF
-		}
-		return nil
-	})
+	thing := &component{ready: io.ErrUnexpectedEOF}
+	probes.Add("thing", thing)
 	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "thing: unexpected EOF") {
 		t.Errorf("/readyz failing: %d %q", code, body)
 	}
-	ready = true
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz of a live component that is not ready: %d", code)
+	}
+	thing.ready = nil
 	if code, _ := get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz passing: %d", code)
 	}
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, "eventline_test_things_total 3") {
 		t.Errorf("/metrics: %d\n%s", code, body)
 	}
-	if code, _ := get("/healthz"); code != http.StatusOK {
-		t.Errorf("/healthz: %d", code)
+	thing.live = io.ErrClosedPipe
+	if code, body := get("/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "thing: io: read/write on closed pipe") {
+		t.Errorf("/healthz of a component that is not live: %d %q", code, body)
 	}
 	stop()
 	if err := tel.Shutdown(context.Background()); err != nil {
@@ -91,3 +91,10 @@ func TestOTLPExportAndEndpoints(t *testing.T) {
 		t.Errorf("without OTLP: tracer provider %v, err %v", plain.TracerProvider, err)
 	}
 }
+
+// component answers the probes with what the test sets (read by the
+// server's goroutine after the test's writes, each followed by a request).
+type component struct{ live, ready error }
+
+func (c *component) Live() error  { return c.live }
+func (c *component) Ready() error { return c.ready }
