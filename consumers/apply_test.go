@@ -1,9 +1,6 @@
 package consumers_test
 
 import (
-	"github.com/eventline/eventline/examples/events"
-	"github.com/eventline/eventline/headers"
-
 	"context"
 	"errors"
 	"fmt"
@@ -17,7 +14,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/hook"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -25,7 +24,7 @@ import (
 type bundle struct {
 	db    *pgxpool.Pool
 	serde *schemas.Serde
-	id    int // schema id of OrderCreated
+	id    int // schema id of TicketOpened
 }
 
 func setup(t *testing.T) *bundle { return setupB(t) }
@@ -33,43 +32,43 @@ func setup(t *testing.T) *bundle { return setupB(t) }
 func setupB(t testing.TB) *bundle {
 	t.Helper()
 	f := testkit.Setup(t)
-	if _, err := f.DB.Exec(context.Background(), `CREATE TABLE totals (order_id uuid PRIMARY KEY, total bigint NOT NULL)`); err != nil {
+	if _, err := f.DB.Exec(context.Background(), `CREATE TABLE totals (ticket_id uuid PRIMARY KEY, total bigint NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	return &bundle{db: f.DB, serde: f.Serde, id: f.Register(t, "orders-"+info.Name, info.Text)}
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	return &bundle{db: f.DB, serde: f.Serde, id: f.Register(t, "tickets-"+info.Name, info.Text)}
 }
 
-func (b *bundle) record(t *testing.T, eventID string, orderID string, total int64, offset int64) *kgo.Record {
-	return b.recordB(t, eventID, orderID, total, offset)
+func (b *bundle) record(t *testing.T, eventID string, ticketID string, total int64, offset int64) *kgo.Record {
+	return b.recordB(t, eventID, ticketID, total, offset)
 }
 
-func (b *bundle) recordB(t testing.TB, eventID string, orderID string, total int64, offset int64) *kgo.Record {
+func (b *bundle) recordB(t testing.TB, eventID string, ticketID string, total int64, offset int64) *kgo.Record {
 	t.Helper()
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	v, err := schemas.Encode(b.id, info.Schema, &events.OrderCreated{OrderID: orderID, CustomerID: orderID, Lines: []events.OrderLine{}, TotalMinor: total, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	v, err := schemas.Encode(b.id, info.Schema, &testevents.TicketOpened{TicketID: ticketID, RequesterID: ticketID, Attachments: []testevents.Attachment{}, EstimateMinutes: total, Channel: "MAIL", OpenedAt: time.UnixMilli(1_790_000_000_000).UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &kgo.Record{Topic: "orders", Partition: 0, Offset: offset, Key: []byte(orderID), Value: v, Headers: []kgo.RecordHeader{
+	return &kgo.Record{Topic: "tickets", Partition: 0, Offset: offset, Key: []byte(ticketID), Value: v, Headers: []kgo.RecordHeader{
 		{Key: "eventline-event-id", Value: []byte(eventID)},
 		{Key: "eventline-event-type", Value: []byte(info.Name)},
-		{Key: "eventline-aggregate-type", Value: []byte("order")},
-		{Key: "eventline-aggregate-id", Value: []byte(orderID)},
+		{Key: "eventline-aggregate-type", Value: []byte("ticket")},
+		{Key: "eventline-aggregate-id", Value: []byte(ticketID)},
 		{Key: "eventline-aggregate-version", Value: []byte("1")},
 	}}
 }
 
 var errBoom = errors.New("boom")
 
-// The handler adds the order total to a running sum; it fails for totals of
-// 13 and panics for 666.
+// The handler adds the ticket's estimate to a running sum; it fails for
+// estimates of 13 and panics for 666.
 func handler(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
-	o := ev.Payload.(*events.OrderCreated)
-	if _, err := tx.Exec(ctx, `INSERT INTO totals VALUES ($1, $2) ON CONFLICT (order_id) DO UPDATE SET total = totals.total + EXCLUDED.total`, o.OrderID, o.TotalMinor); err != nil {
+	o := ev.Payload.(*testevents.TicketOpened)
+	if _, err := tx.Exec(ctx, `INSERT INTO totals VALUES ($1, $2) ON CONFLICT (ticket_id) DO UPDATE SET total = totals.total + EXCLUDED.total`, o.TicketID, o.EstimateMinutes); err != nil {
 		return err
 	}
-	switch o.TotalMinor {
+	switch o.EstimateMinutes {
 	case 13:
 		return errBoom // after a write: the savepoint must undo it
 	case 666:
@@ -78,9 +77,9 @@ func handler(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
 	return nil
 }
 
-func (b *bundle) total(t *testing.T, orderID string) int64 {
+func (b *bundle) total(t *testing.T, ticketID string) int64 {
 	var n int64
-	err := b.db.QueryRow(context.Background(), `SELECT coalesce(sum(total), 0) FROM totals WHERE order_id = $1`, orderID).Scan(&n)
+	err := b.db.QueryRow(context.Background(), `SELECT coalesce(sum(total), 0) FROM totals WHERE ticket_id = $1`, ticketID).Scan(&n)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,13 +92,13 @@ func TestApplyBatchExactlyOnce(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	order := uuid.NewString()
+	ticket := uuid.NewString()
 	var recs []*kgo.Record
 	for i := 0; i < 10; i++ {
-		recs = append(recs, b.record(t, uuid.NewString(), order, 100, int64(i)))
+		recs = append(recs, b.record(t, uuid.NewString(), ticket, 100, int64(i)))
 	}
 	recs = append(recs, recs[3]) // a duplicate inside the batch
-	a := consumers.NewApplier("g1", "", b.serde, handler).WithEvents(events.All()...)
+	a := consumers.NewApplier("g1", "", b.serde, handler).WithEvents(testevents.All()...)
 	res, err := a.ApplyBatch(ctx, b.db, recs)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +112,7 @@ func TestApplyBatchExactlyOnce(t *testing.T) {
 			t.Fatalf("record %d: %s (%v), want %s", i, r.Outcome, r.Err, want)
 		}
 	}
-	if got := b.total(t, order); got != 1000 {
+	if got := b.total(t, ticket); got != 1000 {
 		t.Fatalf("total %d, want 1000", got)
 	}
 	res, err = a.ApplyBatch(ctx, b.db, recs)
@@ -125,15 +124,15 @@ func TestApplyBatchExactlyOnce(t *testing.T) {
 			t.Fatalf("re-applied record %d: %s", i, r.Outcome)
 		}
 	}
-	if got := b.total(t, order); got != 1000 {
+	if got := b.total(t, ticket); got != 1000 {
 		t.Fatalf("total after re-apply %d, want 1000", got)
 	}
 	// Another group applies the same events independently.
-	other := consumers.NewApplier("g2", "", b.serde, handler).WithEvents(events.All()...)
+	other := consumers.NewApplier("g2", "", b.serde, handler).WithEvents(testevents.All()...)
 	if _, err := other.ApplyBatch(ctx, b.db, recs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.total(t, order); got != 1100 {
+	if got := b.total(t, ticket); got != 1100 {
 		t.Fatalf("total after group g2 %d, want 1100", got)
 	}
 }
@@ -144,17 +143,17 @@ func TestApplyBatchIsolatesFailures(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	order := uuid.NewString()
+	ticket := uuid.NewString()
 	failID := uuid.NewString()
 	recs := []*kgo.Record{
-		b.record(t, uuid.NewString(), order, 1, 0),
-		b.record(t, failID, order, 13, 1),
-		b.record(t, uuid.NewString(), order, 666, 2),
-		{Topic: "orders", Offset: 3, Value: []byte("garbage"), Headers: []kgo.RecordHeader{{Key: "eventline-event-id", Value: []byte(uuid.NewString())}, {Key: "eventline-event-type", Value: []byte("eventline.orders.OrderCreated")}}},
-		b.record(t, "forged", order, 1, 4),
-		b.record(t, uuid.NewString(), order, 2, 5),
+		b.record(t, uuid.NewString(), ticket, 1, 0),
+		b.record(t, failID, ticket, 13, 1),
+		b.record(t, uuid.NewString(), ticket, 666, 2),
+		{Topic: "tickets", Offset: 3, Value: []byte("garbage"), Headers: []kgo.RecordHeader{{Key: "eventline-event-id", Value: []byte(uuid.NewString())}, {Key: "eventline-event-type", Value: []byte("helpdesk.tickets.TicketOpened")}}},
+		b.record(t, "forged", ticket, 1, 4),
+		b.record(t, uuid.NewString(), ticket, 2, 5),
 	}
-	a := consumers.NewApplier("g", "", b.serde, handler).WithEvents(events.All()...)
+	a := consumers.NewApplier("g", "", b.serde, handler).WithEvents(testevents.All()...)
 	res, err := a.ApplyBatch(ctx, b.db, recs)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +175,7 @@ func TestApplyBatchIsolatesFailures(t *testing.T) {
 	if !errors.Is(res[4].Err, consumers.ErrNoEventID) {
 		t.Errorf("record with a forged event id: %v", res[4].Err)
 	}
-	if got := b.total(t, order); got != 3 {
+	if got := b.total(t, ticket); got != 3 {
 		t.Fatalf("total %d, want 3 (1 + 2; the failed records' writes rolled back)", got)
 	}
 	// The failed event left no dedupe row: a retry applies it (here the
@@ -207,18 +206,18 @@ func TestPermanent(t *testing.T) {
 func BenchmarkApplyBatch(b *testing.B) {
 	bd := setupB(b)
 	ctx := context.Background()
-	order := uuid.NewString()
-	if _, err := bd.db.Exec(ctx, `INSERT INTO totals VALUES ($1, 0)`, order); err != nil {
+	ticket := uuid.NewString()
+	if _, err := bd.db.Exec(ctx, `INSERT INTO totals VALUES ($1, 0)`, ticket); err != nil {
 		b.Fatal(err)
 	}
 	recs := make([]*kgo.Record, 0, 1000)
 	a := consumers.NewApplier("bench", "", bd.serde, func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
-		_, err := tx.Exec(ctx, `UPDATE totals SET total = total + 1 WHERE order_id = $1`, order)
+		_, err := tx.Exec(ctx, `UPDATE totals SET total = total + 1 WHERE ticket_id = $1`, ticket)
 		return err
 	})
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		recs = append(recs, bd.recordB(b, uuid.NewString(), order, 1, int64(i)))
+		recs = append(recs, bd.recordB(b, uuid.NewString(), ticket, 1, int64(i)))
 		if len(recs) == cap(recs) || i == b.N-1 {
 			if _, err := a.ApplyBatch(ctx, bd.db, recs); err != nil {
 				b.Fatal(err)
@@ -264,7 +263,7 @@ func TestApplyBatchBisectsBatchHandlerFailures(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	calls := 0
-	a := consumers.NewApplier("g", "", b.serde, nil).WithEvents(events.All()...).WithBatchHandler(func(ctx context.Context, tx pgx.Tx, evs []*consumers.Event) error {
+	a := consumers.NewApplier("g", "", b.serde, nil).WithEvents(testevents.All()...).WithBatchHandler(func(ctx context.Context, tx pgx.Tx, evs []*consumers.Event) error {
 		calls++
 		for _, ev := range evs {
 			if err := handler(ctx, tx, ev); err != nil {
@@ -294,8 +293,8 @@ func TestApplyBatchBisectsBatchHandlerFailures(t *testing.T) {
 		if r.Outcome != want {
 			t.Errorf("record %d: %v, want %v", i, r.Outcome, want)
 		}
-		orderID := string(r.Record.Key)
-		if got, wantTotal := b.total(t, orderID), map[bool]int64{true: 0, false: 1}[failing[i]]; got != wantTotal {
+		ticketID := string(r.Record.Key)
+		if got, wantTotal := b.total(t, ticketID), map[bool]int64{true: 0, false: 1}[failing[i]]; got != wantTotal {
 			t.Errorf("record %d: total %d, want %d", i, got, wantTotal)
 		}
 	}
@@ -314,19 +313,19 @@ func TestApplyBatchKeepsFollowersInChain(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	key := uuid.NewString()
-	a := consumers.NewApplier("g", "", b.serde, handler).WithEvents(events.All()...).WithKeyOrder(true)
+	a := consumers.NewApplier("g", "", b.serde, handler).WithEvents(testevents.All()...).WithKeyOrder(true)
 	retryCopy := func(key string, origOffset, offset int64, total int64) *kgo.Record {
 		r := b.record(t, uuid.NewString(), key, total, offset)
-		r.Topic = consumers.RetryTopic("orders", "g", 1)
+		r.Topic = consumers.RetryTopic("tickets", "g", 1)
 		r.Headers = append(r.Headers,
-			kgo.RecordHeader{Key: headers.OriginalTopic, Value: []byte("orders")},
+			kgo.RecordHeader{Key: headers.OriginalTopic, Value: []byte("tickets")},
 			kgo.RecordHeader{Key: headers.OriginalPartition, Value: []byte("0")},
 			kgo.RecordHeader{Key: headers.OriginalOffset, Value: fmt.Appendf(nil, "%d", origOffset)},
 			kgo.RecordHeader{Key: headers.Attempt, Value: []byte("1")})
 		return r
 	}
 	// K's head (source offset 0) is on retry.2 by now; its follower (2) is here.
-	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_consumer_chain (group_id, topic, partition, key, source_offset) VALUES ('g', 'orders', 0, $1, 0), ('g', 'orders', 0, $1, 2)`, []byte(key)); err != nil {
+	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_consumer_chain (group_id, topic, partition, key, source_offset) VALUES ('g', 'tickets', 0, $1, 0), ('g', 'tickets', 0, $1, 2)`, []byte(key)); err != nil {
 		t.Fatal(err)
 	}
 	res, err := a.ApplyBatch(ctx, b.db, []*kgo.Record{retryCopy(key, 2, 0, 1), retryCopy(uuid.NewString(), 3, 1, 13)})
@@ -351,14 +350,14 @@ func TestApplyHookInCallersTransaction(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	order := uuid.NewString()
-	rec := b.record(t, uuid.NewString(), order, 42, 0)
+	ticket := uuid.NewString()
+	rec := b.record(t, uuid.NewString(), ticket, 42, 0)
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	cfg := consumers.Config{Group: "g", Serde: b.serde, Handler: handler, Events: events.All()}
+	cfg := consumers.Config{Group: "g", Serde: b.serde, Handler: handler, Events: testevents.All()}
 	for i, want := range []hook.Outcome{hook.Applied, hook.Duplicate} {
 		res, err := hook.ApplyRecord(ctx, tx, cfg, rec)
 		if err != nil || res.Outcome != want || res.Failure != nil {
@@ -366,13 +365,13 @@ func TestApplyHookInCallersTransaction(t *testing.T) {
 		}
 	}
 	var total int64
-	if err := tx.QueryRow(ctx, `SELECT total FROM totals WHERE order_id = $1`, order).Scan(&total); err != nil || total != 42 {
+	if err := tx.QueryRow(ctx, `SELECT total FROM totals WHERE ticket_id = $1`, ticket).Scan(&total); err != nil || total != 42 {
 		t.Fatalf("in the transaction: total %d, %v; want 42", total, err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.total(t, order); got != 0 {
+	if got := b.total(t, ticket); got != 0 {
 		t.Errorf("after rollback: total %d, want 0", got)
 	}
 	if _, err := hook.ApplyRecord(ctx, tx, "not a Config", rec); err == nil {

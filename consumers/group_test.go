@@ -1,13 +1,11 @@
 package consumers_test
 
 import (
-	"github.com/eventline/eventline/examples/events"
-	"slices"
-
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/headers"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -61,17 +60,17 @@ func newReplicatedGroupEnv(t testing.TB, brokers []string, partitions int32, rep
 		attempt int NOT NULL, seq bigserial, n int NOT NULL DEFAULT 1, early_ms bigint NOT NULL DEFAULT 0)`); err != nil {
 		t.Fatal(err)
 	}
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
 	e.id = f.Register(t, e.topic+"-"+info.Name, info.Text)
 	e.prod = testkit.Client(t, e.brokers, append([]kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}, opts...)...)
 	return e
 }
 
-// event builds an OrderCreated record for key with a fresh event id.
+// event builds a TicketOpened record for key with a fresh event id.
 func (e *groupEnv) event(t testing.TB, key string) (*kgo.Record, uuid.UUID) {
 	t.Helper()
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	v, err := schemas.Encode(e.id, info.Schema, &events.OrderCreated{OrderID: key, CustomerID: key, Lines: []events.OrderLine{}, TotalMinor: 1, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	v, err := schemas.Encode(e.id, info.Schema, &testevents.TicketOpened{TicketID: key, RequesterID: key, Attachments: []testevents.Attachment{}, EstimateMinutes: 1, Channel: "MAIL", OpenedAt: time.UnixMilli(1_790_000_000_000).UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +78,7 @@ func (e *groupEnv) event(t testing.TB, key string) (*kgo.Record, uuid.UUID) {
 	return &kgo.Record{Topic: e.topic, Key: []byte(key), Value: v, Headers: []kgo.RecordHeader{
 		{Key: headers.EventID, Value: []byte(id.String())},
 		{Key: headers.EventType, Value: []byte(info.Name)},
-		{Key: headers.AggregateType, Value: []byte("order")},
+		{Key: headers.AggregateType, Value: []byte("ticket")},
 		{Key: headers.AggregateID, Value: []byte(key)},
 	}}, id
 }

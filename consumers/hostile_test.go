@@ -15,8 +15,8 @@ import (
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/deadletter"
-	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/headers"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -94,10 +94,10 @@ func TestUndeliverableCopiesGoToDLTOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
 	big, bigID := e.event(t, "big")
-	v, err := schemas.Encode(e.id, info.Schema, &events.OrderCreated{OrderID: "big", CustomerID: strings.Repeat("c", 8000), Lines: []events.OrderLine{},
-		TotalMinor: 1, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()})
+	v, err := schemas.Encode(e.id, info.Schema, &testevents.TicketOpened{TicketID: "big", RequesterID: strings.Repeat("c", 8000), Attachments: []testevents.Attachment{},
+		EstimateMinutes: 1, Channel: "MAIL", OpenedAt: time.UnixMilli(1_790_000_000_000).UTC()})
 	if err != nil {
 		t.Fatal(err)
 	}

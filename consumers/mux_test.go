@@ -17,8 +17,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/eventline/eventline/consumers"
-	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/headers"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -112,7 +112,7 @@ func TestMuxSkipsUnhandledTypes(t *testing.T) {
 	refundID := e.fx.Register(t, e.topic+"-acme.payments.RefundIssued", refundSchema.String())
 	var recs []*kgo.Record
 	for i := range 5 {
-		r, _ := e.event(t, fmt.Sprintf("order-%d", i))
+		r, _ := e.event(t, fmt.Sprintf("ticket-%d", i))
 		recs = append(recs, r)
 		if i < 3 { // another team's events, between ours
 			v, err := schemas.Encode(refundID, refundSchema, &refund{RefundID: fmt.Sprintf("r-%d", i)})
@@ -126,16 +126,16 @@ func TestMuxSkipsUnhandledTypes(t *testing.T) {
 	}
 	e.produce(t, recs...)
 
-	orders := func(group string) *consumers.Mux {
+	tickets := func(group string) *consumers.Mux {
 		mux := consumers.NewMux()
-		consumers.Handle(mux, func(ctx context.Context, tx pgx.Tx, ev *consumers.Event, o *events.OrderCreated) error {
+		consumers.Handle(mux, func(ctx context.Context, tx pgx.Tx, ev *consumers.Event, o *testevents.TicketOpened) error {
 			return recordingHandler(group, nil)(ctx, tx, ev)
 		})
 		return mux
 	}
 	var logs testkit.SyncBuffer
 	skipping := testkit.UniqueName(t, "skip")
-	g, _ := e.run(t, consumers.Config{Group: skipping, RetryDelays: fastDelays, Mux: orders(skipping),
+	g, _ := e.run(t, consumers.Config{Group: skipping, RetryDelays: fastDelays, Mux: tickets(skipping),
 		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	reader := sdkmetric.NewManualReader()
 	if err := g.RegisterMetrics(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))); err != nil {
@@ -168,7 +168,7 @@ func TestMuxSkipsUnhandledTypes(t *testing.T) {
 	}
 
 	strict := testkit.UniqueName(t, "strict")
-	mux := orders(strict)
+	mux := tickets(strict)
 	mux.Unhandled(func(_ context.Context, _ pgx.Tx, ev *consumers.Event) error {
 		return consumers.Permanent(fmt.Errorf("no handler for %s", ev.Type))
 	})

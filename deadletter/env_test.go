@@ -12,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
-	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/headers"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -27,7 +27,7 @@ type env struct {
 	topic   string
 	db      *pgxpool.Pool
 	serde   *schemas.Serde
-	id      int // OrderCreated's schema id
+	id      int // TicketOpened's schema id
 	prod    *kgo.Client
 }
 
@@ -42,17 +42,17 @@ func newEnv(t *testing.T, partitions int32) *env {
 	if _, err := e.db.Exec(context.Background(), `CREATE TABLE applied (event_id uuid PRIMARY KEY, grp text NOT NULL, attempt int NOT NULL)`); err != nil {
 		t.Fatal(err)
 	}
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
 	e.id = f.Register(t, e.topic+"-"+info.Name, info.Text)
 	e.prod = testkit.Client(t, e.brokers, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	return e
 }
 
-// event builds an OrderCreated record for key with a fresh event id.
+// event builds a TicketOpened record for key with a fresh event id.
 func (e *env) event(t *testing.T, key string) (*kgo.Record, uuid.UUID) {
 	t.Helper()
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	v, err := schemas.Encode(e.id, info.Schema, &events.OrderCreated{OrderID: key, CustomerID: key, Lines: []events.OrderLine{}, TotalMinor: 1, Currency: "EUR"})
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	v, err := schemas.Encode(e.id, info.Schema, &testevents.TicketOpened{TicketID: key, RequesterID: key, Attachments: []testevents.Attachment{}, EstimateMinutes: 1, Channel: "MAIL"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/eventline/eventline/eventlinetest"
-	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/outboxmsg"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
@@ -21,7 +21,7 @@ import (
 )
 
 // msgBundle is a database set up for logical mode (schema "public") with
-// a producer of OrderCreated in that mode.
+// a producer of TicketOpened in that mode.
 type msgBundle struct {
 	ctx   context.Context
 	f     *testkit.Fixture
@@ -32,33 +32,33 @@ type msgBundle struct {
 func setupMessage(t *testing.T) *msgBundle {
 	t.Helper()
 	f := testkit.Setup(t, testkit.Mode(producer.ModeLogical))
-	topic := testkit.UniqueName(t, "orders")
+	topic := testkit.UniqueName(t, "tickets")
 	return &msgBundle{ctx: context.Background(), f: f, topic: topic, prod: messageProducer(t, f, topic, "")}
 }
 
 func messageProducer(t *testing.T, f *testkit.Fixture, topic, schema string) *producer.Producer {
 	t.Helper()
-	p, err := pipeline.Parse(fmt.Appendf(nil, "topics: [{name: %s, partitions: 1, events: [eventline.orders.OrderCreated]}]", topic))
+	p, err := pipeline.Parse(fmt.Appendf(nil, "topics: [{name: %s, partitions: 1, events: [helpdesk.tickets.TicketOpened]}]", topic))
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(context.Background(), producer.Config{DB: f.DB, Pipeline: p, Registry: f.Registry, Catalog: events.Catalog(),
-		Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeLogical, Schema: schema})
+	prod, err := producer.New(context.Background(), producer.Config{DB: f.DB, Pipeline: p, Registry: f.Registry, Catalog: testevents.Catalog(),
+		Events: []schemas.Event{&testevents.TicketOpened{}}, AutoRegister: true, Mode: producer.ModeLogical, Schema: schema})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return prod
 }
 
-// orderUUID is the order id (a UUID in OrderCreated) of aggregate id.
-func orderUUID(id string) string { return uuid.NewSHA1(uuid.NameSpaceOID, []byte(id)).String() }
+// ticketUUID is the ticket id (a UUID in TicketOpened) of aggregate id.
+func ticketUUID(id string) string { return uuid.NewSHA1(uuid.NameSpaceOID, []byte(id)).String() }
 
-func order(id string) *events.OrderCreated {
-	return &events.OrderCreated{OrderID: orderUUID(id), CustomerID: orderUUID("c-" + id), Lines: []events.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
+func opened(id string) *testevents.TicketOpened {
+	return &testevents.TicketOpened{TicketID: ticketUUID(id), RequesterID: ticketUUID("c-" + id), Attachments: []testevents.Attachment{}, Channel: "MAIL", OpenedAt: time.UnixMilli(1_790_000_000_000).UTC()}
 }
 
-func orderMsg(id string) producer.Message {
-	return producer.Message{AggregateType: "order", AggregateID: id, Event: order(id)}
+func openedMsg(id string) producer.Message {
+	return producer.Message{AggregateType: "ticket", AggregateID: id, Event: opened(id)}
 }
 
 // appendTx appends msgs with prod in a new transaction, rolled back when
@@ -91,9 +91,9 @@ func TestCaptureMessages(t *testing.T) {
 	c := eventlinetest.CaptureMessages(b.ctx, t, b.f.DB, "")
 
 	id := uuid.New()
-	first := orderMsg("order-42")
+	first := openedMsg("ticket-42")
 	first.AggregateVersion, first.EventID, first.CorrelationID, first.Headers = 3, id, "c-1", map[string]string{"tenant": "t1"}
-	tx := b.appendTx(t, b.prod, first, orderMsg("order-43"))
+	tx := b.appendTx(t, b.prod, first, openedMsg("ticket-43"))
 
 	// Before the commit nothing is decoded.
 	c.RequireNotAppended(b.ctx, t, eventlinetest.Match{})
@@ -110,19 +110,19 @@ func TestCaptureMessages(t *testing.T) {
 	}
 	after := time.Now()
 
-	got := c.RequireAppended(b.ctx, t, eventlinetest.Match{EventType: "eventline.orders.OrderCreated", AggregateID: "order-42"})
+	got := c.RequireAppended(b.ctx, t, eventlinetest.Match{EventType: "helpdesk.tickets.TicketOpened", AggregateID: "ticket-42"})
 	if len(got) != 1 {
 		t.Fatalf("got %d events, want 1: %v", len(got), got)
 	}
 	e := got[0]
-	if e.EventID != id || e.Topic != b.topic || e.AggregateType != "order" || e.AggregateVersion != 3 || string(e.Key) != "order-42" || e.ID >= 0 {
+	if e.EventID != id || e.Topic != b.topic || e.AggregateType != "ticket" || e.AggregateVersion != 3 || string(e.Key) != "ticket-42" || e.ID >= 0 {
 		t.Errorf("event %+v", e)
 	}
 	if e.CreatedAt.Before(before.Add(-time.Second)) || e.CreatedAt.After(after.Add(time.Second)) {
 		t.Errorf("CreatedAt %s, want the commit time (between %s and %s)", e.CreatedAt, before, after)
 	}
-	var payload events.OrderCreated
-	if err := b.f.Serde.Decode(b.ctx, e.Value, &payload); err != nil || payload.OrderID != orderUUID("order-42") || payload.CustomerID != orderUUID("c-order-42") {
+	var payload testevents.TicketOpened
+	if err := b.f.Serde.Decode(b.ctx, e.Value, &payload); err != nil || payload.TicketID != ticketUUID("ticket-42") || payload.RequesterID != ticketUUID("c-ticket-42") {
 		t.Errorf("value decodes to %+v, %v", payload, err)
 	}
 	if v, ok := e.Header("eventline-correlation-id"); !ok || v != "c-1" {
@@ -133,9 +133,9 @@ func TestCaptureMessages(t *testing.T) {
 	}
 
 	// A later transaction comes after, in commit order.
-	b.commit(t, b.prod, orderMsg("order-44"))
+	b.commit(t, b.prod, openedMsg("ticket-44"))
 	all := c.RequireAppended(b.ctx, t, eventlinetest.Match{})
-	if len(all) != 3 || all[0].EventID != id || all[1].AggregateID != "order-43" || all[2].AggregateID != "order-44" {
+	if len(all) != 3 || all[0].EventID != id || all[1].AggregateID != "ticket-43" || all[2].AggregateID != "ticket-44" {
 		t.Fatalf("all: %v", all)
 	}
 	if all[1].AggregateVersion != 0 || len(all[1].Headers) != 0 || !all[1].CreatedAt.Equal(e.CreatedAt) || all[2].CreatedAt.Before(e.CreatedAt) {
@@ -144,7 +144,7 @@ func TestCaptureMessages(t *testing.T) {
 	if !(all[0].ID > all[1].ID && all[1].ID > all[2].ID) {
 		t.Errorf("ids %d %d %d: want minus increasing WAL positions", all[0].ID, all[1].ID, all[2].ID)
 	}
-	byID := c.RequireAppended(b.ctx, t, eventlinetest.Match{EventID: id, Topic: b.topic, AggregateType: "order"})
+	byID := c.RequireAppended(b.ctx, t, eventlinetest.Match{EventID: id, Topic: b.topic, AggregateType: "ticket"})
 	if len(byID) != 1 || byID[0].ID != e.ID {
 		t.Fatalf("by event id: %v", byID)
 	}
@@ -158,21 +158,21 @@ func TestCaptureMessagesRollback(t *testing.T) {
 	b := setupMessage(t)
 	c := eventlinetest.CaptureMessages(b.ctx, t, b.f.DB, "")
 
-	tx := b.appendTx(t, b.prod, orderMsg("order-1"))
+	tx := b.appendTx(t, b.prod, openedMsg("ticket-1"))
 	if err := tx.Rollback(b.ctx); err != nil {
 		t.Fatal(err)
 	}
-	b.commit(t, b.prod, orderMsg("order-2"))
+	b.commit(t, b.prod, openedMsg("ticket-2"))
 
-	c.RequireNotAppended(b.ctx, t, eventlinetest.Match{AggregateID: "order-1"})
-	if got := c.RequireAppended(b.ctx, t, eventlinetest.Match{}); len(got) != 1 || got[0].AggregateID != "order-2" {
+	c.RequireNotAppended(b.ctx, t, eventlinetest.Match{AggregateID: "ticket-1"})
+	if got := c.RequireAppended(b.ctx, t, eventlinetest.Match{}); len(got) != 1 || got[0].AggregateID != "ticket-2" {
 		t.Fatalf("got %v", got)
 	}
 
 	rec := &recorder{TB: t}
-	c.RequireNotAppended(b.ctx, rec, eventlinetest.Match{AggregateID: "order-2"})
-	requireFailure(t, rec, `want no event with aggregate_id="order-2" in the messages committed to schema public since CaptureMessages, found:`,
-		"topic="+b.topic+" event_type=eventline.orders.OrderCreated aggregate=order/order-2 event_id=")
+	c.RequireNotAppended(b.ctx, rec, eventlinetest.Match{AggregateID: "ticket-2"})
+	requireFailure(t, rec, `want no event with aggregate_id="ticket-2" in the messages committed to schema public since CaptureMessages, found:`,
+		"topic="+b.topic+" event_type=helpdesk.tickets.TicketOpened aggregate=ticket/ticket-2 event_id=")
 }
 
 // When nothing matches, the helper fails once, says what it looked for and
@@ -181,24 +181,24 @@ func TestCaptureMessagesFailureListsEvents(t *testing.T) {
 	t.Parallel()
 	b := setupMessage(t)
 	c := eventlinetest.CaptureMessages(b.ctx, t, b.f.DB, "")
-	b.commit(t, b.prod, orderMsg("order-1"), orderMsg("order-2"))
+	b.commit(t, b.prod, openedMsg("ticket-1"), openedMsg("ticket-2"))
 
 	rec := &recorder{TB: t}
-	if got := c.RequireAppended(b.ctx, rec, eventlinetest.Match{EventType: "eventline.orders.OrderCreated", AggregateID: "order-9"}); got != nil {
+	if got := c.RequireAppended(b.ctx, rec, eventlinetest.Match{EventType: "helpdesk.tickets.TicketOpened", AggregateID: "ticket-9"}); got != nil {
 		t.Errorf("returned %v on failure", got)
 	}
-	requireFailure(t, rec, `no event with event_type="eventline.orders.OrderCreated" aggregate_id="order-9" in the messages committed to schema public since CaptureMessages; it captured 2 events:`,
-		"aggregate=order/order-1 ", "aggregate=order/order-2 ")
+	requireFailure(t, rec, `no event with event_type="helpdesk.tickets.TicketOpened" aggregate_id="ticket-9" in the messages committed to schema public since CaptureMessages; it captured 2 events:`,
+		"aggregate=ticket/ticket-1 ", "aggregate=ticket/ticket-2 ")
 
 	var many []producer.Message
 	for i := range 25 {
-		many = append(many, orderMsg(fmt.Sprintf("bulk-%d", i)))
+		many = append(many, openedMsg(fmt.Sprintf("bulk-%d", i)))
 	}
 	b.commit(t, b.prod, many...)
 	rec = &recorder{TB: t}
 	c.RequireAppended(b.ctx, rec, eventlinetest.Match{AggregateType: "cart"})
-	requireFailure(t, rec, "it captured 27 events, the last 20:", "aggregate=order/bulk-24 ", "aggregate=order/bulk-5 ")
-	for _, early := range []string{"aggregate=order/bulk-4 ", "aggregate=order/order-2 "} {
+	requireFailure(t, rec, "it captured 27 events, the last 20:", "aggregate=ticket/bulk-24 ", "aggregate=ticket/bulk-5 ")
+	for _, early := range []string{"aggregate=ticket/bulk-4 ", "aggregate=ticket/ticket-2 "} {
 		if strings.Contains(rec.failures[0], early) {
 			t.Errorf("listed an early event %q:\n%s", early, rec.failures[0])
 		}
@@ -219,12 +219,12 @@ func TestCaptureMessagesSeesOnlyItsOutbox(t *testing.T) {
 	}
 	appProd := messageProducer(t, b.f, b.topic, schema)
 
-	b.commit(t, b.prod, orderMsg("before"))
+	b.commit(t, b.prod, openedMsg("before"))
 	public := eventlinetest.CaptureMessages(b.ctx, t, b.f.DB, "")
 	app := eventlinetest.CaptureMessages(b.ctx, t, b.f.DB, schema)
 
 	content, err := outboxmsg.Encode(&outboxmsg.Event{Topic: b.topic, Key: []byte("raw"), Value: []byte{0}, EventID: uuid.New(),
-		EventType: "eventline.orders.OrderCreated", AggregateType: "order", AggregateID: "raw"})
+		EventType: "helpdesk.tickets.TicketOpened", AggregateType: "ticket", AggregateID: "raw"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,8 +241,8 @@ func TestCaptureMessagesSeesOnlyItsOutbox(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b.commit(t, b.prod, orderMsg("public-1"))
-	b.commit(t, appProd, orderMsg("app-1"))
+	b.commit(t, b.prod, openedMsg("public-1"))
+	b.commit(t, appProd, openedMsg("app-1"))
 
 	if got := public.RequireAppended(b.ctx, t, eventlinetest.Match{}); len(got) != 1 || got[0].AggregateID != "public-1" {
 		t.Errorf("public: %v", got)

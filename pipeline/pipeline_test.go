@@ -10,17 +10,17 @@ import (
 )
 
 func TestProjectPipelineFile(t *testing.T) {
-	p, err := pipeline.Load("../examples/events/eventline.yaml")
+	p, err := pipeline.Load("../internal/testevents/eventline.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.SchemaDir() != "../examples/events/avro" {
+	if p.SchemaDir() != "../internal/testevents/avro" {
 		t.Errorf("schema dir %q, want it relative to the file", p.SchemaDir())
 	}
-	if got := p.SubjectsFor("eventline.orders.OrderCreated"); len(got) != 1 || got[0] != "orders.events-eventline.orders.OrderCreated" {
-		t.Errorf("subjects of OrderCreated: %v", got)
+	if got := p.SubjectsFor("helpdesk.tickets.TicketOpened"); len(got) != 1 || got[0] != "tickets.events-helpdesk.tickets.TicketOpened" {
+		t.Errorf("subjects of TicketOpened: %v", got)
 	}
-	if l := p.Level("orders.events-eventline.orders.OrderCreated"); l != "BACKWARD_TRANSITIVE" {
+	if l := p.Level("tickets.events-helpdesk.tickets.TicketOpened"); l != "BACKWARD_TRANSITIVE" {
 		t.Errorf("level %s", l)
 	}
 }

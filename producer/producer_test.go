@@ -18,7 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
@@ -46,19 +46,19 @@ func setup(t *testing.T) *bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pipe := events.Pipeline()
-	prod, err := producer.New(context.Background(), producer.Config{DB: f.DB, Pipeline: pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All(), AutoRegister: true})
+	pipe := testevents.Pipeline()
+	prod, err := producer.New(context.Background(), producer.Config{DB: f.DB, Pipeline: pipe, Registry: cl, Catalog: testevents.Catalog(), Events: testevents.All(), AutoRegister: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return &bundle{db: f.DB, reg: reg, cl: cl, prod: prod, pipe: pipe}
 }
 
-func order(id string) *events.OrderCreated {
-	return &events.OrderCreated{
-		OrderID: id, CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		Lines:      []events.OrderLine{{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 1, UnitPriceMinor: 100}},
-		TotalMinor: 100, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC(),
+func opened(id string) *testevents.TicketOpened {
+	return &testevents.TicketOpened{
+		TicketID: id, RequesterID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		Attachments:     []testevents.Attachment{{BlobID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Pages: 1, SizeBytes: 100}},
+		EstimateMinutes: 100, Channel: "MAIL", OpenedAt: time.UnixMilli(1_790_000_000_000).UTC(),
 	}
 }
 
@@ -74,7 +74,7 @@ func (b *bundle) count(t *testing.T) int {
 func TestAppendWritesOneRowInTheCallersTransaction(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
-	orderID := uuid.NewString()
+	ticketID := uuid.NewString()
 	eventID := uuid.New()
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
@@ -85,8 +85,8 @@ func TestAppendWritesOneRowInTheCallersTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := b.prod.Append(ctx, tx, producer.Message{
-		AggregateType: "order", AggregateID: orderID, AggregateVersion: 1, EventID: eventID,
-		CorrelationID: "corr-1", Headers: map[string]string{"tenant": "acme"}, Event: order(orderID),
+		AggregateType: "ticket", AggregateID: ticketID, AggregateVersion: 1, EventID: eventID,
+		CorrelationID: "corr-1", Headers: map[string]string{"tenant": "acme"}, Event: opened(ticketID),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestAppendWritesOneRowInTheCallersTransaction(t *testing.T) {
 		Scan(&topic, &key, &value, &gotEventID, &eventType, &aggType, &aggID, &version, &headers); err != nil {
 		t.Fatal(err)
 	}
-	if topic != "orders.events" || string(key) != orderID || gotEventID != eventID || eventType != "eventline.orders.OrderCreated" || aggType != "order" || aggID != orderID || version == nil || *version != 1 {
+	if topic != "tickets.events" || string(key) != ticketID || gotEventID != eventID || eventType != "helpdesk.tickets.TicketOpened" || aggType != "ticket" || aggID != ticketID || version == nil || *version != 1 {
 		t.Fatalf("row: topic %s key %s event %s type %s agg %s/%s version %v", topic, key, gotEventID, eventType, aggType, aggID, version)
 	}
 	want := [][2]string{{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}, {"eventline-correlation-id", "corr-1"}, {"tenant", "acme"}}
@@ -116,16 +116,16 @@ func TestAppendWritesOneRowInTheCallersTransaction(t *testing.T) {
 		t.Errorf("headers %v, want %v", headers, want)
 	}
 	// The value is Confluent-framed with the subject's id and decodes back.
-	ss, err := b.cl.SchemaByVersion(ctx, "orders.events-eventline.orders.OrderCreated", -1)
+	ss, err := b.cl.SchemaByVersion(ctx, "tickets.events-helpdesk.tickets.TicketOpened", -1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got events.OrderCreated
+	var got testevents.TicketOpened
 	if err := schemas.NewSerde(b.cl).Decode(ctx, value, &got); err != nil {
 		t.Fatal(err)
 	}
-	if id, _, _ := schemas.SplitHeader(value); id != ss.ID || got.OrderID != orderID {
-		t.Fatalf("value carries id %d (subject has %d), order %s", id, ss.ID, got.OrderID)
+	if id, _, _ := schemas.SplitHeader(value); id != ss.ID || got.TicketID != ticketID {
+		t.Fatalf("value carries id %d (subject has %d), ticket %s", id, ss.ID, got.TicketID)
 	}
 }
 
@@ -135,7 +135,7 @@ func TestAppendRollbackWritesNothing(t *testing.T) {
 	ctx := context.Background()
 	tx, _ := b.db.Begin(ctx)
 	id := uuid.NewString()
-	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: id, Event: order(id)}); err != nil {
+	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: id, Event: opened(id)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Rollback(ctx); err != nil {
@@ -153,21 +153,21 @@ func TestAppendRefusesBadInput(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
 	good := uuid.NewString()
-	badEnum := &events.OrderCancelled{OrderID: good, CustomerID: good, Reason: "BECAUSE", CancelledAt: time.Now()}
-	badUUID := order("not-a-uuid")
+	badEnum := &testevents.TicketClosed{TicketID: good, RequesterID: good, Resolution: "BECAUSE", ClosedAt: time.Now()}
+	badUUID := opened("not-a-uuid")
 	for _, tc := range []struct {
 		name string
 		msgs []producer.Message
 		want error
 		text string
 	}{
-		{"no payload", []producer.Message{{AggregateType: "order", AggregateID: good}}, producer.ErrInvalidEvent, "no payload"},
-		{"no aggregate id", []producer.Message{{AggregateType: "order", Event: order(good)}}, producer.ErrInvalidEvent, "aggregate type and id"},
-		{"enum symbol", []producer.Message{{AggregateType: "order", AggregateID: good, Event: badEnum}}, producer.ErrInvalidEvent, "BECAUSE"},
-		{"uuid", []producer.Message{{AggregateType: "order", AggregateID: good, Event: badUUID}}, producer.ErrInvalidEvent, "/order_id"},
-		{"reserved header", []producer.Message{{AggregateType: "order", AggregateID: good, Event: order(good), Headers: map[string]string{"eventline-attempt": "1"}}}, producer.ErrInvalidEvent, "reserved"},
+		{"no payload", []producer.Message{{AggregateType: "ticket", AggregateID: good}}, producer.ErrInvalidEvent, "no payload"},
+		{"no aggregate id", []producer.Message{{AggregateType: "ticket", Event: opened(good)}}, producer.ErrInvalidEvent, "aggregate type and id"},
+		{"enum symbol", []producer.Message{{AggregateType: "ticket", AggregateID: good, Event: badEnum}}, producer.ErrInvalidEvent, "BECAUSE"},
+		{"uuid", []producer.Message{{AggregateType: "ticket", AggregateID: good, Event: badUUID}}, producer.ErrInvalidEvent, "/ticket_id"},
+		{"reserved header", []producer.Message{{AggregateType: "ticket", AggregateID: good, Event: opened(good), Headers: map[string]string{"eventline-attempt": "1"}}}, producer.ErrInvalidEvent, "reserved"},
 		{"unknown type", []producer.Message{{AggregateType: "x", AggregateID: "1", Event: &stranger{}}}, producer.ErrUnknownEventType, "test.Stranger"},
-		{"second of two bad", []producer.Message{{AggregateType: "order", AggregateID: good, Event: order(good)}, {AggregateType: "order", Event: order(good)}}, producer.ErrInvalidEvent, "event 2 of 2"},
+		{"second of two bad", []producer.Message{{AggregateType: "ticket", AggregateID: good, Event: opened(good)}, {AggregateType: "ticket", Event: opened(good)}}, producer.ErrInvalidEvent, "event 2 of 2"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tx, err := b.db.Begin(ctx)
@@ -208,7 +208,7 @@ func TestAppendManyKeepsOrder(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		id := uuid.NewString()
 		ids = append(ids, id)
-		msgs = append(msgs, producer.Message{AggregateType: "order", AggregateID: id, Event: order(id)})
+		msgs = append(msgs, producer.Message{AggregateType: "ticket", AggregateID: id, Event: opened(id)})
 	}
 	if err := b.prod.Append(ctx, tx, msgs...); err != nil {
 		t.Fatal(err)
@@ -233,25 +233,25 @@ func TestStartupResolution(t *testing.T) {
 	empty := srfake.New()
 	defer empty.Close()
 	cl, _ := sr.NewClient(sr.URLs(empty.URL()))
-	_, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: cl, Catalog: events.Catalog(), Events: events.All()})
-	if !errors.Is(err, producer.ErrNotRegistered) || !strings.Contains(err.Error(), "eventline schemas register") || !strings.Contains(err.Error(), "-eventline.") {
+	_, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: cl, Catalog: testevents.Catalog(), Events: testevents.All()})
+	if !errors.Is(err, producer.ErrNotRegistered) || !strings.Contains(err.Error(), "eventline schemas register") || !strings.Contains(err.Error(), "-helpdesk.") {
 		t.Fatalf("got %v", err)
 	}
 	down, _ := sr.NewClient(sr.URLs("http://127.0.0.1:1"))
-	if _, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: down, Catalog: events.Catalog(), Events: events.All()}); err == nil || !strings.Contains(err.Error(), "registry") {
+	if _, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: down, Catalog: testevents.Catalog(), Events: testevents.All()}); err == nil || !strings.Contains(err.Error(), "registry") {
 		t.Fatalf("registry down at startup: %v", err)
 	}
 
 	// Lookup-only works once the schemas are registered (here by the
 	// auto-registering producer of setup).
-	p, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: b.cl, Catalog: events.Catalog(), Events: events.All()})
+	p, err := producer.New(ctx, producer.Config{DB: b.db, Pipeline: b.pipe, Registry: b.cl, Catalog: testevents.Catalog(), Events: testevents.All()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.reg.Close() // registry gone
 	tx, _ := b.db.Begin(ctx)
 	id := uuid.NewString()
-	if err := p.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: id, Event: order(id)}); err != nil {
+	if err := p.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: id, Event: opened(id)}); err != nil {
 		t.Fatalf("append with the registry down: %v", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -313,7 +313,7 @@ func appendOne(ctx context.Context, b *bundle, agg string) error {
 		return err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, Event: order(agg)}); err != nil {
+	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, Event: opened(agg)}); err != nil {
 		return err
 	}
 	// Widen the window between insert and commit.

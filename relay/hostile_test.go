@@ -42,16 +42,16 @@ var framed = []byte{0, 0, 0, 0, 1, 2}
 func hostileEvents(b *bundle) []hostile {
 	year3000 := fmt.Sprint(time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli())
 	return []hostile{
-		{name: "registry topic", topic: "_schemas", eventType: "eventline.orders.OrderCreated", value: framed, want: `topic "_schemas" is not a pipeline topic`},
-		{name: "retry topic", topic: b.topic + ".group.retry.1", eventType: "eventline.orders.OrderCreated", value: framed,
+		{name: "registry topic", topic: "_schemas", eventType: "helpdesk.tickets.TicketOpened", value: framed, want: `topic "_schemas" is not a pipeline topic`},
+		{name: "retry topic", topic: b.topic + ".group.retry.1", eventType: "helpdesk.tickets.TicketOpened", value: framed,
 			headers: [][2]string{{"eventline-due-at", year3000}}, want: "is not a pipeline topic"},
-		{name: "no topic", topic: "", eventType: "eventline.orders.OrderCreated", value: framed, want: "names no topic"},
-		{name: "unknown topic", topic: "ghost." + uuid.NewString()[:8], eventType: "eventline.orders.OrderCreated", value: framed, want: "is not a pipeline topic"},
-		{name: "unrouted type", topic: b.topic, eventType: "eventline.inventory.StockDepleted", value: framed, want: "is not routed to topic"},
-		{name: "not framed", topic: b.topic, eventType: "eventline.orders.OrderCreated", value: []byte("garbage"), want: "not in Confluent wire format"},
-		{name: "reserved header", topic: b.topic, eventType: "eventline.orders.OrderCreated", value: framed,
+		{name: "no topic", topic: "", eventType: "helpdesk.tickets.TicketOpened", value: framed, want: "names no topic"},
+		{name: "unknown topic", topic: "ghost." + uuid.NewString()[:8], eventType: "helpdesk.tickets.TicketOpened", value: framed, want: "is not a pipeline topic"},
+		{name: "unrouted type", topic: b.topic, eventType: "helpdesk.worklog.DeadlineMissed", value: framed, want: "is not routed to topic"},
+		{name: "not framed", topic: b.topic, eventType: "helpdesk.tickets.TicketOpened", value: []byte("garbage"), want: "not in Confluent wire format"},
+		{name: "reserved header", topic: b.topic, eventType: "helpdesk.tickets.TicketOpened", value: framed,
 			headers: [][2]string{{"eventline-due-at", year3000}}, want: `header "eventline-due-at" is reserved`},
-		{name: "too large", topic: b.topic, eventType: "eventline.orders.OrderCreated", value: append([]byte{0, 0, 0, 0, 1}, make([]byte, 2<<20)...), want: "MESSAGE_TOO_LARGE"},
+		{name: "too large", topic: b.topic, eventType: "helpdesk.tickets.TicketOpened", value: append([]byte{0, 0, 0, 0, 1}, make([]byte, 2<<20)...), want: "MESSAGE_TOO_LARGE"},
 	}
 }
 
@@ -90,10 +90,10 @@ func TestHostileWriter(t *testing.T) {
 			defer mallory.Close(ctx)
 
 			aggs := []string{uuid.NewString(), uuid.NewString()}
-			b.appendOrders(aggs, 2) // versions 1, 2
+			b.appendTickets(aggs, 2) // versions 1, 2
 			evs := hostileEvents(b)
 			if mode == relay.ModePoll {
-				evs = append(evs, hostile{name: "headers not pairs", topic: b.topic, eventType: "eventline.orders.OrderCreated", value: framed,
+				evs = append(evs, hostile{name: "headers not pairs", topic: b.topic, eventType: "helpdesk.tickets.TicketOpened", value: framed,
 					rawHeaders: `{"eventline-due-at": 1}`, want: "malformed headers"})
 				for i := range evs {
 					pollWrite(t, mallory, &evs[i])
@@ -116,7 +116,7 @@ func TestHostileWriter(t *testing.T) {
 					hostile{name: "larger than any event", rawContent: append([]byte{outboxmsg.Version}, make([]byte, outboxmsg.MaxSize)...), want: "was not kept"},
 					// Text PostgreSQL would refuse to store: parking must not fail.
 					hostile{name: "NUL and invalid UTF-8", topic: "bad\x00topic\xff", eventType: "x\x00", value: framed, want: "is not a pipeline topic"},
-					hostile{name: "NUL in a header", topic: b.topic, eventType: "eventline.orders.OrderCreated", value: framed,
+					hostile{name: "NUL in a header", topic: b.topic, eventType: "helpdesk.tickets.TicketOpened", value: framed,
 						headers: [][2]string{{"eventline-x\x00", "\x00\xff"}}, want: "is reserved for eventline"})
 				for i := range evs {
 					emitWrite(t, b, &evs[i])
@@ -183,7 +183,7 @@ func pollWrite(t *testing.T, db *pgx.Conn, e *hostile) {
 	}
 	key := "hostile-" + uuid.NewString()
 	if _, err := db.Exec(context.Background(), `INSERT INTO eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, headers)
-		VALUES ($1, $2, $3, gen_random_uuid(), $4, 'order', $5, $6::jsonb)`, e.topic, []byte(key), e.value, e.eventType, key, headers); err != nil {
+		VALUES ($1, $2, $3, gen_random_uuid(), $4, 'ticket', $5, $6::jsonb)`, e.topic, []byte(key), e.value, e.eventType, key, headers); err != nil {
 		t.Fatalf("%s: %v", e.name, err)
 	}
 }
@@ -197,7 +197,7 @@ func emitWrite(t *testing.T, b *bundle, e *hostile) {
 		key := "hostile-" + uuid.NewString()
 		var err error
 		content, err = outboxmsg.Encode(&outboxmsg.Event{Topic: e.topic, Key: []byte(key), Value: e.value, EventID: uuid.New(),
-			EventType: e.eventType, AggregateType: "order", AggregateID: key, Headers: toHeaders(e.headers)})
+			EventType: e.eventType, AggregateType: "ticket", AggregateID: key, Headers: toHeaders(e.headers)})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -254,7 +254,7 @@ func TestRunReturnsWithinShutdownTimeoutWhenBrokerStopsAnswering(t *testing.T) {
 		once.Do(func() { close(produced) })
 		return nil, nil, true // handled, never answered
 	})
-	b.appendOrders([]string{uuid.NewString(), uuid.NewString(), uuid.NewString()}, 4)
+	b.appendTickets([]string{uuid.NewString(), uuid.NewString(), uuid.NewString()}, 4)
 	const shutdown = 2 * time.Second
 	r, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Pipeline: b.pipe(), ShutdownTimeout: shutdown, Logger: testkit.Logger(t)})
 	if err != nil {

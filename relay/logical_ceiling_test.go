@@ -19,7 +19,7 @@ func TestDecodeHook(t *testing.T) {
 	t.Parallel()
 	b := setupLogical(t)
 	aggs := []string{uuid.NewString(), uuid.NewString()}
-	b.appendOrders(aggs, 3)
+	b.appendTickets(aggs, 3)
 	var slot string
 	if err := b.db.QueryRow(context.Background(), `SELECT slot_name FROM pg_replication_slots WHERE database = current_database()`).Scan(&slot); err != nil {
 		t.Fatal(err)

@@ -15,8 +15,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
-	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/outboxmsg"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
@@ -29,9 +29,9 @@ import (
 func setupLogical(t *testing.T) *bundle {
 	t.Helper()
 	f := testkit.Setup(t, testkit.Mode(producer.ModeLogical))
-	topic := testkit.UniqueName(t, "orders")
-	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated, eventline.orders.OrderConfirmed]}]", topic),
-		events.Catalog(), &events.OrderCreated{}, &events.OrderConfirmed{})
+	topic := testkit.UniqueName(t, "tickets")
+	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [helpdesk.tickets.TicketOpened, helpdesk.tickets.TicketAssigned]}]", topic),
+		testevents.Catalog(), &testevents.TicketOpened{}, &testevents.TicketAssigned{})
 	return &bundle{t: t, dbURL: f.DatabaseURL, db: f.DB, brokers: testkit.Kafka(t), topic: topic, prod: prod}
 }
 
@@ -65,7 +65,7 @@ func TestLogicalPublishesInOrder(t *testing.T) {
 	t.Parallel()
 	b := setupLogical(t)
 	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
-	b.appendOrders(aggs, 4)
+	b.appendTickets(aggs, 4)
 	if n := b.outboxCount(); n != 0 {
 		t.Fatalf("logical mode wrote %d outbox rows", n)
 	}
@@ -76,7 +76,7 @@ func TestLogicalPublishesInOrder(t *testing.T) {
 		t.Errorf("%d duplicates without any failure", dups)
 	}
 	rec := recs[0]
-	if header(rec, "eventline-event-type") != "eventline.orders.OrderCreated" || header(rec, "eventline-aggregate-id") != string(rec.Key) || header(rec, "eventline-event-id") == "" {
+	if header(rec, "eventline-event-type") != "helpdesk.tickets.TicketOpened" || header(rec, "eventline-aggregate-id") != string(rec.Key) || header(rec, "eventline-event-id") == "" {
 		t.Errorf("headers: %v", rec.Headers)
 	}
 	stop()
@@ -108,14 +108,14 @@ func TestLogicalParksTooLargeEvents(t *testing.T) {
 	// 2 MiB: more than the topic's max.message.bytes (what the producer
 	// lets through is bounded by the schema's limits, not Kafka's).
 	big, err := outboxmsg.Encode(&outboxmsg.Event{Topic: b.topic, Key: []byte(agg), Value: make([]byte, 2<<20), EventID: uuid.New(),
-		EventType: "eventline.orders.OrderCreated", AggregateType: "order", AggregateID: agg})
+		EventType: "helpdesk.tickets.TicketOpened", AggregateType: "ticket", AggregateID: agg})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.db.Exec(ctx, `SELECT pg_logical_emit_message(true, $1, $2::bytea)`, outboxmsg.Prefix("public"), big); err != nil {
 		t.Fatal(err)
 	}
-	b.appendOrders([]string{agg}, 2)
+	b.appendTickets([]string{agg}, 2)
 	r, cancel := b.start(relay.Config{Mode: relay.ModeLogical})
 	checkOrder(t, b.consume(2))
 	waitFor(t, func() bool { return r.Stats().Parked == 1 })
@@ -145,7 +145,7 @@ func (b *bundle) appendVersion(agg string, v int64) {
 		b.t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: v, Event: order(agg)}); err != nil {
+	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: v, Event: opened(agg)}); err != nil {
 		b.t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -157,9 +157,9 @@ func (b *bundle) appendVersion(agg string, v int64) {
 func setupLogicalOn(t *testing.T, url string) *bundle {
 	t.Helper()
 	f := testkit.Setup(t, testkit.Database(url), testkit.Mode(producer.ModeLogical))
-	topic := testkit.UniqueName(t, "orders")
-	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated]}]", topic),
-		events.Catalog(), &events.OrderCreated{})
+	topic := testkit.UniqueName(t, "tickets")
+	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [helpdesk.tickets.TicketOpened]}]", topic),
+		testevents.Catalog(), &testevents.TicketOpened{})
 	return &bundle{t: t, dbURL: f.DatabaseURL, db: f.DB, brokers: testkit.Kafka(t), topic: topic, prod: prod}
 }
 
@@ -247,7 +247,7 @@ func TestLogicalLongTransactionStallsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
-	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: long, AggregateVersion: 1, Event: order(long)}); err != nil {
+	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: long, AggregateVersion: 1, Event: opened(long)}); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := b.start(relay.Config{Mode: relay.ModeLogical})
@@ -406,7 +406,7 @@ func TestLogicalPrerequisites(t *testing.T) {
 		t.Fatal(err)
 	}
 	agg := uuid.NewString()
-	err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, Event: order(agg)})
+	err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, Event: opened(agg)})
 	_ = tx.Rollback(ctx)
 	if !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "eventline migrate --mode logical") {
 		t.Fatalf("Append without a slot: %v", err)
@@ -417,7 +417,7 @@ func TestLogicalPrerequisites(t *testing.T) {
 	// An event parked in logical mode is not requeued where no slot would
 	// decode it: the parked row is its only copy.
 	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_outbox_parked (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id, headers, created_at, error)
-		VALUES (-123, $1, 'k', 'v', gen_random_uuid(), 'eventline.orders.OrderCreated', 'order', 'k', '[]', now(), 'test')`, b.topic); err != nil {
+		VALUES (-123, $1, 'k', 'v', gen_random_uuid(), 'helpdesk.tickets.TicketOpened', 'ticket', 'k', '[]', now(), 'test')`, b.topic); err != nil {
 		t.Fatal(err)
 	}
 	if ok, err := relay.Requeue(ctx, b.db, "", -123); ok || err == nil || !strings.Contains(err.Error(), "no usable replication slot") {
@@ -510,7 +510,7 @@ func TestLogicalNeedsWalLevelLogical(t *testing.T) {
 	pg := testkit.RestartablePostgres(t, map[string]string{"wal_level": "replica", "max_wal_senders": "4"})
 	f := testkit.Setup(t, testkit.Database(pg.URL()))
 	ctx := context.Background()
-	topic := testkit.UniqueName(t, "orders")
+	topic := testkit.UniqueName(t, "tickets")
 	b := &bundle{t: t, dbURL: f.DatabaseURL, db: f.DB, brokers: testkit.Kafka(t), topic: topic}
 	_, result, _ := b.run(relay.Config{Mode: relay.ModeLogical})
 	select {
@@ -521,11 +521,11 @@ func TestLogicalNeedsWalLevelLogical(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run on wal_level=replica did not return")
 	}
-	pipe, err := pipeline.Parse(fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated]}]", topic))
+	pipe, err := pipeline.Parse(fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [helpdesk.tickets.TicketOpened]}]", topic))
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, err := producer.New(ctx, producer.Config{DB: f.DB, Pipeline: pipe, Registry: f.Registry, Catalog: events.Catalog(), Events: []schemas.Event{&events.OrderCreated{}}, AutoRegister: true, Mode: producer.ModeLogical})
+	prod, err := producer.New(ctx, producer.Config{DB: f.DB, Pipeline: pipe, Registry: f.Registry, Catalog: testevents.Catalog(), Events: []schemas.Event{&testevents.TicketOpened{}}, AutoRegister: true, Mode: producer.ModeLogical})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -535,7 +535,7 @@ func TestLogicalNeedsWalLevelLogical(t *testing.T) {
 	}
 	defer func() { _ = tx.Rollback(ctx) }()
 	agg := uuid.NewString()
-	if err := prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, Event: order(agg)}); !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "wal_level") {
+	if err := prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, Event: opened(agg)}); !errors.Is(err, producer.ErrNotDecodable) || !strings.Contains(err.Error(), "wal_level") {
 		t.Fatalf("Append in logical mode on wal_level=replica: %v", err)
 	}
 }

@@ -1,8 +1,6 @@
 package relay_test
 
 import (
-	"github.com/eventline/eventline/examples/events"
-
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -16,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
@@ -37,16 +36,16 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	f := testkit.Setup(t)
-	topic := testkit.UniqueName(t, "orders")
-	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [eventline.orders.OrderCreated, eventline.orders.OrderConfirmed]}]", topic),
-		events.Catalog(), &events.OrderCreated{}, &events.OrderConfirmed{})
+	topic := testkit.UniqueName(t, "tickets")
+	prod := f.Producer(t, fmt.Appendf(nil, "topics: [{name: %s, partitions: 4, events: [helpdesk.tickets.TicketOpened, helpdesk.tickets.TicketAssigned]}]", topic),
+		testevents.Catalog(), &testevents.TicketOpened{}, &testevents.TicketAssigned{})
 	return &bundle{t: t, dbURL: f.DatabaseURL, db: f.DB, brokers: testkit.Kafka(t), topic: topic, prod: prod}
 }
 
-// pipe is the pipeline the bundle's relays publish by: the orders topic.
+// pipe is the pipeline the bundle's relays publish by: the tickets topic.
 func (b *bundle) pipe() *pipeline.Pipeline {
 	return &pipeline.Pipeline{Topics: []pipeline.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1,
-		Events: []string{"eventline.orders.OrderCreated", "eventline.orders.OrderConfirmed"}}}}
+		Events: []string{"helpdesk.tickets.TicketOpened", "helpdesk.tickets.TicketAssigned"}}}}
 }
 
 // start runs a relay until the test ends (or cancel is called).
@@ -88,9 +87,9 @@ func (b *bundle) start(cfg relay.Config) (r *relay.Relay, cancel func()) {
 	return r, cancel
 }
 
-// appendOrders appends n events per aggregate, aggregate versions 1..n, each
+// appendTickets appends n events per aggregate, aggregate versions 1..n, each
 // event in its own transaction.
-func (b *bundle) appendOrders(aggs []string, n int) {
+func (b *bundle) appendTickets(aggs []string, n int) {
 	b.t.Helper()
 	ctx := context.Background()
 	for v := 1; v <= n; v++ {
@@ -99,7 +98,7 @@ func (b *bundle) appendOrders(aggs []string, n int) {
 			if err != nil {
 				b.t.Fatal(err)
 			}
-			err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(v), Event: order(agg)})
+			err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: int64(v), Event: opened(agg)})
 			if err == nil {
 				err = tx.Commit(ctx)
 			}
@@ -110,8 +109,8 @@ func (b *bundle) appendOrders(aggs []string, n int) {
 	}
 }
 
-func order(id string) *events.OrderCreated {
-	return &events.OrderCreated{OrderID: id, CustomerID: id, Lines: []events.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
+func opened(id string) *testevents.TicketOpened {
+	return &testevents.TicketOpened{TicketID: id, RequesterID: id, Attachments: []testevents.Attachment{}, Channel: "MAIL", OpenedAt: time.UnixMilli(1_790_000_000_000).UTC()}
 }
 
 // consume reads the topic from the start until want records arrived.
@@ -181,7 +180,7 @@ func TestRelayPublishesEveryRowInOrder(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
-	b.appendOrders(aggs, 4) // before the relay starts: the backlog
+	b.appendTickets(aggs, 4) // before the relay starts: the backlog
 	probe, err := relay.New(relay.Config{DatabaseURL: b.dbURL, Brokers: b.brokers, Pipeline: b.pipe()})
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +191,7 @@ func TestRelayPublishesEveryRowInOrder(t *testing.T) {
 		t.Fatalf("backlog before the relay: %d rows, oldest %s, %v", rows, oldest, err)
 	}
 	r, _ := b.start(relay.Config{BatchSize: 7})
-	b.appendOrders(aggs, 0)
+	b.appendTickets(aggs, 0)
 	recs := b.consume(20)
 	if dups := checkOrder(t, recs); dups != 0 {
 		t.Errorf("%d duplicates without any failure", dups)
@@ -203,7 +202,7 @@ func TestRelayPublishesEveryRowInOrder(t *testing.T) {
 			t.Errorf("record lacks header %s", h)
 		}
 	}
-	if header(rec, "eventline-event-type") != "eventline.orders.OrderCreated" || !bytes.Equal([]byte(header(rec, "eventline-aggregate-id")), rec.Key) {
+	if header(rec, "eventline-event-type") != "helpdesk.tickets.TicketOpened" || !bytes.Equal([]byte(header(rec, "eventline-aggregate-id")), rec.Key) {
 		t.Errorf("headers: %v", rec.Headers)
 	}
 	if _, _, err := schemas.SplitHeader(rec.Value); err != nil {
@@ -227,10 +226,10 @@ func TestRelayParksTooLargeRecords(t *testing.T) {
 	ctx := context.Background()
 	agg := uuid.NewString()
 	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
-		VALUES ($1, $2, $3, gen_random_uuid(), 'eventline.orders.OrderCreated', 'order', $4)`, b.topic, []byte(agg), bytes.Repeat([]byte{0}, 2<<20), agg); err != nil {
+		VALUES ($1, $2, $3, gen_random_uuid(), 'helpdesk.tickets.TicketOpened', 'ticket', $4)`, b.topic, []byte(agg), bytes.Repeat([]byte{0}, 2<<20), agg); err != nil {
 		t.Fatal(err)
 	}
-	b.appendOrders([]string{agg}, 2)
+	b.appendTickets([]string{agg}, 2)
 	r, cancel := b.start(relay.Config{})
 	recs := b.consume(2)
 	checkOrder(t, recs)
@@ -259,19 +258,19 @@ func TestRelayStandbyTakesOver(t *testing.T) {
 	first, stopFirst := b.start(relay.Config{})
 	waitFor(t, func() bool { return first.Stats().Leader })
 	second, _ := b.start(relay.Config{})
-	b.appendOrders(aggs, 3)
+	b.appendTickets(aggs, 3)
 	waitFor(t, func() bool { return first.Stats().Published == 9 })
 	if second.Stats().Leader || second.Stats().Published != 0 {
 		t.Fatalf("standby published while the leader lived: %+v", second.Stats())
 	}
 	stopFirst()
 	waitFor(t, func() bool { return second.Stats().Leader })
-	b.appendOrders(aggs, 0)
+	b.appendTickets(aggs, 0)
 	ctx := context.Background()
 	for v := 4; v <= 6; v++ {
 		for _, agg := range aggs {
 			tx, _ := b.db.Begin(ctx)
-			if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(v), Event: order(agg)}); err != nil {
+			if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: int64(v), Event: opened(agg)}); err != nil {
 				t.Fatal(err)
 			}
 			if err := tx.Commit(ctx); err != nil {
@@ -317,7 +316,7 @@ func TestRelayRetentionMode(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	r, _ := b.start(relay.Config{Retention: time.Hour})
-	b.appendOrders([]string{uuid.NewString()}, 3)
+	b.appendTickets([]string{uuid.NewString()}, 3)
 	b.consume(3)
 	waitFor(t, func() bool { return r.Stats().Published == 3 })
 	var kept, unpublished int
@@ -341,7 +340,7 @@ func TestRetentionCleanupWhileRowsFlow(t *testing.T) {
 	for range 4 { // enough that every drain finds rows: the relay never idles
 		writers.Go(func() {
 			for ctx.Err() == nil {
-				b.appendOrders([]string{uuid.NewString()}, 1)
+				b.appendTickets([]string{uuid.NewString()}, 1)
 			}
 		})
 	}
@@ -410,7 +409,7 @@ func TestRelayNoLostWakeups(t *testing.T) {
 				for i := 1; i <= each; i++ {
 					tx, err := b.db.Begin(ctx)
 					if err == nil {
-						err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(version + i), Event: order(agg)})
+						err = b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: int64(version + i), Event: opened(agg)})
 						if err == nil {
 							// Hold the transaction open a moment after
 							// the insert took its id: later ids may
@@ -454,21 +453,21 @@ func TestRelayRespectsTopicMaxMessageBytes(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	ctx := context.Background()
-	big := func(id string, lines int) *events.OrderCreated {
-		o := order(id)
-		for i := 0; i < lines; i++ {
-			o.Lines = append(o.Lines, events.OrderLine{ProductID: id, Quantity: 1, UnitPriceMinor: 100})
+	big := func(id string, files int) *testevents.TicketOpened {
+		o := opened(id)
+		for i := 0; i < files; i++ {
+			o.Attachments = append(o.Attachments, testevents.Attachment{BlobID: id, Pages: 1, SizeBytes: 100})
 		}
 		return o
 	}
 	agg := uuid.NewString()
 	for v := 1; v <= 12; v++ {
-		lines := 35 // about 1.6 KB: several of them exceed the 4 KiB limit together
+		files := 35 // about 1.6 KB: several of them exceed the 4 KiB limit together
 		if v == 6 {
-			lines = 150 // about 6.5 KB: cannot fit at all
+			files = 150 // about 6.5 KB: cannot fit at all
 		}
 		tx, _ := b.db.Begin(ctx)
-		if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: int64(v), Event: big(agg, lines)}); err != nil {
+		if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: int64(v), Event: big(agg, files)}); err != nil {
 			t.Fatal(err)
 		}
 		if err := tx.Commit(ctx); err != nil {
@@ -505,7 +504,7 @@ func TestRelayBatchesByBytes(t *testing.T) {
 	ctx := context.Background()
 	// Rows written directly: 100 KB values the relay passes on as they are.
 	if _, err := b.db.Exec(ctx, `INSERT INTO eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
-		SELECT $1, convert_to('k' || (i % 4), 'UTF8'), '\x00'::bytea || int4send(i) || decode(repeat('ab', 100000), 'hex'), gen_random_uuid(), 'eventline.orders.OrderCreated', 'order', 'k' || (i % 4)
+		SELECT $1, convert_to('k' || (i % 4), 'UTF8'), '\x00'::bytea || int4send(i) || decode(repeat('ab', 100000), 'hex'), gen_random_uuid(), 'helpdesk.tickets.TicketOpened', 'ticket', 'k' || (i % 4)
 		FROM generate_series(1, 200) AS i`, b.topic); err != nil {
 		t.Fatal(err)
 	}

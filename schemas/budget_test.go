@@ -15,7 +15,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -294,11 +294,11 @@ func FuzzNestedSchemas(f *testing.F) {
 	})
 }
 
-// The walk against the decode it guards, for the demo's events (typed
-// decode into the generated types, bodies from typicalBody): report the
-// ratio of the walk's ns/op to the decode's.
+// The walk against the decode it guards, for the test catalogue's events
+// (typed decode into the generated types, bodies from typicalBody): report
+// the ratio of the walk's ns/op to the decode's.
 func BenchmarkBudget(b *testing.B) {
-	for _, info := range events.Catalog().All() {
+	for _, info := range testevents.Catalog().All() {
 		ev := mustNewB(b, info.Name)
 		body := typicalBody(info.Schema)
 		b.Run(info.Name+"/walk", func(b *testing.B) {
@@ -323,7 +323,7 @@ func BenchmarkBudget(b *testing.B) {
 }
 
 func mustNewB(b *testing.B, name string) schemas.Event {
-	ev, ok := events.New(name)
+	ev, ok := testevents.New(name)
 	if !ok {
 		b.Fatalf("no generated type for %s", name)
 	}

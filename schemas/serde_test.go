@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -42,34 +42,34 @@ func (f *fixture) register(t testing.TB, subject, text string) int {
 	return ss.ID
 }
 
-func sampleOrder() *events.OrderCreated {
-	return &events.OrderCreated{
-		OrderID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
-		CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		Lines: []events.OrderLine{
-			{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 2, UnitPriceMinor: 1999},
-			{ProductID: "b5e4d3c2-1a0f-4e9d-8c7b-a69584736251", Quantity: 1, UnitPriceMinor: 500},
+func sampleTicket() *testevents.TicketOpened {
+	return &testevents.TicketOpened{
+		TicketID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
+		RequesterID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		Attachments: []testevents.Attachment{
+			{BlobID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Pages: 2, SizeBytes: 1999},
+			{BlobID: "b5e4d3c2-1a0f-4e9d-8c7b-a69584736251", Pages: 1, SizeBytes: 500},
 		},
-		TotalMinor: 4498,
-		Currency:   "EUR",
-		CreatedAt:  time.UnixMilli(1_790_000_000_123).UTC(),
+		EstimateMinutes: 4498,
+		Channel:         "MAIL",
+		OpenedAt:        time.UnixMilli(1_790_000_000_123).UTC(),
 	}
 }
 
 func TestEncodeDecodeEveryEvent(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	all := events.Catalog().All()
+	all := testevents.Catalog().All()
 	for _, info := range all {
-		id := f.register(t, "orders-"+info.Name, info.Text)
+		id := f.register(t, "tickets-"+info.Name, info.Text)
 		// A zero value of every generated type round-trips (enums need a
 		// valid symbol, so set them).
 		in := mustNew(t, info.Name)
 		switch v := in.(type) {
-		case *events.OrderCancelled:
-			v.Reason = events.CancelReasonOutOfStock
-		case *events.InventoryReleased:
-			v.Reason = events.ReleaseReasonOrderCancelled
+		case *testevents.TicketClosed:
+			v.Resolution = testevents.ResolutionFixed
+		case *testevents.DeadlineMissed:
+			v.Deadline = testevents.DeadlineFirstResponse
 		}
 		b, err := schemas.Encode(id, in.Schema(), in)
 		if err != nil {
@@ -87,15 +87,15 @@ func TestEncodeDecodeEveryEvent(t *testing.T) {
 		}
 	}
 
-	// And a populated OrderCreated, compared field by field.
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	id := f.register(t, "orders-"+info.Name, info.Text)
-	in := sampleOrder()
+	// And a populated TicketOpened, compared field by field.
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	id := f.register(t, "tickets-"+info.Name, info.Text)
+	in := sampleTicket()
 	b, err := schemas.Encode(id, in.Schema(), in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out events.OrderCreated
+	var out testevents.TicketOpened
 	if err := f.serde.Decode(ctx, b, &out); err != nil {
 		t.Fatal(err)
 	}
@@ -117,39 +117,40 @@ func TestDecodeEvolution(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 
-	v2 := `{"type":"record","name":"OrderCancelled","namespace":"eventline.orders","fields":[
-	  {"name":"order_id","type":{"type":"string","logicalType":"uuid"}},
-	  {"name":"customer_id","type":{"type":"string","logicalType":"uuid"}},
-	  {"name":"reason","type":{"type":"enum","name":"CancelReason","symbols":["UNKNOWN","OUT_OF_STOCK","CUSTOMER_REQUEST","PAYMENT_FAILED","TIMEOUT","FRAUD"],"default":"UNKNOWN"}},
-	  {"name":"cancelled_at","type":{"type":"long","logicalType":"timestamp-millis"}},
-	  {"name":"channel","type":"string","default":"web"}]}`
+	v2 := `{"type":"record","name":"TicketClosed","namespace":"helpdesk.tickets","fields":[
+	  {"name":"ticket_id","type":{"type":"string","logicalType":"uuid"}},
+	  {"name":"requester_id","type":{"type":"string","logicalType":"uuid"}},
+	  {"name":"resolution","type":{"type":"enum","name":"Resolution","symbols":["UNKNOWN","FIXED","DUPLICATE","WONT_FIX","EXPIRED","SPAM"],"default":"UNKNOWN"}},
+	  {"name":"reopen_count","type":"int"},
+	  {"name":"closed_at","type":{"type":"long","logicalType":"timestamp-millis"}},
+	  {"name":"closed_by","type":"string","default":"requester"}]}`
 	v2Schema := avro.MustParse(v2)
-	id2 := f.register(t, "orders-v2", v2)
+	id2 := f.register(t, "tickets-v2", v2)
 
 	// Newer writer, current reader: the unknown symbol becomes the enum's
 	// default, the extra field is skipped.
 	newer := map[string]any{
-		"order_id": "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01", "customer_id": "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		"reason": "FRAUD", "cancelled_at": time.UnixMilli(1_790_000_000_000).UTC(), "channel": "app",
+		"ticket_id": "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01", "requester_id": "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		"resolution": "SPAM", "reopen_count": 2, "closed_at": time.UnixMilli(1_790_000_000_000).UTC(), "closed_by": "agent",
 	}
 	b, err := schemas.Encode(id2, v2Schema, newer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cur events.OrderCancelled
+	var cur testevents.TicketClosed
 	if err := f.serde.Decode(ctx, b, &cur); err != nil {
 		t.Fatalf("current reader of a newer writer: %v", err)
 	}
-	if cur.Reason != events.CancelReasonUnknown || cur.OrderID != newer["order_id"] {
-		t.Errorf("decoded %+v; want reason UNKNOWN and the order id", cur)
+	if cur.Resolution != testevents.ResolutionUnknown || cur.TicketID != newer["ticket_id"] {
+		t.Errorf("decoded %+v; want resolution UNKNOWN and the ticket id", cur)
 	}
 
 	// Current writer, newer reader: the added field takes its default.
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCancelled")
-	id1 := f.register(t, "orders-v1", info.Text)
-	b, err = schemas.Encode(id1, info.Schema, &events.OrderCancelled{
-		OrderID: "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01", CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		Reason: events.CancelReasonTimeout, CancelledAt: time.UnixMilli(1_790_000_000_000).UTC(),
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketClosed")
+	id1 := f.register(t, "tickets-v1", info.Text)
+	b, err = schemas.Encode(id1, info.Schema, &testevents.TicketClosed{
+		TicketID: "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01", RequesterID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		Resolution: testevents.ResolutionExpired, ClosedAt: time.UnixMilli(1_790_000_000_000).UTC(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -158,8 +159,8 @@ func TestDecodeEvolution(t *testing.T) {
 	if err := f.serde.DecodeAs(ctx, b, v2Schema, &got); err != nil {
 		t.Fatalf("newer reader of the current writer: %v", err)
 	}
-	if got["channel"] != "web" || got["reason"] != "TIMEOUT" {
-		t.Errorf("decoded %v; want channel=web (default), reason=TIMEOUT", got)
+	if got["closed_by"] != "requester" || got["resolution"] != "EXPIRED" {
+		t.Errorf("decoded %v; want closed_by=requester (default), resolution=EXPIRED", got)
 	}
 
 	// The generic form needs no reader.
@@ -167,7 +168,7 @@ func TestDecodeEvolution(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gv.(map[string]any)["reason"] != "TIMEOUT" || w.(avro.NamedSchema).FullName() != "eventline.orders.OrderCancelled" {
+	if gv.(map[string]any)["resolution"] != "EXPIRED" || w.(avro.NamedSchema).FullName() != "helpdesk.tickets.TicketClosed" {
 		t.Errorf("generic decode: %v as %s", gv, w.(avro.NamedSchema).FullName())
 	}
 }
@@ -177,14 +178,14 @@ func TestDecodeEvolution(t *testing.T) {
 func TestDecodeErrors(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	id := f.register(t, "orders-created", info.Text)
-	good, err := schemas.Encode(id, info.Schema, sampleOrder())
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	id := f.register(t, "tickets-opened", info.Text)
+	good, err := schemas.Encode(id, info.Schema, sampleTicket())
 	if err != nil {
 		t.Fatal(err)
 	}
-	otherID := f.register(t, "other", `{"type":"record","name":"OrderCreated","namespace":"eventline.orders","fields":[{"name":"order_id","type":"int"}]}`)
-	other, err := schemas.Encode(otherID, avro.MustParse(`{"type":"record","name":"X","fields":[{"name":"order_id","type":"int"}]}`), map[string]any{"order_id": 7})
+	otherID := f.register(t, "other", `{"type":"record","name":"TicketOpened","namespace":"helpdesk.tickets","fields":[{"name":"ticket_id","type":"int"}]}`)
+	other, err := schemas.Encode(otherID, avro.MustParse(`{"type":"record","name":"X","fields":[{"name":"ticket_id","type":"int"}]}`), map[string]any{"ticket_id": 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +198,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"empty", nil, schemas.ErrShortBuffer},
 		{"short header", []byte{0, 0, 0}, schemas.ErrShortBuffer},
 		{"bad magic", append([]byte{1}, good[1:]...), schemas.ErrBadMagic},
-		{"json instead of avro", []byte(`{"order_id":"x"}`), schemas.ErrBadMagic},
+		{"json instead of avro", []byte(`{"ticket_id":"x"}`), schemas.ErrBadMagic},
 		{"unknown id", append(schemas.AppendHeader(nil, 987654), good[5:]...), schemas.ErrUnknownSchemaID},
 		{"truncated body", good[:len(good)-3], schemas.ErrBadBody},
 		{"trailing bytes", append(append([]byte{}, good...), 1, 2, 3), schemas.ErrBadBody},
@@ -205,7 +206,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unresolvable writer", other, schemas.ErrUnresolvable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var out events.OrderCreated
+			var out testevents.TicketOpened
 			err := f.serde.Decode(ctx, tc.in, &out)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
@@ -219,7 +220,7 @@ func TestDecodeErrors(t *testing.T) {
 	t.Run("registry down is not permanent", func(t *testing.T) {
 		cl, _ := sr.NewClient(sr.URLs("http://127.0.0.1:1"))
 		s := schemas.NewSerde(cl)
-		var out events.OrderCreated
+		var out testevents.TicketOpened
 		err := s.Decode(ctx, good, &out)
 		if err == nil || schemas.IsDecodeError(err) {
 			t.Fatalf("got %v; want a non-permanent error", err)
@@ -230,12 +231,12 @@ func TestDecodeErrors(t *testing.T) {
 // Decoding hostile bytes never panics and always classifies its failure.
 func FuzzDecode(f *testing.F) {
 	fx := newFixture(f)
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	id := fx.register(f, "orders-created", info.Text)
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	id := fx.register(f, "tickets-opened", info.Text)
 	if id != 1 {
 		f.Fatalf("the corpus assumes schema id 1, got %d", id)
 	}
-	good, err := schemas.Encode(id, info.Schema, sampleOrder())
+	good, err := schemas.Encode(id, info.Schema, sampleTicket())
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -245,7 +246,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 0, 2})
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var out events.OrderCreated
+		var out testevents.TicketOpened
 		err := fx.serde.Decode(ctx, b, &out)
 		if err != nil && !schemas.IsDecodeError(err) {
 			t.Fatalf("unclassified error for % x: %v", b, err)
@@ -253,9 +254,9 @@ func FuzzDecode(f *testing.F) {
 	})
 }
 
-func BenchmarkEncodeOrderCreated(b *testing.B) {
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	v := sampleOrder()
+func BenchmarkEncodeTicketOpened(b *testing.B) {
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	v := sampleTicket()
 	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -267,16 +268,16 @@ func BenchmarkEncodeOrderCreated(b *testing.B) {
 	}
 }
 
-func BenchmarkDecodeOrderCreated(b *testing.B) {
+func BenchmarkDecodeTicketOpened(b *testing.B) {
 	f := newFixture(b)
-	info, _ := events.Catalog().Lookup("eventline.orders.OrderCreated")
-	id := f.register(b, "orders-created", info.Text)
-	enc, err := schemas.Encode(id, info.Schema, sampleOrder())
+	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
+	id := f.register(b, "tickets-opened", info.Text)
+	enc, err := schemas.Encode(id, info.Schema, sampleTicket())
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	var out events.OrderCreated
+	var out testevents.TicketOpened
 	if err := f.serde.Decode(ctx, enc, &out); err != nil { // warm the caches
 		b.Fatal(err)
 	}
@@ -290,7 +291,7 @@ func BenchmarkDecodeOrderCreated(b *testing.B) {
 
 func mustNew(t *testing.T, name string) schemas.Event {
 	t.Helper()
-	ev, ok := events.New(name)
+	ev, ok := testevents.New(name)
 	if !ok {
 		t.Fatalf("no generated type for %s", name)
 	}

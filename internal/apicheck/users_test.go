@@ -86,6 +86,7 @@ func TestClassify(t *testing.T) {
 		{module + "/internal/bench", "bench_test.go", "TestSmoke", false, false},
 		{module + "/internal/bench", "relay.go", "run", false, true},
 		{module + "/internal/testkit", "fixture.go", "Setup", false, true},
+		{module + "/internal/testevents", "testevents.go", "Catalog", false, false},
 		{module + "/internal/cli", "deadletter.go", "runDLT", true, true},
 		{module + "/cmd/eventline", "main.go", "main", false, true},
 	} {
@@ -220,7 +221,8 @@ func references(t *testing.T) map[string]where {
 // code, an Example, an example program, the outside module, whose tests
 // are another team's code too, the CLI and the other internal features
 // built on the public API) or the project's own tools (the benchmark, the
-// test kit, cmd/); counts is false for the module's tests.
+// test kit, cmd/); counts is false for the module's tests and for
+// internal/testevents, the event domain they share.
 func classify(path, file, fn string) (user, counts bool) {
 	switch {
 	case !strings.HasPrefix(path, module):
@@ -229,8 +231,8 @@ func classify(path, file, fn string) (user, counts bool) {
 		return true, true
 	case strings.HasPrefix(path, module+"/examples/"):
 		return true, true
-	case strings.HasSuffix(file, "_test.go"):
-		return false, false
+	case strings.HasSuffix(file, "_test.go"), path == module+"/internal/testevents":
+		return false, false // the module's tests, and the event domain only they use
 	case path == module+"/internal/bench" || path == module+"/internal/testkit" || strings.HasPrefix(path, module+"/cmd/"):
 		return false, true
 	}

@@ -34,9 +34,9 @@ func registryURL(t *testing.T, users map[string]string) string {
 // surfaces as SchemaRegistryError.
 func incompatibleCheck(t *testing.T, url, subject string) {
 	t.Helper()
-	breaking := `{"type":"record","name":"OrderCreated","namespace":"eventline.orders","fields":[
-		{"name":"order_id","type":{"type":"string","logicalType":"uuid"}},
-		{"name":"loyalty_tier","type":"string"}]}`
+	breaking := `{"type":"record","name":"TicketOpened","namespace":"helpdesk.tickets","fields":[
+		{"name":"ticket_id","type":{"type":"string","logicalType":"uuid"}},
+		{"name":"severity","type":"string"}]}`
 	var out struct {
 		ID    int
 		Error *struct {

@@ -1,8 +1,6 @@
 package interop_test
 
 import (
-	"github.com/eventline/eventline/examples/events"
-
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
 )
@@ -84,16 +83,16 @@ func confluentAs(t *testing.T, userInfo string, cmd map[string]any, out any) {
 	}
 }
 
-func sampleOrder() *events.OrderCreated {
-	return &events.OrderCreated{
-		OrderID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
-		CustomerID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
-		Lines: []events.OrderLine{
-			{ProductID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Quantity: 2, UnitPriceMinor: 1999},
+func sampleTicket() *testevents.TicketOpened {
+	return &testevents.TicketOpened{
+		TicketID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
+		RequesterID: "0b9d2c1e-3f4a-4b5c-8d6e-7f8a9b0c1d2e",
+		Attachments: []testevents.Attachment{
+			{BlobID: "a4d3c2b1-0f9e-4d8c-b7a6-958473625140", Pages: 2, SizeBytes: 1999},
 		},
-		TotalMinor: 3998,
-		Currency:   "EUR",
-		CreatedAt:  time.UnixMilli(1_790_000_000_123).UTC(),
+		EstimateMinutes: 3998,
+		Channel:         "MAIL",
+		OpenedAt:        time.UnixMilli(1_790_000_000_123).UTC(),
 	}
 }
 
@@ -105,16 +104,16 @@ func sampleOrder() *events.OrderCreated {
 // with HTTP 409.
 func TestConfluentPythonInterop(t *testing.T) {
 	url := registryURL(t, nil)
-	info, ok := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	info, ok := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
 	if !ok {
-		t.Fatal("OrderCreated missing from the catalogue")
+		t.Fatal("TicketOpened missing from the catalogue")
 	}
-	topic := "orders.events"
-	order := sampleOrder()
+	topic := "tickets.events"
+	ticket := sampleTicket()
 	record := map[string]any{
-		"order_id": order.OrderID, "customer_id": order.CustomerID,
-		"lines":       []map[string]any{{"product_id": order.Lines[0].ProductID, "quantity": 2, "unit_price_minor": 1999}},
-		"total_minor": 3998, "currency": "EUR", "created_at": order.CreatedAt.UnixMilli(),
+		"ticket_id": ticket.TicketID, "requester_id": ticket.RequesterID,
+		"attachments":      []map[string]any{{"blob_id": ticket.Attachments[0].BlobID, "pages": 2, "size_bytes": 1999}},
+		"estimate_minutes": 3998, "channel": "MAIL", "opened_at": ticket.OpenedAt.UnixMilli(),
 	}
 
 	var ser struct {
@@ -138,16 +137,16 @@ func TestConfluentPythonInterop(t *testing.T) {
 		t.Fatalf("bytes carry id %d, subject has id %d", ser.SchemaID, ss.ID)
 	}
 	serde := schemas.NewSerde(cl)
-	var got events.OrderCreated
+	var got testevents.TicketOpened
 	if err := serde.Decode(context.Background(), b, &got); err != nil {
 		t.Fatalf("eventline cannot decode Confluent's bytes: %v", err)
 	}
-	if got.OrderID != order.OrderID || got.TotalMinor != 3998 || !got.CreatedAt.Equal(order.CreatedAt) || len(got.Lines) != 1 || got.Lines[0].Quantity != 2 {
+	if got.TicketID != ticket.TicketID || got.EstimateMinutes != 3998 || !got.OpenedAt.Equal(ticket.OpenedAt) || len(got.Attachments) != 1 || got.Attachments[0].Pages != 2 {
 		t.Fatalf("decoded %+v", got)
 	}
 
 	// eventline encodes under the same id; Confluent decodes.
-	mine, err := schemas.Encode(ss.ID, info.Schema, order)
+	mine, err := schemas.Encode(ss.ID, info.Schema, ticket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +155,7 @@ func TestConfluentPythonInterop(t *testing.T) {
 	}
 	var de struct{ Record map[string]any }
 	confluent(t, map[string]any{"mode": "deserialize", "registry": url, "topic": topic, "hex": hex.EncodeToString(mine)}, &de)
-	if de.Record["order_id"] != order.OrderID || de.Record["currency"] != "EUR" || de.Record["created_at"].(float64) != float64(order.CreatedAt.UnixMilli()) {
+	if de.Record["ticket_id"] != ticket.TicketID || de.Record["channel"] != "MAIL" || de.Record["opened_at"].(float64) != float64(ticket.OpenedAt.UnixMilli()) {
 		t.Fatalf("Confluent decoded %v", de.Record)
 	}
 
@@ -171,16 +170,16 @@ func TestConfluentPythonInterop(t *testing.T) {
 func TestConfluentPythonBasicAuth(t *testing.T) {
 	const user, pass = "interop", "py-pw-xyzzy"
 	url := registryURL(t, map[string]string{user: pass})
-	info, ok := events.Catalog().Lookup("eventline.orders.OrderCreated")
+	info, ok := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
 	if !ok {
-		t.Fatal("OrderCreated missing from the catalogue")
+		t.Fatal("TicketOpened missing from the catalogue")
 	}
-	topic := "orders.auth"
-	order := sampleOrder()
+	topic := "tickets.auth"
+	ticket := sampleTicket()
 	record := map[string]any{
-		"order_id": order.OrderID, "customer_id": order.CustomerID,
-		"lines":       []map[string]any{{"product_id": order.Lines[0].ProductID, "quantity": 2, "unit_price_minor": 1999}},
-		"total_minor": 3998, "currency": "EUR", "created_at": order.CreatedAt.UnixMilli(),
+		"ticket_id": ticket.TicketID, "requester_id": ticket.RequesterID,
+		"attachments":      []map[string]any{{"blob_id": ticket.Attachments[0].BlobID, "pages": 2, "size_bytes": 1999}},
+		"estimate_minutes": 3998, "channel": "MAIL", "opened_at": ticket.OpenedAt.UnixMilli(),
 	}
 	serialize := map[string]any{"mode": "serialize", "registry": url, "topic": topic, "schema": info.Text, "record": record}
 	type pyError struct {
@@ -230,7 +229,7 @@ func TestConfluentPythonBasicAuth(t *testing.T) {
 		Error  *pyError
 	}
 	confluentAs(t, user+":"+pass, map[string]any{"mode": "deserialize", "registry": url, "topic": topic, "hex": ser.Hex}, &de)
-	if de.Error != nil || de.Record["order_id"] != order.OrderID {
+	if de.Error != nil || de.Record["ticket_id"] != ticket.TicketID {
 		t.Fatalf("deserialize with credentials: %+v (error %+v)", de.Record, de.Error)
 	}
 	// A reader without the credentials cannot fetch the writer schema.

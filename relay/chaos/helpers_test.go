@@ -1,8 +1,6 @@
 package chaos_test
 
 import (
-	"github.com/eventline/eventline/examples/events"
-
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"
@@ -42,7 +41,7 @@ type world struct {
 	brokers  []string
 	topic    string
 	replicas int16
-	pipeline []byte // eventline.yaml routing the orders to topic
+	pipeline []byte // eventline.yaml routing the opened tickets to topic
 	prod     *producer.Producer
 	aggs     []string
 	ledger   ledger
@@ -88,15 +87,15 @@ func setupReplicated(t *testing.T, mode relay.Mode, dbURL string, brokers []stri
 	if _, err := db.Exec(ctx, `CREATE TABLE chaos_agg (id text PRIMARY KEY, v bigint NOT NULL DEFAULT 0)`); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "orders"), replicas: replicas, mode: mode}
+	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "tickets"), replicas: replicas, mode: mode}
 	for range aggregates {
 		w.aggs = append(w.aggs, uuid.NewString())
 	}
 	if _, err := db.Exec(ctx, `INSERT INTO chaos_agg (id) SELECT unnest($1::text[])`, w.aggs); err != nil {
 		t.Fatal(err)
 	}
-	w.pipeline = fmt.Appendf(nil, "topics:\n  - name: %s\n    partitions: %d\n    replication_factor: %d\n    events: [eventline.orders.OrderCreated]\n", w.topic, partitions, replicas)
-	w.prod = f.Producer(t, w.pipeline, events.Catalog(), &events.OrderCreated{})
+	w.pipeline = fmt.Appendf(nil, "topics:\n  - name: %s\n    partitions: %d\n    replication_factor: %d\n    events: [helpdesk.tickets.TicketOpened]\n", w.topic, partitions, replicas)
+	w.prod = f.Producer(t, w.pipeline, testevents.Catalog(), &testevents.TicketOpened{})
 	w.ledger.committed = map[uuid.UUID]event{}
 	w.ledger.uncertain = map[uuid.UUID]event{}
 	return w
@@ -156,7 +155,7 @@ func (w *world) appendOne(agg string, id uuid.UUID) (int64, error) {
 	if err := tx.QueryRow(ctx, `UPDATE chaos_agg SET v = v + 1 WHERE id = $1 RETURNING v`, agg).Scan(&v); err != nil {
 		return 0, err
 	}
-	if err := w.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, AggregateVersion: v, EventID: id, Event: order(agg)}); err != nil {
+	if err := w.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: v, EventID: id, Event: opened(agg)}); err != nil {
 		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -165,8 +164,8 @@ func (w *world) appendOne(agg string, id uuid.UUID) (int64, error) {
 	return v, nil
 }
 
-func order(id string) *events.OrderCreated {
-	return &events.OrderCreated{OrderID: id, CustomerID: id, Lines: []events.OrderLine{}, Currency: "EUR", CreatedAt: time.UnixMilli(1_790_000_000_000).UTC()}
+func opened(id string) *testevents.TicketOpened {
+	return &testevents.TicketOpened{TicketID: id, RequesterID: id, Attachments: []testevents.Attachment{}, Channel: "MAIL", OpenedAt: time.UnixMilli(1_790_000_000_000).UTC()}
 }
 
 // startWriters runs n writers, each committing events to random aggregates,
