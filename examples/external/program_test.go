@@ -103,6 +103,11 @@ func runProgram(t *testing.T, bin string, mode migrate.Mode) {
 		return count(t, db, `SELECT count(*) FROM shipping.tracking WHERE shipment_id = ANY($1::uuid[]) AND status = 'in_transit' AND carrier = 'UPS'`, ids) == 5
 	})
 	waitFor(t, ctx, "the outbox drained", func() bool { return count(t, db, `SELECT count(*) FROM shipping.eventline_outbox`) == 0 })
+	// The probes a Deployment asks: live, and ready once the relay holds
+	// its session and the group joined.
+	for _, path := range []string{"/healthz", "/readyz"} {
+		waitFor(t, ctx, path+" answers 200", func() bool { return p.get(t, path) == http.StatusOK })
+	}
 	if n := count(t, db, `SELECT count(*) FROM shipping.tracking WHERE applications <> 1`); n != 0 {
 		t.Fatalf("%d shipments applied more than once", n)
 	}
@@ -208,6 +213,18 @@ func (p *program) logged() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.log.String()
+}
+
+// get asks path and returns the status code.
+func (p *program) get(t *testing.T, path string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + p.addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode
 }
 
 // post sends body to POST /shipments and returns the answer, which must

@@ -43,6 +43,7 @@ import (
 
 	"github.com/eventline/eventline/connection"
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/health"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
@@ -84,6 +85,12 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	mode, err := migrate.ParseMode(getenv("EVENTLINE_MODE"))
 	if err != nil {
 		return fmt.Errorf("EVENTLINE_MODE: %w", err)
+	}
+	// How the group's members share partitions (classic, consumer or
+	// auto); static membership only under stable pod names (StatefulSet).
+	protocol, err := consumers.ParseProtocol(getenv("EVENTLINE_GROUP_PROTOCOL"))
+	if err != nil {
+		return fmt.Errorf("EVENTLINE_GROUP_PROTOCOL: %w", err)
 	}
 	// TLS, SASL and the registry's credentials, under the variables the
 	// eventline CLI reads (secrets from the environment or files, never
@@ -147,7 +154,8 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	// The tracking projection: typed handlers, applied exactly once.
 	group, err := consumers.New(consumers.Config{Group: shipping.Group, Topics: []string{shipping.Topic}, Brokers: brokers,
 		KafkaOpts: conn.Kafka, DB: db, Schema: shipping.Schema, Serde: schemas.NewSerde(reg), Mux: shipping.Tracking(),
-		Pipeline: pipe, CreateTopics: true, ShutdownTimeout: shutdownTimeout, Logger: log})
+		Pipeline: pipe, CreateTopics: true, ShutdownTimeout: shutdownTimeout, Logger: log,
+		Protocol: protocol, InstanceID: getenv("EVENTLINE_INSTANCE_ID")})
 	if err != nil {
 		return err
 	}
@@ -158,7 +166,12 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: api(svc, log), ReadHeaderTimeout: 5 * time.Second}
+	// Kubernetes' probes: /healthz (live) and /readyz (ready) from the
+	// relay's and the group's own answers.
+	var probes health.Probes
+	probes.Add("relay", rl)
+	probes.Add("tracking", group)
+	srv := &http.Server{Handler: api(svc, &probes, log), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("shipping: serving", "addr", ln.Addr().String(), "mode", mode)
 
 	// Side by side until a signal ends ctx, or one part fails: then the
@@ -191,10 +204,12 @@ func stopped(part string, err error) error {
 	return nil
 }
 
-// api serves POST /shipments.
-func api(svc *shipping.Service, log *slog.Logger) http.Handler {
+// api serves POST /shipments and the probes.
+func api(svc *shipping.Service, probes *health.Probes, log *slog.Logger) http.Handler {
 	carriers := []shipping.Carrier{shipping.CarrierDhl, shipping.CarrierUps, shipping.CarrierPostnl, shipping.CarrierOther}
 	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", probes.Handler())
+	mux.Handle("GET /readyz", probes.Handler())
 	mux.HandleFunc("POST /shipments", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			OrderRef string           `json:"order_ref"`
