@@ -102,7 +102,9 @@ type Config struct {
 	// Default 10s.
 	MaxBackoff time.Duration
 	// ShutdownTimeout bounds how long Run waits for the in-flight batch's
-	// acks after its context is cancelled. Default 30s.
+	// acks after its context is cancelled. Default 20s, inside
+	// Kubernetes' default 30 s termination grace (a batch cut short is
+	// published again by the next leader, never lost).
 	ShutdownTimeout time.Duration
 	// Slot is the replication slot of logical mode. Default
 	// migrate.SlotName(database, Schema); producers must name the same.
@@ -180,7 +182,7 @@ func (c Config) withDefaults() Config {
 		c.MaxBackoff = 10 * time.Second
 	}
 	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 30 * time.Second
+		c.ShutdownTimeout = 20 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

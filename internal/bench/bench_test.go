@@ -173,3 +173,33 @@ func e2eBenchSmoke(t *testing.T, bin string, mode relay.Mode) {
 		t.Errorf("percentiles out of order: %s", b)
 	}
 }
+
+// bench deploy: a rolling restart and a killed member under load, with
+// member processes of the built binary: every event applied once, none
+// lost, the stalls and latencies measured (the figures themselves are the
+// benchmark's, not the test's).
+func TestDeployBenchSmoke(t *testing.T) {
+	t.Parallel()
+	bin, cleanup, err := testkit.BuildEventline(false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	res, err := bench.Deploy(context.Background(), env(t), bench.DeployOptions{Rate: 200, Partitions: 4, Members: 2,
+		Scenarios: []string{bench.ScenarioRolling, bench.ScenarioKill}, Choices: []string{bench.ChoiceStatic},
+		Steady: time.Second, Settle: time.Second, SessionTimeout: 6 * time.Second, FailShare: 0.05,
+		MemberCommand: []string{bin, "bench", "deploy-member"}, Logger: testkit.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(res)
+	t.Logf("%s", b)
+	if len(res.Rows) != 2 {
+		t.Fatalf("%d rows, want 2: %s", len(res.Rows), b)
+	}
+	for _, r := range res.Rows {
+		if r.Events < 200 || r.Lost != 0 || r.AppliedTwice != 0 || r.Protocol != "classic" || r.MaxStallMs <= 0 || r.SteadyP99Ms <= 0 || r.MaxRestartSeconds <= 0 {
+			t.Errorf("%s: %+v", r.Scenario, r)
+		}
+	}
+}

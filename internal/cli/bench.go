@@ -14,8 +14,14 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "consumer-process" {
 		return runBenchConsumerProcess(ctx, env, args[1:])
 	}
+	if len(args) > 0 && args[0] == "deploy-member" {
+		return runBenchDeployMember(ctx, env, args[1:])
+	}
+	if len(args) > 0 && args[0] == "deploy" {
+		return runBenchDeploy(ctx, env, args[1:])
+	}
 	if len(args) == 0 || (args[0] != "relay" && args[0] != "append" && args[0] != "consume" && args[0] != "e2e") {
-		fmt.Fprintln(env.Stderr, "usage: eventline bench relay [--events N] [--mode poll|logical] [--json] | append [--mode poll|logical] [--json] | consume [--events N] [--json] | e2e [--rate R] [--duration D] [--mode poll|logical] [--json]")
+		fmt.Fprintln(env.Stderr, "usage: eventline bench relay [--events N] [--mode poll|logical] [--json] | append [--mode poll|logical] [--json] | consume [--events N] [--json] | e2e [--rate R] [--duration D] [--mode poll|logical] [--json] | deploy [--scenarios rolling,scale,kill] [--choices classic,consumer,static] [--rate R] [--partitions N] [--kafka BROKERS] [--json]")
 		return ExitUsage
 	}
 	what := args[0]
@@ -158,6 +164,92 @@ func runBenchConsumerProcess(ctx context.Context, env *Env, args []string) int {
 		return ExitFail
 	}
 	if err := json.NewEncoder(env.Stdout).Encode(rep); err != nil {
+		return ExitFail
+	}
+	return ExitOK
+}
+
+// runBenchDeploy is `eventline bench deploy`: deployment events of a
+// consumer group (rolling restart, scaling, a killed member) under load,
+// for each membership choice; see bench.Deploy.
+func runBenchDeploy(ctx context.Context, env *Env, args []string) int {
+	fs := newFlagSet(env, "bench deploy", "[flags]")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	dataDir := fs.String("data-dir", "", "state directory of the embedded stack (default: a temporary one)")
+	kafka := fs.String("kafka", "", "measure on these brokers (comma-separated, e.g. an Apache Kafka cluster) instead of the embedded one; the embedded stack still provides PostgreSQL and the registry")
+	scenarios := fs.String("scenarios", "rolling,scale,kill", "deployment events: rolling (restart every member in turn), scale (1 → max-members → 1), kill (SIGKILL one member, replace it)")
+	choices := fs.String("choices", "classic,consumer,static", "membership choices: classic (cooperative-sticky), consumer (KIP-848), static (classic with instance ids kept across restarts)")
+	rate := fs.Int("rate", 1000, "events/s produced throughout")
+	partitions := fs.Int("partitions", 12, "partitions of the source topic")
+	members := fs.Int("members", 4, "members of the rolling and kill scenarios")
+	maxMembers := fs.Int("max-members", 6, "members at the top of the scale scenario")
+	steady := fs.Duration("steady", 10*time.Second, "steady state measured before each event")
+	settle := fs.Duration("settle", 5*time.Second, "load after each event")
+	failShare := fs.Float64("fail-share", 0.01, "share of events failing their first attempt (through the retry chain)")
+	session := fs.Duration("session-timeout", 45*time.Second, "the members' session timeout")
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	if *rate < 1 || *partitions < 1 || *members < 1 || *maxMembers < 2 || *steady <= 0 || *settle <= 0 || *failShare < 0 || *failShare >= 1 || *session <= 0 {
+		fmt.Fprintln(env.Stderr, "eventline bench deploy: counts and durations must be positive, --max-members at least 2, --fail-share in [0, 1)")
+		return ExitUsage
+	}
+	svc, stop, err := servicesFor(ctx, env, *dataDir)
+	if err != nil {
+		env.Logger.Error("embedded stack failed to start", "err", err)
+		return ExitFail
+	}
+	defer stop()
+	benv := bench.Env{Brokers: svc.brokers, RegistryURL: svc.registry, DatabaseURL: svc.db, KafkaOpts: svc.conn.Kafka, RegistryOpts: svc.conn.Registry}
+	if *kafka != "" {
+		benv.Brokers = splitList(*kafka)
+	}
+	res, err := bench.Deploy(ctx, benv, bench.DeployOptions{Rate: *rate, Partitions: *partitions, Members: *members, MaxMembers: *maxMembers,
+		Choices: splitList(*choices), Scenarios: splitList(*scenarios), Steady: *steady, Settle: *settle, FailShare: *failShare,
+		SessionTimeout: *session, Logger: env.Logger})
+	if err != nil {
+		env.Logger.Error("bench deploy failed", "err", err)
+		return ExitFail
+	}
+	if *asJSON {
+		if err := json.NewEncoder(env.Stdout).Encode(res); err != nil {
+			return ExitFail
+		}
+		return ExitOK
+	}
+	fmt.Fprintf(env.Stdout, "deployment events at %d events/s over %d partitions, %.0f%% failing once through the retry chain; machine: %s\n\n",
+		res.Rate, res.Partitions, 100*res.FailShare, res.Machine)
+	fmt.Fprintln(env.Stdout, "| event | membership | protocol | event s | longest restart s | longest stall, any partition ms | longest stall, partitions the member did not own ms | p99 steady ms | p99 during ms | assignment changes | partitions moved | fetched again | applied twice | lost |")
+	fmt.Fprintln(env.Stdout, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range res.Rows {
+		fmt.Fprintf(env.Stdout, "| %s | %s | %s | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %d | %d | %d | %d | %d |\n",
+			r.Scenario, r.Choice, r.Protocol, r.EventSeconds, r.MaxRestartSeconds, r.MaxStallMs, r.MaxStallOthersMs, r.SteadyP99Ms, r.EventP99Ms,
+			r.AssignmentChanges, r.PartitionsMoved, r.FetchedAgain, r.AppliedTwice, r.Lost)
+	}
+	return ExitOK
+}
+
+// runBenchDeployMember is the hidden child of `bench deploy`: one member
+// of the measured group until SIGTERM. The spec comes in the environment
+// (it holds the database URL); the lifecycle goes to stdout.
+func runBenchDeployMember(ctx context.Context, env *Env, args []string) int {
+	fs := newFlagSet(env, "bench deploy-member", "(run by bench deploy)")
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	var spec bench.DeployMemberSpec
+	if err := json.Unmarshal([]byte(env.Getenv(bench.DeployMemberSpecEnv)), &spec); err != nil {
+		fmt.Fprintf(env.Stderr, "eventline bench deploy-member: %s: %v\n", bench.DeployMemberSpecEnv, err)
+		return ExitUsage
+	}
+	conn, err := connections(env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "eventline bench deploy-member: connection settings: %v\n", err)
+		return ExitUsage
+	}
+	spec.Env.KafkaOpts, spec.Env.RegistryOpts = conn.Kafka, conn.Registry
+	if err := bench.DeployMember(ctx, spec, env.Stdout, env.Logger); err != nil {
+		env.Logger.Error("bench deploy member failed", "err", err)
 		return ExitFail
 	}
 	return ExitOK
