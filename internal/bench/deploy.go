@@ -237,8 +237,10 @@ func DeployMember(ctx context.Context, spec DeployMemberSpec, out io.Writer, log
 		Group: spec.Group, Topics: []string{spec.Topic}, Brokers: spec.Env.Brokers, KafkaOpts: spec.Env.KafkaOpts,
 		DB: pool, Schema: spec.Schema, Serde: schemas.NewSerde(reg), Events: []schemas.Event{&events.OrderCreated{}},
 		BatchHandler: apply,
-		Handler:      func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error { return apply(ctx, tx, []*consumers.Event{ev}) },
-		RetryDelays:  spec.RetryDelays, CreateTopics: true, Protocol: protocol, InstanceID: spec.InstanceID,
+		Handler: func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
+			return apply(ctx, tx, []*consumers.Event{ev})
+		},
+		RetryDelays: spec.RetryDelays, CreateTopics: true, Protocol: protocol, InstanceID: spec.InstanceID,
 		ConsumerOpts: []kgo.Opt{kgo.SessionTimeout(spec.SessionTimeout)},
 		Logger:       log,
 		OnAssigned: func(m map[string][]int32) {
