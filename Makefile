@@ -36,13 +36,18 @@ demo: build ensure-postgres ## run the orders/inventory saga on a fresh embedded
 	./$(BIN) demo
 
 .PHONY: test
-test: ensure-postgres ensure-java ensure-python ## all unit and integration tests, with -race, on the embedded broker (kfake), then the outside module
+test: ensure-postgres ensure-java ensure-python ## all unit and integration tests, with -race, on the embedded broker (kfake), then the outside module and the Helm chart
 	$(GOTEST) ./...
 	$(MAKE) --no-print-directory test-external
+	$(MAKE) --no-print-directory test-deploy
 
 .PHONY: test-external
 test-external: ensure-postgres ## examples/external: another team's module (own go.mod, schemas, types) on `eventline dev`, public packages only
 	(cd examples/external && $(GOTEST) ./...)
+
+.PHONY: test-deploy
+test-deploy: ## deploy/helm/eventline: render with Helm's libraries, lint, decode every object strictly, check its properties (own module: Helm and Kubernetes stay out of go.mod)
+	cd deploy/chartcheck && $(GO) test -count=1 ./...
 
 .PHONY: test-kafka
 test-kafka: ensure-postgres ensure-java ensure-python ## the integration suite against a real Apache Kafka 4.x broker (started and stopped)
@@ -83,6 +88,7 @@ lint: ## gofmt, go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 	cd examples/external && $(GO) vet ./...
+	cd deploy/chartcheck && $(GO) vet ./...
 
 .PHONY: generate
 generate: ## regenerate generated code (go generate), here and in examples/external
