@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -76,8 +77,14 @@ func runProgram(t *testing.T, bin string, mode migrate.Mode) {
 	reg := eventlinetest.StartRegistry(t)
 	eventlineCLI(t, reg.URL(), "schemas", "register", "--config", "eventline.yaml")
 
-	env := []string{"DATABASE_URL=" + dsn, "KAFKA_BROKERS=" + strings.Join(kafka.ListenAddrs(), ","),
-		"SCHEMA_REGISTRY_URL=" + reg.URL(), "EVENTLINE_MODE=" + string(mode), "SHIPPING_ADDR=127.0.0.1:0"}
+	// The database URL as a mounted secret file, as the eventline chart
+	// wires it (never in the environment itself).
+	dsnFile := filepath.Join(t.TempDir(), "database-url")
+	if err := os.WriteFile(dsnFile, []byte(dsn+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"DATABASE_URL_FILE=" + dsnFile, "KAFKA_BROKERS=" + strings.Join(kafka.ListenAddrs(), ","),
+		"SCHEMA_REGISTRY_URL=" + reg.URL(), "EVENTLINE_MODE=" + string(mode), "SHIPPING_ADDR=127.0.0.1:0", "EVENTLINE_METRICS_ADDR=127.0.0.1:0"}
 	if mode == migrate.ModeLogical {
 		// The dev stack's role is a superuser: it may restrict who emits,
 		// and it is the only role that does (producer and relay).
@@ -149,12 +156,13 @@ func newDatabase(t *testing.T, ctx context.Context, prefix string) (dsn, name st
 
 // program is the service's process.
 type program struct {
-	cmd  *exec.Cmd
-	addr string        // its HTTP API
-	done chan struct{} // closed when it exited
-	err  error         // its exit, once done
-	mu   sync.Mutex
-	log  strings.Builder // its stderr
+	cmd    *exec.Cmd
+	addr   string        // its HTTP API
+	probes string        // its /healthz and /readyz
+	done   chan struct{} // closed when it exited
+	err    error         // its exit, once done
+	mu     sync.Mutex
+	log    strings.Builder // its stderr
 }
 
 // startProgram starts bin with env as its whole environment (secrets go
@@ -171,7 +179,7 @@ func startProgram(t *testing.T, bin string, env []string) *program {
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	serving := make(chan string, 1)
+	serving := make(chan [2]string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -180,8 +188,9 @@ func startProgram(t *testing.T, bin string, env []string) *program {
 			p.log.WriteString(line + "\n")
 			p.mu.Unlock()
 			if _, rest, ok := strings.Cut(line, `msg="shipping: serving" addr=`); ok {
-				addr, _, _ := strings.Cut(rest, " ")
-				serving <- addr
+				addr, rest, _ := strings.Cut(rest, " probes=")
+				probes, _, _ := strings.Cut(rest, " ")
+				serving <- [2]string{addr, probes}
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
@@ -200,7 +209,8 @@ func startProgram(t *testing.T, bin string, env []string) *program {
 		}
 	})
 	select {
-	case p.addr = <-serving:
+	case a := <-serving:
+		p.addr, p.probes = a[0], a[1]
 	case <-p.done:
 		t.Fatalf("the program exited before serving: %v", p.err)
 	case <-time.After(2 * time.Minute):
@@ -215,10 +225,10 @@ func (p *program) logged() string {
 	return p.log.String()
 }
 
-// get asks path and returns the status code.
+// get asks path of the probes' port and returns the status code.
 func (p *program) get(t *testing.T, path string) int {
 	t.Helper()
-	resp, err := http.Get("http://" + p.addr + path)
+	resp, err := http.Get("http://" + p.probes + path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -306,7 +306,50 @@ type ownership struct {
 	t        time.Time
 	slot     int // member slot (the same across restarts)
 	assigned bool
+	exit     bool // the process exited: what it owned is no longer consumed by it
 	parts    []int32
+}
+
+// current is what each slot owns now (as its callbacks said; nothing for a
+// slot whose process exited).
+func (tl *timeline) current() map[int]map[int32]bool {
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	own := map[int]map[int32]bool{}
+	for _, e := range tl.evs {
+		if own[e.slot] == nil || e.exit {
+			own[e.slot] = map[int32]bool{}
+		}
+		for _, p := range e.parts {
+			if e.assigned {
+				own[e.slot][p] = true
+			} else {
+				delete(own[e.slot], p)
+			}
+		}
+	}
+	return own
+}
+
+// settled: each live slot owns a partition (when there are enough) and
+// together they own every partition once.
+func (tl *timeline) settled(live []int, partitions int) bool {
+	own := tl.current()
+	seen := map[int32]int{}
+	for _, slot := range live {
+		if len(own[slot]) == 0 && len(live) <= partitions {
+			return false
+		}
+		for p := range own[slot] {
+			seen[p]++
+		}
+	}
+	for p := range partitions {
+		if seen[int32(p)] != 1 {
+			return false
+		}
+	}
+	return true
 }
 
 func (tl *timeline) setProtocol(p string) {
@@ -335,7 +378,7 @@ func (tl *timeline) owned(slot int, from, to time.Time) map[int32]bool {
 	owned := map[int32]bool{}
 	at := map[int32]bool{}
 	for _, e := range tl.evs {
-		if e.slot != slot || e.t.After(to) {
+		if e.slot != slot || e.t.After(to) || e.exit {
 			continue
 		}
 		for _, p := range e.parts {
@@ -361,7 +404,7 @@ func (tl *timeline) changes(from, to time.Time) (callbacks, moved int) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	for _, e := range tl.evs {
-		if e.t.Before(from) || e.t.After(to) {
+		if e.exit || e.t.Before(from) || e.t.After(to) {
 			continue
 		}
 		callbacks++
@@ -580,6 +623,10 @@ func deployRun(ctx context.Context, env Env, o DeployOptions, scenario, choice s
 			steps = append(steps, step{slot: i, from: t0, to: time.Now()})
 		}
 	case ScenarioScale:
+		// Each step waits for the group to settle (every member owns a
+		// partition, each partition one owner): what one scaling step
+		// costs, not a pile of overlapping ones.
+		live := []int{0}
 		for i := 1; i < o.MaxMembers; i++ {
 			t0 := time.Now()
 			m, err := start(i)
@@ -589,11 +636,19 @@ func deployRun(ctx context.Context, env Env, o DeployOptions, scenario, choice s
 			if err := waitReady(m); err != nil {
 				return row, err
 			}
+			live = append(live, i)
+			if err := waitSettled(ctx, tl, live, o.Partitions); err != nil {
+				return row, err
+			}
 			steps = append(steps, step{slot: i, from: t0, to: time.Now()})
 		}
 		for i := o.MaxMembers - 1; i >= 1; i-- {
 			t0 := time.Now()
 			if err := stopMember(i, syscall.SIGTERM); err != nil {
+				return row, err
+			}
+			live = live[:len(live)-1]
+			if err := waitSettled(ctx, tl, live, o.Partitions); err != nil {
 				return row, err
 			}
 			steps = append(steps, step{slot: i, from: t0, to: time.Now()})
@@ -677,6 +732,23 @@ func deployRun(ctx context.Context, env Env, o DeployOptions, scenario, choice s
 	return row, nil
 }
 
+// waitSettled polls the timeline until the live members settled (up to 3
+// minutes: a static member that left holds its partitions for the session
+// timeout).
+func waitSettled(ctx context.Context, tl *timeline, live []int, partitions int) error {
+	deadline := time.Now().Add(3 * time.Minute)
+	for !tl.settled(live, partitions) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("members %v did not settle on the %d partitions within 3 minutes", live, partitions)
+		}
+		sleepCtx(ctx, 20*time.Millisecond) // polling the members' reports
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -739,6 +811,9 @@ func startMember(ctx context.Context, command []string, spec DeployMemberSpec, s
 			}
 		}
 		_ = cmd.Wait()
+		tl.mu.Lock()
+		tl.evs = append(tl.evs, ownership{t: time.Now(), slot: slot, exit: true})
+		tl.mu.Unlock()
 	}()
 	return m, nil
 }

@@ -75,10 +75,16 @@ const shutdownTimeout = 10 * time.Second
 // error, after the other parts stopped).
 func run(ctx context.Context, getenv func(string) string, log *slog.Logger) error {
 	// README:begin settings
-	for _, name := range []string{"DATABASE_URL", "KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"} {
+	for _, name := range []string{"KAFKA_BROKERS", "SCHEMA_REGISTRY_URL"} {
 		if getenv(name) == "" {
 			return fmt.Errorf("%s is not set", name)
 		}
+	}
+	// The database URL holds a password: DATABASE_URL_FILE (a mounted
+	// secret, as the eventline chart wires it) or DATABASE_URL.
+	dbURL, err := connection.Secret(getenv, "DATABASE_URL")
+	if err != nil || dbURL == "" {
+		return fmt.Errorf("DATABASE_URL (or DATABASE_URL_FILE) is not set or unreadable: %v", err)
 	}
 	brokers := strings.Split(getenv("KAFKA_BROKERS"), ",")
 	// One mode for the producer and the relay, in the CLI's words.
@@ -103,7 +109,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
-	db, err := pgxpool.New(ctx, getenv("DATABASE_URL"))
+	db, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
 		return err
 	}
@@ -144,7 +150,7 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 
 	// The relay: one leads per outbox (the others stand by); it creates
 	// the pipeline's topics.
-	rl, err := relay.New(relay.Config{Mode: mode, DatabaseURL: getenv("DATABASE_URL"), Brokers: brokers, KafkaOpts: conn.Kafka,
+	rl, err := relay.New(relay.Config{Mode: mode, DatabaseURL: dbURL, Brokers: brokers, KafkaOpts: conn.Kafka,
 		Schema: shipping.Schema, Pipeline: pipe, ShutdownTimeout: shutdownTimeout, Logger: log})
 	if err != nil {
 		return err
@@ -166,13 +172,20 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	if err != nil {
 		return err
 	}
-	// Kubernetes' probes: /healthz (live) and /readyz (ready) from the
-	// relay's and the group's own answers.
+	srv := &http.Server{Handler: api(svc, log), ReadHeaderTimeout: 5 * time.Second}
+	// Kubernetes' probes on their own port (EVENTLINE_METRICS_ADDR, as the
+	// eventline chart sets it): /healthz (live) and /readyz (ready) from
+	// the relay's and the group's own answers.
 	var probes health.Probes
 	probes.Add("relay", rl)
 	probes.Add("tracking", group)
-	srv := &http.Server{Handler: api(svc, &probes, log), ReadHeaderTimeout: 5 * time.Second}
-	log.Info("shipping: serving", "addr", ln.Addr().String(), "mode", mode)
+	probeLn, err := net.Listen("tcp", cmp.Or(getenv("EVENTLINE_METRICS_ADDR"), ":9464"))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	probeSrv := &http.Server{Handler: probes.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	log.Info("shipping: serving", "addr", ln.Addr().String(), "probes", probeLn.Addr().String(), "mode", mode)
 
 	// Side by side until a signal ends ctx, or one part fails: then the
 	// others are stopped and its error is returned. The relay and the group
@@ -180,18 +193,23 @@ func run(ctx context.Context, getenv func(string) string, log *slog.Logger) erro
 	parts, ctx := errgroup.WithContext(ctx)
 	parts.Go(func() error { return stopped("relay", rl.Run(ctx)) })
 	parts.Go(func() error { return stopped("consumer group", group.Run(ctx)) })
-	parts.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return stopped("http", err)
-		}
-		return nil
-	})
-	parts.Go(func() error {
-		<-ctx.Done()
-		stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-		defer cancel()
-		return srv.Shutdown(stop)
-	})
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{srv, ln}, {probeSrv, probeLn}} {
+		parts.Go(func() error {
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				return stopped("http", err)
+			}
+			return nil
+		})
+		parts.Go(func() error {
+			<-ctx.Done()
+			stop, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+			defer cancel()
+			return s.srv.Shutdown(stop)
+		})
+	}
 	return parts.Wait()
 	// README:end run
 }
@@ -204,12 +222,10 @@ func stopped(part string, err error) error {
 	return nil
 }
 
-// api serves POST /shipments and the probes.
-func api(svc *shipping.Service, probes *health.Probes, log *slog.Logger) http.Handler {
+// api serves POST /shipments.
+func api(svc *shipping.Service, log *slog.Logger) http.Handler {
 	carriers := []shipping.Carrier{shipping.CarrierDhl, shipping.CarrierUps, shipping.CarrierPostnl, shipping.CarrierOther}
 	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", probes.Handler())
-	mux.Handle("GET /readyz", probes.Handler())
 	mux.HandleFunc("POST /shipments", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			OrderRef string           `json:"order_ref"`
