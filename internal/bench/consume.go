@@ -13,12 +13,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -520,21 +518,10 @@ func updateSQL(schema, table string) string {
 // report once it has applied both phases and exited.
 func runConsumerProcess(ctx context.Context, command []string, spec ConsumerSpec) (ConsumerReport, error) {
 	var rep ConsumerReport
-	if len(command) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return rep, err
-		}
-		command = []string{exe, "bench", "consumer-process"}
-	}
-	b, err := json.Marshal(spec)
+	cmd, err := childCommand(ctx, command, "consumer-process", ConsumerSpecEnv, spec)
 	if err != nil {
 		return rep, err
 	}
-	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 30 * time.Second
-	cmd.Env = append(os.Environ(), ConsumerSpecEnv+"="+string(b), "EVENTLINE_LOG_LEVEL=warn")
 	// EVENTLINE_CONSUMER_CPUPROFILE profiles the consumer process alone.
 	if p := os.Getenv("EVENTLINE_CONSUMER_CPUPROFILE"); p != "" {
 		cmd.Env = append(cmd.Env, "EVENTLINE_CPUPROFILE="+p)

@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -36,7 +35,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/migrate"
@@ -157,133 +155,6 @@ type DeployResult struct {
 	FailShare  float64     `json:"fail_share"`
 	Rows       []DeployRow `json:"rows"`
 	Machine    string      `json:"machine"`
-}
-
-// DeployMemberSpecEnv names the environment variable holding a member's
-// spec (not argv: it holds the database URL).
-const DeployMemberSpecEnv = "EVENTLINE_BENCH_DEPLOY_MEMBER"
-
-// DeployMemberSpec is one member process's work.
-type DeployMemberSpec struct {
-	Env            Env             `json:"env"`
-	Schema         string          `json:"schema"`
-	Group          string          `json:"group"`
-	Topic          string          `json:"topic"`
-	Protocol       string          `json:"protocol"`
-	InstanceID     string          `json:"instance_id"`
-	FailShare      float64         `json:"fail_share"`
-	RetryDelays    []time.Duration `json:"retry_delays"`
-	SessionTimeout time.Duration   `json:"session_timeout"`
-}
-
-// memberLine is what a member prints, one JSON object per line.
-type memberLine struct {
-	T     int64   `json:"t"` // unix ms
-	Ev    string  `json:"ev"`
-	Parts []int32 `json:"parts,omitempty"`
-	Dups  int64   `json:"dups,omitempty"`
-	Proto string  `json:"proto,omitempty"`
-}
-
-// DeployMember runs one member until ctx ends, printing its lifecycle to
-// out: "ready" once both consumers joined, "assigned"/"revoked" with the
-// source partitions, "stats" every 500 ms and at the end.
-func DeployMember(ctx context.Context, spec DeployMemberSpec, out io.Writer, log *slog.Logger) error {
-	var mu sync.Mutex
-	enc := json.NewEncoder(out)
-	emit := func(l memberLine) {
-		mu.Lock()
-		defer mu.Unlock()
-		l.T = time.Now().UnixMilli()
-		_ = enc.Encode(l)
-	}
-	cfg, err := pgxpool.ParseConfig(spec.Env.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	cfg.MaxConns = 32
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	reg, err := spec.Env.registry()
-	if err != nil {
-		return err
-	}
-	protocol, err := consumers.ParseProtocol(spec.Protocol)
-	if err != nil {
-		return err
-	}
-	insert := `INSERT INTO ` + pgx.Identifier{spec.Schema, "deploy_applied"}.Sanitize() + ` AS a (event_id, partition, attempt, produced_at, applied_at)
-		SELECT id, p, at, to_timestamp(ms / 1000.0), clock_timestamp() FROM unnest($1::uuid[], $2::int[], $3::int[], $4::bigint[]) AS u(id, p, at, ms)
-		ON CONFLICT (event_id) DO UPDATE SET n = a.n + 1`
-	fails := func(ev *consumers.Event) bool { return ev.Attempt == 0 && failsOnce(ev.ID, spec.FailShare) }
-	apply := func(ctx context.Context, tx pgx.Tx, evs []*consumers.Event) error {
-		ids, parts, attempts, ms := make([]uuid.UUID, len(evs)), make([]int32, len(evs)), make([]int32, len(evs)), make([]int64, len(evs))
-		for i, ev := range evs {
-			if fails(ev) {
-				return errFirstAttempt // isolated by the per-event handler
-			}
-			ids[i], parts[i], attempts[i], ms[i] = ev.ID, ev.Partition, int32(ev.Attempt), ev.Timestamp.UnixMilli()
-			if ev.Attempt > 0 { // a retry copy: the source's partition
-				parts[i] = originPartition(ev)
-			}
-		}
-		_, err := tx.Exec(ctx, insert, ids, parts, attempts, ms)
-		return err
-	}
-	g, err := consumers.New(consumers.Config{
-		Group: spec.Group, Topics: []string{spec.Topic}, Brokers: spec.Env.Brokers, KafkaOpts: spec.Env.KafkaOpts,
-		DB: pool, Schema: spec.Schema, Serde: schemas.NewSerde(reg), Events: []schemas.Event{&events.OrderCreated{}},
-		BatchHandler: apply,
-		Handler: func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
-			return apply(ctx, tx, []*consumers.Event{ev})
-		},
-		RetryDelays: spec.RetryDelays, CreateTopics: true, Protocol: protocol, InstanceID: spec.InstanceID,
-		ConsumerOpts: []kgo.Opt{kgo.SessionTimeout(spec.SessionTimeout)},
-		Logger:       log,
-		OnAssigned: func(m map[string][]int32) {
-			if ps := m[spec.Topic]; len(ps) > 0 {
-				emit(memberLine{Ev: "assigned", Parts: ps})
-			}
-		},
-		OnRevoked: func(m map[string][]int32) {
-			if ps := m[spec.Topic]; len(ps) > 0 {
-				emit(memberLine{Ev: "revoked", Parts: ps})
-			}
-		},
-	})
-	if err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	ready, n := false, 0
-	for {
-		select {
-		case err := <-done:
-			st := g.Stats()
-			emit(memberLine{Ev: "stats", Dups: st.Duplicates, Proto: string(st.Protocol)})
-			return err
-		case <-tick.C:
-		}
-		if !ready && g.Ready() == nil {
-			ready = true
-			emit(memberLine{Ev: "ready", Proto: string(g.Stats().Protocol)})
-		}
-		if n++; n%10 == 0 {
-			emit(memberLine{Ev: "stats", Dups: g.Stats().Duplicates})
-		}
-	}
-}
-
-func originPartition(ev *consumers.Event) int32 {
-	var p int32
-	_, _ = fmt.Sscan(ev.Headers[headers.OriginalPartition], &p)
-	return p
 }
 
 // member is one member process as the harness sees it.
@@ -749,6 +620,29 @@ func waitSettled(ctx context.Context, tl *timeline, live []int, partitions int) 
 	return nil
 }
 
+// childCommand is a benchmark's child process: command (default this
+// executable's hidden `bench <sub>`), with spec as JSON in the environment
+// variable specEnv (not argv: specs hold the database URL), SIGTERMed when
+// ctx ends.
+func childCommand(ctx context.Context, command []string, sub, specEnv string, spec any) (*exec.Cmd, error) {
+	if len(command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		command = []string{exe, "bench", sub}
+	}
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	cmd.Env = append(os.Environ(), specEnv+"="+string(b), "EVENTLINE_LOG_LEVEL=warn")
+	return cmd, nil
+}
+
 func sleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -760,21 +654,10 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 
 // startMember starts a member process for slot and follows its output.
 func startMember(ctx context.Context, command []string, spec DeployMemberSpec, slot int, tl *timeline) (*member, error) {
-	if len(command) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		command = []string{exe, "bench", "deploy-member"}
-	}
-	b, err := json.Marshal(spec)
+	cmd, err := childCommand(ctx, command, "deploy-member", DeployMemberSpecEnv, spec)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 30 * time.Second
-	cmd.Env = append(os.Environ(), DeployMemberSpecEnv+"="+string(b), "EVENTLINE_LOG_LEVEL=warn")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -58,13 +58,11 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline bench: counts must be positive (and --retry-share below 1)")
 		return ExitUsage
 	}
-	svc, stop, err := servicesFor(ctx, env, *dataDir)
-	if err != nil {
-		env.Logger.Error("embedded stack failed to start", "err", err)
+	benv, stop, ok := benchServices(ctx, env, *dataDir)
+	if !ok {
 		return ExitFail
 	}
 	defer stop()
-	benv := bench.Env{Brokers: svc.brokers, RegistryURL: svc.registry, DatabaseURL: svc.db, KafkaOpts: svc.conn.Kafka, RegistryOpts: svc.conn.Registry}
 	var out any
 	switch what {
 	case "relay":
@@ -141,23 +139,10 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 // spec comes in the environment (it holds the database URL), the report
 // goes to stdout.
 func runBenchConsumerProcess(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "bench consumer-process", "(run by bench consume)")
-	if code := parse(fs, args); code >= 0 {
+	var spec bench.ConsumerSpec
+	if code := childSpec(env, "consumer-process", "(run by bench consume)", args, bench.ConsumerSpecEnv, &spec, &spec.Env); code >= 0 {
 		return code
 	}
-	var spec bench.ConsumerSpec
-	if err := json.Unmarshal([]byte(env.Getenv(bench.ConsumerSpecEnv)), &spec); err != nil {
-		fmt.Fprintf(env.Stderr, "eventline bench consumer-process: %s: %v\n", bench.ConsumerSpecEnv, err)
-		return ExitUsage
-	}
-	// The connection settings come from the environment the parent
-	// passed on, as its own did (they may hold secrets: not in the spec).
-	conn, err := connections(env)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "eventline bench consumer-process: connection settings: %v\n", err)
-		return ExitUsage
-	}
-	spec.Env.KafkaOpts, spec.Env.RegistryOpts = conn.Kafka, conn.Registry
 	rep, err := bench.ConsumerProcess(ctx, spec, env.Logger)
 	if err != nil {
 		env.Logger.Error("bench consumer process failed", "err", err)
@@ -194,13 +179,11 @@ func runBenchDeploy(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline bench deploy: counts and durations must be positive, --max-members at least 2, --fail-share in [0, 1)")
 		return ExitUsage
 	}
-	svc, stop, err := servicesFor(ctx, env, *dataDir)
-	if err != nil {
-		env.Logger.Error("embedded stack failed to start", "err", err)
+	benv, stop, ok := benchServices(ctx, env, *dataDir)
+	if !ok {
 		return ExitFail
 	}
 	defer stop()
-	benv := bench.Env{Brokers: svc.brokers, RegistryURL: svc.registry, DatabaseURL: svc.db, KafkaOpts: svc.conn.Kafka, RegistryOpts: svc.conn.Registry}
 	if *kafka != "" {
 		benv.Brokers = splitList(*kafka)
 	}
@@ -233,24 +216,47 @@ func runBenchDeploy(ctx context.Context, env *Env, args []string) int {
 // of the measured group until SIGTERM. The spec comes in the environment
 // (it holds the database URL); the lifecycle goes to stdout.
 func runBenchDeployMember(ctx context.Context, env *Env, args []string) int {
-	fs := newFlagSet(env, "bench deploy-member", "(run by bench deploy)")
-	if code := parse(fs, args); code >= 0 {
+	var spec bench.DeployMemberSpec
+	if code := childSpec(env, "deploy-member", "(run by bench deploy)", args, bench.DeployMemberSpecEnv, &spec, &spec.Env); code >= 0 {
 		return code
 	}
-	var spec bench.DeployMemberSpec
-	if err := json.Unmarshal([]byte(env.Getenv(bench.DeployMemberSpecEnv)), &spec); err != nil {
-		fmt.Fprintf(env.Stderr, "eventline bench deploy-member: %s: %v\n", bench.DeployMemberSpecEnv, err)
-		return ExitUsage
-	}
-	conn, err := connections(env)
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "eventline bench deploy-member: connection settings: %v\n", err)
-		return ExitUsage
-	}
-	spec.Env.KafkaOpts, spec.Env.RegistryOpts = conn.Kafka, conn.Registry
 	if err := bench.DeployMember(ctx, spec, env.Stdout, env.Logger); err != nil {
 		env.Logger.Error("bench deploy member failed", "err", err)
 		return ExitFail
 	}
 	return ExitOK
+}
+
+// childSpec reads a benchmark child's flags (none) and its spec from the
+// environment variable specEnv into spec; the connection settings come from
+// the environment the parent passed on, as its own did (they may hold
+// secrets: never in the spec), into benv. It returns an exit code, or -1 to
+// go on.
+func childSpec(env *Env, sub, usage string, args []string, specEnv string, spec any, benv *bench.Env) int {
+	fs := newFlagSet(env, "bench "+sub, usage)
+	if code := parse(fs, args); code >= 0 {
+		return code
+	}
+	if err := json.Unmarshal([]byte(env.Getenv(specEnv)), spec); err != nil {
+		fmt.Fprintf(env.Stderr, "eventline bench %s: %s: %v\n", sub, specEnv, err)
+		return ExitUsage
+	}
+	conn, err := connections(env)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "eventline bench %s: connection settings: %v\n", sub, err)
+		return ExitUsage
+	}
+	benv.KafkaOpts, benv.RegistryOpts = conn.Kafka, conn.Registry
+	return -1
+}
+
+// benchServices starts (or, from the environment, names) the stack a
+// benchmark runs on; false when it failed (logged).
+func benchServices(ctx context.Context, env *Env, dataDir string) (bench.Env, func(), bool) {
+	svc, stop, err := servicesFor(ctx, env, dataDir)
+	if err != nil {
+		env.Logger.Error("embedded stack failed to start", "err", err)
+		return bench.Env{}, nil, false
+	}
+	return bench.Env{Brokers: svc.brokers, RegistryURL: svc.registry, DatabaseURL: svc.db, KafkaOpts: svc.conn.Kafka, RegistryOpts: svc.conn.Registry}, stop, true
 }

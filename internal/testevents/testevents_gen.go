@@ -4,8 +4,6 @@ package testevents
 
 import (
 	"time"
-
-	"github.com/hamba/avro/v2"
 )
 
 type Deadline string
@@ -38,23 +36,6 @@ type DeadlineMissed struct {
 	DetectedAt time.Time `avro:"detected_at" json:"detected_at"`
 }
 
-var schemaDeadlineMissed = avro.MustParse(`{"name":"helpdesk.worklog.DeadlineMissed","doc":"A ticket missed one of the deadlines its requester's contract sets.","type":"record","fields":[{"name":"ticket_id","doc":"The ticket (aggregate id).","type":{"type":"string","logicalType":"uuid"}},{"name":"deadline","doc":"Which deadline was missed.","type":{"name":"helpdesk.worklog.Deadline","doc":"A contractual deadline of a ticket.","type":"enum","symbols":["UNSPECIFIED","FIRST_RESPONSE","RESOLUTION"],"default":"UNSPECIFIED"}},{"name":"overdue_ms","doc":"How late the ticket was when this was noticed, in milliseconds.","type":"long"},{"name":"detected_at","doc":"When the miss was noticed.","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
-
-// Schema returns the schema for DeadlineMissed.
-func (o *DeadlineMissed) Schema() avro.Schema {
-	return schemaDeadlineMissed
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *DeadlineMissed) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *DeadlineMissed) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
-}
-
 // Triage put the ticket in a queue, with or without naming the agent who handles it.
 type TicketAssigned struct {
 	// The ticket (aggregate id).
@@ -65,23 +46,6 @@ type TicketAssigned struct {
 	AgentID *string `avro:"agent_id" json:"agent_id"`
 	// When triage decided.
 	AssignedAt time.Time `avro:"assigned_at" json:"assigned_at"`
-}
-
-var schemaTicketAssigned = avro.MustParse(`{"name":"helpdesk.tickets.TicketAssigned","doc":"Triage put the ticket in a queue, with or without naming the agent who handles it.","type":"record","fields":[{"name":"ticket_id","doc":"The ticket (aggregate id).","type":{"type":"string","logicalType":"uuid"}},{"name":"queue","doc":"Queue the ticket waits in.","type":"string"},{"name":"agent_id","doc":"Agent picked by triage; null leaves the choice to whoever takes the next ticket of the queue.","type":["null",{"type":"string","logicalType":"uuid"}],"default":null},{"name":"assigned_at","doc":"When triage decided.","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
-
-// Schema returns the schema for TicketAssigned.
-func (o *TicketAssigned) Schema() avro.Schema {
-	return schemaTicketAssigned
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *TicketAssigned) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *TicketAssigned) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
 }
 
 // Nothing more will be done on the ticket.
@@ -98,23 +62,6 @@ type TicketClosed struct {
 	ClosedAt time.Time `avro:"closed_at" json:"closed_at"`
 }
 
-var schemaTicketClosed = avro.MustParse(`{"name":"helpdesk.tickets.TicketClosed","doc":"Nothing more will be done on the ticket.","type":"record","fields":[{"name":"ticket_id","doc":"The ticket (aggregate id).","type":{"type":"string","logicalType":"uuid"}},{"name":"requester_id","doc":"Person who asked for help, told of the closing.","type":{"type":"string","logicalType":"uuid"}},{"name":"resolution","doc":"How it ended. UNKNOWN is the default symbol: an older reader maps symbols added later to it.","type":{"name":"helpdesk.tickets.Resolution","doc":"How a ticket ended.","type":"enum","symbols":["UNKNOWN","FIXED","DUPLICATE","WONT_FIX","EXPIRED"],"default":"UNKNOWN"}},{"name":"reopen_count","doc":"Times the ticket was reopened before this closing.","type":"int"},{"name":"closed_at","doc":"When the ticket was closed.","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
-
-// Schema returns the schema for TicketClosed.
-func (o *TicketClosed) Schema() avro.Schema {
-	return schemaTicketClosed
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *TicketClosed) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *TicketClosed) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
-}
-
 // A file that came with a ticket or backs a worklog entry.
 type Attachment struct {
 	// Where the file's bytes are stored.
@@ -123,23 +70,6 @@ type Attachment struct {
 	Pages int32 `avro:"pages" json:"pages"`
 	// Length of the file.
 	SizeBytes int64 `avro:"size_bytes" json:"size_bytes"`
-}
-
-var schemaAttachment = avro.MustParse(`{"name":"helpdesk.shared.Attachment","doc":"A file that came with a ticket or backs a worklog entry.","type":"record","fields":[{"name":"blob_id","doc":"Where the file's bytes are stored.","type":{"type":"string","logicalType":"uuid"}},{"name":"pages","doc":"Page count; 1 for anything that is not paged.","type":"int"},{"name":"size_bytes","doc":"Length of the file.","type":"long"}]}`)
-
-// Schema returns the schema for Attachment.
-func (o *Attachment) Schema() avro.Schema {
-	return schemaAttachment
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *Attachment) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *Attachment) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
 }
 
 // Someone asked the helpdesk for help: a new ticket exists.
@@ -158,23 +88,6 @@ type TicketOpened struct {
 	OpenedAt time.Time `avro:"opened_at" json:"opened_at"`
 }
 
-var schemaTicketOpened = avro.MustParse(`{"name":"helpdesk.tickets.TicketOpened","doc":"Someone asked the helpdesk for help: a new ticket exists.","type":"record","fields":[{"name":"ticket_id","doc":"The ticket (aggregate id).","type":{"type":"string","logicalType":"uuid"}},{"name":"requester_id","doc":"Person who asked for help.","type":{"type":"string","logicalType":"uuid"}},{"name":"attachments","doc":"Files the requester sent along, possibly none.","type":{"type":"array","items":{"name":"helpdesk.shared.Attachment","doc":"A file that came with a ticket or backs a worklog entry.","type":"record","fields":[{"name":"blob_id","doc":"Where the file's bytes are stored.","type":{"type":"string","logicalType":"uuid"}},{"name":"pages","doc":"Page count; 1 for anything that is not paged.","type":"int"},{"name":"size_bytes","doc":"Length of the file.","type":"long"}]}}},{"name":"estimate_minutes","doc":"Effort triage expects the ticket to take.","type":"long"},{"name":"channel","doc":"How the request came in, e.g. MAIL or PHONE.","type":"string"},{"name":"opened_at","doc":"When the ticket was opened.","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
-
-// Schema returns the schema for TicketOpened.
-func (o *TicketOpened) Schema() avro.Schema {
-	return schemaTicketOpened
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *TicketOpened) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *TicketOpened) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
-}
-
 // An agent booked time spent on a ticket.
 type WorkLogged struct {
 	// The worklog entry (aggregate id).
@@ -189,21 +102,4 @@ type WorkLogged struct {
 	Evidence []Attachment `avro:"evidence" json:"evidence"`
 	// When the time was booked.
 	LoggedAt time.Time `avro:"logged_at" json:"logged_at"`
-}
-
-var schemaWorkLogged = avro.MustParse(`{"name":"helpdesk.worklog.WorkLogged","doc":"An agent booked time spent on a ticket.","type":"record","fields":[{"name":"entry_id","doc":"The worklog entry (aggregate id).","type":{"type":"string","logicalType":"uuid"}},{"name":"ticket_id","doc":"Ticket the time went to.","type":{"type":"string","logicalType":"uuid"}},{"name":"minutes","doc":"Time booked, rounded up to the minute.","type":"int"},{"name":"billable","doc":"Whether the requester's contract pays for this time.","type":"boolean"},{"name":"evidence","doc":"Screenshots or logs backing the booking, possibly none.","type":{"type":"array","items":{"name":"helpdesk.shared.Attachment","doc":"A file that came with a ticket or backs a worklog entry.","type":"record","fields":[{"name":"blob_id","doc":"Where the file's bytes are stored.","type":{"type":"string","logicalType":"uuid"}},{"name":"pages","doc":"Page count; 1 for anything that is not paged.","type":"int"},{"name":"size_bytes","doc":"Length of the file.","type":"long"}]}}},{"name":"logged_at","doc":"When the time was booked.","type":{"type":"long","logicalType":"timestamp-millis"}}]}`)
-
-// Schema returns the schema for WorkLogged.
-func (o *WorkLogged) Schema() avro.Schema {
-	return schemaWorkLogged
-}
-
-// Unmarshal decodes b into the receiver.
-func (o *WorkLogged) Unmarshal(b []byte) error {
-	return avro.Unmarshal(o.Schema(), b, o)
-}
-
-// Marshal encodes the receiver.
-func (o *WorkLogged) Marshal() ([]byte, error) {
-	return avro.Marshal(o.Schema(), o)
 }
