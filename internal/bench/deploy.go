@@ -133,11 +133,11 @@ type DeployRow struct {
 	// before the event, and of the records produced during it.
 	SteadyP99Ms float64 `json:"steady_p99_ms"`
 	EventP99Ms  float64 `json:"event_p99_ms"`
-	// AssignmentChanges: non-empty assign or revoke callbacks of the
-	// source consumers during the event; PartitionsMoved: partitions
-	// revoked.
-	AssignmentChanges int `json:"assignment_changes"`
-	PartitionsMoved   int `json:"partitions_moved"`
+	// Rebalances: bursts of the source consumers' assignment callbacks
+	// during the event; PartitionsMoved: partitions assigned to another
+	// member than their previous owner.
+	Rebalances      int `json:"rebalances"`
+	PartitionsMoved int `json:"partitions_moved"`
 	// FetchedAgain: records delivered again after their apply committed
 	// (the dedupe table absorbed them); AppliedTwice must be 0; Lost:
 	// produced but never applied (must be 0).
@@ -269,21 +269,38 @@ func (tl *timeline) owned(slot int, from, to time.Time) map[int32]bool {
 	return owned
 }
 
-// changes counts the non-empty callbacks and the revoked partitions in
-// [from, to].
-func (tl *timeline) changes(from, to time.Time) (callbacks, moved int) {
+// changes counts, in [from, to], the rebalances (bursts of assignment
+// callbacks: a callback more than a second after the previous one starts a
+// new burst) and the partitions that moved (assigned to another member
+// slot than their previous owner's; a static member taking its own
+// partitions back is no move).
+func (tl *timeline) changes(from, to time.Time) (rebalances, moved int) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
+	owner := map[int32]int{}
+	var last time.Time
 	for _, e := range tl.evs {
-		if e.exit || e.t.Before(from) || e.t.After(to) {
+		if e.exit || e.t.After(to) {
 			continue
 		}
-		callbacks++
+		in := !e.t.Before(from)
+		if in {
+			if last.IsZero() || e.t.Sub(last) > time.Second {
+				rebalances++
+			}
+			last = e.t
+		}
 		if !e.assigned {
-			moved += len(e.parts)
+			continue
+		}
+		for _, p := range e.parts {
+			if prev, ok := owner[p]; ok && prev != e.slot && in {
+				moved++
+			}
+			owner[p] = e.slot
 		}
 	}
-	return callbacks, moved
+	return rebalances, moved
 }
 
 // step is one signalled member: the window its partitions are judged in.
@@ -471,6 +488,13 @@ func deployRun(ctx context.Context, env Env, o DeployOptions, scenario, choice s
 			return row, err
 		}
 	}
+	live := make([]int, initial)
+	for i := range live {
+		live[i] = i
+	}
+	if err := waitSettled(ctx, tl, live, o.Partitions); err != nil {
+		return row, err
+	}
 	steadyFrom := time.Now()
 	sleepCtx(ctx, o.Steady) // measuring the steady state: a benchmark's wait, not synchronisation
 	eventFrom := time.Now()
@@ -497,7 +521,6 @@ func deployRun(ctx context.Context, env Env, o DeployOptions, scenario, choice s
 		// Each step waits for the group to settle (every member owns a
 		// partition, each partition one owner): what one scaling step
 		// costs, not a pile of overlapping ones.
-		live := []int{0}
 		for i := 1; i < o.MaxMembers; i++ {
 			t0 := time.Now()
 			m, err := start(i)
@@ -576,7 +599,7 @@ func deployRun(ctx context.Context, env Env, o DeployOptions, scenario, choice s
 	}
 	slotsMu.Unlock()
 	row.FetchedAgain = tl.fetchedAgain()
-	row.AssignmentChanges, row.PartitionsMoved = tl.changes(eventFrom, windowTo)
+	row.Rebalances, row.PartitionsMoved = tl.changes(eventFrom, windowTo)
 	row.Protocol = tl.protocol()
 
 	applies, err := readApplies(ctx, pool, table)

@@ -202,12 +202,12 @@ func runBenchDeploy(ctx context.Context, env *Env, args []string) int {
 	}
 	fmt.Fprintf(env.Stdout, "deployment events at %d events/s over %d partitions, %.0f%% failing once through the retry chain; machine: %s\n\n",
 		res.Rate, res.Partitions, 100*res.FailShare, res.Machine)
-	fmt.Fprintln(env.Stdout, "| event | membership | protocol | event s | longest restart s | longest stall, any partition ms | longest stall, partitions the member did not own ms | p99 steady ms | p99 during ms | assignment changes | partitions moved | fetched again | applied twice | lost |")
+	fmt.Fprintln(env.Stdout, "| event | membership | protocol | event s | longest restart s | longest stall, any partition ms | longest stall, partitions the member did not own ms | p99 steady ms | p99 during ms | rebalances | partitions moved | fetched again | applied twice | lost |")
 	fmt.Fprintln(env.Stdout, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, r := range res.Rows {
 		fmt.Fprintf(env.Stdout, "| %s | %s | %s | %.1f | %.1f | %.0f | %.0f | %.0f | %.0f | %d | %d | %d | %d | %d |\n",
 			r.Scenario, r.Choice, r.Protocol, r.EventSeconds, r.MaxRestartSeconds, r.MaxStallMs, r.MaxStallOthersMs, r.SteadyP99Ms, r.EventP99Ms,
-			r.AssignmentChanges, r.PartitionsMoved, r.FetchedAgain, r.AppliedTwice, r.Lost)
+			r.Rebalances, r.PartitionsMoved, r.FetchedAgain, r.AppliedTwice, r.Lost)
 	}
 	return ExitOK
 }
