@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"math/rand/v2"
@@ -50,18 +51,10 @@ type AppendResult struct {
 // interleaved (business, outbox, business, outbox) so drift in the machine's
 // speed hits both alike.
 func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error) {
-	if o.Writers == 0 {
-		o.Writers = 8
-	}
-	if o.Duration == 0 {
-		o.Duration = 5 * time.Second
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
-	if o.Mode == "" {
-		o.Mode = relay.ModePoll
-	}
+	o.Writers = cmp.Or(o.Writers, 8)
+	o.Duration = cmp.Or(o.Duration, 5*time.Second)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
+	o.Mode = cmp.Or(o.Mode, relay.ModePoll)
 	res := AppendResult{Mode: string(o.Mode), Writers: o.Writers, PhaseSeconds: o.Duration.Seconds(), Machine: Machine(), RelayRunning: !o.WithoutRelay}
 	s, err := newSetup(ctx, env, o.Mode, 6, o.Writers, o.Logger)
 	if err != nil {

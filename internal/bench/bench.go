@@ -14,8 +14,6 @@
 package bench
 
 import (
-	"github.com/eventline/eventline/examples/events"
-
 	"bufio"
 	"context"
 	"errors"
@@ -34,6 +32,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
+	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/migrate"
 	"github.com/eventline/eventline/pipeline"
 	"github.com/eventline/eventline/producer"

@@ -1,10 +1,8 @@
 package bench
 
 import (
-	"github.com/eventline/eventline/examples/events"
-	"github.com/eventline/eventline/headers"
-
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -26,6 +24,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
+	"github.com/eventline/eventline/examples/events"
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/relay"
 	"github.com/eventline/eventline/schemas"
@@ -93,30 +93,14 @@ type ConsumeResult struct {
 }
 
 func (o ConsumeOptions) withDefaults() ConsumeOptions {
-	if o.Events == 0 {
-		o.Events = 1_000_000
-	}
-	if o.Partitions == 0 {
-		o.Partitions = 6
-	}
-	if o.Aggregates == 0 {
-		o.Aggregates = 10_000
-	}
-	if o.MaxPollRecords == 0 {
-		o.MaxPollRecords = 6000
-	}
-	if o.RetryEvents == 0 {
-		o.RetryEvents = min(o.Events, 50_000)
-	}
-	if o.RetryShare == 0 {
-		o.RetryShare = 0.02
-	}
-	if o.RetryDelay == 0 {
-		o.RetryDelay = 200 * time.Millisecond
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Events = cmp.Or(o.Events, 1_000_000)
+	o.Partitions = cmp.Or(o.Partitions, 6)
+	o.Aggregates = cmp.Or(o.Aggregates, 10_000)
+	o.MaxPollRecords = cmp.Or(o.MaxPollRecords, 6000)
+	o.RetryEvents = cmp.Or(o.RetryEvents, min(o.Events, 50_000))
+	o.RetryShare = cmp.Or(o.RetryShare, 0.02)
+	o.RetryDelay = cmp.Or(o.RetryDelay, 200*time.Millisecond)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	return o
 }
 

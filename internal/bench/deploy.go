@@ -13,6 +13,7 @@ package bench
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -81,36 +82,28 @@ type DeployOptions struct {
 }
 
 func (o *DeployOptions) defaults() {
-	o.Rate = cmpOr(o.Rate, 1000)
-	o.Partitions = cmpOr(o.Partitions, 12)
-	o.Members = cmpOr(o.Members, 4)
-	o.MaxMembers = cmpOr(o.MaxMembers, 6)
+	o.Rate = cmp.Or(o.Rate, 1000)
+	o.Partitions = cmp.Or(o.Partitions, 12)
+	o.Members = cmp.Or(o.Members, 4)
+	o.MaxMembers = cmp.Or(o.MaxMembers, 6)
 	if len(o.Choices) == 0 {
 		o.Choices = []string{ChoiceClassic, ChoiceConsumer, ChoiceStatic}
 	}
 	if len(o.Scenarios) == 0 {
 		o.Scenarios = []string{ScenarioRolling, ScenarioScale, ScenarioKill}
 	}
-	o.Steady = cmpOr(o.Steady, 10*time.Second)
-	o.Settle = cmpOr(o.Settle, 5*time.Second)
+	o.Steady = cmp.Or(o.Steady, 10*time.Second)
+	o.Settle = cmp.Or(o.Settle, 5*time.Second)
 	if o.FailShare == 0 {
 		o.FailShare = 0.01
 	}
 	if o.RetryDelays == nil {
 		o.RetryDelays = []time.Duration{time.Second, 5 * time.Second}
 	}
-	o.SessionTimeout = cmpOr(o.SessionTimeout, 45*time.Second)
+	o.SessionTimeout = cmp.Or(o.SessionTimeout, 45*time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // DeployRow is one (scenario, membership choice) of the table.

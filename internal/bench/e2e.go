@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -58,21 +59,11 @@ type E2EResult struct {
 }
 
 func (o E2EOptions) withDefaults() E2EOptions {
-	if o.Rate == 0 {
-		o.Rate = 2000
-	}
-	if o.Duration == 0 {
-		o.Duration = 10 * time.Second
-	}
-	if o.Partitions == 0 {
-		o.Partitions = 6
-	}
-	if o.Mode == "" {
-		o.Mode = relay.ModePoll
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Rate = cmp.Or(o.Rate, 2000)
+	o.Duration = cmp.Or(o.Duration, 10*time.Second)
+	o.Partitions = cmp.Or(o.Partitions, 6)
+	o.Mode = cmp.Or(o.Mode, relay.ModePoll)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	return o
 }
 

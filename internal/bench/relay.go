@@ -1,8 +1,7 @@
 package bench
 
 import (
-	"github.com/eventline/eventline/examples/events"
-
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 
+	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/outboxmsg"
 	"github.com/eventline/eventline/relay"
@@ -65,33 +65,15 @@ type RelayResult struct {
 }
 
 func (o RelayOptions) withDefaults() RelayOptions {
-	if o.Events == 0 {
-		o.Events = 1_000_000
-	}
-	if o.BatchSize == 0 {
-		o.BatchSize = relay.DefaultBatchSize
-	}
-	if o.Partitions == 0 {
-		o.Partitions = 6
-	}
-	if o.Aggregates == 0 {
-		o.Aggregates = 10_000
-	}
-	if o.LatencyRate == 0 {
-		o.LatencyRate = 2000
-	}
-	if o.LatencyFor == 0 {
-		o.LatencyFor = 5 * time.Second
-	}
-	if o.Mode == "" {
-		o.Mode = relay.ModePoll
-	}
-	if o.EventsPerTx == 0 {
-		o.EventsPerTx = 100
-	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
-	}
+	o.Events = cmp.Or(o.Events, 1_000_000)
+	o.BatchSize = cmp.Or(o.BatchSize, relay.DefaultBatchSize)
+	o.Partitions = cmp.Or(o.Partitions, 6)
+	o.Aggregates = cmp.Or(o.Aggregates, 10_000)
+	o.LatencyRate = cmp.Or(o.LatencyRate, 2000)
+	o.LatencyFor = cmp.Or(o.LatencyFor, 5*time.Second)
+	o.Mode = cmp.Or(o.Mode, relay.ModePoll)
+	o.EventsPerTx = cmp.Or(o.EventsPerTx, 100)
+	o.Logger = cmp.Or(o.Logger, slog.Default())
 	return o
 }
 

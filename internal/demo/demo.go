@@ -5,6 +5,7 @@
 package demo
 
 import (
+	"cmp"
 	"github.com/eventline/eventline/internal/dsn"
 
 	"github.com/eventline/eventline/examples/events"
@@ -114,24 +115,14 @@ type Result struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Orders == 0 {
-		c.Orders = 1000
-	}
-	if c.Products == 0 {
-		c.Products = 20
-	}
-	if c.FaultShare == 0 {
-		c.FaultShare = 0.02
-	}
+	c.Orders = cmp.Or(c.Orders, 1000)
+	c.Products = cmp.Or(c.Products, 20)
+	c.FaultShare = cmp.Or(c.FaultShare, 0.02)
 	if c.RetryDelays == nil {
 		c.RetryDelays = []time.Duration{500 * time.Millisecond, 2 * time.Second, 5 * time.Second}
 	}
-	if c.Timeout == 0 {
-		c.Timeout = 5 * time.Minute
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
+	c.Timeout = cmp.Or(c.Timeout, 5*time.Minute)
+	c.Logger = cmp.Or(c.Logger, slog.New(slog.DiscardHandler))
 	return c
 }
 
