@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/connection"
 	"github.com/eventline/eventline/internal/demo"
 	"github.com/eventline/eventline/internal/devstack"
@@ -30,8 +31,15 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	quiet := fs.Bool("quiet", false, "no progress line")
 	prefix := fs.String("prefix", "", "put this before every topic and consumer group name (several demos on one cluster)")
 	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address while the demo runs (env EVENTLINE_METRICS_ADDR)")
+	protocol := fs.String("group-protocol", env.Getenv("EVENTLINE_GROUP_PROTOCOL"), "the consumer groups' protocol: classic (cooperative-sticky, the default), consumer (KIP-848) or auto (env EVENTLINE_GROUP_PROTOCOL)")
+	instanceID := fs.String("instance-id", env.Getenv("EVENTLINE_INSTANCE_ID"), "static membership: this process's instance id in both groups, stable across restarts (a StatefulSet pod name); classic protocol only (env EVENTLINE_INSTANCE_ID)")
 	if code := parse(fs, args); code >= 0 {
 		return code
+	}
+	proto, err := consumers.ParseProtocol(*protocol)
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline demo: --group-protocol:", err)
+		return ExitUsage
 	}
 	if *orders < 1 || *poison < 0 || *timeout <= 0 || *rate < 0 {
 		fmt.Fprintln(env.Stderr, "eventline demo: --orders must be at least 1, --poison and --rate not negative, --timeout positive")
@@ -54,6 +62,7 @@ func runDemo(ctx context.Context, env *Env, args []string) int {
 	defer stopTel()
 	cfg := demo.Config{
 		Brokers: stack.brokers, RegistryURL: stack.registry, DatabaseURL: stack.db, KafkaOpts: stack.conn.Kafka, RegistryOpts: stack.conn.Registry,
+		Protocol: proto, InstanceID: *instanceID,
 		Orders: *orders, Poison: *poison, Rate: *rate, Timeout: *timeout, Logger: log, Prefix: *prefix,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Health: probes,
 	}

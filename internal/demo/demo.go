@@ -71,6 +71,10 @@ type Config struct {
 	FaultShare float64
 	// RetryDelays of both consumer groups. Default 500ms, 2s, 5s.
 	RetryDelays []time.Duration
+	// Protocol and InstanceID of both consumer groups' members (see
+	// consumers.Config). Default: consumers.DefaultProtocol, dynamic.
+	Protocol   consumers.Protocol
+	InstanceID string
 	// Prefix is put before every topic and group name (tests sharing one
 	// broker use it). Default none.
 	Prefix string
@@ -223,7 +227,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	group := func(name, topic, schema string, h consumers.HandlerFunc) (*consumers.Group, error) {
 		var once sync.Once
 		return consumers.New(consumers.Config{Group: name, Topics: []string{topic}, Brokers: cfg.Brokers, DB: db, Schema: schema,
-			Serde: serde, Handler: h, Events: events.All(), RetryDelays: cfg.RetryDelays, KeyOrder: true, CreateTopics: true, MaxPollRecords: 1000, KafkaOpts: cfg.KafkaOpts,
+			Serde: serde, Handler: h, Events: events.All(), RetryDelays: cfg.RetryDelays, Protocol: cfg.Protocol, InstanceID: cfg.InstanceID, KeyOrder: true, CreateTopics: true, MaxPollRecords: 1000, KafkaOpts: cfg.KafkaOpts,
 			Logger: log.With("consumer", name), TracerProvider: cfg.TracerProvider, OnAssigned: func(map[string][]int32) { once.Do(func() { ready <- name }) }})
 	}
 	invGroupName, ordGroupName := cfg.Prefix+inventory.Group, cfg.Prefix+orders.Group
