@@ -140,15 +140,14 @@ func overlay(dst, src map[string]any) map[string]any {
 
 // consumer is one entry of `consumers`, laid over consumerDefaults.
 type consumer struct {
-	raw          map[string]any
-	name, group  string
-	topics       []string
-	partitions   int
-	secretName   string
-	secretKeys   map[string]string // values key -> the Secret's key
-	autoscaling  map[string]any
-	staticMember bool
-	env          []string // the names the values set
+	raw         map[string]any
+	name, group string
+	topics      []string
+	partitions  int
+	secretName  string
+	secretKeys  map[string]string // values key -> the Secret's key
+	autoscaling map[string]any
+	env         []string // the names the values set
 }
 
 func consumersOf(t *testing.T, v map[string]any) []consumer {
@@ -164,7 +163,6 @@ func consumersOf(t *testing.T, v map[string]any) []consumer {
 		}
 		c.secretName, c.secretKeys = secretOf(v, lookup(raw, "secret"))
 		c.autoscaling, _ = raw["autoscaling"].(map[string]any)
-		c.staticMember = boolean(raw["staticMembership"])
 		for _, ev := range asList(raw["env"]) {
 			c.env = append(c.env, str(ev.(map[string]any)["name"]))
 		}
@@ -654,9 +652,8 @@ func checkConsumer(t *testing.T, o *objects, c consumer) {
 	if p := env["POD_NAME"]; p.ValueFrom == nil || p.ValueFrom.FieldRef == nil || p.ValueFrom.FieldRef.FieldPath != "metadata.name" {
 		t.Errorf("%s: POD_NAME not from the downward API: %+v", name, p)
 	}
-	id, static := env["EVENTLINE_INSTANCE_ID"]
-	if static != c.staticMember || (static && id.Value != "$(POD_NAME)") {
-		t.Errorf("%s: EVENTLINE_INSTANCE_ID %+v, staticMembership %v", name, id, c.staticMember)
+	if id, static := env["EVENTLINE_INSTANCE_ID"]; static {
+		t.Errorf("%s: EVENTLINE_INSTANCE_ID %+v: a Deployment's members must not be static", name, id)
 	}
 	read := variablesRead()
 	for _, e := range ctr.Env {
