@@ -97,9 +97,10 @@ type Config struct {
 	// before it is killed.
 	ShutdownTimeout time.Duration
 	// Protocol is how the group's members share partitions: classic
-	// (cooperative-sticky), consumer (KIP-848, the broker assigns) or auto
-	// (consumer where every broker offers it). Default DefaultProtocol.
-	// Both of the group's consumers (source and retry) use it.
+	// (cooperative-sticky, heartbeats every second), consumer (KIP-848, the
+	// broker assigns) or auto (consumer where every broker offers it).
+	// Default DefaultProtocol. Both of the group's consumers (source and
+	// retry) use it.
 	Protocol Protocol
 	// InstanceID, when set, makes this member static (KIP-345; KIP-848's
 	// static members): it does not leave its groups when Run returns, and

@@ -74,7 +74,8 @@ type DeployOptions struct {
 	FailShare   float64
 	RetryDelays []time.Duration
 	// SessionTimeout of the members; default franz-go's 45 s.
-	SessionTimeout time.Duration
+	// HeartbeatInterval of the classic protocol; default franz-go's 3 s.
+	SessionTimeout, HeartbeatInterval time.Duration
 	// MemberCommand runs a member (the spec travels in the environment).
 	// Default: this executable's hidden `bench deploy-member`.
 	MemberCommand []string
@@ -415,7 +416,7 @@ func deployRun(ctx context.Context, env Env, o DeployOptions, scenario, choice s
 	slots := map[int]*member{}
 	var slotsMu sync.Mutex
 	spec := DeployMemberSpec{Env: env, Schema: schema, Group: group, Topic: topic, Protocol: protocol,
-		FailShare: o.FailShare, RetryDelays: o.RetryDelays, SessionTimeout: o.SessionTimeout}
+		FailShare: o.FailShare, RetryDelays: o.RetryDelays, SessionTimeout: o.SessionTimeout, HeartbeatInterval: o.HeartbeatInterval}
 	start := func(slot int) (*member, error) {
 		s := spec
 		if choice == ChoiceStatic {

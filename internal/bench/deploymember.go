@@ -38,6 +38,8 @@ type DeployMemberSpec struct {
 	FailShare      float64         `json:"fail_share"`
 	RetryDelays    []time.Duration `json:"retry_delays"`
 	SessionTimeout time.Duration   `json:"session_timeout"`
+	// HeartbeatInterval of the classic protocol (0: franz-go's 3 s).
+	HeartbeatInterval time.Duration `json:"heartbeat_interval"`
 }
 
 // memberLine is what a member prints, one JSON object per line.
@@ -105,7 +107,7 @@ func DeployMember(ctx context.Context, spec DeployMemberSpec, out io.Writer, log
 			return apply(ctx, tx, []*consumers.Event{ev})
 		},
 		RetryDelays: spec.RetryDelays, CreateTopics: true, Protocol: protocol, InstanceID: spec.InstanceID,
-		ConsumerOpts: []kgo.Opt{kgo.SessionTimeout(spec.SessionTimeout)},
+		ConsumerOpts: append([]kgo.Opt{kgo.SessionTimeout(spec.SessionTimeout)}, heartbeat(spec.HeartbeatInterval)...),
 		Logger:       log,
 		OnAssigned: func(m map[string][]int32) {
 			if ps := m[spec.Topic]; len(ps) > 0 {
@@ -148,4 +150,11 @@ func originPartition(ev *consumers.Event) int32 {
 	var p int32
 	_, _ = fmt.Sscan(ev.Headers[headers.OriginalPartition], &p)
 	return p
+}
+
+func heartbeat(d time.Duration) []kgo.Opt {
+	if d <= 0 {
+		return nil
+	}
+	return []kgo.Opt{kgo.HeartbeatInterval(d)}
 }

@@ -172,6 +172,7 @@ func runBenchDeploy(ctx context.Context, env *Env, args []string) int {
 	settle := fs.Duration("settle", 5*time.Second, "load after each event")
 	failShare := fs.Float64("fail-share", 0.01, "share of events failing their first attempt (through the retry chain)")
 	session := fs.Duration("session-timeout", 45*time.Second, "the members' session timeout")
+	hb := fs.Duration("heartbeat-interval", 0, "the members' heartbeat interval in the classic protocol (0: franz-go's 3 s)")
 	if code := parse(fs, args); code >= 0 {
 		return code
 	}
@@ -189,7 +190,7 @@ func runBenchDeploy(ctx context.Context, env *Env, args []string) int {
 	}
 	res, err := bench.Deploy(ctx, benv, bench.DeployOptions{Rate: *rate, Partitions: *partitions, Members: *members, MaxMembers: *maxMembers,
 		Choices: splitList(*choices), Scenarios: splitList(*scenarios), Steady: *steady, Settle: *settle, FailShare: *failShare,
-		SessionTimeout: *session, Logger: env.Logger})
+		SessionTimeout: *session, HeartbeatInterval: *hb, Logger: env.Logger})
 	if err != nil {
 		env.Logger.Error("bench deploy failed", "err", err)
 		return ExitFail

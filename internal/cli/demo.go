@@ -10,8 +10,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/connection"
+	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/internal/demo"
 	"github.com/eventline/eventline/internal/devstack"
 )
