@@ -127,9 +127,9 @@ type DeployRow struct {
 	// before the event, and of the records produced during it.
 	SteadyP99Ms float64 `json:"steady_p99_ms"`
 	EventP99Ms  float64 `json:"event_p99_ms"`
-	// Rebalances: bursts of the source consumers' assignment callbacks
-	// during the event; PartitionsMoved: partitions assigned to another
-	// member than their previous owner.
+	// Rebalances: the most assignments one member (slot) received during
+	// the event, each rebalance it took part in giving one; PartitionsMoved:
+	// partitions assigned to another member than their previous owner.
 	Rebalances      int `json:"rebalances"`
 	PartitionsMoved int `json:"partitions_moved"`
 	// FetchedAgain: records delivered again after their apply committed
@@ -263,29 +263,24 @@ func (tl *timeline) owned(slot int, from, to time.Time) map[int32]bool {
 	return owned
 }
 
-// changes counts, in [from, to], the rebalances (bursts of assignment
-// callbacks: a callback more than a second after the previous one starts a
-// new burst) and the partitions that moved (assigned to another member
-// slot than their previous owner's; a static member taking its own
+// changes counts, in [from, to], the rebalances (the most assignments one
+// member slot received: every member gets one per rebalance it takes part
+// in, an empty one too) and the partitions that moved (assigned to another
+// member slot than their previous owner's; a static member taking its own
 // partitions back is no move).
 func (tl *timeline) changes(from, to time.Time) (rebalances, moved int) {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	owner := map[int32]int{}
-	var last time.Time
+	perSlot := map[int]int{}
 	for _, e := range tl.evs {
-		if e.exit || e.t.After(to) {
+		if e.exit || !e.assigned || e.t.After(to) {
 			continue
 		}
 		in := !e.t.Before(from)
 		if in {
-			if last.IsZero() || e.t.Sub(last) > time.Second {
-				rebalances++
-			}
-			last = e.t
-		}
-		if !e.assigned {
-			continue
+			perSlot[e.slot]++
+			rebalances = max(rebalances, perSlot[e.slot])
 		}
 		for _, p := range e.parts {
 			if prev, ok := owner[p]; ok && prev != e.slot && in {

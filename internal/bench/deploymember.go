@@ -109,11 +109,9 @@ func DeployMember(ctx context.Context, spec DeployMemberSpec, out io.Writer, log
 		RetryDelays: spec.RetryDelays, CreateTopics: true, Protocol: protocol, InstanceID: spec.InstanceID,
 		ConsumerOpts: append([]kgo.Opt{kgo.SessionTimeout(spec.SessionTimeout)}, heartbeat(spec.HeartbeatInterval)...),
 		Logger:       log,
-		OnAssigned: func(m map[string][]int32) {
-			if ps := m[spec.Topic]; len(ps) > 0 {
-				emit(memberLine{Ev: "assigned", Parts: ps})
-			}
-		},
+		// Every assignment is reported, an empty one too: each is a
+		// rebalance this member took part in.
+		OnAssigned: func(m map[string][]int32) { emit(memberLine{Ev: "assigned", Parts: m[spec.Topic]}) },
 		OnRevoked: func(m map[string][]int32) {
 			if ps := m[spec.Topic]; len(ps) > 0 {
 				emit(memberLine{Ev: "revoked", Parts: ps})
