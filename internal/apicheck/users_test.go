@@ -32,6 +32,12 @@ var deliberateAPI = map[string]string{
 	module + "/producer.ModeLogical":             "as producer.Config.Mode",
 	module + "/producer.ModePoll":                "as producer.Config.Mode",
 	module + "/producer.Message.EventID":         "a caller-chosen event id (idempotent appends)",
+	module + "/consumers.Config.OnRevoked":       "observing partitions that leave a member (a service's own logs or metrics), with OnAssigned",
+	module + "/consumers.Event.Headers":          "every header of the record as read, for handlers of other producers' records",
+	module + "/consumers.Event.Partition":        "where the record was read, for handlers",
+	module + "/consumers.Event.Timestamp":        "when the record was written, for handlers",
+	module + "/consumers.Group.Ready":            "readiness; health.Probes calls it through health.Component",
+	module + "/consumers.Stats.Protocol":         "which group protocol ProtocolAuto chose, for a service's logs",
 }
 
 // A public package exports nothing that only the project's own tools use.
