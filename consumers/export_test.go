@@ -21,7 +21,6 @@ const (
 // SetLivenessWindow shortens how long a loop may be stuck before Live says
 // so; set it before the group runs, restore it after.
 func SetLivenessWindow(d time.Duration) (restore func()) {
-	old := livenessWindow
-	livenessWindow = d
-	return func() { livenessWindow = old }
+	old := livenessWindow.Swap(int64(d))
+	return func() { livenessWindow.Store(old) }
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -26,12 +27,17 @@ func (g *Group) Ready() error {
 
 // livenessWindow is how long a loop may go without returning from a poll,
 // while no failing database or broker call is being retried, before Live
-// reports it stuck (a variable for the tests).
-var livenessWindow = 2 * time.Minute
+// reports it stuck (settable by the tests, read by every group's loop:
+// atomic).
+var livenessWindow atomic.Int64 // ns; 2 minutes (init), shorter in tests
+
+func init() { livenessWindow.Store(int64(2 * time.Minute)) }
+
+func liveWindow() time.Duration { return time.Duration(livenessWindow.Load()) }
 
 // pollTurn bounds one poll: an idle loop comes back at least this often
 // (5 s for the 2-minute window).
-func pollTurn() time.Duration { return livenessWindow / 24 }
+func pollTurn() time.Duration { return liveWindow() / 24 }
 
 // Live reports whether the group is making progress (nil), for a liveness
 // probe: Run is running, and each of its consumer loops has come back from
@@ -46,7 +52,8 @@ func (g *Group) Live() error {
 		return fmt.Errorf("consumer group %s is not running", g.cfg.Group)
 	}
 	now := time.Now()
-	if now.Sub(time.Unix(0, g.attempted.Load())) < livenessWindow {
+	window := liveWindow()
+	if now.Sub(time.Unix(0, g.attempted.Load())) < window {
 		return nil
 	}
 	var errs []error
@@ -58,7 +65,7 @@ func (g *Group) Live() error {
 		if last == 0 { // still joining
 			continue
 		}
-		if d := now.Sub(time.Unix(0, last)); d > livenessWindow {
+		if d := now.Sub(time.Unix(0, last)); d > window {
 			errs = append(errs, fmt.Errorf("consumer group %s: no poll for %s (a handler or batch has not returned)", name, d.Round(time.Second)))
 		}
 	}

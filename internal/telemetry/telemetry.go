@@ -118,8 +118,9 @@ func (t *Telemetry) Serve(addr string, probes *health.Probes, log *slog.Logger) 
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(t.registry, promhttp.HandlerOpts{}))
-	mux.Handle("GET /healthz", probes.Handler())
-	mux.Handle("GET /readyz", probes.Handler())
+	ph := probes.Handler()
+	mux.Handle("GET /healthz", ph)
+	mux.Handle("GET /readyz", ph)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan struct{})
 	go func() {
