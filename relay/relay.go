@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/plugin/kotel"
 	"go.opentelemetry.io/otel/propagation"
 )
@@ -314,11 +315,11 @@ func (r *Relay) ensureTopics(ctx context.Context) error {
 		case err == nil:
 			r.cfg.Logger.Info("relay: created topic", "topic", t.Name, "partitions", t.Partitions)
 		case errors.Is(err, kerr.TopicAlreadyExists):
-			td, err := adm.ListTopics(cctx, t.Name)
+			got, err := r.partitionCount(cctx, t.Name)
 			if err != nil {
 				return err
 			}
-			if got := len(td[t.Name].Partitions); got < int(t.Partitions) {
+			if got < int(t.Partitions) {
 				return fmt.Errorf("topic %s has %d partitions, eventline.yaml asks for %d: add partitions deliberately (keys would move) or lower the setting", t.Name, got, t.Partitions)
 			}
 		default:
@@ -326,4 +327,31 @@ func (r *Relay) ensureTopics(ctx context.Context) error {
 		}
 	}
 	return r.learnBatchLimits(cctx, adm)
+}
+
+// partitionCount asks a broker, uncached, how many partitions topic has. A
+// topic another relay has just created can exist before the broker serves
+// its metadata (Kafka answers LEADER_NOT_AVAILABLE or
+// UNKNOWN_TOPIC_OR_PARTITION with no partitions for a moment): that is an
+// error to retry, not a topic with zero partitions. kadm's ListTopics is not
+// used here because the client caches its answer for MetadataMinAge.
+func (r *Relay) partitionCount(ctx context.Context, topic string) (int, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, r.kafka)
+	if err != nil {
+		return 0, fmt.Errorf("describing topic %s: %w", topic, err)
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return 0, fmt.Errorf("topic %s exists but the broker does not describe it yet: %w", topic, err)
+		}
+		return len(t.Partitions), nil
+	}
+	return 0, fmt.Errorf("topic %s exists but the broker does not describe it yet", topic)
 }

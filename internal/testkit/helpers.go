@@ -80,17 +80,21 @@ func WithoutEnv(env []string, key string) []string {
 
 // HasLine reports whether a line of s (a captured log) contains every one
 // of parts.
-func HasLine(s string, parts ...string) bool {
+func HasLine(s string, parts ...string) bool { return CountLines(s, parts...) > 0 }
+
+// CountLines counts the lines of s that contain every one of parts.
+func CountLines(s string, parts ...string) int {
+	n := 0
 	for line := range strings.Lines(s) {
 		all := true
 		for _, p := range parts {
 			all = all && strings.Contains(line, p)
 		}
 		if all {
-			return true
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // FuzzHeaders turns "k=v" lines into record headers, for fuzz targets: the
