@@ -51,6 +51,12 @@ type Schemas struct {
 	// Dir holds the .avsc files, relative to the pipeline file. Default
 	// "schemas/avro".
 	Dir string `yaml:"dir"`
+	// Shared optionally names a second directory of .avsc files, relative
+	// to the pipeline file: named types (Money, Address, ...) that events
+	// use by name and that are not events themselves. Types may equally
+	// live in Dir. Each is registered under the subject of its full name
+	// and referenced from the events that use it.
+	Shared string `yaml:"shared"`
 	// SubjectStrategy: topic_record (default), topic or record.
 	SubjectStrategy string `yaml:"subject_strategy"`
 	// Compatibility is the level of every subject without its own entry in
@@ -102,7 +108,7 @@ func Load(path string) (*Pipeline, error) {
 //	var files embed.FS
 //
 //	pipe, err := pipeline.LoadFS(files, "eventline.yaml")
-//	cat, err := schemas.LoadCatalog(files, pipe.SchemaDir())
+//	cat, err := schemas.LoadCatalog(files, pipe.SchemaDirs()...)
 func LoadFS(fsys fs.FS, name string) (*Pipeline, error) {
 	b, err := fs.ReadFile(fsys, name)
 	if err != nil {
@@ -292,14 +298,29 @@ func (p *Pipeline) TopicFor(event string) (Topic, bool) {
 // SchemaDir is the directory of the .avsc files: Schemas.Dir, relative to
 // the pipeline file's directory unless absolute (after LoadFS, a path in
 // its fs.FS).
-func (p *Pipeline) SchemaDir() string {
+func (p *Pipeline) SchemaDir() string { return p.dirOf(p.Schemas.Dir) }
+
+// dirOf resolves a directory named in the file: relative to the file's
+// directory unless absolute; after LoadFS, a path in its fs.FS.
+func (p *Pipeline) dirOf(dir string) string {
 	if p.inFS {
-		return path.Join(p.Dir, p.Schemas.Dir)
+		return path.Join(p.Dir, dir)
 	}
-	if filepath.IsAbs(p.Schemas.Dir) || p.Dir == "" {
-		return p.Schemas.Dir
+	if filepath.IsAbs(dir) || p.Dir == "" {
+		return dir
 	}
-	return filepath.Join(p.Dir, p.Schemas.Dir)
+	return filepath.Join(p.Dir, dir)
+}
+
+// SchemaDirs is SchemaDir followed by the shared types' directory when
+// Schemas.Shared is set: the directories schemas.LoadCatalog and
+// LoadCatalogDir take.
+func (p *Pipeline) SchemaDirs() []string {
+	dirs := []string{p.SchemaDir()}
+	if p.Schemas.Shared != "" {
+		dirs = append(dirs, p.dirOf(p.Schemas.Shared))
+	}
+	return dirs
 }
 
 // Events returns the Avro full names of every routed event, sorted, each

@@ -199,7 +199,14 @@ func New(ctx context.Context, cfg Config) (*Producer, error) {
 			continue
 		}
 		subject := cfg.Pipeline.SubjectFor(topics[i].Name, info.Name)
-		id, err := resolve(ctx, cfg.Registry, subject, info.Text, cfg.Pipeline.Level(subject), cfg.AutoRegister)
+		sch, _, err := cfg.Catalog.RegistrySchema(ctx, cfg.Registry, info.Name, schemas.RefOptions{Register: cfg.AutoRegister, Level: cfg.Pipeline.Level})
+		if err != nil {
+			if errors.Is(err, schemas.ErrReferenceNotRegistered) {
+				err = fmt.Errorf("%w: %w", ErrNotRegistered, err)
+			}
+			return nil, fmt.Errorf("producer: %s: %w", info.Name, err)
+		}
+		id, err := resolve(ctx, cfg.Registry, subject, sch, cfg.Pipeline.Level(subject), cfg.AutoRegister)
 		if err != nil {
 			return nil, err
 		}
@@ -231,8 +238,7 @@ func (p *Producer) checkOutbox(ctx context.Context, db *pgxpool.Pool) error {
 	return nil
 }
 
-func resolve(ctx context.Context, reg *sr.Client, subject, text, level string, autoRegister bool) (int, error) {
-	sch := sr.Schema{Schema: text, Type: sr.TypeAvro}
+func resolve(ctx context.Context, reg *sr.Client, subject string, sch sr.Schema, level string, autoRegister bool) (int, error) {
 	ss, err := reg.LookupSchema(ctx, subject, sch)
 	if err == nil {
 		return ss.ID, nil

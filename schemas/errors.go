@@ -62,4 +62,7 @@ var (
 	// ErrEmptyCatalog: LoadCatalog found no .avsc file in the directory
 	// (a wrong schemas.dir, or files not embedded).
 	ErrEmptyCatalog = errors.New("empty schema catalogue")
+	// ErrBadReference: a schema file uses a named type no file of the
+	// catalogue defines, or files use each other in a cycle.
+	ErrBadReference = errors.New("bad schema reference")
 )

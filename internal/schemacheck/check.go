@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/pipeline"
+	"github.com/eventline/eventline/schemas"
 	"github.com/eventline/eventline/schemas/compat"
 )
 
@@ -92,6 +93,21 @@ type Options struct {
 
 func (o Options) schemaDir() string {
 	return filepath.Join(o.Dir, filepath.FromSlash(o.Pipeline.Schemas.Dir))
+}
+
+// schemaDirs is schemaDir and, when eventline.yaml names one, the shared
+// types' directory.
+func (o Options) schemaDirs() []string {
+	dirs := []string{o.schemaDir()}
+	if o.Pipeline.Schemas.Shared != "" {
+		dirs = append(dirs, filepath.Join(o.Dir, filepath.FromSlash(o.Pipeline.Schemas.Shared)))
+	}
+	return dirs
+}
+
+// catalog loads the working tree's schema files as the producer does.
+func (o Options) catalog() (*schemas.Catalog, error) {
+	return schemas.LoadCatalogDir(o.schemaDirs()...)
 }
 
 // loadCurrent parses the working tree's schema files. Unparsable files are

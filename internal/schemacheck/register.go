@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/eventline/eventline/registry"
+	"github.com/eventline/eventline/schemas"
 )
 
 // ErrInvalidSchema: a schema file does not parse; nothing is registered.
@@ -39,9 +40,33 @@ func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration,
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSchema, errors.Join(errs...))
 	}
+	cat, err := opts.catalog()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidSchema, err)
+	}
 	var out []Registration
+	shared := map[string]bool{}
 	for _, c := range cur {
-		for _, subj := range opts.subjects(c.name) {
+		subjects := opts.subjects(c.name)
+		if len(subjects) == 0 {
+			continue
+		}
+		// The shared types the event uses, under their own subjects
+		// first (schemas.RegistrySchema says how they are named).
+		sch, deps, err := cat.RegistrySchema(ctx, cl, c.name, schemas.RefOptions{Register: true, Level: opts.Pipeline.Level})
+		if err != nil {
+			if registry.IsIncompatible(err) {
+				return out, fmt.Errorf("a shared type %s uses is incompatible with its subject (the registry refused it): %w", c.file, err)
+			}
+			return out, fmt.Errorf("registering the shared types %s uses: %w", c.file, err)
+		}
+		for _, d := range deps {
+			if !shared[d.Subject] {
+				shared[d.Subject] = true
+				out = append(out, Registration{Subject: d.Subject, Version: d.Version, ID: d.ID, Level: opts.Pipeline.Level(d.Subject)})
+			}
+		}
+		for _, subj := range subjects {
 			level := opts.Pipeline.Level(subj)
 			var lvl sr.CompatibilityLevel
 			if err := lvl.UnmarshalText([]byte(level)); err != nil {
@@ -51,7 +76,7 @@ func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration,
 			if len(res) == 1 && res[0].Err != nil {
 				return out, fmt.Errorf("error setting %s of subject %s: %w", level, subj, res[0].Err)
 			}
-			ss, err := cl.CreateSchema(ctx, subj, sr.Schema{Schema: c.text, Type: sr.TypeAvro})
+			ss, err := cl.CreateSchema(ctx, subj, sch)
 			if err != nil {
 				if registry.IsIncompatible(err) {
 					return out, fmt.Errorf("%s is incompatible with subject %s at its level %s (the registry refused it): %w", c.file, subj, level, err)
