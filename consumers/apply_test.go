@@ -36,7 +36,7 @@ func setupB(t testing.TB) *bundle {
 		t.Fatal(err)
 	}
 	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
-	return &bundle{db: f.DB, serde: f.Serde, id: f.Register(t, "tickets-"+info.Name, info.Text)}
+	return &bundle{db: f.DB, serde: f.Serde, id: f.RegisterEvent(t, "tickets-"+info.Name, testevents.Catalog(), info.Name)}
 }
 
 func (b *bundle) record(t *testing.T, eventID string, ticketID string, total int64, offset int64) *kgo.Record {

@@ -102,16 +102,17 @@ func (a *applier) decode(ctx context.Context, it item) (*Event, error) {
 	if v := ev.Headers[headers.AggregateVersion]; v != "" {
 		ev.AggregateVersion, _ = strconv.ParseInt(v, 10, 64)
 	}
-	id, _, err := schemas.SplitHeader(rec.Value)
-	if err != nil {
+	if _, _, err := schemas.SplitHeader(rec.Value); err != nil {
 		return nil, err
 	}
-	if ev.Type == "" { // another producer's record: the writer schema names it
-		w, err := a.serde.Writer(ctx, id)
+	if ev.Type == "" {
+		// Another producer's record: the writer schema names it (the
+		// member the value holds, for a union of event types).
+		t, err := a.serde.EventType(ctx, rec.Value)
 		if err != nil {
 			return nil, err
 		}
-		ev.Type = schemas.FullName(w)
+		ev.Type = t
 	}
 	if typed, ok := a.types.new(ev.Type); ok {
 		if err := a.serde.Decode(ctx, rec.Value, typed); err != nil {

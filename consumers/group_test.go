@@ -61,7 +61,7 @@ func newReplicatedGroupEnv(t testing.TB, brokers []string, partitions int32, rep
 		t.Fatal(err)
 	}
 	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
-	e.id = f.Register(t, e.topic+"-"+info.Name, info.Text)
+	e.id = f.RegisterEvent(t, e.topic+"-"+info.Name, testevents.Catalog(), info.Name)
 	e.prod = testkit.Client(t, e.brokers, append([]kgo.Opt{kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil))}, opts...)...)
 	return e
 }

@@ -43,7 +43,7 @@ func newEnv(t *testing.T, partitions int32) *env {
 		t.Fatal(err)
 	}
 	info, _ := testevents.Catalog().Lookup("helpdesk.tickets.TicketOpened")
-	e.id = f.Register(t, e.topic+"-"+info.Name, info.Text)
+	e.id = f.RegisterEvent(t, e.topic+"-"+info.Name, testevents.Catalog(), info.Name)
 	e.prod = testkit.Client(t, e.brokers, kgo.RecordPartitioner(kgo.StickyKeyPartitioner(nil)))
 	return e
 }

@@ -105,6 +105,15 @@ func TestLoadFSSchemaDir(t *testing.T) {
 	if err != nil || p.SchemaDir() != "svc/avro" {
 		t.Fatalf("LoadFS: %v, SchemaDir %q; want svc/avro", err, p.SchemaDir())
 	}
+	if got := strings.Join(p.SchemaDirs(), ","); got != "svc/avro" {
+		t.Errorf("SchemaDirs %s, want svc/avro alone (no shared directory)", got)
+	}
+	fsys["svc/shared.yaml"] = &fstest.MapFile{Data: []byte("schemas: {dir: avro, shared: common}
+topics: [{name: t, events: [a.B]}]
+")}
+	if p, err := pipeline.LoadFS(fsys, "svc/shared.yaml"); err != nil || strings.Join(p.SchemaDirs(), ",") != "svc/avro,svc/common" {
+		t.Fatalf("schemas.shared: %v, SchemaDirs %v; want svc/avro and svc/common", err, p.SchemaDirs())
+	}
 	if p, err := pipeline.LoadFS(fsys, "top.yaml"); err != nil || p.SchemaDir() != "schemas/avro" {
 		t.Fatalf("LoadFS at the root: %v, SchemaDir %q; want the default schemas/avro", err, p.SchemaDir())
 	}

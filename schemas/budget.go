@@ -44,6 +44,10 @@ type Budget struct {
 	// zero-sized fixed takes at least one byte; an optional field left
 	// null, two values in one byte, is the densest common shape. Default 4.
 	MaxValuesPerByte int
+	// MaxReferences bounds the schemas a writer schema's references pull
+	// in, transitively (each fetched once per Serde, then cached), and
+	// their nesting to MaxDepth. Default 100.
+	MaxReferences int
 }
 
 // The default Budget.
@@ -51,6 +55,7 @@ const (
 	DefaultMaxDepth         = 128
 	DefaultMaxValues        = 100_000
 	DefaultMaxValuesPerByte = 4
+	DefaultMaxReferences    = 100
 )
 
 // budgetFloor is the number of values any body may hold, however short
@@ -66,6 +71,9 @@ func (b Budget) withDefaults() Budget {
 	}
 	if b.MaxValuesPerByte <= 0 {
 		b.MaxValuesPerByte = DefaultMaxValuesPerByte
+	}
+	if b.MaxReferences <= 0 {
+		b.MaxReferences = DefaultMaxReferences
 	}
 	return b
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -21,6 +20,15 @@ type Event interface {
 // SchemaSource answers "which schema has this id". *sr.Client satisfies it.
 type SchemaSource interface {
 	SchemaByID(ctx context.Context, id int) (sr.Schema, error)
+}
+
+// ReferenceSource is a SchemaSource that also answers "which schema is
+// version v of subject s", which decoding with a writer schema that has
+// references needs (each reference names a subject and version).
+// *sr.Client satisfies it.
+type ReferenceSource interface {
+	SchemaSource
+	SchemaByVersion(ctx context.Context, subject string, version int) (sr.SubjectSchema, error)
 }
 
 // avroAPI bounds what a hostile body can make the decoder allocate (the
@@ -47,7 +55,18 @@ type Serde struct {
 	writers  map[int]avro.Schema
 	resolved map[resolveKey]avro.Schema
 	missing  map[int]missingID // ids the registry said it does not have
+	refs     map[refKey]sr.SubjectSchema
 }
+
+// refKey is one referenced subject version, as a reference names it.
+type refKey struct {
+	subject string
+	version int
+}
+
+// maxCachedRefs bounds the referenced schemas a Serde keeps; when full, it
+// starts over (each writer schema is parsed once and kept in writers).
+const maxCachedRefs = 10000
 
 // missingID is a negative answer, remembered until expires: a stream of
 // records with unknown ids (garbage, or another cluster's) costs one
@@ -67,6 +86,7 @@ const maxMissing = 10000
 
 type resolveKey struct {
 	id     int
+	member int      // the writer union's member read, or -1: the writer itself
 	reader [32]byte // reader's canonical fingerprint
 }
 
@@ -83,7 +103,7 @@ func WithBudget(b Budget) SerdeOption {
 // NewSerde returns a Serde fetching writer schemas from src, checking
 // bodies against the default Budget unless WithBudget says otherwise.
 func NewSerde(src SchemaSource, opts ...SerdeOption) *Serde {
-	s := &Serde{src: src, budget: Budget{}.withDefaults(), writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}, missing: map[int]missingID{}}
+	s := &Serde{src: src, budget: Budget{}.withDefaults(), writers: map[int]avro.Schema{}, resolved: map[resolveKey]avro.Schema{}, missing: map[int]missingID{}, refs: map[refKey]sr.SubjectSchema{}}
 	for _, o := range opts {
 		o(s)
 	}
@@ -159,11 +179,58 @@ func (s *Serde) DecodeAs(ctx context.Context, b []byte, reader avro.Schema, v an
 	if err := s.check(id, w, body); err != nil {
 		return err
 	}
-	schema, err := s.readerFor(ctx, id, reader)
+	member := -1
+	if _, isUnion := reader.(*avro.UnionSchema); !isUnion {
+		// A writer that is a union of event types (Confluent's several
+		// types in one topic): the body starts with the member's index,
+		// and the rest is that member, read as reader.
+		if m, _, rest, ok, err := unionMember(id, w, body); err != nil {
+			return err
+		} else if ok {
+			member, body = m, rest
+		}
+	}
+	schema, err := s.readerFor(ctx, id, member, reader)
 	if err != nil {
 		return err
 	}
 	return decodeBody(id, schema, body, v)
+}
+
+// unionMember reads which member of the top-level union w a body holds:
+// its index, its schema and the rest of the body. ok is false when w is not
+// a union.
+func unionMember(id int, w avro.Schema, body []byte) (member int, schema avro.Schema, rest []byte, ok bool, err error) {
+	u, isUnion := w.(*avro.UnionSchema)
+	if !isUnion {
+		return 0, nil, body, false, nil
+	}
+	idx, n := binary.Varint(body)
+	if n <= 0 || idx < 0 || idx >= int64(len(u.Types())) {
+		return 0, nil, nil, false, &DecodeError{ID: id, Err: fmt.Errorf("%w: union index out of range", ErrBadBody)}
+	}
+	return int(idx), u.Types()[idx], body[n:], true, nil
+}
+
+// EventType returns the event type of a framed value: its writer schema's
+// full name, or for a writer that is a union of event types (Confluent's
+// way to put several types in one topic), the full name of the member the
+// value holds.
+func (s *Serde) EventType(ctx context.Context, b []byte) (string, error) {
+	id, body, err := SplitHeader(b)
+	if err != nil {
+		return "", err
+	}
+	w, err := s.Writer(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if _, m, _, ok, err := unionMember(id, w, body); err != nil {
+		return "", err
+	} else if ok {
+		return FullName(m), nil
+	}
+	return FullName(w), nil
 }
 
 // DecodeGeneric decodes a framed value with its own writer schema into the
@@ -179,6 +246,11 @@ func (s *Serde) DecodeGeneric(ctx context.Context, b []byte) (any, avro.Schema, 
 	}
 	if err := s.check(id, w, body); err != nil {
 		return nil, nil, err
+	}
+	if _, m, rest, ok, err := unionMember(id, w, body); err != nil {
+		return nil, nil, err
+	} else if ok {
+		w, body = m, rest // the member the value holds, as EventType says
 	}
 	var v any
 	if err := decodeBody(id, w, body, &v); err != nil {
@@ -235,8 +307,7 @@ func (s *Serde) Writer(ctx context.Context, id int) (avro.Schema, error) {
 	}
 	got, err := s.src.SchemaByID(ctx, id)
 	if err != nil {
-		var re *sr.ResponseError
-		if errors.As(err, &re) && (re.ErrorCode == 40403 || re.StatusCode == http.StatusNotFound) {
+		if isNotFound(err) {
 			err := &DecodeError{ID: id, Err: fmt.Errorf("%w: the registry has no schema %d", ErrUnknownSchemaID, id)}
 			s.rememberMissing(id, err)
 			return nil, err
@@ -247,12 +318,13 @@ func (s *Serde) Writer(ctx context.Context, id int) (avro.Schema, error) {
 	if got.Type != sr.TypeAvro {
 		return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: it is %s", ErrUnsupportedSchema, got.Type)}
 	}
+	cache := &avro.SchemaCache{}
 	if len(got.References) > 0 {
-		// References need the referenced subjects' schemas parsed first;
-		// eventline's own schemas are self-contained.
-		return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: schema references are not supported by the decoder", ErrUnsupportedSchema)}
+		if err := s.loadRefs(ctx, id, cache, got.References, 0, map[refKey]bool{}); err != nil {
+			return nil, err
+		}
 	}
-	w, err = avro.ParseWithCache(got.Schema, "", &avro.SchemaCache{})
+	w, err = avro.ParseWithCache(got.Schema, "", cache)
 	if err != nil {
 		return nil, &DecodeError{ID: id, Err: fmt.Errorf("%w: %v", ErrUnsupportedSchema, err)}
 	}
@@ -260,6 +332,61 @@ func (s *Serde) Writer(ctx context.Context, id int) (avro.Schema, error) {
 	s.writers[id] = w
 	s.mu.Unlock()
 	return w, nil
+}
+
+// loadRefs parses the schemas refs name into cache, each after the ones it
+// references itself, fetching each subject version once per Serde. The
+// Budget bounds how many distinct schemas (MaxReferences) and how deep
+// (MaxDepth) a writer's references go.
+func (s *Serde) loadRefs(ctx context.Context, id int, cache *avro.SchemaCache, refs []sr.SchemaReference, depth int, seen map[refKey]bool) error {
+	if depth >= s.budget.MaxDepth {
+		return &DecodeError{ID: id, Err: fmt.Errorf("%w: schema references nest deeper than %d", ErrUnsupportedSchema, s.budget.MaxDepth)}
+	}
+	rs, ok := s.src.(ReferenceSource)
+	if !ok {
+		return &DecodeError{ID: id, Err: fmt.Errorf("%w: the schema has references and the Serde's source (%T) cannot fetch subject versions", ErrUnsupportedSchema, s.src)}
+	}
+	for _, ref := range refs {
+		k := refKey{ref.Subject, ref.Version}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if len(seen) > s.budget.MaxReferences {
+			return &DecodeError{ID: id, Err: fmt.Errorf("%w: schema references pull in more than %d schemas", ErrUnsupportedSchema, s.budget.MaxReferences)}
+		}
+		s.mu.RLock()
+		ss, cached := s.refs[k]
+		s.mu.RUnlock()
+		if !cached {
+			var err error
+			ss, err = rs.SchemaByVersion(ctx, ref.Subject, ref.Version)
+			if err != nil {
+				if isNotFound(err) {
+					return &DecodeError{ID: id, Err: fmt.Errorf("%w: reference %s (subject %s version %d): the registry does not have it", ErrUnsupportedSchema, ref.Name, ref.Subject, ref.Version)}
+				}
+				return fmt.Errorf("error fetching reference %s (subject %s version %d) of schema %d: %w", ref.Name, ref.Subject, ref.Version, id, err)
+			}
+			if ss.Type != sr.TypeAvro {
+				return &DecodeError{ID: id, Err: fmt.Errorf("%w: reference %s is %s", ErrUnsupportedSchema, ref.Name, ss.Type)}
+			}
+			if ref.Version > 0 { // "latest" (-1) is not kept: it moves
+				s.mu.Lock()
+				if len(s.refs) >= maxCachedRefs {
+					clear(s.refs)
+				}
+				s.refs[k] = ss
+				s.mu.Unlock()
+			}
+		}
+		if err := s.loadRefs(ctx, id, cache, ss.References, depth+1, seen); err != nil {
+			return err
+		}
+		if _, err := avro.ParseWithCache(ss.Schema.Schema, "", cache); err != nil {
+			return &DecodeError{ID: id, Err: fmt.Errorf("%w: reference %s (subject %s version %d): %v", ErrUnsupportedSchema, ref.Name, ref.Subject, ref.Version, err)}
+		}
+	}
+	return nil
 }
 
 func (s *Serde) rememberMissing(id int, err error) {
@@ -279,8 +406,8 @@ func (s *Serde) rememberMissing(id int, err error) {
 	s.missing[id] = missingID{err: err, expires: now.Add(NegativeTTL)}
 }
 
-func (s *Serde) readerFor(ctx context.Context, id int, reader avro.Schema) (avro.Schema, error) {
-	key := resolveKey{id: id, reader: reader.Fingerprint()}
+func (s *Serde) readerFor(ctx context.Context, id, member int, reader avro.Schema) (avro.Schema, error) {
+	key := resolveKey{id: id, member: member, reader: reader.Fingerprint()}
 	s.mu.RLock()
 	r, ok := s.resolved[key]
 	s.mu.RUnlock()
@@ -290,6 +417,9 @@ func (s *Serde) readerFor(ctx context.Context, id int, reader avro.Schema) (avro
 	w, err := s.Writer(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if member >= 0 {
+		w = w.(*avro.UnionSchema).Types()[member]
 	}
 	if w.Fingerprint() == key.reader {
 		r = w

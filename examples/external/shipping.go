@@ -53,14 +53,14 @@ const (
 // Pipeline parses the embedded eventline.yaml.
 func Pipeline() (*pipeline.Pipeline, error) { return pipeline.LoadFS(files, "eventline.yaml") }
 
-// Catalog loads the embedded schema files, from the directory eventline.yaml
-// names.
+// Catalog loads the embedded schema files, from the directories
+// eventline.yaml names (schemas.dir, and schemas.shared when set).
 func Catalog() (*schemas.Catalog, error) {
 	pipe, err := Pipeline()
 	if err != nil {
 		return nil, err
 	}
-	return schemas.LoadCatalog(files, pipe.SchemaDir())
+	return schemas.LoadCatalog(files, pipe.SchemaDirs()...)
 }
 
 // README:end embed

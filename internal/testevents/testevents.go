@@ -6,8 +6,9 @@
 //
 // Between them the five schemas (avro/*.avsc) hold the shapes the tests
 // rely on: uuid strings and timestamp-millis longs, int, long, boolean and
-// string fields, an array of a nested record that two files define each
-// (helpdesk.shared.Attachment), enums with a default symbol, an optional
+// string fields, an array of a record that two events use by reference
+// (helpdesk.shared.Attachment, defined once in shared/ and registered under
+// its own subject), enums with a default symbol, an optional
 // (null-first union) field, and two topics in eventline.yaml routing three
 // and two types. TicketOpened, the event most tests send, starts with two
 // strings and an array: TestDecodeErrors and the FuzzDecode corpus in
@@ -19,7 +20,7 @@
 // stale.
 package testevents
 
-//go:generate sh -c "go tool avrogen -pkg testevents -o testevents_gen.go -tags json:snake -strict-types -enums avro/*.avsc && sed -i '1s/$/\\n/' testevents_gen.go"
+//go:generate sh -c "go tool avrogen -pkg testevents -o testevents_gen.go -tags json:snake -strict-types -enums shared/*.avsc avro/*.avsc && sed -i '1s/$/\\n/' testevents_gen.go"
 
 import (
 	"embed"
@@ -31,12 +32,12 @@ import (
 	"github.com/eventline/eventline/schemas"
 )
 
-//go:embed eventline.yaml avro/*.avsc
+//go:embed eventline.yaml avro/*.avsc shared/*.avsc
 var files embed.FS
 
 // catalog is loaded once: every test of a package shares it.
 var catalog = sync.OnceValue(func() *schemas.Catalog {
-	c, err := schemas.LoadCatalog(files, "avro")
+	c, err := schemas.LoadCatalog(files, Pipeline().SchemaDirs()...)
 	if err != nil {
 		panic("testevents: the embedded schemas are invalid: " + err.Error())
 	}

@@ -24,6 +24,16 @@ const (
 	ResolutionExpired   Resolution = "EXPIRED"
 )
 
+// A file that came with a ticket or backs a worklog entry.
+type Attachment struct {
+	// Where the file's bytes are stored.
+	BlobID string `avro:"blob_id" json:"blob_id"`
+	// Page count; 1 for anything that is not paged.
+	Pages int32 `avro:"pages" json:"pages"`
+	// Length of the file.
+	SizeBytes int64 `avro:"size_bytes" json:"size_bytes"`
+}
+
 // A ticket missed one of the deadlines its requester's contract sets.
 type DeadlineMissed struct {
 	// The ticket (aggregate id).
@@ -60,16 +70,6 @@ type TicketClosed struct {
 	ReopenCount int32 `avro:"reopen_count" json:"reopen_count"`
 	// When the ticket was closed.
 	ClosedAt time.Time `avro:"closed_at" json:"closed_at"`
-}
-
-// A file that came with a ticket or backs a worklog entry.
-type Attachment struct {
-	// Where the file's bytes are stored.
-	BlobID string `avro:"blob_id" json:"blob_id"`
-	// Page count; 1 for anything that is not paged.
-	Pages int32 `avro:"pages" json:"pages"`
-	// Length of the file.
-	SizeBytes int64 `avro:"size_bytes" json:"size_bytes"`
 }
 
 // Someone asked the helpdesk for help: a new ticket exists.

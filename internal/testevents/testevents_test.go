@@ -3,6 +3,7 @@ package testevents_test
 import (
 	"path"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/eventline/eventline/internal/testevents"
@@ -13,12 +14,22 @@ import (
 // testevents_gen.go fails here as well as in `make check-generate`).
 func TestGeneratedTypes(t *testing.T) {
 	infos := testevents.Catalog().All()
-	if len(infos) != 5 {
-		t.Fatalf("%d schemas in the catalogue, want 5", len(infos))
+	if len(infos) != 6 {
+		t.Fatalf("%d schemas in the catalogue, want 5 events and the shared Attachment", len(infos))
 	}
 	for _, info := range infos {
 		if got := path.Base(info.File); got != path.Ext(info.Name)[1:]+".avsc" {
 			t.Errorf("%s is in %s", info.Name, info.File)
+		}
+		if info.Name == "helpdesk.shared.Attachment" {
+			if info.File != "shared/Attachment.avsc" || len(info.References) != 0 {
+				t.Errorf("the shared type: %s, references %v", info.File, info.References)
+			}
+			continue
+		}
+		usesAttachment := info.Name == "helpdesk.tickets.TicketOpened" || info.Name == "helpdesk.worklog.WorkLogged"
+		if got := strings.Join(info.References, ","); usesAttachment != (got == "helpdesk.shared.Attachment") || !usesAttachment && got != "" {
+			t.Errorf("%s references %q", info.Name, got)
 		}
 		ev, ok := testevents.New(info.Name)
 		if !ok {

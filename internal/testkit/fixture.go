@@ -97,6 +97,28 @@ func (f *Fixture) Register(t testing.TB, subject, text string) int {
 	return ss.ID
 }
 
+// RegisterEvent registers the catalogue's event name under subject, the
+// shared types it uses first (as the producer does), and returns its id.
+func (f *Fixture) RegisterEvent(t testing.TB, subject string, cat *schemas.Catalog, name string) int {
+	t.Helper()
+	return RegisterEvent(t, f.Registry, subject, cat, name)
+}
+
+// RegisterEvent is Fixture.RegisterEvent on any registry client.
+func RegisterEvent(t testing.TB, cl *sr.Client, subject string, cat *schemas.Catalog, name string) int {
+	t.Helper()
+	ctx := context.Background()
+	sch, _, err := cat.RegistrySchema(ctx, cl, name, schemas.RefOptions{Register: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss, err := cl.CreateSchema(ctx, subject, sch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ss.ID
+}
+
 // Producer returns an auto-registering producer of evs (their files in
 // cat) routed by the pipeline file text pipe.
 func (f *Fixture) Producer(t testing.TB, pipe []byte, cat *schemas.Catalog, evs ...schemas.Event) *producer.Producer {
