@@ -108,9 +108,7 @@ func TestLoadFSSchemaDir(t *testing.T) {
 	if got := strings.Join(p.SchemaDirs(), ","); got != "svc/avro" {
 		t.Errorf("SchemaDirs %s, want svc/avro alone (no shared directory)", got)
 	}
-	fsys["svc/shared.yaml"] = &fstest.MapFile{Data: []byte("schemas: {dir: avro, shared: common}
-topics: [{name: t, events: [a.B]}]
-")}
+	fsys["svc/shared.yaml"] = &fstest.MapFile{Data: []byte("schemas: {dir: avro, shared: common}\ntopics: [{name: t, events: [a.B]}]\n")}
 	if p, err := pipeline.LoadFS(fsys, "svc/shared.yaml"); err != nil || strings.Join(p.SchemaDirs(), ",") != "svc/avro,svc/common" {
 		t.Fatalf("schemas.shared: %v, SchemaDirs %v; want svc/avro and svc/common", err, p.SchemaDirs())
 	}
