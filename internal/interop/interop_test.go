@@ -83,6 +83,19 @@ func confluentAs(t *testing.T, userInfo string, cmd map[string]any, out any) {
 	}
 }
 
+// selfContained is info's schema with the shared types it uses written
+// inline (hamba's full JSON form of the resolved schema): what a producer
+// without references registers. TicketOpened's file uses the shared
+// Attachment by reference; references_test.go covers that form.
+func selfContained(t *testing.T, info schemas.Info) string {
+	t.Helper()
+	b, err := json.Marshal(info.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func sampleTicket() *testevents.TicketOpened {
 	return &testevents.TicketOpened{
 		TicketID:    "6f1c3a52-8a8e-4a57-9d8e-0c7b2f1a9e01",
@@ -120,7 +133,7 @@ func TestConfluentPythonInterop(t *testing.T) {
 		Hex      string
 		SchemaID int `json:"schema_id"`
 	}
-	confluent(t, map[string]any{"mode": "serialize", "registry": url, "topic": topic, "schema": info.Text, "record": record}, &ser)
+	confluent(t, map[string]any{"mode": "serialize", "registry": url, "topic": topic, "schema": selfContained(t, info), "record": record}, &ser)
 	b, err := hex.DecodeString(ser.Hex)
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +194,7 @@ func TestConfluentPythonBasicAuth(t *testing.T) {
 		"attachments":      []map[string]any{{"blob_id": ticket.Attachments[0].BlobID, "pages": 2, "size_bytes": 1999}},
 		"estimate_minutes": 3998, "channel": "MAIL", "opened_at": ticket.OpenedAt.UnixMilli(),
 	}
-	serialize := map[string]any{"mode": "serialize", "registry": url, "topic": topic, "schema": info.Text, "record": record}
+	serialize := map[string]any{"mode": "serialize", "registry": url, "topic": topic, "schema": selfContained(t, info), "record": record}
 	type pyError struct {
 		HTTP    int
 		Code    int
@@ -201,7 +214,7 @@ func TestConfluentPythonBasicAuth(t *testing.T) {
 			ID    int
 			Error *pyError
 		}
-		confluentAs(t, userInfo, map[string]any{"mode": "register", "registry": url, "subject": "s", "schema": info.Text}, &reg)
+		confluentAs(t, userInfo, map[string]any{"mode": "register", "registry": url, "subject": "s", "schema": selfContained(t, info)}, &reg)
 		if reg.Error == nil || reg.Error.HTTP != 401 {
 			t.Errorf("register, %s: %+v (error %+v), want HTTP 401", name, reg, reg.Error)
 		}
