@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hamba/avro/v2"
@@ -503,8 +504,10 @@ func AgainstRegistry(ctx context.Context, opts Options, cl *sr.Client, registryU
 	}
 	local := map[string]bool{}
 	vctx := sr.WithParams(ctx, sr.Verbose)
+	shared := referenced(cur)
+	fetch := &registrySchemas{cl: cl, cache: map[string]sr.SubjectSchema{}}
 	for _, c := range cur {
-		for _, subj := range opts.subjects(c.name) {
+		for _, subj := range opts.subjectsOf(c.name, shared) {
 			local[subj] = true
 			want := opts.Pipeline.Level(subj)
 			sub := Subject{File: c.file, Subject: subj, Level: want, OK: true}
@@ -523,6 +526,40 @@ func AgainstRegistry(ctx context.Context, opts Options, cl *sr.Client, registryU
 					rep.Notes = append(rep.Notes, fmt.Sprintf("subject %s: the registry enforces %s, eventline.yaml says %s (`eventline schemas register` sets it)", subj, got, want))
 					sub.Level = got
 				}
+			}
+			// With shared types on either side, the registry's endpoint
+			// cannot judge the working tree: the new schema's references
+			// would have to name registered versions of the shared types
+			// as they are now. Its versions are read with their references
+			// resolved and compared here, at the registry's level.
+			withRefs := len(c.refs) > 0
+			var got []sr.SubjectSchema
+			for _, v := range versions {
+				ss, err := fetch.get(ctx, subj, v)
+				if err != nil {
+					return nil, fmt.Errorf("error reading version %d of %s: %w", v, subj, err)
+				}
+				withRefs = withRefs || len(ss.References) > 0
+				got = append(got, ss)
+			}
+			if withRefs {
+				lvl, err := compat.ParseLevel(sub.Level)
+				if err != nil {
+					rep.Findings = append(rep.Findings, Finding{Kind: KindInvalid, File: c.file, Subject: subj, Message: err.Error()})
+					continue
+				}
+				var base []baseline
+				for _, ss := range got {
+					s, refs, err := fetch.parse(ctx, ss.Schema)
+					if err != nil {
+						rep.Notes = append(rep.Notes, fmt.Sprintf("subject %s version %d does not parse with its references and is skipped: %v", subj, ss.Version, err))
+						continue
+					}
+					base = append(base, baseline{schema: s, refs: refs, version: ss.Version})
+				}
+				sub.OK = compare(rep, c, subj, sub.Level, lvl, base)
+				rep.Subjects = append(rep.Subjects, sub)
+				continue
 			}
 			res, err := cl.CheckCompatibility(vctx, subj, -2, sr.Schema{Schema: c.text, Type: sr.TypeAvro})
 			if err != nil {
@@ -582,4 +619,72 @@ func ownedSubject(p *pipeline.Pipeline, subject string) bool {
 		}
 	}
 	return false
+}
+
+// registrySchemas reads a registry's schemas with their references, each
+// subject version once.
+type registrySchemas struct {
+	cl    *sr.Client
+	cache map[string]sr.SubjectSchema
+}
+
+func (r *registrySchemas) get(ctx context.Context, subject string, version int) (sr.SubjectSchema, error) {
+	key := subject + "\x00" + strconv.Itoa(version)
+	if ss, ok := r.cache[key]; ok {
+		return ss, nil
+	}
+	ss, err := r.cl.SchemaByVersion(ctx, subject, version)
+	if err != nil {
+		return sr.SubjectSchema{}, err
+	}
+	r.cache[key] = ss
+	return ss, nil
+}
+
+// maxRefDepth bounds how deep references may nest in the registry.
+const maxRefDepth = 32
+
+// parse parses a registered schema after the schemas it references,
+// transitively, dependencies first (as Confluent's Avro provider does).
+// refs are the full names of the referenced schemas' top-level types.
+func (r *registrySchemas) parse(ctx context.Context, s sr.Schema) (avro.Schema, map[string]bool, error) {
+	if len(s.References) == 0 {
+		sch, err := compat.Parse(s.Schema)
+		return sch, nil, err
+	}
+	var deps []string
+	refs := map[string]bool{}
+	seen := map[string]bool{}
+	var visit func(rs []sr.SchemaReference, depth int) error
+	visit = func(rs []sr.SchemaReference, depth int) error {
+		if depth > maxRefDepth {
+			return fmt.Errorf("%w: references nest more than %d deep", schemas.ErrBadReference, maxRefDepth)
+		}
+		for _, ref := range rs {
+			key := ref.Subject + "\x00" + strconv.Itoa(ref.Version)
+			if seen[key] {
+				continue
+			}
+			if seen[key] = true; len(seen) > maxRefFiles {
+				return fmt.Errorf("%w: more than %d referenced schemas", schemas.ErrBadReference, maxRefFiles)
+			}
+			ss, err := r.get(ctx, ref.Subject, ref.Version)
+			if err != nil {
+				return fmt.Errorf("reference %s (subject %s version %d): %w", ref.Name, ref.Subject, ref.Version, err)
+			}
+			if err := visit(ss.References, depth+1); err != nil {
+				return err
+			}
+			deps = append(deps, ss.Schema.Schema)
+			if n := topName(ss.Schema.Schema); n != "" {
+				refs[n] = true
+			}
+		}
+		return nil
+	}
+	if err := visit(s.References, 1); err != nil {
+		return nil, nil, err
+	}
+	sch, err := compat.ParseWith(s.Schema, deps...)
+	return sch, refs, err
 }

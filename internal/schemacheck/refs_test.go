@@ -1,13 +1,20 @@
 package schemacheck_test
 
 import (
+	"context"
 	"encoding/json"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/eventline/eventline/eventlinetest"
 	"github.com/eventline/eventline/internal/schemacheck"
+	"github.com/eventline/eventline/pipeline"
 )
 
 // A catalogue whose events use a shared type, Money, from eventline.yaml's
@@ -174,4 +181,81 @@ func keys(m map[string]schemacheck.Finding) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// `schemas register` on a catalogue with a shared type registers it under
+// its full name first and the events with references to it; the check
+// against that registry then reads the versions with their references and
+// reports a breaking change of the shared type for each subject, with the
+// path through the reference.
+func TestRegisterAndCheckAgainstRegistrySharedTypes(t *testing.T) {
+	ctx := context.Background()
+	r := newRefsRepo(t)
+	reg := eventlinetest.StartRegistry(t)
+	cl := reg.Client()
+	p, err := pipeline.Load(filepath.Join(r.dir, "eventline.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := schemacheck.Options{Pipeline: p, Dir: r.dir}
+	regs, err := schemacheck.Register(ctx, opts, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, g := range regs {
+		order = append(order, g.Subject)
+	}
+	if want := []string{"acme.shared.Money", "pay-acme.Paid", "pay-acme.Refunded"}; !slices.Equal(order, want) {
+		t.Fatalf("registered %v, want %v (the shared type first, once)", order, want)
+	}
+	for _, subj := range []string{"pay-acme.Paid", "pay-acme.Refunded"} {
+		ss, err := cl.SchemaByVersion(ctx, subj, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []sr.SchemaReference{{Name: "acme.shared.Money", Subject: "acme.shared.Money", Version: 1}}; !slices.Equal(ss.References, want) {
+			t.Errorf("%s references %v, want %v", subj, ss.References, want)
+		}
+	}
+	// Idempotent.
+	if again, err := schemacheck.Register(ctx, opts, cl); err != nil || len(again) != 3 || again[1].Version != 1 {
+		t.Fatalf("registering again: %+v, %v", again, err)
+	}
+
+	rep, err := schemacheck.AgainstRegistry(ctx, opts, cl, reg.URL())
+	if err != nil || !rep.OK() || len(rep.Subjects) != 3 {
+		t.Fatalf("unchanged: %+v, %v", rep, err)
+	}
+	r.write("shared/Money.avsc", moneyV2)
+	if rep, err := schemacheck.AgainstRegistry(ctx, opts, cl, reg.URL()); err != nil || !rep.OK() {
+		t.Fatalf("compatible change: %+v, %v", rep, err)
+	}
+	r.write("shared/Money.avsc", moneyV3)
+	rep, err = schemacheck.AgainstRegistry(ctx, opts, cl, reg.URL())
+	if err != nil || rep.OK() {
+		t.Fatalf("breaking change: %+v, %v", rep, err)
+	}
+	got := map[string]string{}
+	var money int
+	for _, f := range rep.Findings {
+		if f.Subject == "acme.shared.Money" {
+			// Self-contained: judged by the registry's own endpoint, as
+			// before references (its messages carry no location).
+			money++
+			continue
+		}
+		got[f.Subject+" "+f.Location] = f.RefPath
+	}
+	if money == 0 {
+		t.Errorf("no finding for the shared type's own subject: %+v", rep.Findings)
+	}
+	want := map[string]string{
+		"pay-acme.Paid /fields/amount/type/fields/note":          "/fields/amount/type -> acme.shared.Money /fields/note",
+		"pay-acme.Refunded /fields/parts/type/items/fields/note": "/fields/parts/type/items -> acme.shared.Money /fields/note",
+		"pay-acme.Refunded /fields/fee/type/acme.shared.Money":   "/fields/fee/type -> acme.shared.Money",
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("findings %v, want %v", got, want)
+	}
 }
