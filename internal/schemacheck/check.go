@@ -3,6 +3,15 @@
 // reachable from a git ref, renames followed) or with a live registry, at
 // each subject's compatibility level from eventline.yaml, and reports every
 // problem with its file, subject, level, version and location.
+//
+// Files may use named types other files of the schema or shared directory
+// define (schema references). Each is parsed with the files it uses; a
+// historical version with those files as they were at its commit, and at
+// each later commit that changed them, since a registry receives a new
+// version whenever a shared type changes. A shared type is also checked
+// under its own subject, its full name. A finding whose location passes
+// through a shared type names it (Finding.Via) and cuts the location there
+// (Finding.RefPath: "/fields/amount/type -> acme.shared.Money /fields/note").
 package schemacheck
 
 import (
