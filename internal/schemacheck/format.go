@@ -81,7 +81,10 @@ func (f Finding) line() string {
 		if f.Direction != "" {
 			fmt.Fprintf(&b, " [%s]", f.Direction)
 		}
-		if f.Location != "" {
+		switch {
+		case f.RefPath != "": // the path through the shared types
+			fmt.Fprintf(&b, " at %s", f.RefPath)
+		case f.Location != "":
 			fmt.Fprintf(&b, " at %s", f.Location)
 		}
 		b.WriteString(": ")

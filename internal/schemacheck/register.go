@@ -45,9 +45,15 @@ func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration,
 		return nil, fmt.Errorf("%w: %w", ErrInvalidSchema, err)
 	}
 	var out []Registration
-	shared := map[string]bool{}
+	done := map[string]bool{} // subjects registered, shared types' included
+	refd := referenced(cur)
 	for _, c := range cur {
-		subjects := opts.subjects(c.name)
+		var subjects []string
+		for _, subj := range opts.subjectsOf(c.name, refd) {
+			if !done[subj] {
+				subjects = append(subjects, subj)
+			}
+		}
 		if len(subjects) == 0 {
 			continue
 		}
@@ -61,8 +67,8 @@ func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration,
 			return out, fmt.Errorf("registering the shared types %s uses: %w", c.file, err)
 		}
 		for _, d := range deps {
-			if !shared[d.Subject] {
-				shared[d.Subject] = true
+			if !done[d.Subject] {
+				done[d.Subject] = true
 				out = append(out, Registration{Subject: d.Subject, Version: d.Version, ID: d.ID, Level: opts.Pipeline.Level(d.Subject)})
 			}
 		}
@@ -87,6 +93,7 @@ func Register(ctx context.Context, opts Options, cl *sr.Client) ([]Registration,
 				}
 				return out, fmt.Errorf("error registering %s as %s: %w", c.file, subj, err)
 			}
+			done[subj] = true
 			out = append(out, Registration{Subject: subj, Version: ss.Version, ID: ss.ID, Level: level})
 		}
 	}

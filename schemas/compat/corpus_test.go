@@ -20,6 +20,12 @@ type corpusPair struct {
 	ID     string          `json:"id"`
 	Reader json.RawMessage `json:"reader"`
 	Writer json.RawMessage `json:"writer"`
+	// ReaderRefs and WriterRefs are the schemas each side references,
+	// dependencies first: parsed before it in one name space, as
+	// Confluent's AvroSchema does with a Schema.Parser (Java) and ParseWith
+	// does here.
+	ReaderRefs []json.RawMessage `json:"reader_refs,omitempty"`
+	WriterRefs []json.RawMessage `json:"writer_refs,omitempty"`
 	// Why says what a hand-written pair is about (not sent to Java).
 	Why string `json:"why,omitempty"`
 }

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hamba/avro/v2"
 )
 
 // javaVerdict is one output line of scripts/avrodiff/AvroDiff.java.
@@ -59,6 +61,8 @@ func TestDifferentialAgainstApacheAvro(t *testing.T) {
 		compared, agreeLoc, memoLoc                          int
 		bothReject, javaOnlyReject, goOnlyReject, javaThrows int
 		disagreements, locDiffs, parseDiffs                  []string
+		withRefs                                             int
+		refVerdicts                                          = map[string]int{}
 	)
 	for _, p := range corpus {
 		jv, ok := verdicts[p.ID]
@@ -66,8 +70,11 @@ func TestDifferentialAgainstApacheAvro(t *testing.T) {
 			t.Errorf("%s: no verdict from Avro Java", p.ID)
 			continue
 		}
-		reader, rerr := Parse(string(p.Reader))
-		writer, werr := Parse(string(p.Writer))
+		reader, rerr := parseWithRefs(p.Reader, p.ReaderRefs)
+		writer, werr := parseWithRefs(p.Writer, p.WriterRefs)
+		if len(p.ReaderRefs)+len(p.WriterRefs) > 0 {
+			withRefs++
+		}
 		goRejects := rerr != nil || werr != nil
 		javaRejects := jv.Verdict == "PARSE_ERROR"
 		if (goRejects || javaRejects) && !strings.HasPrefix(p.ID, "parse/") {
@@ -100,6 +107,9 @@ func TestDifferentialAgainstApacheAvro(t *testing.T) {
 			continue
 		}
 		compared++
+		if len(p.ReaderRefs)+len(p.WriterRefs) > 0 {
+			refVerdicts[jv.Verdict]++
+		}
 		goVerdict := "COMPATIBLE"
 		if len(got) > 0 {
 			goVerdict = "INCOMPATIBLE"
@@ -129,6 +139,7 @@ func TestDifferentialAgainstApacheAvro(t *testing.T) {
 	}
 
 	t.Logf("corpus: %d pairs (%d hand-written, %d generated)", len(corpus), len(hand), len(gen))
+	t.Logf("pairs with references (shared named types parsed first): %d; Java's verdicts on them: %v", withRefs, refVerdicts)
 	t.Logf("verdicts compared: %d; Java threw (AmbiguousField in Go): %d", compared, javaThrows)
 	t.Logf("parse: both reject %d, only Java rejects %d, only hamba rejects %d", bothReject, javaOnlyReject, goOnlyReject)
 	for _, d := range parseDiffs {
@@ -157,7 +168,7 @@ func runAvroJava(t *testing.T, corpus []corpusPair) map[string]javaVerdict {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	for _, p := range corpus {
-		if err := enc.Encode(corpusPair{ID: p.ID, Reader: p.Reader, Writer: p.Writer}); err != nil {
+		if err := enc.Encode(corpusPair{ID: p.ID, Reader: p.Reader, Writer: p.Writer, ReaderRefs: p.ReaderRefs, WriterRefs: p.WriterRefs}); err != nil {
 			t.Fatalf("error encoding corpus: %v", err)
 		}
 	}
@@ -262,4 +273,13 @@ func firstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// parseWithRefs parses a side of a pair after the schemas it references.
+func parseWithRefs(text json.RawMessage, refs []json.RawMessage) (avro.Schema, error) {
+	deps := make([]string, len(refs))
+	for i, r := range refs {
+		deps[i] = string(r)
+	}
+	return ParseWith(string(text), deps...)
 }

@@ -7,7 +7,9 @@
 //
 //   java -cp "<libs>/*" AvroDiff.java corpus.jsonl verdicts.jsonl
 //
-// Each input line is {"id": "...", "reader": <schema>, "writer": <schema>}.
+// Each input line is {"id": "...", "reader": <schema>, "writer": <schema>},
+// optionally with "reader_refs" and "writer_refs": arrays of the schemas each
+// side references, dependencies first, parsed before it in the same parser.
 // Each output line, in input order, is
 //
 //   {"id": "...", "verdict": "COMPATIBLE" | "INCOMPATIBLE" | "PARSE_ERROR" | "ERROR",
@@ -65,15 +67,18 @@ public class AvroDiff {
 
     // Each side gets its own parser: the two versions of a schema normally
     // define the same named types, which one parser would reject as redefined.
+    // A side's references ("reader_refs", "writer_refs": the schemas defining
+    // named types it uses, dependencies first) are parsed into its parser
+    // before it, as Confluent's AvroSchema does.
     Schema reader = null;
     Schema writer = null;
     try {
-      reader = new Schema.Parser().parse(JSON.writeValueAsString(pair.get("reader")));
+      reader = parseSide(pair, "reader");
     } catch (Exception e) {
       result.put("reader_error", describe(e));
     }
     try {
-      writer = new Schema.Parser().parse(JSON.writeValueAsString(pair.get("writer")));
+      writer = parseSide(pair, "writer");
     } catch (Exception e) {
       result.put("writer_error", describe(e));
     }
@@ -96,6 +101,14 @@ public class AvroDiff {
       result.put("error", describe(e));
     }
     return result;
+  }
+
+  private static Schema parseSide(JsonNode pair, String side) throws Exception {
+    Schema.Parser parser = new Schema.Parser();
+    for (JsonNode ref : pair.path(side + "_refs")) {
+      parser.parse(JSON.writeValueAsString(ref));
+    }
+    return parser.parse(JSON.writeValueAsString(pair.get(side)));
   }
 
   private static String describe(Exception e) {
