@@ -83,7 +83,7 @@ func applierFor(cfg Config) *applier {
 }
 
 // skips: ev is of a type the Mux has no handler for (see Mux).
-func (a *applier) skips(ev *Event) bool { return a.mux != nil && a.mux.skips(ev.Type) }
+func (a *applier) skips(ev *Event) bool { return a.mux != nil && a.mux.skips(ev.handlerType()) }
 
 // newApplier returns an applier for consumer group group, deduplicating in
 // schema's eventline_consumer_dedupe and decoding with serde.

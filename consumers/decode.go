@@ -89,6 +89,15 @@ func (ts typeSet) new(name string) (schemas.Event, bool) {
 // decode reads a record into an Event: envelope, dedupe id, type and
 // payload. Errors are permanent (the record goes to the DLT) except a
 // registry that cannot be reached.
+//
+// The type: the eventline-event-type header; else, for a CloudEvents
+// record (a ce_specversion header: a foreign CloudEvents producer's),
+// ce_type; else the writer schema's full name. The Go type the payload
+// decodes into (and the Mux handler) is chosen by the Avro full name:
+// Type when a Go type is registered under it, and for a CloudEvents record
+// whose ce_type names none (ce_type is free text, "com.acme.order.created")
+// the writer schema's full name, so a typed handler receives it while Type
+// says what the producer called it.
 func (a *applier) decode(ctx context.Context, it item) (*Event, error) {
 	rec := it.rec
 	ev := &Event{rec: rec, env: it.env, Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Key: rec.Key, Headers: make(map[string]string, len(rec.Headers))}
@@ -105,16 +114,31 @@ func (a *applier) decode(ctx context.Context, it item) (*Event, error) {
 	if _, _, err := schemas.SplitHeader(rec.Value); err != nil {
 		return nil, err
 	}
-	if ev.Type == "" {
+	ev.avroName = ev.Type
+	_, ce := ev.Headers[headers.CESpecVersion]
+	if ev.Type == "" && ce {
+		t, err := ceAttr(ev.Headers, headers.CEType)
+		if err != nil {
+			return nil, Permanent(err)
+		}
+		ev.Type = t
+		if _, ok := a.types[t]; ok {
+			ev.avroName = t
+		}
+	}
+	if ev.avroName == "" {
 		// Another producer's record: the writer schema names it (the
 		// member the value holds, for a union of event types).
 		t, err := a.serde.EventType(ctx, rec.Value)
 		if err != nil {
 			return nil, err
 		}
-		ev.Type = t
+		ev.avroName = t
+		if ev.Type == "" {
+			ev.Type = ev.avroName
+		}
 	}
-	if typed, ok := a.types.new(ev.Type); ok {
+	if typed, ok := a.types.new(ev.avroName); ok {
 		if err := a.serde.Decode(ctx, rec.Value, typed); err != nil {
 			return nil, err
 		}
@@ -132,8 +156,29 @@ func (a *applier) decode(ctx context.Context, it item) (*Event, error) {
 	return ev, nil
 }
 
+// maxCEAttr bounds the CloudEvents attributes a group reads from a foreign
+// record (ce_id, ce_source, ce_type): they become the dedupe key and the
+// event type (a metric label, a span attribute), so a forged megabyte is
+// refused rather than carried along.
+const maxCEAttr = 1024
+
+// ceAttr returns the CloudEvents attribute header name of a record, which
+// must be there, non-empty and at most maxCEAttr bytes.
+func ceAttr(hs map[string]string, name string) (string, error) {
+	v, ok := hs[name]
+	switch {
+	case !ok || v == "":
+		return "", fmt.Errorf("CloudEvents record (%s present) without a %s header: the binding requires it", headers.CESpecVersion, name)
+	case len(v) > maxCEAttr:
+		return "", fmt.Errorf("CloudEvents record: %s header of %d bytes (at most %d): %q", name, len(v), maxCEAttr, truncate(v, 64))
+	}
+	return v, nil
+}
+
 // eventID sets ev.ID: the eventline-event-id header when there is one
-// (it must be a UUID), else the EventID hook's answer, else DefaultEventID.
+// (it must be a UUID), else the EventID hook's answer, else for a
+// CloudEvents record (a ce_specversion header) CloudEventID, else
+// DefaultEventID.
 func (a *applier) eventID(ev *Event) error {
 	if v, ok := ev.Headers[headers.EventID]; ok {
 		id, err := uuid.Parse(v)
@@ -146,6 +191,9 @@ func (a *applier) eventID(ev *Event) error {
 	idf := a.idFunc
 	if idf == nil {
 		idf = DefaultEventID
+		if _, ce := ev.Headers[headers.CESpecVersion]; ce {
+			idf = CloudEventID
+		}
 	}
 	id, err := idf(ev)
 	if err != nil {

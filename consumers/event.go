@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eventline/eventline/headers"
 	"github.com/eventline/eventline/schemas"
 )
 
@@ -21,12 +22,19 @@ import (
 type Event struct {
 	// ID is the dedupe key: the eventline-event-id header, or for a record
 	// written by another producer Config.EventID's answer, or by default
-	// an id derived from where the record first appeared (its source
-	// topic, partition and offset), the same on every redelivery and on
-	// every retry copy. See DefaultEventID.
+	// CloudEventID for a CloudEvents record (ce_source and ce_id) and for
+	// any other an id derived from where the record first appeared (its
+	// source topic, partition and offset), the same on every redelivery
+	// and on every retry copy. See DefaultEventID.
 	ID uuid.UUID
-	// Type is the event's Avro full name: the eventline-event-type header,
-	// else the writer schema's full name.
+	// Type is the event's type: the eventline-event-type header (the Avro
+	// full name); for a record without it that a CloudEvents producer
+	// wrote (a ce_specversion header), its ce_type; else the writer
+	// schema's full name. A CloudEvents type that is not the Avro full name
+	// of a registered Go type ("com.acme.order.created") still decodes
+	// into the Go type of the writer schema's full name, and a Mux hands
+	// it to that type's handler: handlers, Mux included, are chosen by the
+	// payload's Avro full name, Type says what the producer called it.
 	Type string
 	// AggregateType, AggregateID and AggregateVersion come from the
 	// eventline-aggregate-* headers; empty for other producers' records
@@ -53,6 +61,10 @@ type Event struct {
 
 	rec *kgo.Record
 	env envelope
+	// avroName: the Avro full name the payload was decoded by, which
+	// chooses the Mux handler (Type, except for a CloudEvents type that
+	// names no Go type: the writer schema's).
+	avroName string
 }
 
 // Record returns the Kafka record as read (key, value bytes, every header
@@ -113,6 +125,30 @@ func EventIDFromHeader(name string) EventIDFunc {
 		}
 		return IDFromString(v), nil
 	}
+}
+
+// CloudEventID is the dedupe key of a record a CloudEvents producer wrote
+// (a ce_specversion header, no eventline-event-id) when Config.EventID is
+// not set. CloudEvents makes source + id unique per event, so: ce_id when
+// it is a UUID (unique whatever the source, and an eventline event's own
+// id), else a name-based UUID of ce_source and ce_id together (two
+// producers both counting "1", "2"... are not one event). A missing or
+// empty ce_id or ce_source, or one over 1 KiB, is an error (the record
+// goes to the dead-letter topic, class no-event-id).
+func CloudEventID(ev *Event) (uuid.UUID, error) {
+	id, err := ceAttr(ev.Headers, headers.CEID)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	if u, err := uuid.Parse(id); err == nil {
+		return u, nil
+	}
+	src, err := ceAttr(ev.Headers, headers.CESource)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	// Length-prefixed: no (source, id) pair reads as another.
+	return IDFromString(fmt.Sprintf("ce:%d:%s%s", len(src), src, id)), nil
 }
 
 // IDFromString returns s as a UUID when it is one, else a name-based UUID
@@ -200,10 +236,21 @@ func (m *Mux) skips(typ string) bool {
 	return !ok && m.unhandled == nil
 }
 
-// handler dispatches by Event.Type (skipped types never reach it).
+// handlerType is what a Mux dispatches ev by: the Avro full name its
+// payload was decoded by.
+func (ev *Event) handlerType() string {
+	if ev.avroName != "" {
+		return ev.avroName
+	}
+	return ev.Type
+}
+
+// handler dispatches by the payload's Avro full name (Event.Type, except
+// for a CloudEvents type that names no Go type; skipped types never reach
+// it).
 func (m *Mux) handler() HandlerFunc {
 	return func(ctx context.Context, tx pgx.Tx, ev *Event) error {
-		if h, ok := m.handlers[ev.Type]; ok {
+		if h, ok := m.handlers[ev.handlerType()]; ok {
 			return h(ctx, tx, ev)
 		}
 		if m.unhandled != nil {

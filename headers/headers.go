@@ -45,3 +45,31 @@ const (
 
 // Reserved reports whether key uses Prefix.
 func Reserved(key string) bool { return strings.HasPrefix(key, Prefix) }
+
+// The CloudEvents attributes of a topic in CloudEvents binary content mode
+// (eventline.yaml: cloudevents: {mode: binary}), as the CloudEvents Kafka
+// protocol binding names them: each attribute in a header of its name
+// prefixed with CEPrefix, the data's media type in ContentType. The relay
+// writes them beside the event's own headers; a consumer group reads
+// CEID, CESource and CEType of records that carry no eventline headers (a
+// foreign CloudEvents producer's).
+const (
+	CEPrefix      = "ce_"
+	CESpecVersion = "ce_specversion" // always CloudEventsSpecVersion
+	CEID          = "ce_id"          // the eventline event id
+	CESource      = "ce_source"      // the topic's cloudevents.source
+	CEType        = "ce_type"        // the Avro full name of the event
+	CETime        = "ce_time"        // RFC 3339: when the event was written
+	CESubject     = "ce_subject"     // the aggregate id
+	// ContentType is the binding's header for the datacontenttype
+	// attribute (not prefixed).
+	ContentType = "content-type"
+)
+
+// Values of the CloudEvents headers the relay writes.
+const (
+	CloudEventsSpecVersion = "1.0"
+	// AvroContentType: the value is Avro in Confluent wire format (magic
+	// byte 0, 4-byte schema id, Avro binary body), as on every topic.
+	AvroContentType = "application/avro"
+)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -72,6 +73,82 @@ type Topic struct {
 	Configs           map[string]string `yaml:"configs"`
 	// Events lists the Avro full names of the events routed to the topic.
 	Events []string `yaml:"events"`
+	// CloudEvents, when set, makes the relay publish the topic's events in
+	// CloudEvents binary content mode (see CloudEvents). Nil: eventline's
+	// headers only.
+	CloudEvents *CloudEvents `yaml:"cloudevents"`
+}
+
+// CloudEventsBinary is the one CloudEvents content mode eventline writes:
+// the value stays the Confluent-framed Avro record and the attributes go in
+// ce_* headers (the CloudEvents Kafka protocol binding's binary content
+// mode), so every existing reader of the topic is unaffected. Structured
+// mode would replace the value with a CloudEvents envelope that no Avro
+// deserializer reads; it is refused.
+const CloudEventsBinary = "binary"
+
+// CloudEvents is a topic's CloudEvents option:
+//
+//	topics:
+//	  - name: orders.events
+//	    events: [shop.orders.OrderPlaced]
+//	    cloudevents:
+//	      mode: binary                 # required; the only mode
+//	      source: https://orders.example.com/  # optional
+//
+// The relay then writes, beside the eventline-* headers, ce_specversion
+// (1.0), ce_id (the event id), ce_source (Source), ce_type (the event's
+// Avro full name), ce_time (when the event was written), ce_subject (the
+// aggregate id) and content-type application/avro; the key stays the
+// aggregate id (the binding's partitionkey). The headers package names
+// them.
+type CloudEvents struct {
+	// Mode is CloudEventsBinary. Required.
+	Mode string `yaml:"mode"`
+	// Source is the ce_source attribute of every event of the topic: a
+	// non-empty URI-reference (RFC 3986). Default
+	// DefaultCloudEventsSource(topic), "urn:eventline:topic:<topic>".
+	// CloudEvents consumers take source + id as the identity of an event,
+	// so a source must not change while the topic has events: a changed
+	// source makes a republished event (the relay publishes at least once)
+	// look new to them. The topic name is the stable default; set Source
+	// to the producing service's URI when consumers route by source.
+	Source string `yaml:"source"`
+
+	// sourceGiven: the file set source, even to "", which is refused
+	// rather than silently replaced by the default.
+	sourceGiven bool
+}
+
+// DefaultCloudEventsSource is the source of a topic's CloudEvents when
+// cloudevents.source is not set: "urn:eventline:topic:" and the topic's
+// name (an absolute URI, as the CloudEvents spec recommends, and as stable
+// as the topic itself).
+func DefaultCloudEventsSource(topic string) string { return "urn:eventline:topic:" + topic }
+
+// UnmarshalYAML reads a cloudevents block, refusing unknown keys (the
+// decoder's KnownFields does not reach a custom unmarshaller) and noting
+// an explicit empty source.
+func (c *CloudEvents) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i].Value; k != "mode" && k != "source" {
+				return fmt.Errorf("line %d: field %s not found in cloudevents (want mode, source)", n.Content[i].Line, k)
+			}
+		}
+	}
+	var raw struct {
+		Mode   string  `yaml:"mode"`
+		Source *string `yaml:"source"`
+	}
+	if err := n.Decode(&raw); err != nil {
+		return err
+	}
+	*c = CloudEvents{Mode: raw.Mode}
+	if raw.Source != nil {
+		c.Source, c.sourceGiven = *raw.Source, true
+	}
+	return nil
 }
 
 // Subject overrides settings of one subject.
@@ -142,7 +219,8 @@ func Parse(b []byte) (*Pipeline, error) {
 // ApplyDefaults fills the zero fields of a Pipeline built in code (Parse
 // and Load call it): schemas dir "schemas/avro", subject strategy
 // topic_record, compatibility BACKWARD, 6 partitions and the broker's
-// replication factor per topic, DefaultRetryDelays.
+// replication factor per topic, DefaultCloudEventsSource for a
+// cloudevents block without a source, DefaultRetryDelays.
 func (p *Pipeline) ApplyDefaults() {
 	if p.Schemas.Dir == "" {
 		p.Schemas.Dir = "schemas/avro"
@@ -160,6 +238,9 @@ func (p *Pipeline) ApplyDefaults() {
 		}
 		if p.Topics[i].ReplicationFactor == 0 {
 			p.Topics[i].ReplicationFactor = -1
+		}
+		if ce := p.Topics[i].CloudEvents; ce != nil && ce.Source == "" && !ce.sourceGiven {
+			ce.Source = DefaultCloudEventsSource(p.Topics[i].Name)
 		}
 	}
 	for k, s := range p.Subjects {
@@ -179,7 +260,9 @@ func ValidLevel(l string) bool { return slices.Contains(Levels, l) }
 
 // Validate reports every problem of p at once (Parse and Load call it):
 // unknown strategy or level, unnamed, misnamed or duplicate topics, bad
-// partition or replication settings, non-positive retry delays.
+// partition or replication settings, a cloudevents block with a mode other
+// than binary or a source that is not a non-empty URI-reference,
+// non-positive retry delays.
 func (p *Pipeline) Validate() error {
 	var errs []error
 	switch p.Schemas.SubjectStrategy {
@@ -207,6 +290,9 @@ func (p *Pipeline) Validate() error {
 		if t.ReplicationFactor < -1 || t.ReplicationFactor == 0 {
 			errs = append(errs, fmt.Errorf("topic %q: replication_factor must be -1 (broker default) or at least 1", t.Name))
 		}
+		if t.CloudEvents != nil {
+			errs = append(errs, t.CloudEvents.validate(t.Name)...)
+		}
 		if p.Schemas.SubjectStrategy == TopicName && len(t.Events) > 1 {
 			errs = append(errs, fmt.Errorf("topic %q carries %d event types, which subject_strategy topic (one schema per topic) cannot name apart; use topic_record", t.Name, len(t.Events)))
 		}
@@ -222,6 +308,65 @@ func (p *Pipeline) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// maxSourceLen bounds cloudevents.source: it is written in a header of
+// every record of the topic.
+const maxSourceLen = 1024
+
+func (c *CloudEvents) validate(topic string) []error {
+	var errs []error
+	switch c.Mode {
+	case CloudEventsBinary:
+	case "":
+		errs = append(errs, fmt.Errorf("topic %q: cloudevents.mode is required: want %s", topic, CloudEventsBinary))
+	default:
+		errs = append(errs, fmt.Errorf("topic %q: cloudevents.mode %q: want %s (structured mode is not supported: it would replace the Avro value every eventline consumer reads)", topic, c.Mode, CloudEventsBinary))
+	}
+	switch {
+	case c.Source == "":
+		errs = append(errs, fmt.Errorf("topic %q: cloudevents.source is empty: CloudEvents requires a non-empty URI-reference; remove the key for the default %s", topic, DefaultCloudEventsSource(topic)))
+	case len(c.Source) > maxSourceLen:
+		errs = append(errs, fmt.Errorf("topic %q: cloudevents.source of %d bytes: at most %d", topic, len(c.Source), maxSourceLen))
+	default:
+		if err := validURIReference(c.Source); err != nil {
+			errs = append(errs, fmt.Errorf("topic %q: cloudevents.source %q is not a URI-reference (RFC 3986): %w", topic, c.Source, err))
+		}
+	}
+	return errs
+}
+
+// validURIReference checks s against RFC 3986's URI-reference: only its
+// characters (unreserved, reserved, and '%' followed by two hex digits),
+// then the structure as net/url reads it. net/url alone is more lenient
+// (it takes spaces and other characters a URI may not hold), and no
+// library of the module's checks the RFC's grammar, hence the loop.
+func validURIReference(s string) error {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("-._~:/?#[]@!$&'()*+,;=", c) >= 0:
+		case c == '%':
+			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+				return errors.New("'%' not followed by two hex digits")
+			}
+		default:
+			return fmt.Errorf("character %q is not allowed in a URI (percent-encode it)", c)
+		}
+	}
+	if _, err := url.Parse(s); err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return err
+	}
+	return nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 // validTopicName applies Kafka's rule for topic names (the broker refuses

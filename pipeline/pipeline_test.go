@@ -122,3 +122,65 @@ func TestLoadFSSchemaDir(t *testing.T) {
 		t.Fatal("a missing file: no error")
 	}
 }
+
+// A topic's cloudevents block: binary mode, the default source derived
+// from the topic's name, an explicit source kept; everything else refused
+// with an error naming the topic and the key.
+func TestCloudEventsOption(t *testing.T) {
+	p, err := pipeline.Parse([]byte(`
+topics:
+  - {name: plain, events: [x.E]}
+  - {name: orders.events, events: [x.E], cloudevents: {mode: binary}}
+  - name: shipments
+    events: [x.F]
+    cloudevents: {mode: binary, source: "https://shipping.example.com/dispatch?region=eu%2D1"}
+  - {name: rel, events: [x.G], cloudevents: {mode: binary, source: /orders}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Topics[0].CloudEvents != nil {
+		t.Errorf("a topic without the block: %+v", p.Topics[0].CloudEvents)
+	}
+	if ce := p.Topics[1].CloudEvents; ce == nil || ce.Mode != pipeline.CloudEventsBinary || ce.Source != "urn:eventline:topic:orders.events" {
+		t.Errorf("default source: %+v", ce)
+	}
+	if ce := p.Topics[2].CloudEvents; ce == nil || ce.Source != "https://shipping.example.com/dispatch?region=eu%2D1" {
+		t.Errorf("explicit source: %+v", ce)
+	}
+	if ce := p.Topics[3].CloudEvents; ce == nil || ce.Source != "/orders" {
+		t.Errorf("relative source: %+v", ce)
+	}
+
+	for in, want := range map[string]string{
+		"{mode: structured}":             `cloudevents.mode "structured": want binary`,
+		"{mode: Binary}":                 `cloudevents.mode "Binary": want binary`,
+		"{source: /x}":                   "cloudevents.mode is required",
+		`{mode: binary, source: ""}`:     "cloudevents.source is empty",
+		"{mode: binary, source: 'a b'}":  "not a URI-reference",
+		"{mode: binary, source: '/%zz'}": "not a URI-reference",
+		"{mode: binary, source: 'é'}":    "not a URI-reference",
+		"{mode: binary, source: '1a:b'}": "not a URI-reference",
+		"{mode: binary, sorce: /x}":      "field sorce not found in cloudevents",
+		"binary":                         "cannot unmarshal",
+		"{mode: binary, source: '/" + strings.Repeat("s", 1100) + "'}": "at most 1024",
+	} {
+		_, err := pipeline.Parse([]byte("topics:\n  - {name: t1, events: [x.E], cloudevents: " + in + "}\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("cloudevents %s: got %v, want an error containing %q", in, err, want)
+		} else if !strings.Contains(err.Error(), "cannot unmarshal") && !strings.Contains(err.Error(), "not found") && !strings.Contains(err.Error(), `topic "t1"`) {
+			t.Errorf("cloudevents %s: %v does not name the topic", in, err)
+		}
+	}
+
+	// Built in code: ApplyDefaults fills the source, Validate checks the mode.
+	q := &pipeline.Pipeline{Topics: []pipeline.Topic{{Name: "t", CloudEvents: &pipeline.CloudEvents{Mode: "binary"}}}}
+	q.ApplyDefaults()
+	if err := q.Validate(); err != nil || q.Topics[0].CloudEvents.Source != pipeline.DefaultCloudEventsSource("t") {
+		t.Errorf("in code: %v, %+v", err, q.Topics[0].CloudEvents)
+	}
+	q.Topics[0].CloudEvents.Mode = "structured"
+	if err := q.Validate(); err == nil {
+		t.Error("in code: structured mode accepted")
+	}
+}

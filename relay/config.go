@@ -66,7 +66,8 @@ type Config struct {
 	// its event type; any other event (an internal, retry, dead-letter,
 	// unknown or empty topic, an unrouted type, a value not in Confluent
 	// framing, a header reserved for eventline) is parked with the reason
-	// and the relay moves on (ErrNotAllowed).
+	// and the relay moves on (ErrNotAllowed). A topic's cloudevents option
+	// adds the CloudEvents binary-mode headers to its records.
 	Pipeline *pipeline.Pipeline
 	// BatchSize is the most rows read, produced and deleted at once.
 	// Default DefaultBatchSize.

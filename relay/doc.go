@@ -39,6 +39,17 @@
 // the pipeline's topics; in logical mode, who can write one at all is
 // restricted by migrate.LogicalOptions.Emitters (ErrPublicEmit otherwise).
 //
+// A topic with a cloudevents block in eventline.yaml (pipeline.CloudEvents)
+// is written in CloudEvents binary content mode, in both modes: beside the
+// eventline-* headers, the Kafka binding's ce_specversion, ce_id (the event
+// id), ce_source, ce_type (the Avro full name), ce_time (when the event was
+// written: the row's created_at in poll mode, the commit time in logical
+// mode), ce_subject (the aggregate id) and content-type application/avro,
+// with the same key and Confluent-framed value. On such a topic a stored
+// header may add an extension attribute (ce_ and lower-case letters and
+// digits) but not set one the relay writes, nor content-type: the event is
+// parked (ErrNotAllowed).
+//
 // Run runs once (ErrAlreadyRunning after); after its context ends it waits
 // at most ShutdownTimeout for the in-flight batch's acks.
 //

@@ -504,7 +504,7 @@ func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage)
 	if err := r.policy.check(&row); err != nil {
 		return s.park(ctx, []failure{{row: row, err: err}})
 	}
-	rec, err := record(&row)
+	rec, err := r.policy.record(&row)
 	if err != nil {
 		return s.park(ctx, []failure{{row: row, err: err}})
 	}

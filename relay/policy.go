@@ -31,10 +31,12 @@ var ErrNotAllowed = errors.New("not allowed by the pipeline")
 type policy struct {
 	routes map[string]map[string]bool
 	topics string // for the error: the pipeline's topics, listed
+	// ceSource: the topics in CloudEvents binary mode -> their ce_source.
+	ceSource map[string]string
 }
 
 func newPolicy(p *pipeline.Pipeline) policy {
-	pol := policy{routes: map[string]map[string]bool{}}
+	pol := policy{routes: map[string]map[string]bool{}, ceSource: map[string]string{}}
 	var names []string
 	for _, t := range p.Topics {
 		evs := map[string]bool{}
@@ -42,6 +44,13 @@ func newPolicy(p *pipeline.Pipeline) policy {
 			evs[e] = true
 		}
 		pol.routes[t.Name] = evs
+		if t.CloudEvents != nil {
+			src := t.CloudEvents.Source
+			if src == "" { // a Pipeline built in code without ApplyDefaults
+				src = pipeline.DefaultCloudEventsSource(t.Name)
+			}
+			pol.ceSource[t.Name] = src
+		}
 		names = append(names, t.Name)
 	}
 	pol.topics = strings.Join(names, ", ")
@@ -66,12 +75,50 @@ func (p policy) check(o *outboxRow) error {
 	if _, _, err := schemas.SplitHeader(o.value); err != nil {
 		return fmt.Errorf("%w: the value is not in Confluent wire format: %v", ErrNotAllowed, err)
 	}
+	_, ce := p.ceSource[o.topic]
 	for _, h := range o.hdrs {
 		if err := checkHeader(h.Key); err != nil {
 			return err
 		}
+		if ce {
+			if err := checkCEHeader(h.Key); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
+}
+
+// checkCEHeader: on a topic in CloudEvents binary mode, the relay alone
+// writes the attributes it sets (a stored ce_id would give CloudEvents
+// readers a second, forged id) and content-type; a producer's other ce_*
+// header is an extension attribute, so its name must be one the spec
+// allows (lower-case ASCII letters and digits: an SDK refuses the whole
+// event otherwise, and lower-cases names, so "CE_ID" would pass as ce_id).
+func checkCEHeader(key string) error {
+	lower := strings.ToLower(key)
+	if lower == headers.ContentType {
+		return fmt.Errorf("%w: header %q is written by the relay on a CloudEvents topic", ErrNotAllowed, clip(key))
+	}
+	if !strings.HasPrefix(lower, headers.CEPrefix) {
+		return nil
+	}
+	name := key[len(headers.CEPrefix):]
+	switch {
+	case key != lower || name == "" || strings.Trim(name, "abcdefghijklmnopqrstuvwxyz0123456789") != "":
+		return fmt.Errorf("%w: header %q: a CloudEvents attribute's name is lower-case letters and digits only", ErrNotAllowed, clip(key))
+	case relayAttrs[name]:
+		return fmt.Errorf("%w: header %q is written by the relay on a CloudEvents topic", ErrNotAllowed, clip(key))
+	}
+	return nil
+}
+
+// relayAttrs: the CloudEvents attributes the relay sets (datacontenttype
+// and partitionkey through content-type and the key), or that the spec
+// reserves (data).
+var relayAttrs = map[string]bool{
+	"specversion": true, "id": true, "source": true, "type": true, "time": true, "subject": true,
+	"datacontenttype": true, "partitionkey": true, "data": true,
 }
 
 // checkHeader refuses the eventline- headers a producer never stores: the

@@ -49,7 +49,7 @@ func (r *Relay) produce(pctx context.Context, rows []outboxRow, start time.Time)
 			f.wg.Done()
 			continue
 		}
-		rec, err := record(&rows[i])
+		rec, err := r.policy.record(&rows[i])
 		if err != nil {
 			f.results[i] = err
 			f.wg.Done()
@@ -217,7 +217,15 @@ func batchTopics(rows []outboxRow) []string {
 // errAbandoned: a batch's acks did not come before shutdown's deadline.
 var errAbandoned = errors.New("batch abandoned at shutdown")
 
-func record(o *outboxRow) (*kgo.Record, error) {
+// ceTime is ce_time's layout: RFC 3339 in UTC with the microseconds
+// PostgreSQL keeps (trailing zeros dropped).
+const ceTime = "2006-01-02T15:04:05.999999Z07:00"
+
+// record builds o's Kafka record: the key and value as stored, the event's
+// eventline-* headers, the producer's own headers, and on a topic in
+// CloudEvents binary mode the ce_* attributes and content-type (both relay
+// modes publish through here).
+func (p policy) record(o *outboxRow) (*kgo.Record, error) {
 	stored := o.hdrs
 	if stored == nil {
 		var err error
@@ -225,7 +233,12 @@ func record(o *outboxRow) (*kgo.Record, error) {
 			return nil, fmt.Errorf("%w: %v", errBadHeaders, err)
 		}
 	}
-	h := make([]kgo.RecordHeader, 0, 5+len(stored))
+	src, ce := p.ceSource[o.topic]
+	n := 5 + len(stored)
+	if ce {
+		n += 7
+	}
+	h := make([]kgo.RecordHeader, 0, n)
 	h = append(h,
 		kgo.RecordHeader{Key: headers.EventID, Value: []byte(uuidString(o.eventID))},
 		kgo.RecordHeader{Key: headers.EventType, Value: []byte(o.eventType)},
@@ -237,6 +250,9 @@ func record(o *outboxRow) (*kgo.Record, error) {
 	}
 	for _, kv := range stored {
 		h = append(h, kgo.RecordHeader{Key: kv.Key, Value: []byte(kv.Value)})
+	}
+	if ce {
+		h = appendCE(h, o, src)
 	}
 	return &kgo.Record{Topic: o.topic, Key: o.key, Value: o.value, Headers: h}, nil
 }
@@ -254,4 +270,25 @@ func uuidString(b [16]byte) string {
 		j += 2
 	}
 	return string(out)
+}
+
+// appendCE appends the CloudEvents binary-mode attributes of o. The
+// eventline-* headers stay beside them: eventline's groups, dead-letter
+// tools and tracing read those, and the binding has CloudEvents readers
+// ignore headers that are not ce_*. Optional attributes without a value
+// are left out (the spec forbids an empty subject).
+func appendCE(h []kgo.RecordHeader, o *outboxRow, source string) []kgo.RecordHeader {
+	h = append(h,
+		kgo.RecordHeader{Key: headers.CESpecVersion, Value: []byte(headers.CloudEventsSpecVersion)},
+		kgo.RecordHeader{Key: headers.CEID, Value: []byte(uuidString(o.eventID))},
+		kgo.RecordHeader{Key: headers.CESource, Value: []byte(source)},
+		kgo.RecordHeader{Key: headers.CEType, Value: []byte(o.eventType)},
+	)
+	if !o.createdAt.IsZero() { // poll: the row's created_at; logical: the commit time
+		h = append(h, kgo.RecordHeader{Key: headers.CETime, Value: o.createdAt.UTC().AppendFormat(nil, ceTime)})
+	}
+	if o.aggID != "" {
+		h = append(h, kgo.RecordHeader{Key: headers.CESubject, Value: []byte(o.aggID)})
+	}
+	return append(h, kgo.RecordHeader{Key: headers.ContentType, Value: []byte(headers.AvroContentType)})
 }

@@ -31,6 +31,7 @@ type bundle struct {
 	brokers []string
 	topic   string
 	prod    *producer.Producer
+	ce      *pipeline.CloudEvents // the topic's cloudevents option, if any
 }
 
 func setup(t *testing.T) *bundle {
@@ -45,7 +46,7 @@ func setup(t *testing.T) *bundle {
 // pipe is the pipeline the bundle's relays publish by: the tickets topic.
 func (b *bundle) pipe() *pipeline.Pipeline {
 	return &pipeline.Pipeline{Topics: []pipeline.Topic{{Name: b.topic, Partitions: 4, ReplicationFactor: 1,
-		Events: []string{"helpdesk.tickets.TicketOpened", "helpdesk.tickets.TicketAssigned"}}}}
+		Events: []string{"helpdesk.tickets.TicketOpened", "helpdesk.tickets.TicketAssigned"}, CloudEvents: b.ce}}}
 }
 
 // start runs a relay until the test ends (or cancel is called).
@@ -207,6 +208,11 @@ func TestRelayPublishesEveryRowInOrder(t *testing.T) {
 	}
 	if _, _, err := schemas.SplitHeader(rec.Value); err != nil {
 		t.Errorf("value is not Confluent-framed: %v", err)
+	}
+	for _, h := range rec.Headers {
+		if strings.HasPrefix(h.Key, "ce_") || h.Key == "content-type" {
+			t.Errorf("a topic without cloudevents has header %s", h.Key)
+		}
 	}
 	// Rows are deleted once acked.
 	waitFor(t, func() bool { return b.outboxCount() == 0 && r.Stats().Published == 20 })

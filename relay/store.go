@@ -99,7 +99,7 @@ func (r *Relay) drainWithoutKafka(ctx context.Context) (int, error) {
 		}
 		done := make([]int64, len(batch))
 		for i := range batch {
-			if _, err := record(&batch[i]); err != nil { // the same per-row work
+			if _, err := r.policy.record(&batch[i]); err != nil { // the same per-row work
 				return total, err
 			}
 			done[i] = batch[i].id

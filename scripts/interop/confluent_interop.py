@@ -28,11 +28,18 @@ Commands:
       record's type); else one serializer per event schema with its
       references, auto.register.schemas off (the id is looked up under
       <T>-<TYPE>). Prints {"hex": [...]}
+  {"mode": "cloudevents", "registry": URL, "brokers": B, "topic": T, "partitions": P, "count": N}
+      reads N records of T from the start with confluent_kafka's Consumer,
+      turns each into a CloudEvent with the CloudEvents SDK's Kafka binding
+      (binary content mode, from_binary; the SDK validates the required
+      attributes), decodes its data with AvroDeserializer, and prints
+      {"events": [{"attributes": {...}, "record": {...}}]}
 """
 import datetime
 import json
 import os
 import sys
+import time
 import uuid
 
 from confluent_kafka.schema_registry import Schema, SchemaReference, SchemaRegistryClient
@@ -84,6 +91,8 @@ def run(cmd, client):
         de = AvroDeserializer(client)
         rec = de(bytes.fromhex(cmd["hex"]), SerializationContext(cmd["topic"], MessageField.VALUE))
         print(json.dumps({"record": plain(rec)}))
+    elif mode == "cloudevents":
+        print(json.dumps({"events": read_cloudevents(cmd, client)}))
     elif mode == "register":
         sid = client.register_schema(cmd["subject"], Schema(cmd["schema"], "AVRO"))
         print(json.dumps({"id": sid}))
@@ -128,6 +137,43 @@ def timestamps(rec):
         if k.endswith("_at") and isinstance(v, int):
             rec[k] = datetime.datetime.fromtimestamp(v / 1000, tz=datetime.timezone.utc)
     return rec
+
+
+def read_cloudevents(cmd, client):
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+    from cloudevents.core.bindings.kafka import KafkaMessage, from_binary
+    from cloudevents.core.formats.json import JSONFormat
+    from cloudevents.core.v1.event import CloudEvent
+
+    consumer = Consumer({"bootstrap.servers": cmd["brokers"], "group.id": "cloudevents-interop",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.assign([TopicPartition(cmd["topic"], p, OFFSET_BEGINNING) for p in range(cmd["partitions"])])
+    de = AvroDeserializer(client)
+    out = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(out) < cmd["count"]:
+            if time.monotonic() > deadline:
+                raise SystemExit("read %d of %d records" % (len(out), cmd["count"]))
+            msg = consumer.poll(1.0)
+            if msg is None:
+                continue
+            if msg.error():
+                raise SystemExit(str(msg.error()))
+            km = KafkaMessage(headers={k: v for k, v in (msg.headers() or [])}, key=msg.key(), value=msg.value())
+            event = from_binary(km, JSONFormat(), CloudEvent)
+            data = event.get_data()
+            # The JSON format hands a body that is not JSON back as str when
+            # it happens to be valid UTF-8, else as bytes: both are the value.
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            attrs = dict(event.get_attributes())
+            attrs["time"] = attrs["time"].isoformat() if "time" in attrs else None
+            out.append({"attributes": attrs,
+                        "record": plain(de(data, SerializationContext(cmd["topic"], MessageField.VALUE)))})
+    finally:
+        consumer.close()
+    return out
 
 
 if __name__ == "__main__":
