@@ -263,6 +263,10 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 		kgo.ConsumerGroup(groupID),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		// Only committed records: a transactional producer's aborted
+		// records (a relay's fenced zombie, an aborted batch) are never
+		// applied. Without transactions this changes nothing.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(g.cfg.CommitInterval),

@@ -111,7 +111,9 @@ func backlog(ctx context.Context, adm *kadm.Client, group string, topics []strin
 	if err != nil {
 		return fail("committed offsets", err)
 	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
+	// The last stable offsets: what a read_committed group can read (an
+	// open transaction's records are not lag yet).
+	ends, err := adm.ListCommittedOffsets(ctx, topics...)
 	if err == nil {
 		err = ends.Error()
 	}

@@ -137,6 +137,22 @@ type Config struct {
 	// (a managed server without superuser); the pipeline check still
 	// parks whatever the pipeline does not route.
 	AllowPublicEmit bool
+	// Transactional makes the relay a transactional producer: each batch
+	// is one Kafka transaction holding its records and the relay's
+	// position (the batch's outbox ids, on the outbox's position topic),
+	// and the rows are deleted, with a synchronous commit, only after it
+	// committed. A consumer reading with isolation.level=read_committed
+	// (eventline's groups do) then sees each event once, across relay
+	// crashes and takeovers, and a leader that lost its lock is fenced by
+	// the broker: a new leader's InitProducerID aborts what the old one
+	// left open and refuses its later writes. Poll mode only for now (New
+	// refuses it in logical mode). Default false. See txn.go.
+	Transactional bool
+	// TransactionalID is the transactional.id of a transactional relay.
+	// Default "eventline-relay.<database>.<Schema>.<Mode>": set it when
+	// databases of the same name in different clusters publish to one
+	// Kafka cluster, since relays sharing an id fence each other.
+	TransactionalID string
 	// KafkaOpts are extra franz-go client options.
 	KafkaOpts []kgo.Opt
 	// TracerProvider, when set, gives every record a "<topic> publish"
@@ -219,6 +235,9 @@ func (c Config) validate() error {
 	}
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("relay: Retention must not be negative"))
+	}
+	if c.Transactional && c.Mode == ModeLogical {
+		errs = append(errs, errors.New("relay: Transactional is not supported in logical mode yet: use poll mode, or leave it off"))
 	}
 	if c.PollInterval < 0 || c.ProbeInterval < 0 || c.Linger < 0 {
 		errs = append(errs, errors.New("relay: PollInterval, ProbeInterval and Linger must not be negative"))

@@ -44,6 +44,11 @@ type Relay struct {
 	key   string // advisory lock key text
 	// tracing: kotel hooks are installed.
 	tracing bool
+	// kafkaOpts made kafka; a transactional leader's client adds its
+	// transactional.id to them (txn.go).
+	kafkaOpts []kgo.Opt
+	txnID     string // Config.Transactional: the transactional.id
+	posTopic  string // and the position topic
 	policy  policy        // what the pipeline allows (policy.go)
 	source  source        // where the leader reads events: the mode (source.go)
 	slowAck time.Duration // how long a wait for acks lasts before each warning
@@ -86,7 +91,11 @@ func New(cfg Config) (*Relay, error) {
 	// batch to the writers' queue for the same disk: the writers'
 	// transactions ran at 0.47 of business-only with it, 0.51-0.53
 	// without (bench append, 8 writers, the relay on the same 2 cores).
-	if _, set := pcfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set {
+	//
+	// A transactional relay commits synchronously: its position names the
+	// last batch only, so a delete lost in a crash would leave rows the
+	// next leader publishes again.
+	if _, set := pcfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set && !cfg.Transactional {
 		pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
@@ -131,7 +140,14 @@ func New(cfg Config) (*Relay, error) {
 		pool.Close()
 		return nil, fmt.Errorf("relay: kafka client: %w", err)
 	}
-	r.kafka = cl
+	r.kafka, r.kafkaOpts = cl, opts
+	if cfg.Transactional {
+		r.txnID = cfg.TransactionalID
+		if r.txnID == "" {
+			r.txnID = defaultTransactionalID(pcfg.ConnConfig.Database, cfg.Schema, cfg.Mode)
+		}
+		r.posTopic = positionTopic(r.txnID)
+	}
 	r.source = newSource(r)
 	return r, nil
 }
@@ -326,7 +342,36 @@ func (r *Relay) ensureTopics(ctx context.Context) error {
 			return fmt.Errorf("creating topic %s: %w", t.Name, err)
 		}
 	}
+	if r.posTopic != "" {
+		if err := r.ensurePositionTopic(cctx, adm); err != nil {
+			return err
+		}
+	}
 	return r.learnBatchLimits(cctx, adm)
+}
+
+// ensurePositionTopic creates a transactional relay's position topic: one
+// partition (the last record is the position), compacted (only the last
+// record per key matters).
+func (r *Relay) ensurePositionTopic(ctx context.Context, adm *kadm.Client) error {
+	compact := "compact"
+	resp, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, r.posTopic)
+	if err == nil {
+		err = resp.Err
+	}
+	switch {
+	case err == nil:
+		r.cfg.Logger.Info("relay: created topic", "topic", r.posTopic, "partitions", 1)
+	case errors.Is(err, kerr.TopicAlreadyExists):
+		if n, err := r.partitionCount(ctx, r.posTopic); err != nil {
+			return err
+		} else if n != 1 {
+			return fmt.Errorf("position topic %s has %d partitions, want 1", r.posTopic, n)
+		}
+	default:
+		return fmt.Errorf("creating topic %s: %w", r.posTopic, err)
+	}
+	return nil
 }
 
 // partitionCount asks a broker, uncached, how many partitions topic has. A

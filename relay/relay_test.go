@@ -92,8 +92,15 @@ func (b *bundle) start(cfg relay.Config) (r *relay.Relay, cancel func()) {
 // event in its own transaction.
 func (b *bundle) appendTickets(aggs []string, n int) {
 	b.t.Helper()
+	b.appendVersions(aggs, 1, n)
+}
+
+// appendVersions appends versions from..to of each aggregate, each event in
+// its own transaction.
+func (b *bundle) appendVersions(aggs []string, from, to int) {
+	b.t.Helper()
 	ctx := context.Background()
-	for v := 1; v <= n; v++ {
+	for v := from; v <= to; v++ {
 		for _, agg := range aggs {
 			tx, err := b.db.Begin(ctx)
 			if err != nil {

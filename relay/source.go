@@ -6,6 +6,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -63,6 +64,25 @@ func (s tableSource) lead(ctx context.Context, lost chan error, lostFlag *atomic
 	}
 	backoff := 100 * time.Millisecond
 	wait := minProbe // the next wait between probes (probe.go)
+	var ts *txnSession // Config.Transactional: this leadership's producer
+	defer func() { ts.close() }()
+	drain := func() error {
+		if !r.cfg.Transactional {
+			return r.drain(ctx, lostFlag)
+		}
+		if ts == nil {
+			var err error
+			if ts, err = r.takeover(ctx); err != nil {
+				return err
+			}
+		}
+		err := r.drainTx(ctx, lostFlag, ts)
+		if errors.Is(err, errTxn) {
+			ts.close() // the next takeover settles what the broker holds
+			ts = nil
+		}
+		return err
+	}
 	for {
 		select {
 		case err := <-lost:
@@ -76,7 +96,7 @@ func (s tableSource) lead(ctx context.Context, lost chan error, lostFlag *atomic
 			return nil
 		}
 		before := r.published.Load() + r.parked.Load()
-		err := r.drain(ctx, lostFlag)
+		err := drain()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

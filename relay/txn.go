@@ -1,0 +1,358 @@
+package relay
+
+// Transactional output (Config.Transactional, poll mode): each batch is one
+// Kafka transaction that holds the batch's records and the relay's
+// position, a record naming the batch's outbox ids, on the outbox's own
+// single-partition position topic. The rows are deleted only after the
+// transaction committed (with a synchronous commit), and the next batch
+// begins only after that delete. So the rows that are both on the topics
+// and still in the outbox are at most the last committed batch's, and the
+// position names exactly them. A new leader first fences every earlier
+// producer of the outbox's transactional.id (InitProducerID: the broker
+// aborts a transaction the old leader left open and refuses its later
+// writes, whatever its timing), then reads the last committed position
+// (read_committed) and deletes those rows before reading the outbox. A
+// high-water mark would not do: outbox ids are taken at insert and
+// committed in any order, so a row below the mark may commit after the
+// batch was read (the relay's next read finds it; a mark would skip it).
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// txnTimeout is the transaction.timeout.ms the relay asks for: above any
+// batch's produce time, below the broker's transaction.max.timeout.ms
+// (15 minutes by default). A leader paused longer has its transaction
+// aborted by the broker.
+const txnTimeout = time.Minute
+
+// position is the value of a position record.
+type position struct {
+	// Mode is the relay mode that wrote it ("poll").
+	Mode Mode `json:"mode"`
+	// IDs are the outbox ids whose events the transaction holds.
+	IDs []int64 `json:"ids"`
+}
+
+// txnSession is a leader's transactional client: created and fenced in at
+// each takeover, closed when leadership ends or a transaction fails in a
+// way only a new takeover resolves.
+type txnSession struct {
+	cl      *kgo.Client
+	pending []int64 // ids committed to Kafka, not yet deleted
+}
+
+func (t *txnSession) close() {
+	if t != nil && t.cl != nil {
+		t.cl.Close()
+	}
+}
+
+// takeover creates the transactional client, fences earlier producers of
+// the outbox's transactional.id and returns the session with the last
+// committed position's ids pending (deleted before the next read).
+func (r *Relay) takeover(ctx context.Context) (*txnSession, error) {
+	cl, err := kgo.NewClient(append(slices.Clip(r.kafkaOpts), kgo.TransactionalID(r.txnID), kgo.TransactionTimeout(txnTimeout))...)
+	if err != nil {
+		return nil, fmt.Errorf("transactional kafka client: %w", err)
+	}
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, _, err := cl.ProducerID(fctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("fencing earlier producers of transactional.id %s: %w", r.txnID, err)
+	}
+	pos, err := r.lastPosition(fctx)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	r.cfg.Logger.Info("relay: transactional producer ready", "transactional_id", r.txnID, "last_batch", len(pos.IDs))
+	return &txnSession{cl: cl, pending: pos.IDs}, nil
+}
+
+// lastPosition reads the last committed position record. Only this
+// outbox's relays write the position topic, transactionally, and the
+// caller fenced them all, so every transaction on it is complete: the
+// topic ends with a commit or abort marker, which a read_committed fetch
+// keeping control records returns. The read goes back from the last
+// stable offset in growing windows until it meets a data record.
+func (r *Relay) lastPosition(ctx context.Context) (position, error) {
+	adm := kadm.NewClient(r.kafka)
+	offs, err := adm.ListCommittedOffsets(ctx, r.posTopic)
+	if err != nil {
+		return position{}, fmt.Errorf("reading the end of %s: %w", r.posTopic, err)
+	}
+	o, ok := offs.Lookup(r.posTopic, 0)
+	if !ok || o.Err != nil {
+		return position{}, fmt.Errorf("reading the end of %s: %v", r.posTopic, o.Err)
+	}
+	end := o.Offset
+	for w := int64(16); end > 0; w *= 4 {
+		from := max(0, end-w)
+		rec, err := r.scanPosition(ctx, from, end)
+		if err != nil {
+			return position{}, err
+		}
+		if rec != nil {
+			var p position
+			if err := json.Unmarshal(rec.Value, &p); err != nil {
+				return position{}, fmt.Errorf("%s offset %d: not a position record: %w", r.posTopic, rec.Offset, err)
+			}
+			return p, nil
+		}
+		if from == 0 {
+			break
+		}
+	}
+	return position{}, nil
+}
+
+// scanPosition returns the last committed data record of the position
+// topic in [from, end), nil if there is none.
+func (r *Relay) scanPosition(ctx context.Context, from, end int64) (*kgo.Record, error) {
+	cl, err := kgo.NewClient(append(slices.Clip(r.cfg.KafkaOpts),
+		kgo.SeedBrokers(r.cfg.Brokers...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.posTopic: {0: kgo.NewOffset().At(from)}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
+	)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	var last *kgo.Record
+	for {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("reading %s up to offset %d: %w", r.posTopic, end, err)
+		}
+		for _, e := range fs.Errors() {
+			return nil, fmt.Errorf("reading %s: %w", r.posTopic, e.Err)
+		}
+		for _, rec := range fs.Records() {
+			if rec.Offset >= end {
+				return last, nil
+			}
+			if !rec.Attrs.IsControl() && string(rec.Key) == r.txnID {
+				last = rec
+			}
+			if rec.Offset == end-1 {
+				return last, nil
+			}
+		}
+	}
+}
+
+// drainTx is drain for a transactional relay: one batch at a time, each in
+// its own transaction (the next batch is read once the previous one's rows
+// are deleted, which is what makes the position exact).
+func (r *Relay) drainTx(ctx context.Context, lost interface{ Load() bool }, ts *txnSession) error {
+	pctx, release := r.produceContext(ctx)
+	defer release()
+	for {
+		if ctx.Err() != nil || lost.Load() {
+			return nil
+		}
+		if len(ts.pending) > 0 {
+			if err := r.settle(pctx, ts.pending, nil, nil); err != nil {
+				return err
+			}
+			ts.pending = nil
+		}
+		start := time.Now()
+		rows, more, err := r.read(ctx, nil)
+		if err != nil {
+			return err
+		}
+		r.gaps.saw(rowIDs(rows), time.Now())
+		if len(rows) == 0 {
+			return nil
+		}
+		if err := r.publishTx(pctx, ts, rows, start); err != nil {
+			return err
+		}
+		if len(rows) < r.cfg.BatchSize && !more {
+			return nil
+		}
+	}
+}
+
+// errTxn marks errors after which the transactional client is closed and
+// a new takeover decides what the broker holds (a commit whose outcome is
+// unknown, a fenced or timed-out producer).
+var errTxn = errors.New("kafka transaction failed")
+
+// publishTx produces rows and their position in one transaction, commits
+// it, and deletes (or parks) the rows.
+func (r *Relay) publishTx(pctx context.Context, ts *txnSession, rows []outboxRow, start time.Time) error {
+	var parkIDs []int64
+	var parkErrs []string
+	park := func(id int64, err error) {
+		parkIDs = append(parkIDs, id)
+		parkErrs = append(parkErrs, err.Error())
+	}
+	recs := make([]*kgo.Record, 0, len(rows))
+	var ids []int64
+	for i := range rows {
+		o := &rows[i]
+		if err := r.policy.checkRow(o); err != nil {
+			park(o.id, err)
+			continue
+		}
+		rec, err := r.policy.record(o)
+		if err != nil {
+			park(o.id, err)
+			continue
+		}
+		if r.tracing {
+			rec.Context = propagation.TraceContext{}.Extract(pctx, kotel.NewRecordCarrier(rec))
+		}
+		recs = append(recs, rec)
+		ids = append(ids, o.id)
+	}
+	if len(recs) > 0 {
+		failed, err := r.commitTx(pctx, ts, recs, ids)
+		if err != nil {
+			if len(failed) == 0 {
+				return err
+			}
+			// Records the broker refuses for good (too large, invalid)
+			// aborted the transaction: park them, publish the rest next.
+			for i, ferr := range failed {
+				park(ids[i], ferr)
+			}
+			ids = nil
+		}
+	}
+	if err := r.settle(pctx, ids, parkIDs, parkErrs); err != nil {
+		ts.pending = ids // settled before the next read, or by the next leader
+		return err
+	}
+	ts.pending = nil
+	r.published.Add(uint64(len(ids)))
+	r.parked.Add(uint64(len(parkIDs)))
+	r.batches.Add(1)
+	r.lastBatch.Store(int64(time.Since(start)))
+	for i, id := range parkIDs {
+		r.cfg.Logger.Error("relay: parked an outbox row", "id", id, "err", parkErrs[i])
+	}
+	return nil
+}
+
+// commitTx runs one transaction: recs and the position record naming ids.
+// A record the broker refuses for good aborts it, and failed maps those
+// records' indexes to their errors; any other failure is errTxn.
+func (r *Relay) commitTx(pctx context.Context, ts *txnSession, recs []*kgo.Record, ids []int64) (failed map[int]error, err error) {
+	cl := ts.cl
+	if err := cl.BeginTransaction(); err != nil {
+		return nil, fmt.Errorf("%w: begin: %w", errTxn, err)
+	}
+	pos, _ := json.Marshal(position{Mode: r.cfg.Mode, IDs: ids})
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var other error
+	wg.Add(len(recs) + 1)
+	for i, rec := range recs {
+		cl.Produce(pctx, rec, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			if err == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if permanent(err) {
+				if failed == nil {
+					failed = map[int]error{}
+				}
+				failed[i] = err
+			} else if other == nil {
+				other = err
+			}
+		})
+	}
+	cl.Produce(pctx, &kgo.Record{Topic: r.posTopic, Key: []byte(r.txnID), Value: pos}, func(_ *kgo.Record, err error) {
+		defer wg.Done()
+		if err != nil {
+			mu.Lock()
+			defer mu.Unlock()
+			if other == nil {
+				other = fmt.Errorf("position record: %w", err)
+			}
+		}
+	})
+	if err := cl.Flush(pctx); err != nil {
+		other = errors.Join(other, err)
+	}
+	wg.Wait()
+	if other != nil || failed != nil {
+		// Nothing of the transaction may be committed: abort it.
+		aerr := cl.AbortBufferedRecords(pctx)
+		if aerr == nil {
+			aerr = cl.EndTransaction(pctx, kgo.TryAbort)
+		}
+		switch {
+		case other != nil:
+			return nil, fmt.Errorf("%w: producing: %w", errTxn, errors.Join(other, aerr))
+		case aerr != nil:
+			return nil, fmt.Errorf("%w: aborting after refused records: %w", errTxn, aerr)
+		}
+		return failed, fmt.Errorf("%d records refused by the broker", len(failed))
+	}
+	if txnHooks.beforeCommit != nil {
+		txnHooks.beforeCommit(r)
+	}
+	if err := cl.EndTransaction(pctx, kgo.TryCommit); err != nil {
+		return nil, fmt.Errorf("%w: commit: %w", errTxn, err)
+	}
+	if txnHooks.afterCommit != nil && txnHooks.afterCommit(r) {
+		return nil, fmt.Errorf("%w: the test stopped the relay after a commit", errTxn)
+	}
+	return nil, nil
+}
+
+// txnHooks are set by tests only (export_test.go): beforeCommit runs once
+// a transaction's records are flushed, afterCommit once it committed (true:
+// the relay stops there, before deleting the rows, as a crash would).
+var txnHooks struct {
+	beforeCommit func(*Relay)
+	afterCommit  func(*Relay) bool
+}
+
+// defaultTransactionalID names an outbox: its database, schema and mode.
+func defaultTransactionalID(database, schema string, mode Mode) string {
+	return "eventline-relay." + database + "." + schema + "." + string(mode)
+}
+
+// positionTopic is the position topic of transactional.id id: "_" and id
+// with characters Kafka does not allow in a topic name replaced by '_',
+// then "-position", at most 249 characters.
+func positionTopic(id string) string {
+	var b strings.Builder
+	b.WriteByte('_')
+	for _, c := range id {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' {
+			b.WriteRune(c)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	s := b.String()
+	const suffix = "-position"
+	if len(s) > 249-len(suffix) {
+		s = s[:249-len(suffix)]
+	}
+	return s + suffix
+}
