@@ -47,11 +47,11 @@ type Relay struct {
 	// kafkaOpts made kafka; a transactional leader's client adds its
 	// transactional.id to them (txn.go).
 	kafkaOpts []kgo.Opt
-	txnID     string // Config.Transactional: the transactional.id
-	posTopic  string // and the position topic
-	policy  policy        // what the pipeline allows (policy.go)
-	source  source        // where the leader reads events: the mode (source.go)
-	slowAck time.Duration // how long a wait for acks lasts before each warning
+	txnID     string        // Config.Transactional: the transactional.id
+	posTopic  string        // and the position topic
+	policy    policy        // what the pipeline allows (policy.go)
+	source    source        // where the leader reads events: the mode (source.go)
+	slowAck   time.Duration // how long a wait for acks lasts before each warning
 
 	batchCap sync.Map     // topic -> int32: the topic's max.message.bytes, when smaller than the default
 	avgRow   atomic.Int64 // key+value bytes per row of the last batch read (0: none yet)

@@ -63,7 +63,7 @@ func (s tableSource) lead(ctx context.Context, lost chan error, lostFlag *atomic
 		cleanup = t.C
 	}
 	backoff := 100 * time.Millisecond
-	wait := minProbe // the next wait between probes (probe.go)
+	wait := minProbe   // the next wait between probes (probe.go)
 	var ts *txnSession // Config.Transactional: this leadership's producer
 	defer func() { ts.close() }()
 	drain := func() error {
