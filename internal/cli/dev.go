@@ -163,3 +163,17 @@ func envInt(env *Env, key string, def int) int {
 	}
 	return def
 }
+
+// envBool reads a boolean default from the environment (strconv.ParseBool's
+// spellings); a malformed value is an error naming the variable.
+func envBool(env *Env, key string) (bool, error) {
+	v := env.Getenv(key)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", key, v)
+	}
+	return b, nil
+}

@@ -38,6 +38,13 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 	status := fs.Duration("status-interval", time.Second, "logical mode: how often the confirmed position is reported to PostgreSQL")
 	allowPublicEmit := fs.Bool("allow-public-emit", false, "logical mode: stream although every database role may execute pg_logical_emit_message (any role could write events); only where its privileges cannot be changed: see docs/operations.md")
 	heartbeat := fs.Duration("heartbeat-interval", 10*time.Second, "logical mode: write a heartbeat after this long without events, so the slot advances on a quiet database")
+	txnDefault, err := envBool(env, "EVENTLINE_TRANSACTIONS")
+	if err != nil {
+		fmt.Fprintln(env.Stderr, "eventline relay:", err)
+		return ExitUsage
+	}
+	transactions := fs.Bool("transactions", txnDefault, "poll mode: publish each batch in a Kafka transaction with the relay's position, so read_committed consumers see each event once across crashes and a deposed leader is fenced (env EVENTLINE_TRANSACTIONS)")
+	txnID := fs.String("transactional-id", env.Getenv("EVENTLINE_TRANSACTIONAL_ID"), "with --transactions: the transactional.id (env EVENTLINE_TRANSACTIONAL_ID; default eventline-relay.<database>.<schema>.<mode>)")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
 	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. :9464 (env EVENTLINE_METRICS_ADDR)")
 	if code := parse(fs, args); code >= 0 {
@@ -97,7 +104,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		DatabaseURL: *dbURL, Brokers: splitList(*brokers), Schema: *schema, Pipeline: pipe,
 		BatchSize: *batch, BatchBytes: *batchBytes, Retention: *retention, PollInterval: *poll, ProbeInterval: *probe, Linger: *linger, Logger: log,
 		Mode: mode, Slot: *slot, RecreateSlot: *recreate, AllowPublicEmit: *allowPublicEmit, StatusInterval: *status, HeartbeatInterval: *heartbeat,
-		TracerProvider: tel.TracerProvider, KafkaOpts: conn.Kafka,
+		TracerProvider: tel.TracerProvider, KafkaOpts: conn.Kafka, Transactional: *transactions, TransactionalID: *txnID,
 	})
 	if err != nil {
 		fmt.Fprintln(env.Stderr, "eventline relay:", err)

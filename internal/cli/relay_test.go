@@ -2,6 +2,7 @@ package cli_test
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,25 @@ func TestRelayNeedsThePipeline(t *testing.T) {
 	code, _, errOut := run(t, map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/db", "KAFKA_BROKERS": "127.0.0.1:1", "EVENTLINE_CONFIG": missing}, "relay")
 	if code != 2 || !strings.Contains(errOut, "none.yaml") || !strings.Contains(errOut, "publishes only what the pipeline file routes") {
 		t.Fatalf("relay without a pipeline file: exit %d, %q", code, errOut)
+	}
+}
+
+// Transactions: a malformed EVENTLINE_TRANSACTIONS and logical mode (not
+// supported yet) are usage errors that say so.
+func TestRelayTransactionsFlag(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "eventline.yaml")
+	if err := os.WriteFile(cfg, []byte("topics: [{name: t, events: [a.B]}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]string{"DATABASE_URL": "postgres://127.0.0.1:1/db", "KAFKA_BROKERS": "127.0.0.1:1", "EVENTLINE_CONFIG": cfg}
+	env := maps.Clone(base)
+	env["EVENTLINE_TRANSACTIONS"] = "perhaps"
+	if code, _, errOut := run(t, env, "relay"); code != 2 || !strings.Contains(errOut, "EVENTLINE_TRANSACTIONS") {
+		t.Errorf("EVENTLINE_TRANSACTIONS=perhaps: exit %d, %q", code, errOut)
+	}
+	if code, _, errOut := run(t, base, "relay", "--transactions", "--mode", "logical"); code != 2 || !strings.Contains(errOut, "Transactional is not supported in logical mode") {
+		t.Errorf("--transactions --mode logical: exit %d, %q", code, errOut)
 	}
 }
 
