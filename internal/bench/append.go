@@ -68,7 +68,7 @@ func Append(ctx context.Context, env Env, o AppendOptions) (AppendResult, error)
 	if !o.WithoutRelay {
 		// As deployed: a relay drains the outbox while writers commit
 		// (here on the same two cores).
-		proc, err := startRelayProcess(env, s, 6, 10000, o.RelayCommand)
+		proc, err := startRelayProcess(env, s, 6, 10000, false, o.RelayCommand)
 		if err != nil {
 			return res, err
 		}

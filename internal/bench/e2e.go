@@ -31,8 +31,11 @@ type E2EOptions struct {
 	Partitions int           // of the topic; default 6
 	// Mode is relay.ModePoll (default: the producer inserts rows) or
 	// relay.ModeLogical (the producer writes messages).
-	Mode   relay.Mode
-	Logger *slog.Logger
+	Mode relay.Mode
+	// Transactional runs the relay with --transactions (poll mode); the
+	// consumers read committed either way.
+	Transactional bool
+	Logger        *slog.Logger
 	// RelayCommand as in RelayOptions.
 	RelayCommand []string
 }
@@ -42,10 +45,11 @@ type E2EOptions struct {
 // consumer (so acknowledged by the broker), and to the consumer group's
 // apply transaction having committed.
 type E2EResult struct {
-	Mode    string  `json:"mode"` // how the relay reads the events: "poll" or "logical"
-	Rate    int     `json:"rate"`
-	Events  int     `json:"events"`
-	Seconds float64 `json:"seconds"`
+	Mode          string  `json:"mode"` // how the relay reads the events: "poll" or "logical"
+	Transactional bool    `json:"transactional"`
+	Rate          int     `json:"rate"`
+	Events        int     `json:"events"`
+	Seconds       float64 `json:"seconds"`
 	// AchievedRate is Events/Seconds: below Rate, the writers could not
 	// keep up (the machine is saturated and the latencies include queueing).
 	AchievedRate    float64 `json:"achieved_rate"`
@@ -74,7 +78,7 @@ func (o E2EOptions) withDefaults() E2EOptions {
 func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	o = o.withDefaults()
 	log := o.Logger
-	res := E2EResult{Mode: string(o.Mode), Rate: o.Rate, Machine: Machine()}
+	res := E2EResult{Mode: string(o.Mode), Transactional: o.Transactional, Rate: o.Rate, Machine: Machine()}
 	s, err := newSetup(ctx, env, o.Mode, o.Partitions, 12, log) // 8 writers, the group's transactions
 	if err != nil {
 		return res, err
@@ -84,7 +88,7 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	if _, err := s.pool.Exec(ctx, `CREATE TABLE `+applied+` (event_id uuid PRIMARY KEY, total_minor bigint NOT NULL)`); err != nil {
 		return res, err
 	}
-	proc, err := startRelayProcess(env, s, o.Partitions, 10000, o.RelayCommand)
+	proc, err := startRelayProcess(env, s, o.Partitions, 10000, o.Transactional, o.RelayCommand)
 	if err != nil {
 		return res, err
 	}
@@ -250,7 +254,10 @@ func tailFromEnd(ctx context.Context, env Env, topic string) (*kgo.Client, error
 	}
 	start := map[int32]kgo.Offset{}
 	ends.Each(func(lo kadm.ListedOffset) { start[lo.Partition] = kgo.NewOffset().At(lo.Offset) })
-	return env.kafka(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}), kgo.FetchMaxWait(50*time.Millisecond))
+	// read_committed: what eventline's groups read (the same as
+	// read_uncommitted unless the relay is transactional).
+	return env.kafka(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}), kgo.FetchMaxWait(50*time.Millisecond),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 }
 
 // firstSeen reads cl until it has seen total distinct event ids, noting

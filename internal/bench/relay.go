@@ -40,6 +40,8 @@ type RelayOptions struct {
 	// mode's fill writes (messages are decoded per transaction); default
 	// 100. Poll mode's fill is one COPY.
 	EventsPerTx int
+	// Transactional runs the relay with --transactions (poll mode).
+	Transactional bool
 	// RelayCommand starts the relay process (flags are appended). Default:
 	// this executable's `relay` subcommand.
 	RelayCommand []string
@@ -49,6 +51,7 @@ type RelayOptions struct {
 // RelayResult is what `bench relay --json` prints.
 type RelayResult struct {
 	Mode                string  `json:"mode"` // how the relay reads the outbox: "poll" or "logical"
+	Transactional       bool    `json:"transactional"`
 	Events              int     `json:"events"`
 	BatchSize           int     `json:"batch_size"`
 	DrainSeconds        float64 `json:"drain_seconds"`
@@ -89,7 +92,7 @@ func (o RelayOptions) withDefaults() RelayOptions {
 func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	o = o.withDefaults()
 	log := o.Logger
-	res := RelayResult{Mode: string(o.Mode), Events: o.Events, BatchSize: o.BatchSize, LatencyRate: o.LatencyRate, Machine: Machine(),
+	res := RelayResult{Mode: string(o.Mode), Transactional: o.Transactional, Events: o.Events, BatchSize: o.BatchSize, LatencyRate: o.LatencyRate, Machine: Machine(),
 		LatencyMeasure: "transaction commit to consumer receipt (an upper bound of commit to broker ack)"}
 	s, err := newSetup(ctx, env, o.Mode, o.Partitions, 4, log)
 	if err != nil {
@@ -161,7 +164,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		return res, err
 	}
 	start := time.Now()
-	proc, err := startRelayProcess(env, s, o.Partitions, o.BatchSize, o.RelayCommand)
+	proc, err := startRelayProcess(env, s, o.Partitions, o.BatchSize, o.Transactional, o.RelayCommand)
 	if err != nil {
 		return res, err
 	}
@@ -186,13 +189,24 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 			}
 		}
 	}
-	if err := until(func() (bool, error) {
+	done := func() (bool, error) {
 		n, err := published()
 		if err != nil && ctx.Err() == nil {
 			log.Debug("bench relay: reading end offsets", "err", err)
 		}
 		return n-base >= int64(o.Events), nil
-	}); err != nil {
+	}
+	if o.Transactional {
+		// End offsets count the transaction markers too: a transactional
+		// relay is done when the outbox is empty (it deletes a batch's
+		// rows once its transaction committed).
+		done = func() (bool, error) {
+			var left bool
+			err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM `+pgx.Identifier{s.schema, "eventline_outbox"}.Sanitize()+`)`).Scan(&left)
+			return !left, err
+		}
+	}
+	if err := until(done); err != nil {
 		return res, err
 	}
 	drain := time.Since(start)
@@ -253,7 +267,7 @@ type relayProcess struct {
 
 // startRelayProcess runs `eventline relay` for the benchmark's schema, topic
 // and mode as a child process, so its memory and CPU are its own.
-func startRelayProcess(env Env, s *setup, partitions, batch int, command []string) (*relayProcess, error) {
+func startRelayProcess(env Env, s *setup, partitions, batch int, transactional bool, command []string) (*relayProcess, error) {
 	cfgFile, err := os.CreateTemp("", "eventline-bench-*.yaml")
 	if err != nil {
 		return nil, err
@@ -273,6 +287,9 @@ func startRelayProcess(env Env, s *setup, partitions, batch int, command []strin
 		// Poll mode reads from the outbox's lowest id this often; logical
 		// mode would probe the (empty) table this often: its default.
 		args = append(args, "--poll-interval", "100ms")
+	}
+	if transactional {
+		args = append(args, "--transactions")
 	}
 	cmd := exec.Command(command[0], append(command[1:], args...)...)
 	// The database URL carries a password: the environment, not argv,

@@ -41,6 +41,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	retryEvents := fs.Int("retry-events", 0, "consume: events of the retry phase (default min(events, 50000))")
 	retryShare := fs.Float64("retry-share", 0.02, "consume: share of the retry phase's events that fail once")
 	retryDelay := fs.Duration("retry-delay", 200*time.Millisecond, "consume: delay of retry.1 in the retry phase")
+	transactions := fs.Bool("transactions", false, "relay, e2e: run the relay with --transactions (poll mode)")
 	mode := fs.String("mode", string(relay.ModePoll), "relay, append, e2e: poll (the producer inserts outbox rows, the relay drains the table) or logical (the producer writes logical decoding messages, the relay streams a replication slot; needs wal_level=logical and REPLICATION)")
 	if code := parse(fs, args[1:]); code >= 0 {
 		return code
@@ -66,7 +67,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	var out any
 	switch what {
 	case "relay":
-		res, err := bench.Relay(ctx, benv, bench.RelayOptions{Events: *events, BatchSize: *batch, LatencyRate: *rate, LatencyFor: *latencyFor, Mode: relay.Mode(*mode), Logger: env.Logger})
+		res, err := bench.Relay(ctx, benv, bench.RelayOptions{Events: *events, BatchSize: *batch, LatencyRate: *rate, LatencyFor: *latencyFor, Mode: relay.Mode(*mode), Transactional: *transactions, Logger: env.Logger})
 		if err != nil {
 			env.Logger.Error("bench relay failed", "err", err)
 			return ExitFail
@@ -77,8 +78,12 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 			if res.Mode == string(relay.ModeLogical) {
 				ceiling = "decode-only"
 			}
+			mode := res.Mode
+			if res.Transactional {
+				mode += ", transactions"
+			}
 			fmt.Fprintf(env.Stdout, "relay drain (%s): %d events in %.2fs = %.0f events/s (%s ceiling %.0f events/s, ratio %.2f), batch %d\n",
-				res.Mode, res.Events, res.DrainSeconds, res.EventsPerSec, ceiling, res.CeilingEventsPerSec, res.RatioToCeiling, res.BatchSize)
+				mode, res.Events, res.DrainSeconds, res.EventsPerSec, ceiling, res.CeilingEventsPerSec, res.RatioToCeiling, res.BatchSize)
 			fmt.Fprintf(env.Stdout, "live latency at %d events/s (%d events, %s): p50 %.1f ms, p99 %.1f ms\n", res.LatencyRate, res.LatencyEvents, res.LatencyMeasure, res.P50Ms, res.P99Ms)
 			fmt.Fprintf(env.Stdout, "relay peak RSS: %.0f MiB; machine: %s\n", res.MaxRSSMB, res.Machine)
 			return ExitOK
@@ -100,7 +105,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 			fmt.Fprintln(env.Stderr, "eventline bench e2e: --rate and --duration must be positive, and make at least one event")
 			return ExitUsage
 		}
-		res, err := bench.E2E(ctx, benv, bench.E2EOptions{Rate: *rate, Duration: *duration, Partitions: *partitions, Mode: relay.Mode(*mode), Logger: env.Logger})
+		res, err := bench.E2E(ctx, benv, bench.E2EOptions{Rate: *rate, Duration: *duration, Partitions: *partitions, Mode: relay.Mode(*mode), Transactional: *transactions, Logger: env.Logger})
 		if err != nil {
 			env.Logger.Error("bench e2e failed", "err", err)
 			return ExitFail
