@@ -156,37 +156,46 @@ func (r *Relay) scanPosition(ctx context.Context, from, end int64) (*kgo.Record,
 	}
 }
 
-// drainTx is drain for a transactional relay: one batch at a time, each in
-// its own transaction (the next batch is read once the previous one's rows
-// are deleted, which is what makes the position exact).
+// drainTx is drain for a transactional relay: each batch in its own
+// transaction, the next one begun only once the previous one's rows are
+// deleted (which is what makes the position exact). The next batch is read
+// while the current one's transaction runs, skipping its rows, as drain
+// overlaps reads with produces.
 func (r *Relay) drainTx(ctx context.Context, lost interface{ Load() bool }, ts *txnSession) error {
 	pctx, release := r.produceContext(ctx)
 	defer release()
+	if len(ts.pending) > 0 {
+		if err := r.settle(pctx, ts.pending, nil, nil); err != nil {
+			return err
+		}
+		ts.pending = nil
+	}
+	start := time.Now()
+	rows, more, err := r.read(ctx, nil)
 	for {
-		if ctx.Err() != nil || lost.Load() {
-			return nil
-		}
-		if len(ts.pending) > 0 {
-			if err := r.settle(pctx, ts.pending, nil, nil); err != nil {
-				return err
-			}
-			ts.pending = nil
-		}
-		start := time.Now()
-		rows, more, err := r.read(ctx, nil)
 		if err != nil {
 			return err
 		}
 		r.gaps.saw(rowIDs(rows), time.Now())
-		if len(rows) == 0 {
+		if len(rows) == 0 || ctx.Err() != nil || lost.Load() {
 			return nil
 		}
-		if err := r.publishTx(pctx, ts, rows, start); err != nil {
+		var next []outboxRow
+		var nextMore bool
+		var nextErr error
+		var ahead func()
+		caughtUp := len(rows) < r.cfg.BatchSize && !more
+		if !caughtUp {
+			exclude := rowIDs(rows)
+			ahead = func() { next, nextMore, nextErr = r.read(ctx, exclude) }
+		}
+		if err := r.publishTx(pctx, ts, rows, start, ahead); err != nil {
 			return err
 		}
-		if len(rows) < r.cfg.BatchSize && !more {
+		if caughtUp {
 			return nil
 		}
+		rows, more, err, start = next, nextMore, nextErr, time.Now()
 	}
 }
 
@@ -196,8 +205,15 @@ func (r *Relay) drainTx(ctx context.Context, lost interface{ Load() bool }, ts *
 var errTxn = errors.New("kafka transaction failed")
 
 // publishTx produces rows and their position in one transaction, commits
-// it, and deletes (or parks) the rows.
-func (r *Relay) publishTx(pctx context.Context, ts *txnSession, rows []outboxRow, start time.Time) error {
+// it, and deletes (or parks) the rows. ahead, when not nil, runs meanwhile
+// (the next read); publishTx returns after it.
+func (r *Relay) publishTx(pctx context.Context, ts *txnSession, rows []outboxRow, start time.Time, ahead func()) error {
+	if ahead != nil {
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() { defer wg.Done(); ahead() }()
+		defer wg.Wait()
+	}
 	var parkIDs []int64
 	var parkErrs []string
 	park := func(id int64, err error) {
