@@ -54,9 +54,9 @@ func TestNoLossRelaySIGKILL(t *testing.T) {
 	eachMode(t, testNoLossRelaySIGKILL)
 }
 
-func testNoLossRelaySIGKILL(t *testing.T, mode relay.Mode) {
+func testNoLossRelaySIGKILL(t *testing.T, v variant) {
 	begin := time.Now()
-	w := setup(t, mode, testkit.Postgres(t), testkit.Kafka(t))
+	w := setup(t, v, testkit.Postgres(t), testkit.Kafka(t))
 	cfgPath := w.writePipeline()
 	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
 
@@ -110,7 +110,7 @@ func testNoLossRelaySIGKILL(t *testing.T, mode relay.Mode) {
 
 	o := w.verify(w.readTopic())
 	t.Logf("SIGKILL (%s): %s; %d kills (%d while leading; %s at the kills: %s); final drain %s; test %s",
-		mode, o, kills, leaderKills, w.backlogUnit(), strings.Join(pending, " "), duration(drain), duration(time.Since(begin)))
+		v, o, kills, leaderKills, w.backlogUnit(), strings.Join(pending, " "), duration(drain), duration(time.Since(begin)))
 	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
 		t.Errorf("writers failed %d transactions (%d at commit) with the database up: %v", failed+uncertain, uncertain, err)
 	}
@@ -123,10 +123,11 @@ func TestNoLossBrokerRestart(t *testing.T) {
 	eachMode(t, testNoLossBrokerRestart)
 }
 
-func testNoLossBrokerRestart(t *testing.T, mode relay.Mode) {
+func testNoLossBrokerRestart(t *testing.T, v variant) {
+	mode := v.mode
 	begin := time.Now()
 	brokers, restart := testkit.RestartableKafka(t)
-	w := setup(t, mode, testkit.Postgres(t), brokers)
+	w := setup(t, v, testkit.Postgres(t), brokers)
 	r := w.startRelay("r", relay.Config{BatchSize: 200})
 	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
 
@@ -158,7 +159,7 @@ func testNoLossBrokerRestart(t *testing.T, mode relay.Mode) {
 
 	o := w.verify(w.readTopic())
 	t.Logf("broker restart (%s): %s; broker down %s (stop, down, start: %s); backlog of %d events (%s %s) at the restart, caught up %s later; test %s",
-		mode, o, down, duration(outage), waiting, w.backlogUnit(), backlog, duration(catchUp), duration(time.Since(begin)))
+		v, o, down, duration(outage), waiting, w.backlogUnit(), backlog, duration(catchUp), duration(time.Since(begin)))
 	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
 		t.Errorf("writers failed %d transactions with the database up: %v", failed+uncertain, err)
 	}
@@ -176,10 +177,11 @@ func TestNoLossPostgresRestart(t *testing.T) {
 	eachMode(t, testNoLossPostgresRestart)
 }
 
-func testNoLossPostgresRestart(t *testing.T, mode relay.Mode) {
+func testNoLossPostgresRestart(t *testing.T, v variant) {
+	mode := v.mode
 	begin := time.Now()
 	pg := testkit.RestartablePostgres(t)
-	w := setup(t, mode, pg.URL(), testkit.Kafka(t))
+	w := setup(t, v, pg.URL(), testkit.Kafka(t))
 	r := w.startRelay("r", relay.Config{BatchSize: 200})
 	stopWriters, _ := w.startWriters(8, 20*time.Millisecond, 0)
 
@@ -216,7 +218,7 @@ func testNoLossPostgresRestart(t *testing.T, mode relay.Mode) {
 	o := w.verify(w.readTopic())
 	_, _, failed, lastErr := w.ledger.counts()
 	t.Logf("postgres restarts (%s): %s; %s; %d writer transactions failed and were retried (last: %v); test %s",
-		mode, o, strings.Join(phases, "; "), failed, lastErr, duration(time.Since(begin)))
+		v, o, strings.Join(phases, "; "), failed, lastErr, duration(time.Since(begin)))
 }
 
 // 16 writers append concurrently to the same 50 aggregates while relays
@@ -233,9 +235,10 @@ func TestOrderConcurrentWritersAcrossTakeover(t *testing.T) {
 	eachMode(t, testOrderConcurrentWritersAcrossTakeover)
 }
 
-func testOrderConcurrentWritersAcrossTakeover(t *testing.T, mode relay.Mode) {
+func testOrderConcurrentWritersAcrossTakeover(t *testing.T, v variant) {
+	mode := v.mode
 	begin := time.Now()
-	w := setup(t, mode, testkit.Postgres(t), testkit.Kafka(t))
+	w := setup(t, v, testkit.Postgres(t), testkit.Kafka(t))
 	log, out := testkit.CapturingLogger(t)
 	relays := []*inproc{w.startRelay("a", relay.Config{BatchSize: 100, Logger: log}), w.startRelay("b", relay.Config{BatchSize: 100, Logger: log})}
 	leader := func() *inproc {
@@ -310,7 +313,7 @@ func testOrderConcurrentWritersAcrossTakeover(t *testing.T, mode relay.Mode) {
 		refused = fmt.Sprintf("; slot busy (SQLSTATE 55006) %d times", strings.Count(out.String(), "SQLSTATE 55006"))
 	}
 	t.Logf("takeovers (%s): %s; leaders %s (then lock sessions terminated; new lock holder after %s)%s; %d events published by the relays; test %s",
-		mode, o, strings.Join(leaders, " -> "), strings.Join(latencies, ", "), refused, published, duration(time.Since(begin)))
+		v, o, strings.Join(leaders, " -> "), strings.Join(latencies, ", "), refused, published, duration(time.Since(begin)))
 	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
 		t.Errorf("writers failed %d transactions with the database up: %v", failed+uncertain, err)
 	}

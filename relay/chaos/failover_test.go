@@ -23,7 +23,7 @@ import (
 func TestFailoverRelayLeaderSIGKILL(t *testing.T) {
 	begin := time.Now()
 	c := testkit.KafkaCluster(t)
-	w := setupReplicated(t, relay.ModePoll, testkit.Postgres(t), c.Brokers, 3)
+	w := setupReplicated(t, variant{mode: relay.ModePoll}, testkit.Postgres(t), c.Brokers, 3)
 	log, out := testkit.CapturingLogger(t)
 	r := w.startRelay("r", relay.Config{BatchSize: 200, Logger: log})
 	stopWriters, _ := w.startWriters(8, 10*time.Millisecond, 0)

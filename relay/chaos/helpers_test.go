@@ -49,31 +49,50 @@ type world struct {
 	// logical (the producer emits logical decoding messages, the relay
 	// streams them from the replication slot).
 	mode relay.Mode
+	// txn: the relays publish transactionally; the topic is read committed
+	// and must hold every event once.
+	txn bool
 }
 
-// modes are the relay's modes every guarantee test runs in.
-var modes = []relay.Mode{relay.ModePoll, relay.ModeLogical}
+// variant is one configuration every guarantee test runs in: the relay's
+// mode, and whether its output is transactional (then the topic is read as
+// a read_committed consumer reads it, and must hold no duplicate).
+type variant struct {
+	mode relay.Mode
+	txn  bool
+}
 
-// eachMode runs test as a parallel subtest per mode, named after it.
-func eachMode(t *testing.T, test func(t *testing.T, mode relay.Mode)) {
+func (v variant) String() string {
+	if v.txn {
+		return string(v.mode) + "+transactions"
+	}
+	return string(v.mode)
+}
+
+// variants are the configurations every guarantee test runs in.
+var variants = []variant{{mode: relay.ModePoll}, {mode: relay.ModeLogical}, {mode: relay.ModePoll, txn: true}}
+
+// eachMode runs test as a parallel subtest per variant, named after it.
+func eachMode(t *testing.T, test func(t *testing.T, v variant)) {
 	t.Helper()
-	for _, mode := range modes {
-		t.Run(string(mode), func(t *testing.T) {
+	for _, v := range variants {
+		t.Run(v.String(), func(t *testing.T) {
 			t.Parallel()
-			test(t, mode)
+			test(t, v)
 		})
 	}
 }
 
-func setup(t *testing.T, mode relay.Mode, dbURL string, brokers []string) *world {
+func setup(t *testing.T, v variant, dbURL string, brokers []string) *world {
 	t.Helper()
-	return setupReplicated(t, mode, dbURL, brokers, 1)
+	return setupReplicated(t, v, dbURL, brokers, 1)
 }
 
 // setupReplicated's topic has replicas replicas per partition (what
 // eventline.yaml asks the relay to create).
-func setupReplicated(t *testing.T, mode relay.Mode, dbURL string, brokers []string, replicas int16) *world {
+func setupReplicated(t *testing.T, v variant, dbURL string, brokers []string, replicas int16) *world {
 	t.Helper()
+	mode := v.mode
 	ctx := context.Background()
 	opts := []testkit.FixtureOption{testkit.Database(dbURL), testkit.MaxConns(24)} // up to 16 writers plus the test's own queries
 	if mode == relay.ModeLogical {
@@ -87,7 +106,7 @@ func setupReplicated(t *testing.T, mode relay.Mode, dbURL string, brokers []stri
 	if _, err := db.Exec(ctx, `CREATE TABLE chaos_agg (id text PRIMARY KEY, v bigint NOT NULL DEFAULT 0)`); err != nil {
 		t.Fatal(err)
 	}
-	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "tickets"), replicas: replicas, mode: mode}
+	w := &world{t: t, dbURL: dbURL, db: db, brokers: brokers, topic: testkit.UniqueName(t, "tickets"), replicas: replicas, mode: mode, txn: v.txn}
 	for range aggregates {
 		w.aggs = append(w.aggs, uuid.NewString())
 	}
@@ -249,6 +268,7 @@ func (w *world) startRelay(name string, cfg relay.Config) *inproc {
 	cfg.Brokers = w.brokers
 	cfg.Pipeline = w.pipe()
 	cfg.Mode = w.mode
+	cfg.Transactional = w.txn
 	if cfg.Logger == nil {
 		cfg.Logger = testkit.Logger(w.t)
 	}
@@ -314,10 +334,13 @@ func (w *world) startRelayProcess(cfgPath string) *relayProc {
 		// between confirmations too, not only before the first.
 		args = append(args, "--status-interval", "100ms")
 	}
+	if w.txn {
+		args = append(args, "--transactions")
+	}
 	cmd := exec.Command(binary, args...)
 	cmd.Dir = filepath.Dir(cfgPath)
 	env := os.Environ()
-	for _, k := range []string{"DATABASE_URL", "KAFKA_BROKERS", "EVENTLINE_CONFIG", "EVENTLINE_SCHEMA", "EVENTLINE_LOG_LEVEL", "EVENTLINE_MODE", "EVENTLINE_SLOT"} {
+	for _, k := range []string{"DATABASE_URL", "KAFKA_BROKERS", "EVENTLINE_CONFIG", "EVENTLINE_SCHEMA", "EVENTLINE_LOG_LEVEL", "EVENTLINE_MODE", "EVENTLINE_SLOT", "EVENTLINE_TRANSACTIONS", "EVENTLINE_TRANSACTIONAL_ID"} {
 		env = testkit.WithoutEnv(env, k)
 	}
 	cmd.Env = append(env, "DATABASE_URL="+w.dbURL, "KAFKA_BROKERS="+strings.Join(w.brokers, ","), "EVENTLINE_LOG_LEVEL=info")
@@ -540,8 +563,19 @@ func (w *world) readTopic() []rec {
 	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cl := testkit.Client(w.t, w.brokers, kgo.ConsumeTopics(w.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, w.topic)
+	// A transactional relay's topic is read as a read_committed consumer
+	// reads it: up to the last stable offset, aborted records left out
+	// (control records are kept to see the end, and skipped).
+	opts := []kgo.Opt{kgo.ConsumeTopics(w.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	if w.txn {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	}
+	cl := testkit.Client(w.t, w.brokers, opts...)
+	list := kadm.NewClient(cl).ListEndOffsets
+	if w.txn {
+		list = kadm.NewClient(cl).ListCommittedOffsets
+	}
+	ends, err := list(ctx, w.topic)
 	if err == nil {
 		err = ends.Error()
 	}
@@ -576,6 +610,10 @@ func (w *world) readTopic() []rec {
 			w.t.Logf("fetch %s/%d: %v (retrying)", topic, p, err)
 		})
 		fs.EachRecord(func(r *kgo.Record) {
+			next[r.Partition] = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
 			var v int64
 			fmt.Sscan(header(r, "eventline-aggregate-version"), &v)
 			id, err := uuid.Parse(header(r, "eventline-event-id"))
@@ -679,6 +717,9 @@ func (w *world) verify(recs []rec) outcome {
 			shown = shown[:50]
 		}
 		t.Errorf("%d %s:\n  %s", len(list), what, strings.Join(shown, "\n  "))
+	}
+	if w.txn && o.duplicates > 0 {
+		t.Errorf("%d duplicates on a transactional relay's topic read committed, want none", o.duplicates)
 	}
 	report("committed events missing from the topic", missing)
 	report("events out of order (first occurrences)", misordered)
