@@ -146,7 +146,7 @@ type Config struct {
 	// crashes and takeovers, and a leader that lost its lock is fenced by
 	// the broker: a new leader's InitProducerID aborts what the old one
 	// left open and refuses its later writes. Poll mode only for now (New
-	// refuses it in logical mode). Default false. See txn.go.
+	// refuses it in logical mode). Default false.
 	Transactional bool
 	// TransactionalID is the transactional.id of a transactional relay.
 	// Default "eventline-relay.<database>.<Schema>.<Mode>": set it when
