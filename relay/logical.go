@@ -34,8 +34,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kotel"
-	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/eventline/eventline/internal/dsn"
 	"github.com/eventline/eventline/internal/outboxmsg"
@@ -501,15 +499,9 @@ func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage)
 	if row.hdrs == nil {
 		row.hdrs = []outboxmsg.Header{}
 	}
-	if err := r.policy.check(&row); err != nil {
-		return s.park(ctx, []failure{{row: row, err: err}})
-	}
-	rec, err := r.policy.record(&row)
+	rec, err := r.publishable(s.pctx, &row)
 	if err != nil {
 		return s.park(ctx, []failure{{row: row, err: err}})
-	}
-	if r.tracing {
-		rec.Context = propagation.TraceContext{}.Extract(s.pctx, kotel.NewRecordCarrier(rec))
 	}
 	t, size := s.cur, len(row.key)+len(row.value)
 	s.c.add(t, size)

@@ -44,19 +44,11 @@ func (r *Relay) produce(pctx context.Context, rows []outboxRow, start time.Time)
 	f := &inflight{rows: rows, results: make([]error, len(rows)), start: start}
 	f.wg.Add(len(rows))
 	for i := range rows {
-		if err := r.policy.checkRow(&rows[i]); err != nil {
-			f.results[i] = err
-			f.wg.Done()
-			continue
-		}
-		rec, err := r.policy.record(&rows[i])
+		rec, err := r.publishable(pctx, &rows[i])
 		if err != nil {
 			f.results[i] = err
 			f.wg.Done()
 			continue
-		}
-		if r.tracing { // the publish span's parent: the row's stored context
-			rec.Context = propagation.TraceContext{}.Extract(pctx, kotel.NewRecordCarrier(rec))
 		}
 		r.kafka.Produce(pctx, rec, func(_ *kgo.Record, err error) {
 			f.results[i] = err
@@ -64,6 +56,24 @@ func (r *Relay) produce(pctx context.Context, rows []outboxRow, start time.Time)
 		})
 	}
 	return f
+}
+
+// publishable checks o against the pipeline and builds its record; with
+// tracing, the record's context carries the row's stored trace context (the
+// publish span's parent). An error parks the row. Both modes, with or
+// without transactions, publish through it.
+func (r *Relay) publishable(ctx context.Context, o *outboxRow) (*kgo.Record, error) {
+	if err := r.policy.checkRow(o); err != nil {
+		return nil, err
+	}
+	rec, err := r.policy.record(o)
+	if err != nil {
+		return nil, err
+	}
+	if r.tracing {
+		rec.Context = propagation.TraceContext{}.Extract(ctx, kotel.NewRecordCarrier(rec))
+	}
+	return rec, nil
 }
 
 // finish waits for f's acks, then deletes (or marks) the published rows and

@@ -28,8 +28,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/plugin/kotel"
-	"go.opentelemetry.io/otel/propagation"
 )
 
 // txnTimeout is the transaction.timeout.ms the relay asks for: above any
@@ -224,17 +222,10 @@ func (r *Relay) publishTx(pctx context.Context, ts *txnSession, rows []outboxRow
 	var ids []int64
 	for i := range rows {
 		o := &rows[i]
-		if err := r.policy.checkRow(o); err != nil {
-			park(o.id, err)
-			continue
-		}
-		rec, err := r.policy.record(o)
+		rec, err := r.publishable(pctx, o)
 		if err != nil {
 			park(o.id, err)
 			continue
-		}
-		if r.tracing {
-			rec.Context = propagation.TraceContext{}.Extract(pctx, kotel.NewRecordCarrier(rec))
 		}
 		recs = append(recs, rec)
 		ids = append(ids, o.id)
