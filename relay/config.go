@@ -236,9 +236,6 @@ func (c Config) validate() error {
 	if c.Retention < 0 {
 		errs = append(errs, errors.New("relay: Retention must not be negative"))
 	}
-	if c.Transactional && c.Mode == ModeLogical {
-		errs = append(errs, errors.New("relay: Transactional is not supported in logical mode yet: use poll mode, or leave it off"))
-	}
 	if c.PollInterval < 0 || c.ProbeInterval < 0 || c.Linger < 0 {
 		errs = append(errs, errors.New("relay: PollInterval, ProbeInterval and Linger must not be negative"))
 	}

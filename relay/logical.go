@@ -206,6 +206,14 @@ type stream struct {
 	// so, checked between messages.
 	noKafka func(*kgo.Record)
 	done    func() bool
+	// Transactional output (logical_txn.go): the committer's queue, the
+	// current transaction's commit record and count of events seen, and
+	// what the last committed Kafka transaction already holds of it.
+	ts       *txnSession
+	tx       *txStream
+	curFinal pglogrepl.LSN
+	idx      int
+	skip     streamPos
 }
 
 // streamLogical runs logical mode while this relay leads: setup, the
@@ -224,9 +232,18 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 		r.cfg.Logger.Error("relay: replication slot recreated; events committed between these positions were not delivered", "slot", l.Slot, "from", l.LostFrom, "to", l.LostTo)
 	}
 	r.slot.Store(&l.Slot)
+	// A transactional leader fences earlier producers first, and learns
+	// how far the stream is on Kafka.
+	var ts *txnSession
+	if r.cfg.Transactional {
+		if ts, err = r.takeover(ctx); err != nil {
+			return err
+		}
+		defer ts.close()
+	}
 	// Rows in the table (poll mode before, or a requeued parked row) go
 	// first.
-	if err := r.drain(ctx, lost); err != nil {
+	if err := r.drainTable(ctx, lost, ts); err != nil {
 		return err
 	}
 	conn, err := r.replicationConn(ctx)
@@ -245,20 +262,33 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 	}
 	pctx, release := r.produceContext(ctx)
 	defer release()
-	s, err := r.openStream(ctx, pctx, conn, l)
+	var from streamPos
+	if ts != nil {
+		from = ts.stream
+	}
+	s, err := r.openStream(ctx, pctx, conn, l, from)
 	if err != nil {
 		return err
 	}
+	s.ts = ts
 	r.streamed.Store(true)
 	r.confirmer.Store(s.c)
 	defer r.confirmer.Store(nil)
+	stopCommitter := func() {}
+	if ts != nil {
+		stopCommitter = s.startCommitter(ts)
+	}
 	err = s.run(ctx, lost)
 	// Whatever ended the stream: wait (ShutdownTimeout at most) for the
-	// acks of what was produced, then report the final position, so a
-	// clean stop publishes nothing twice.
+	// acks of what was produced (or the commits of what was queued), then
+	// report the final position, so a clean stop publishes nothing twice.
 	if ferr := s.finish(); ferr != nil && err == nil && ctx.Err() == nil {
 		err = ferr
 	}
+	// A committer still waiting on the broker gives up with the produce
+	// context; the session's client is closed after it.
+	release()
+	stopCommitter()
 	if err != nil && ctx.Err() == nil {
 		return r.slotError(ctx, l.Slot, err)
 	}
@@ -267,7 +297,11 @@ func (r *Relay) streamLogical(ctx context.Context, lost *atomic.Bool) error {
 
 // openStream starts streaming l.Slot on conn from the slot's confirmed
 // position: the session of streamLogical, and of decodeWithoutKafka.
-func (r *Relay) openStream(ctx, pctx context.Context, conn *pgconn.PgConn, l migrate.Logical) (*stream, error) {
+//
+// from is a transactional leader's position on Kafka (zero otherwise): the
+// stream starts at its Through at the earliest and skips what it holds of
+// the transaction at its Tx.
+func (r *Relay) openStream(ctx, pctx context.Context, conn *pgconn.PgConn, l migrate.Logical, from streamPos) (*stream, error) {
 	// Start at the position the last leader saved, when it is past the
 	// slot's: PostgreSQL writes a slot's confirmed position to disk only at
 	// checkpoints, so after a crash (or, on 15, any restart) the slot is
@@ -279,6 +313,7 @@ func (r *Relay) openStream(ctx, pctx context.Context, conn *pgconn.PgConn, l mig
 	if err := r.pool.QueryRow(ctx, `SELECT confirmed_lsn::text FROM `+r.state+` WHERE slot = $1`, l.Slot).Scan(&saved); err == nil && saved != nil {
 		start, _ = pglogrepl.ParseLSN(*saved)
 	}
+	start = max(start, from.Through)
 	err := pglogrepl.StartReplication(ctx, conn, l.Slot, start, pglogrepl.StartReplicationOptions{
 		Mode:       pglogrepl.LogicalReplication,
 		PluginArgs: []string{"proto_version '1'", "publication_names '" + l.Publication + "'", "messages 'true'"},
@@ -286,17 +321,17 @@ func (r *Relay) openStream(ctx, pctx context.Context, conn *pgconn.PgConn, l mig
 	if err != nil {
 		return nil, r.slotError(ctx, l.Slot, fmt.Errorf("starting replication from slot %s: %w", l.Slot, err))
 	}
-	var from pglogrepl.LSN
+	var confirmed pglogrepl.LSN
 	var lsnText *string
 	if err := r.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1`, l.Slot).Scan(&lsnText); err == nil && lsnText != nil {
-		from, _ = pglogrepl.ParseLSN(*lsnText)
+		confirmed, _ = pglogrepl.ParseLSN(*lsnText)
 	}
-	from = max(from, start)
-	r.cfg.Logger.Info("relay: streaming", "slot", l.Slot, "from", from.String())
+	confirmed = max(confirmed, start)
+	r.cfg.Logger.Info("relay: streaming", "slot", l.Slot, "from", confirmed.String())
 	return &stream{
-		r: r, slot: l.Slot, conn: conn, c: newConfirmer(from), pctx: pctx,
+		r: r, slot: l.Slot, conn: conn, c: newConfirmer(confirmed), pctx: pctx,
 		prefix: outboxmsg.Prefix(r.cfg.Schema), hb: outboxmsg.HeartbeatPrefix(r.cfg.Schema),
-		lastEv: time.Now(), saved: from,
+		lastEv: time.Now(), saved: confirmed, skip: from,
 	}, nil
 }
 
@@ -455,8 +490,12 @@ func (s *stream) copyData(ctx context.Context, data []byte) error {
 		switch m := m.(type) {
 		case *pglogrepl.BeginMessage:
 			s.cur = s.c.begin(m.CommitTime)
+			s.curFinal, s.idx = m.FinalLSN, 0
 		case *pglogrepl.CommitMessage:
 			if s.cur != nil {
+				if s.tx != nil && s.idx > 0 {
+					s.tx.push(txItem{tx: s.curFinal, end: m.TransactionEndLSN})
+				}
 				s.c.commit(s.cur, m.TransactionEndLSN)
 				s.cur = nil
 			}
@@ -480,6 +519,11 @@ func (s *stream) copyData(ctx context.Context, data []byte) error {
 // relay can read is parked at once (its id is minus its LSN).
 func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage) error {
 	r := s.r
+	idx := s.idx
+	s.idx++
+	if s.skipped(idx) {
+		return nil
+	}
 	row := outboxRow{id: -int64(m.LSN), createdAt: s.cur.commitAt}
 	e, err := outboxmsg.Decode(m.Content)
 	if err != nil {
@@ -510,6 +554,10 @@ func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage)
 		s.c.ack(t, size)
 		return nil
 	}
+	if s.tx != nil {
+		s.queue(rec, row, size, idx)
+		return nil
+	}
 	r.kafka.Produce(s.pctx, rec, func(_ *kgo.Record, err error) {
 		if err == nil {
 			r.published.Add(1)
@@ -531,6 +579,9 @@ func (s *stream) event(ctx context.Context, m *pglogrepl.LogicalDecodingMessage)
 // them; any other failure ends the stream, which resumes from the confirmed
 // position (the failed event is not confirmed, so it is read again).
 func (s *stream) handleFailures(ctx context.Context) error {
+	if s.tx != nil {
+		return s.tx.failure()
+	}
 	s.mu.Lock()
 	failed := s.failed
 	s.failed = nil
@@ -717,7 +768,14 @@ func (s *stream) startTableProbe(ctx context.Context, lost *atomic.Bool) (stop f
 			if !found {
 				continue
 			}
-			if err := s.r.drain(ctx, lost); err != nil && ctx.Err() == nil {
+			err = s.r.drainTable(ctx, lost, s.ts)
+			if errors.Is(err, errTxn) && s.tx != nil {
+				// The session's client is done for: end the stream,
+				// and the next takeover settles what Kafka holds.
+				s.tx.fail(err)
+				return
+			}
+			if err != nil && ctx.Err() == nil {
 				s.r.cfg.Logger.Warn("relay: draining the outbox table failed; retrying", "err", err)
 			}
 		}
@@ -757,6 +815,11 @@ func (s *stream) finish() error {
 	// unconfirmed and is read again by the next leader.
 	limit := time.NewTimer(s.r.cfg.ShutdownTimeout)
 	defer limit.Stop()
+	var committerEnded <-chan struct{} // transactional: the committer stopped
+	if s.tx != nil {
+		close(s.tx.stop) // commit what is queued, then end
+		committerEnded = s.tx.ended
+	}
 wait:
 	for {
 		_ = s.handleFailures(s.pctx)
@@ -765,6 +828,8 @@ wait:
 		}
 		select {
 		case <-s.c.wake:
+		case <-committerEnded:
+			break wait
 		case <-s.pctx.Done():
 			break wait
 		case <-limit.C:

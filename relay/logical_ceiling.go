@@ -36,7 +36,7 @@ func (r *Relay) decodeWithoutKafka(ctx context.Context, slot string, want int) (
 		return 0, err
 	}
 	defer conn.Close(context.Background())
-	s, err := r.openStream(ctx, ctx, conn, l)
+	s, err := r.openStream(ctx, ctx, conn, l, streamPos{})
 	if err != nil {
 		return 0, err
 	}

@@ -139,18 +139,7 @@ func TestLogicalParksTooLargeEvents(t *testing.T) {
 // appendVersion appends one event of agg at version v.
 func (b *bundle) appendVersion(agg string, v int64) {
 	b.t.Helper()
-	ctx := context.Background()
-	tx, err := b.db.Begin(ctx)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(ctx) }()
-	if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: v, Event: opened(agg)}); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		b.t.Fatal(err)
-	}
+	b.appendInOneTx([]string{agg}, int(v), int(v))
 }
 
 // setupLogicalOn is setupLogical on the database at url.

@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -38,18 +39,83 @@ const txnTimeout = time.Minute
 
 // position is the value of a position record.
 type position struct {
-	// Mode is the relay mode that wrote it ("poll").
+	// Mode is the relay mode that wrote it.
 	Mode Mode `json:"mode"`
-	// IDs are the outbox ids whose events the transaction holds.
+	// IDs are the outbox ids whose events the transaction holds, or (in a
+	// transaction of logical mode's stream) the ids of the last table
+	// batch when its rows are not deleted yet.
 	IDs []int64 `json:"ids"`
+	// Logical mode's stream position (logical_txn.go), carried into every
+	// position record a logical relay writes.
+	Stream streamPos `json:"stream,omitzero"`
+}
+
+// streamPos is how far a logical relay's stream is on Kafka: every event of
+// the transactions that end at or before Through, and the first Events
+// events (counted in the order the slot sends them) of the transaction
+// whose commit record is at Tx, when Tx is set.
+type streamPos struct {
+	Through pglogrepl.LSN `json:"-"`
+	Tx      pglogrepl.LSN `json:"-"`
+	Events  int           `json:"-"`
+}
+
+// MarshalJSON writes the positions as PostgreSQL writes LSNs ("16/B374D848").
+func (p streamPos) MarshalJSON() ([]byte, error) {
+	v := struct {
+		Through string `json:"through"`
+		Tx      string `json:"tx,omitempty"`
+		Events  int    `json:"events,omitempty"`
+	}{Through: p.Through.String(), Events: p.Events}
+	if p.Tx != 0 {
+		v.Tx = p.Tx.String()
+	}
+	return json.Marshal(v)
+}
+
+// UnmarshalJSON reads what MarshalJSON wrote.
+func (p *streamPos) UnmarshalJSON(b []byte) error {
+	var v struct {
+		Through string `json:"through"`
+		Tx      string `json:"tx"`
+		Events  int    `json:"events"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	var err error
+	if p.Through, err = pglogrepl.ParseLSN(v.Through); err != nil {
+		return fmt.Errorf("stream position: %w", err)
+	}
+	if v.Tx != "" {
+		if p.Tx, err = pglogrepl.ParseLSN(v.Tx); err != nil {
+			return fmt.Errorf("stream position: %w", err)
+		}
+	}
+	if v.Events < 0 || v.Events > 0 && p.Tx == 0 {
+		return fmt.Errorf("stream position: %d events of no transaction", v.Events)
+	}
+	p.Events = v.Events
+	return nil
 }
 
 // txnSession is a leader's transactional client: created and fenced in at
 // each takeover, closed when leadership ends or a transaction fails in a
 // way only a new takeover resolves.
 type txnSession struct {
-	cl      *kgo.Client
-	pending []int64 // ids committed to Kafka, not yet deleted
+	cl *kgo.Client
+	// mu: one transaction at a time. In logical mode the stream's
+	// committer and the table drain share the client.
+	mu      sync.Mutex
+	pending []int64   // ids committed to Kafka, not yet deleted
+	stream  streamPos // logical mode: the last committed stream position
+}
+
+// position is the position record of a transaction holding the table rows
+// ids (none in a stream transaction): the session's stream position goes
+// into every record, since only the last one is read.
+func (t *txnSession) position(mode Mode, ids []int64) position {
+	return position{Mode: mode, IDs: ids, Stream: t.stream}
 }
 
 func (t *txnSession) close() {
@@ -78,7 +144,7 @@ func (r *Relay) takeover(ctx context.Context) (*txnSession, error) {
 		return nil, err
 	}
 	r.cfg.Logger.Info("relay: transactional producer ready", "transactional_id", r.txnID, "last_batch", len(pos.IDs))
-	return &txnSession{cl: cl, pending: pos.IDs}, nil
+	return &txnSession{cl: cl, pending: pos.IDs, stream: pos.Stream}, nil
 }
 
 // lastPosition reads the last committed position record. Only this
@@ -162,12 +228,15 @@ func (r *Relay) scanPosition(ctx context.Context, from, end int64) (*kgo.Record,
 func (r *Relay) drainTx(ctx context.Context, lost interface{ Load() bool }, ts *txnSession) error {
 	pctx, release := r.produceContext(ctx)
 	defer release()
+	ts.mu.Lock()
 	if len(ts.pending) > 0 {
 		if err := r.settle(pctx, ts.pending, nil, nil); err != nil {
+			ts.mu.Unlock()
 			return err
 		}
 		ts.pending = nil
 	}
+	ts.mu.Unlock()
 	start := time.Now()
 	rows, more, err := r.read(ctx, nil)
 	for {
@@ -230,8 +299,10 @@ func (r *Relay) publishTx(pctx context.Context, ts *txnSession, rows []outboxRow
 		recs = append(recs, rec)
 		ids = append(ids, o.id)
 	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
 	if len(recs) > 0 {
-		failed, err := r.commitTx(pctx, ts, recs, ids)
+		failed, err := r.commitTx(pctx, ts, recs, ts.position(r.cfg.Mode, ids))
 		if err != nil {
 			if len(failed) == 0 {
 				return err
@@ -259,15 +330,19 @@ func (r *Relay) publishTx(pctx context.Context, ts *txnSession, rows []outboxRow
 	return nil
 }
 
-// commitTx runs one transaction: recs and the position record naming ids.
-// A record the broker refuses for good aborts it, and failed maps those
-// records' indexes to their errors; any other failure is errTxn.
-func (r *Relay) commitTx(pctx context.Context, ts *txnSession, recs []*kgo.Record, ids []int64) (failed map[int]error, err error) {
+// commitTx runs one transaction: recs and the position record p. A record
+// the broker refuses for good aborts it, and failed maps those records'
+// indexes to their errors; any other failure is errTxn. The caller holds
+// ts.mu.
+func (r *Relay) commitTx(pctx context.Context, ts *txnSession, recs []*kgo.Record, p position) (failed map[int]error, err error) {
 	cl := ts.cl
+	pos, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: position record: %w", errTxn, err)
+	}
 	if err := cl.BeginTransaction(); err != nil {
 		return nil, fmt.Errorf("%w: begin: %w", errTxn, err)
 	}
-	pos, _ := json.Marshal(position{Mode: r.cfg.Mode, IDs: ids})
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var other error

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/internal/testkit"
+	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
 )
 
@@ -60,88 +61,141 @@ func (b *bundle) consumeAll(committed bool) []*kgo.Record {
 	return out
 }
 
-// A transactional relay stopped after Kafka committed a batch and before
-// the batch's rows were deleted (a crash's worst moment): the next leader
-// reads the position the transaction holds, deletes those rows, and
-// publishes the rest. A read_committed consumer sees every event once, in
-// order per aggregate.
-func TestTransactionalRelayCrashAfterCommit(t *testing.T) {
-	b := setup(t)
-	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
-	b.appendTickets(aggs, 25)
-	// The first commit is the first relay's: the second starts after it.
-	var first atomic.Bool
-	crashed := make(chan struct{})
-	stop := make(chan struct{})
-	defer relay.SetTxnHooks(nil, func(*relay.Relay) bool {
-		if !first.CompareAndSwap(false, true) {
-			return false
-		}
-		close(crashed)
-		<-stop
-		return true
-	})()
-	_, cancel := b.start(relay.Config{Transactional: true, BatchSize: 30})
-	<-crashed
-	close(stop)
-	cancel()
-	if n := b.outboxCount(); n != 100 {
-		t.Fatalf("%d rows left after the crash, want all 100 (the committed batch not yet deleted)", n)
-	}
-	second, _ := b.start(relay.Config{Transactional: true, BatchSize: 30})
-	testkit.WaitFor(t, 60*time.Second, "the outbox drained", func() bool { return b.outboxCount() == 0 })
-	recs := b.consumeAll(true)
-	if dups := checkOrder(t, recs); dups != 0 || len(recs) != 100 {
-		t.Fatalf("read_committed: %d records, %d duplicates; want 100 once each", len(recs), dups)
-	}
-	if p := second.Stats().Published; p != 70 {
-		t.Errorf("the second leader published %d events, want 70 (the crashed batch of 30 was already on Kafka)", p)
+// eachTxnMode runs test in poll and in logical mode, one after the other:
+// the transaction hooks are the package's.
+func eachTxnMode(t *testing.T, test func(t *testing.T, mode relay.Mode, b *bundle)) {
+	for _, mode := range []relay.Mode{relay.ModePoll, relay.ModeLogical} {
+		t.Run(string(mode), func(t *testing.T) {
+			b := setup(t)
+			if mode == relay.ModeLogical {
+				b = setupLogical(t)
+			}
+			test(t, mode, b)
+		})
 	}
 }
 
-// A zombie: the leader stalls with a transaction open (its records sent,
-// not committed), loses its lock, and a new leader takes over, fences it,
-// publishes the same rows again and newer events of the same aggregates.
-// When the zombie resumes, the broker refuses its commit: read_committed
-// consumers see every event once in order; read_uncommitted ones also see
-// the zombie's aborted records.
-func TestTransactionalRelayZombieFenced(t *testing.T) {
-	b := setup(t)
-	aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
-	b.appendTickets(aggs, 10)
-	// The first transaction is the zombie's: the new leader starts after.
-	var first atomic.Bool
-	stalled, release := make(chan struct{}), make(chan struct{})
-	defer relay.SetTxnHooks(func(*relay.Relay) {
-		if first.CompareAndSwap(false, true) {
-			close(stalled)
-			<-release
+// appendInOneTx appends versions from..to of each aggregate in one
+// transaction.
+func (b *bundle) appendInOneTx(aggs []string, from, to int) {
+	b.t.Helper()
+	ctx := context.Background()
+	tx, err := b.db.Begin(ctx)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	for v := from; v <= to; v++ {
+		for _, agg := range aggs {
+			if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: int64(v), Event: opened(agg)}); err != nil {
+				b.t.Fatal(err)
+			}
 		}
-	}, nil)()
-	zombie, _ := b.start(relay.Config{Transactional: true, BatchSize: 10})
-	<-stalled
-	var pid int
-	if err := b.db.QueryRow(context.Background(), `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted`).Scan(&pid); err != nil {
-		t.Fatal(err)
 	}
-	if _, err := b.db.Exec(context.Background(), `SELECT pg_terminate_backend($1)`, pid); err != nil {
-		t.Fatal(err)
+	if err := tx.Commit(ctx); err != nil {
+		b.t.Fatal(err)
 	}
-	leader, _ := b.start(relay.Config{Transactional: true, BatchSize: 10})
-	testkit.WaitFor(t, 60*time.Second, "the new leader draining the outbox", func() bool { return b.outboxCount() == 0 })
-	b.appendVersions(aggs, 11, 12)
-	testkit.WaitFor(t, 60*time.Second, "the new leader publishing newer events", func() bool { return b.outboxCount() == 0 && leader.Stats().Published == 36 })
-	close(release)
-	testkit.WaitFor(t, 60*time.Second, "the zombie stepping down", func() bool { return !zombie.Stats().Leader })
-	if p := zombie.Stats().Published; p != 0 {
-		t.Errorf("the zombie published %d events, want its commit refused", p)
-	}
-	recs := b.consumeAll(true)
-	if dups := checkOrder(t, recs); dups != 0 || len(recs) != 36 {
-		t.Fatalf("read_committed: %d records, %d duplicates; want 36 once each", len(recs), dups)
-	}
-	all := b.consumeAll(false)
-	if len(all) != 46 {
-		t.Errorf("read_uncommitted: %d records, want 36 and the zombie's 10 aborted ones", len(all))
-	}
+}
+
+// A transactional relay stopped after Kafka committed a transaction and
+// before it deleted the batch's rows (poll mode) or confirmed the slot
+// (logical mode): a crash's worst moment. The first 40 events are one
+// PostgreSQL transaction, larger than a batch, so the Kafka transaction
+// holds a part of it. The next leader reads the position the transaction
+// holds and publishes exactly the rest: a read_committed consumer sees
+// every event once, in order per aggregate.
+func TestTransactionalRelayCrashAfterCommit(t *testing.T) {
+	eachTxnMode(t, func(t *testing.T, mode relay.Mode, b *bundle) {
+		aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString(), uuid.NewString()}
+		b.appendInOneTx(aggs, 1, 10)
+		b.appendVersions(aggs, 11, 25)
+		// The first commit is the first relay's: the second starts after it.
+		var first atomic.Pointer[relay.Relay]
+		crashed := make(chan struct{})
+		stop := make(chan struct{})
+		restore := relay.SetTxnHooks(nil, func(r *relay.Relay) bool {
+			if first.Load() != r {
+				return false
+			}
+			close(crashed)
+			<-stop
+			return true
+		})
+		defer restore()
+		r, cancel := b.start(relay.Config{Mode: mode, Transactional: true, BatchSize: 30})
+		first.Store(r)
+		<-crashed
+		close(stop)
+		cancel()
+		if n := b.outboxCount(); mode == relay.ModePoll && n != 100 {
+			t.Fatalf("%d rows left after the crash, want all 100 (the committed batch not yet deleted)", n)
+		}
+		onKafka := len(b.consumeAll(true))
+		if onKafka == 0 || onKafka > 30 {
+			t.Fatalf("%d events read committed after the crash, want the first transaction's (1 to 30)", onKafka)
+		}
+		second, _ := b.start(relay.Config{Mode: mode, Transactional: true, BatchSize: 30})
+		testkit.WaitFor(t, 60*time.Second, "the second relay publishing the rest", func() bool { return second.Stats().Published >= uint64(100-onKafka) })
+		recs := b.consumeAll(true)
+		if dups := checkOrder(t, recs); dups != 0 || len(recs) != 100 {
+			t.Fatalf("read_committed: %d records, %d duplicates; want 100 once each", len(recs), dups)
+		}
+		if p := second.Stats().Published; p != uint64(100-onKafka) {
+			t.Errorf("the second leader published %d events, want %d (the crashed transaction's %d were already on Kafka)", p, 100-onKafka, onKafka)
+		}
+	})
+}
+
+// A zombie: the leader stalls with a transaction open (its records sent,
+// not committed), loses its lock and its replication connection, and a new
+// leader takes over, fences it, publishes the same events again and newer
+// events of the same aggregates. When the zombie resumes, the broker
+// refuses its commit: read_committed consumers see every event once in
+// order; read_uncommitted ones also see the zombie's aborted records.
+func TestTransactionalRelayZombieFenced(t *testing.T) {
+	eachTxnMode(t, func(t *testing.T, mode relay.Mode, b *bundle) {
+		ctx := context.Background()
+		aggs := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+		b.appendTickets(aggs, 10)
+		// The first transaction is the zombie's: the new leader starts after.
+		var zombieRelay atomic.Pointer[relay.Relay]
+		stalled, release := make(chan struct{}), make(chan struct{})
+		restore := relay.SetTxnHooks(func(r *relay.Relay) {
+			if zombieRelay.Load() == r {
+				zombieRelay.Store(nil)
+				close(stalled)
+				<-release
+			}
+		}, nil)
+		defer restore()
+		zombie, _ := b.start(relay.Config{Mode: mode, Transactional: true, BatchSize: 10})
+		zombieRelay.Store(zombie)
+		<-stalled
+		// Its sessions end, as a pause long enough for the server (or an
+		// operator) to drop them would end them: the leader lock's and, in
+		// logical mode, the replication connection's.
+		if _, err := b.db.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.db.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = current_database() AND active`); err != nil {
+			t.Fatal(err)
+		}
+		leader, _ := b.start(relay.Config{Mode: mode, Transactional: true, BatchSize: 10})
+		testkit.WaitFor(t, 60*time.Second, "the new leader publishing the backlog", func() bool { return leader.Stats().Published == 30 })
+		b.appendVersions(aggs, 11, 12)
+		testkit.WaitFor(t, 60*time.Second, "the new leader publishing newer events", func() bool { return leader.Stats().Published == 36 })
+		close(release)
+		testkit.WaitFor(t, 60*time.Second, "the zombie stepping down", func() bool { return !zombie.Stats().Leader })
+		if p := zombie.Stats().Published; p != 0 {
+			t.Errorf("the zombie published %d events, want its commit refused", p)
+		}
+		recs := b.consumeAll(true)
+		if dups := checkOrder(t, recs); dups != 0 || len(recs) != 36 {
+			t.Fatalf("read_committed: %d records, %d duplicates; want 36 once each", len(recs), dups)
+		}
+		all := len(b.consumeAll(false))
+		if mode == relay.ModePoll && all != 46 || all <= 36 || all > 46 {
+			t.Errorf("read_uncommitted: %d records, want 36 and the zombie's aborted ones (10 in poll mode, 1 to 10 in logical mode)", all)
+		}
+	})
 }

@@ -43,7 +43,7 @@ func runRelay(ctx context.Context, env *Env, args []string) int {
 		fmt.Fprintln(env.Stderr, "eventline relay:", err)
 		return ExitUsage
 	}
-	transactions := fs.Bool("transactions", txnDefault, "poll mode: publish each batch in a Kafka transaction with the relay's position, so read_committed consumers see each event once across crashes and a deposed leader is fenced (env EVENTLINE_TRANSACTIONS)")
+	transactions := fs.Bool("transactions", txnDefault, "publish each batch in a Kafka transaction with the relay's position, so read_committed consumers see each event once across crashes and a deposed leader is fenced (env EVENTLINE_TRANSACTIONS)")
 	txnID := fs.String("transactional-id", env.Getenv("EVENTLINE_TRANSACTIONAL_ID"), "with --transactions: the transactional.id (env EVENTLINE_TRANSACTIONAL_ID; default eventline-relay.<database>.<schema>.<mode>)")
 	doMigrate := fs.Bool("migrate", false, "apply migrations before starting")
 	metricsAddr := fs.String("metrics-addr", env.Getenv("EVENTLINE_METRICS_ADDR"), "serve /metrics (Prometheus), /healthz and /readyz on this address, e.g. :9464 (env EVENTLINE_METRICS_ADDR)")

@@ -47,9 +47,6 @@ func TestRelayTransactionsFlag(t *testing.T) {
 	if code, _, errOut := run(t, env, "relay"); code != 2 || !strings.Contains(errOut, "EVENTLINE_TRANSACTIONS") {
 		t.Errorf("EVENTLINE_TRANSACTIONS=perhaps: exit %d, %q", code, errOut)
 	}
-	if code, _, errOut := run(t, base, "relay", "--transactions", "--mode", "logical"); code != 2 || !strings.Contains(errOut, "Transactional is not supported in logical mode") {
-		t.Errorf("--transactions --mode logical: exit %d, %q", code, errOut)
-	}
 }
 
 // `relay parked list` prints what a writer chose (topic, event type,

@@ -70,7 +70,7 @@ func (v variant) String() string {
 }
 
 // variants are the configurations every guarantee test runs in.
-var variants = []variant{{mode: relay.ModePoll}, {mode: relay.ModeLogical}, {mode: relay.ModePoll, txn: true}}
+var variants = []variant{{mode: relay.ModePoll}, {mode: relay.ModeLogical}, {mode: relay.ModePoll, txn: true}, {mode: relay.ModeLogical, txn: true}}
 
 // eachMode runs test as a parallel subtest per variant, named after it.
 func eachMode(t *testing.T, test func(t *testing.T, v variant)) {
