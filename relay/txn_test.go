@@ -27,6 +27,23 @@ func (b *bundle) consumeAll(committed bool) []*kgo.Record {
 	list, iso := adm.ListEndOffsets, kgo.ReadUncommitted()
 	if committed {
 		list, iso = adm.ListCommittedOffsets, kgo.ReadCommitted()
+		// A commit returns before Kafka wrote its markers on the
+		// partitions (the coordinator writes them next): wait until no
+		// transaction is open, the last stable offset at the end.
+		testkit.WaitFor(b.t, 30*time.Second, "every transaction on "+b.topic+" complete", func() bool {
+			lso, err1 := adm.ListCommittedOffsets(ctx, b.topic)
+			hwm, err2 := adm.ListEndOffsets(ctx, b.topic)
+			if err1 != nil || err2 != nil || lso.Error() != nil || hwm.Error() != nil {
+				return false
+			}
+			done := true
+			hwm.Each(func(o kadm.ListedOffset) {
+				if l, ok := lso.Lookup(o.Topic, o.Partition); !ok || l.Offset != o.Offset {
+					done = false
+				}
+			})
+			return done
+		})
 	}
 	ends, err := list(ctx, b.topic)
 	if err == nil {
