@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,6 +54,7 @@ type world struct {
 	// txn: the relays publish transactionally; the topic is read committed
 	// and must hold every event once.
 	txn bool
+	adm *kadm.Client // admin, created by the first endOffsets
 }
 
 // variant is one configuration every guarantee test runs in: the relay's
@@ -156,6 +159,13 @@ func (l *ledger) counts() (committed, uncertain, failed int, lastErr error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.committed), len(l.uncertain), l.failed, l.lastErr
+}
+
+// committedIDs is the set of events committed so far.
+func (l *ledger) committedIDs() map[uuid.UUID]event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return maps.Clone(l.committed)
 }
 
 var errCommitUnknown = errors.New("commit outcome unknown")
@@ -311,6 +321,7 @@ func (p *inproc) stop() {
 // relayProc is `eventline relay` run as a child process.
 type relayProc struct {
 	mode    relay.Mode
+	app     string // its sessions' application_name ("" when not named)
 	cmd     *exec.Cmd
 	out     *testkit.SyncBuffer
 	exited  chan struct{}
@@ -328,6 +339,27 @@ func (w *world) writePipeline() string {
 
 func (w *world) startRelayProcess(cfgPath string) *relayProc {
 	w.t.Helper()
+	return w.startRelayProcessAs(cfgPath, "")
+}
+
+// startRelayProcessAs is startRelayProcess with the process's PostgreSQL
+// sessions (pool, lock, replication connections) named app by
+// application_name, unique to the test, so that the test can find and
+// terminate them (terminateSessions).
+func (w *world) startRelayProcessAs(cfgPath, app string) *relayProc {
+	w.t.Helper()
+	dbURL := w.dbURL
+	if app != "" {
+		app = fmt.Sprintf("chaos-relay-%s-%08x", app, rand.Uint32())
+		u, err := url.Parse(w.dbURL)
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("application_name", app)
+		u.RawQuery = q.Encode()
+		dbURL = u.String()
+	}
 	args := []string{"relay", "--config", cfgPath, "--mode", string(w.mode), "--batch-size", "100", "--poll-interval", "200ms"}
 	if w.mode == relay.ModeLogical {
 		// Confirm often (default: every second), so that kills land
@@ -343,8 +375,8 @@ func (w *world) startRelayProcess(cfgPath string) *relayProc {
 	for _, k := range []string{"DATABASE_URL", "KAFKA_BROKERS", "EVENTLINE_CONFIG", "EVENTLINE_SCHEMA", "EVENTLINE_LOG_LEVEL", "EVENTLINE_MODE", "EVENTLINE_SLOT", "EVENTLINE_TRANSACTIONS", "EVENTLINE_TRANSACTIONAL_ID"} {
 		env = testkit.WithoutEnv(env, k)
 	}
-	cmd.Env = append(env, "DATABASE_URL="+w.dbURL, "KAFKA_BROKERS="+strings.Join(w.brokers, ","), "EVENTLINE_LOG_LEVEL=info")
-	p := &relayProc{mode: w.mode, cmd: cmd, out: &testkit.SyncBuffer{}, exited: make(chan struct{})}
+	cmd.Env = append(env, "DATABASE_URL="+dbURL, "KAFKA_BROKERS="+strings.Join(w.brokers, ","), "EVENTLINE_LOG_LEVEL=info")
+	p := &relayProc{mode: w.mode, app: app, cmd: cmd, out: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		w.t.Fatal(err)
@@ -367,6 +399,97 @@ func (p *relayProc) leads() bool {
 		return strings.Contains(p.out.String(), "relay: streaming")
 	}
 	return strings.Contains(p.out.String(), "relay: leader")
+}
+
+// signal sends sig (SIGSTOP, SIGCONT) to the process.
+func (p *relayProc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("sending %v to the relay process: %v", sig, err)
+	}
+}
+
+// count counts the lines of the process's output containing every one of
+// parts.
+func (p *relayProc) count(parts ...string) int { return testkit.CountLines(p.out.String(), parts...) }
+
+// terminateSessions terminates the PostgreSQL sessions of the relay
+// process named app (startRelayProcessAs) in the test's database, as a
+// network partition would end them, and waits until they are gone: their
+// backends have exited, and a walsender among them (logical mode: a
+// session too, in pg_stat_activity as in pg_stat_replication) no longer
+// holds the slot. It returns the terminated backends' types.
+func (w *world) terminateSessions(app string) []string {
+	w.t.Helper()
+	ctx := context.Background()
+	// Listed first, terminated after: the list is what the terminations
+	// act on, nothing else.
+	rows, err := w.db.Query(ctx, `WITH s AS MATERIALIZED (
+			SELECT pid, backend_type FROM pg_stat_activity WHERE datname = current_database() AND application_name = $1)
+		SELECT pid, backend_type, pg_terminate_backend(pid) FROM s`, app)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	var pids []int32
+	var kinds []string
+	for rows.Next() {
+		var pid int32
+		var kind string
+		var ok bool
+		if err := rows.Scan(&pid, &kind, &ok); err != nil {
+			w.t.Fatal(err)
+		}
+		if !ok {
+			w.t.Errorf("pg_terminate_backend(%d) (%s of %s) failed", pid, kind, app)
+		}
+		pids = append(pids, pid)
+		kinds = append(kinds, kind)
+	}
+	if err := rows.Err(); err != nil {
+		w.t.Fatal(err)
+	}
+	if len(pids) == 0 {
+		w.t.Fatalf("no session of %s to terminate", app)
+	}
+	testkit.WaitFor(w.t, 30*time.Second, "the sessions of "+app+" gone", func() bool {
+		var n int
+		err := w.db.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_stat_activity WHERE pid = ANY($1))
+			+ (SELECT count(*) FROM pg_stat_replication WHERE pid = ANY($1) OR application_name = $2)
+			+ (SELECT count(*) FROM pg_replication_slots WHERE active_pid = ANY($1))`, pids, app).Scan(&n)
+		return err == nil && n == 0
+	})
+	return kinds
+}
+
+// endOffsets is the topic's high watermark per partition (where a
+// read_uncommitted consumer's next records land).
+func (w *world) endOffsets() map[int32]int64 {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if w.adm == nil {
+		w.adm = kadm.NewClient(testkit.Client(w.t, w.brokers))
+	}
+	ends, err := w.adm.ListEndOffsets(ctx, w.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		w.t.Fatalf("listing end offsets: %v", err)
+	}
+	out := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+	return out
+}
+
+// topicRecords is the number of records on the topic (read_uncommitted,
+// transaction markers included).
+func (w *world) topicRecords() int64 {
+	var n int64
+	for _, o := range w.endOffsets() {
+		n += o
+	}
+	return n
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
@@ -519,6 +642,28 @@ func (w *world) waitConfirmed(target string, limit time.Duration, what string) {
 	})
 }
 
+// waitDelivered waits until the relays have delivered the committed events
+// ids, whichever relay processes lead: in poll mode their rows are gone
+// from the outbox (a relay deletes a row once Kafka acknowledged its record,
+// or once its transaction committed); in logical mode the slot's confirmed
+// position has reached the WAL position taken now, after their commits.
+func (w *world) waitDelivered(ids []uuid.UUID, limit time.Duration, what string) {
+	w.t.Helper()
+	if w.mode == relay.ModeLogical {
+		w.waitConfirmed(w.walNow(30*time.Second), limit, what)
+		return
+	}
+	strs := make([]string, len(ids))
+	for i, id := range ids {
+		strs[i] = id.String()
+	}
+	testkit.WaitFor(w.t, limit, what, func() bool {
+		var n int
+		err := w.db.QueryRow(context.Background(), `SELECT count(*) FROM eventline_outbox WHERE event_id = ANY($1::uuid[])`, strs).Scan(&n)
+		return err == nil && n == 0
+	})
+}
+
 // drained waits until the relay has delivered everything committed so far
 // (call it once the writers stopped) and checks nothing was parked.
 //
@@ -561,18 +706,29 @@ type rec struct {
 // offset order per partition.
 func (w *world) readTopic() []rec {
 	w.t.Helper()
+	// A transactional relay's topic is read as a read_committed consumer
+	// reads it.
+	return w.readTopicAs(w.txn)
+}
+
+// readTopicAs is readTopic as a read_committed consumer (committed: up to
+// the last stable offset, aborted records left out) or a read_uncommitted
+// one (up to the high watermark, aborted records too).
+func (w *world) readTopicAs(committed bool) []rec {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// A transactional relay's topic is read as a read_committed consumer
-	// reads it: up to the last stable offset, aborted records left out
-	// (control records are kept to see the end, and skipped).
 	opts := []kgo.Opt{kgo.ConsumeTopics(w.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart())}
+	if committed {
+		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	}
 	if w.txn {
-		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+		// Control records are kept to see the end, and skipped.
+		opts = append(opts, kgo.KeepControlRecords())
 	}
 	cl := testkit.Client(w.t, w.brokers, opts...)
 	list := kadm.NewClient(cl).ListEndOffsets
-	if w.txn {
+	if committed {
 		list = kadm.NewClient(cl).ListCommittedOffsets
 	}
 	ends, err := list(ctx, w.topic)
