@@ -706,9 +706,12 @@ func (s *stream) status(ctx context.Context, final bool) error {
 	return nil
 }
 
-// saveState records confirmed in eventline_relay_state.
+// saveState records confirmed in eventline_relay_state. The saved position
+// only moves forward: a deposed leader resuming from a pause must not write
+// its older position over the new leader's (which would cost duplicates
+// after a PostgreSQL crash; recreating the slot resets it).
 func (s *stream) saveState(ctx context.Context, confirmed pglogrepl.LSN) bool {
-	tag, err := s.r.pool.Exec(ctx, `UPDATE `+s.r.state+` SET confirmed_lsn = $2::pg_lsn, confirmed_at = clock_timestamp() WHERE slot = $1`, s.slot, confirmed.String())
+	tag, err := s.r.pool.Exec(ctx, `UPDATE `+s.r.state+` SET confirmed_lsn = greatest(confirmed_lsn, $2::pg_lsn), confirmed_at = clock_timestamp() WHERE slot = $1`, s.slot, confirmed.String())
 	if err != nil {
 		if ctx.Err() == nil {
 			s.r.cfg.Logger.Warn("relay: recording the confirmed position failed", "err", err)
