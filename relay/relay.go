@@ -144,9 +144,9 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Transactional {
 		r.txnID = cfg.TransactionalID
 		if r.txnID == "" {
-			r.txnID = defaultTransactionalID(pcfg.ConnConfig.Database, cfg.Schema, cfg.Mode)
+			r.txnID = DefaultTransactionalID(pcfg.ConnConfig.Database, cfg.Schema, cfg.Mode)
 		}
-		r.posTopic = positionTopic(r.txnID)
+		r.posTopic = PositionTopic(r.txnID)
 	}
 	r.source = newSource(r)
 	return r, nil

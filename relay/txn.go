@@ -413,15 +413,20 @@ var txnHooks struct {
 	afterCommit  func(*Relay) bool
 }
 
-// defaultTransactionalID names an outbox: its database, schema and mode.
-func defaultTransactionalID(database, schema string, mode Mode) string {
+// DefaultTransactionalID is the transactional.id of a transactional relay
+// whose Config.TransactionalID is empty: "eventline-relay." and the outbox's
+// database, schema and mode. On a secured cluster the relay's principal
+// needs Write and Describe on it (and on its PositionTopic: Create, Write,
+// Read, Describe).
+func DefaultTransactionalID(database, schema string, mode Mode) string {
 	return "eventline-relay." + database + "." + schema + "." + string(mode)
 }
 
-// positionTopic is the position topic of transactional.id id: "_" and id
-// with characters Kafka does not allow in a topic name replaced by '_',
-// then "-position", at most 249 characters.
-func positionTopic(id string) string {
+// PositionTopic is where a transactional relay with transactional.id id
+// keeps its position (compacted, one partition; the relay creates it): "_"
+// and id with the characters Kafka does not allow in a topic name replaced
+// by '_', then "-position", at most 249 characters.
+func PositionTopic(id string) string {
 	var b strings.Builder
 	b.WriteByte('_')
 	for _, c := range id {

@@ -18,6 +18,8 @@ import (
 // example happens to need (keyed "importpath.Name" or
 // "importpath.Type.Member"). Each says for whom.
 var deliberateAPI = map[string]string{
+	module + "/relay.DefaultTransactionalID":     "operators granting a transactional relay's ACLs on a secured cluster (README, Transactional output)",
+	module + "/relay.PositionTopic":              "as DefaultTransactionalID: the topic the relay keeps its position on",
 	module + "/consumers.Config.BatchHandler":    "handlers that apply a batch in one statement (doc'd on Config)",
 	module + "/consumers.Config.ConsumerOpts":    "session timeouts, static membership, fetch sizes of the group's consumers",
 	module + "/consumers.Event.AggregateID":      "the event's aggregate, from the relay's header",

@@ -33,29 +33,39 @@ func TestRelayBenchSmoke(t *testing.T) {
 	}
 	t.Cleanup(cleanup)
 	for _, mode := range modes {
-		t.Run(string(mode), func(t *testing.T) {
-			t.Parallel()
-			relayBenchSmoke(t, bin, mode)
-		})
+		for _, txn := range []bool{false, true} {
+			name := string(mode)
+			if txn {
+				name += "+transactions"
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				relayBenchSmoke(t, bin, mode, txn)
+			})
+		}
 	}
 }
 
 var modes = []relay.Mode{relay.ModePoll, relay.ModeLogical}
 
-func relayBenchSmoke(t *testing.T, bin string, mode relay.Mode) {
+func relayBenchSmoke(t *testing.T, bin string, mode relay.Mode, txn bool) {
 	e := env(t)
 	// The relay child's command line is recorded: no secret may be on it.
 	argsFile := filepath.Join(t.TempDir(), "argv")
 	wrapper := []string{"sh", "-c", `printf '%s\n' "$@" > "$0"; exec "$@"`, argsFile, bin, "relay"}
 	res, err := bench.Relay(context.Background(), e, bench.RelayOptions{
 		Events: 3000, BatchSize: 500, LatencyRate: 200, LatencyFor: 500 * time.Millisecond, Mode: mode, EventsPerTx: 7,
-		RelayCommand: wrapper, Logger: testkit.Logger(t),
+		RelayCommand: wrapper, Logger: testkit.Logger(t), Transactional: txn,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Mode != string(mode) {
-		t.Errorf("mode %q, want %q", res.Mode, mode)
+	if res.Mode != string(mode) || res.Transactional != txn {
+		t.Errorf("mode %q, transactional %v; want %q, %v", res.Mode, res.Transactional, mode, txn)
+	}
+	// The drain's 3,000 events in Kafka transactions of at most a batch.
+	if txn && (res.Transactions < 6 || res.EventsPerTransaction > 500 || res.MsPerTransaction <= 0) {
+		t.Errorf("transactions: %d of %.0f events, %.1f ms each; want at least 6 of at most 500", res.Transactions, res.EventsPerTransaction, res.MsPerTransaction)
 	}
 	noSlotsLeft(t, e)
 	argv, err := os.ReadFile(argsFile)

@@ -32,7 +32,7 @@ type E2EOptions struct {
 	// Mode is relay.ModePoll (default: the producer inserts rows) or
 	// relay.ModeLogical (the producer writes messages).
 	Mode relay.Mode
-	// Transactional runs the relay with --transactions (poll mode); the
+	// Transactional runs the relay with --transactions; the
 	// consumers read committed either way.
 	Transactional bool
 	Logger        *slog.Logger

@@ -17,6 +17,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kadm"
 
 	"github.com/eventline/eventline/examples/events"
@@ -40,7 +41,7 @@ type RelayOptions struct {
 	// mode's fill writes (messages are decoded per transaction); default
 	// 100. Poll mode's fill is one COPY.
 	EventsPerTx int
-	// Transactional runs the relay with --transactions (poll mode).
+	// Transactional runs the relay with --transactions.
 	Transactional bool
 	// RelayCommand starts the relay process (flags are appended). Default:
 	// this executable's `relay` subcommand.
@@ -65,6 +66,30 @@ type RelayResult struct {
 	LatencyMeasure      string  `json:"latency_measure"`
 	MaxRSSMB            float64 `json:"max_rss_mb"`
 	Machine             string  `json:"machine"`
+	// Transactional: the Kafka transactions of the drain, their mean size
+	// and the drain's time per transaction (they run one after another).
+	Transactions         int     `json:"transactions,omitempty"`
+	EventsPerTransaction float64 `json:"events_per_transaction,omitempty"`
+	MsPerTransaction     float64 `json:"ms_per_transaction,omitempty"`
+}
+
+// positionRecords counts the transactions a transactional relay committed
+// on s's outbox: half the end offset of its position topic.
+func positionRecords(ctx context.Context, adm *kadm.Client, env Env, s *setup) (int, error) {
+	cfg, err := pgconn.ParseConfig(env.DatabaseURL)
+	if err != nil {
+		return 0, err
+	}
+	topic := relay.PositionTopic(relay.DefaultTransactionalID(cfg.Database, s.schema, s.mode))
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the end of %s: %w", topic, err)
+	}
+	o, _ := ends.Lookup(topic, 0)
+	return int(o.Offset / 2), nil
 }
 
 func (o RelayOptions) withDefaults() RelayOptions {
@@ -196,7 +221,18 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		}
 		return n-base >= int64(o.Events), nil
 	}
-	if o.Transactional {
+	switch {
+	case o.Transactional && o.Mode == relay.ModeLogical:
+		// End offsets count the transaction markers too: a transactional
+		// logical relay is done when it confirmed the slot past the last
+		// event (it confirms what committed transactions hold, every
+		// 100 ms here).
+		done = func() (bool, error) {
+			var done bool
+			err := s.pool.QueryRow(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, s.slots[0], ceilingLSN).Scan(&done)
+			return done, err
+		}
+	case o.Transactional:
 		// End offsets count the transaction markers too: a transactional
 		// relay is done when the outbox is empty (it deletes a batch's
 		// rows once its transaction committed).
@@ -238,6 +274,19 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	res.EventsPerSec = float64(o.Events) / drain.Seconds()
 	res.RatioToCeiling = res.EventsPerSec / res.CeilingEventsPerSec
 	log.Info("bench relay: relay drain", "events", o.Events, "seconds", drain.Seconds())
+	if o.Transactional {
+		// Each transaction put one position record and one commit marker
+		// on the (new) position topic of this run's outbox.
+		txns, err := positionRecords(ctx, adm, env, s)
+		if err != nil {
+			return res, err
+		}
+		res.Transactions = txns
+		if txns > 0 {
+			res.EventsPerTransaction = float64(o.Events) / float64(txns)
+			res.MsPerTransaction = drain.Seconds() * 1000 / float64(txns)
+		}
+	}
 
 	// The latency phase measures a steady state, not the vacuum debt of
 	// the million rows just deleted (logical mode deleted none).
@@ -290,6 +339,12 @@ func startRelayProcess(env Env, s *setup, partitions, batch int, transactional b
 	}
 	if transactional {
 		args = append(args, "--transactions")
+		if s.mode == relay.ModeLogical {
+			// The drain ends when the slot is confirmed past the last
+			// event (below): confirm often, so the drain's time is not
+			// the status interval's.
+			args = append(args, "--status-interval", "100ms")
+		}
 	}
 	cmd := exec.Command(command[0], append(command[1:], args...)...)
 	// The database URL carries a password: the environment, not argv,

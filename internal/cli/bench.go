@@ -41,7 +41,7 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 	retryEvents := fs.Int("retry-events", 0, "consume: events of the retry phase (default min(events, 50000))")
 	retryShare := fs.Float64("retry-share", 0.02, "consume: share of the retry phase's events that fail once")
 	retryDelay := fs.Duration("retry-delay", 200*time.Millisecond, "consume: delay of retry.1 in the retry phase")
-	transactions := fs.Bool("transactions", false, "relay, e2e: run the relay with --transactions (poll mode)")
+	transactions := fs.Bool("transactions", false, "relay, e2e: run the relay with --transactions")
 	mode := fs.String("mode", string(relay.ModePoll), "relay, append, e2e: poll (the producer inserts outbox rows, the relay drains the table) or logical (the producer writes logical decoding messages, the relay streams a replication slot; needs wal_level=logical and REPLICATION)")
 	if code := parse(fs, args[1:]); code >= 0 {
 		return code
@@ -84,6 +84,9 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 			}
 			fmt.Fprintf(env.Stdout, "relay drain (%s): %d events in %.2fs = %.0f events/s (%s ceiling %.0f events/s, ratio %.2f), batch %d\n",
 				mode, res.Events, res.DrainSeconds, res.EventsPerSec, ceiling, res.CeilingEventsPerSec, res.RatioToCeiling, res.BatchSize)
+			if res.Transactional {
+				fmt.Fprintf(env.Stdout, "kafka transactions: %d, %.0f events and %.1f ms of the drain each\n", res.Transactions, res.EventsPerTransaction, res.MsPerTransaction)
+			}
 			fmt.Fprintf(env.Stdout, "live latency at %d events/s (%d events, %s): p50 %.1f ms, p99 %.1f ms\n", res.LatencyRate, res.LatencyEvents, res.LatencyMeasure, res.P50Ms, res.P99Ms)
 			fmt.Fprintf(env.Stdout, "relay peak RSS: %.0f MiB; machine: %s\n", res.MaxRSSMB, res.Machine)
 			return ExitOK
