@@ -103,7 +103,9 @@ func unrecoverable(err error, startup bool) bool {
 			return true
 		}
 	}
-	if errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.UnsupportedSaslMechanism) {
+	// A transactional relay without an ACL on its transactional.id: only
+	// an operator can grant it.
+	if errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.UnsupportedSaslMechanism) || errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
 		return true
 	}
 	if verify := (*tls.CertificateVerificationError)(nil); errors.As(err, &verify) {

@@ -32,6 +32,7 @@ type bundle struct {
 	topic   string
 	prod    *producer.Producer
 	ce      *pipeline.CloudEvents // the topic's cloudevents option, if any
+	kopts   []kgo.Opt             // the test's own Kafka clients' options (credentials)
 }
 
 func setup(t *testing.T) *bundle {

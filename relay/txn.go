@@ -28,6 +28,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -136,6 +137,9 @@ func (r *Relay) takeover(ctx context.Context) (*txnSession, error) {
 	defer cancel()
 	if _, _, err := cl.ProducerID(fctx); err != nil {
 		cl.Close()
+		if errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+			return nil, fmt.Errorf("the relay's principal needs Write and Describe on TransactionalId %s (and Create, Write, Read, Describe on topic %s): %w", r.txnID, r.posTopic, err)
+		}
 		return nil, fmt.Errorf("fencing earlier producers of transactional.id %s: %w", r.txnID, err)
 	}
 	pos, err := r.lastPosition(fctx)

@@ -2,13 +2,18 @@ package relay_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/producer"
@@ -23,7 +28,7 @@ func (b *bundle) consumeAll(committed bool) []*kgo.Record {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	adm := kadm.NewClient(testkit.Client(b.t, b.brokers))
+	adm := kadm.NewClient(testkit.Client(b.t, b.brokers, b.kopts...))
 	list, iso := adm.ListEndOffsets, kgo.ReadUncommitted()
 	if committed {
 		list, iso = adm.ListCommittedOffsets, kgo.ReadCommitted()
@@ -58,8 +63,8 @@ func (b *bundle) consumeAll(committed bool) []*kgo.Record {
 			left[o.Partition] = o.Offset
 		}
 	})
-	cl := testkit.Client(b.t, b.brokers, kgo.ConsumeTopics(b.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(iso), kgo.KeepControlRecords())
+	cl := testkit.Client(b.t, b.brokers, append([]kgo.Opt{kgo.ConsumeTopics(b.topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(iso), kgo.KeepControlRecords()}, b.kopts...)...)
 	var out []*kgo.Record
 	for len(left) > 0 {
 		fs := cl.PollFetches(ctx)
@@ -215,4 +220,64 @@ func TestTransactionalRelayZombieFenced(t *testing.T) {
 			t.Errorf("read_uncommitted: %d records, want 36 and the zombie's aborted ones (10 in poll mode, 1 to 10 in logical mode)", all)
 		}
 	})
+}
+
+// On a cluster with SASL and ACLs, a transactional relay needs Write and
+// Describe on its transactional.id besides its topics' ACLs. Without them
+// Run ends with TRANSACTIONAL_ID_AUTHORIZATION_FAILED (waiting does not
+// grant an ACL); with them it publishes, read committed. kfake: the
+// harness's Apache Kafka has no authorizer.
+func TestTransactionalRelayACLs(t *testing.T) {
+	b := setup(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("SCRAM-SHA-256", "admin", "admin"), kfake.User("SCRAM-SHA-256", "relay", "relay"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	scramAs := func(user, pass string) kgo.Opt { return kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()) }
+	b.brokers, b.kopts = cluster.ListenAddrs(), []kgo.Opt{scramAs("admin", "admin")}
+	id := testkit.UniqueName(t, "txid")
+	adm := kadm.NewClient(testkit.Client(t, b.brokers, b.kopts...))
+	grant := func(acl *kadm.ACLBuilder) {
+		t.Helper()
+		res, err := adm.CreateACLs(context.Background(), acl.Allow("User:relay"))
+		if err == nil {
+			for _, r := range res {
+				err = errors.Join(err, r.Err)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	grant(kadm.NewACLs().Topics(b.topic, relay.PositionTopic(id)).
+		Operations(kadm.OpCreate, kadm.OpWrite, kadm.OpRead, kadm.OpDescribe, kadm.OpDescribeConfigs))
+	b.appendTickets([]string{uuid.NewString(), uuid.NewString()}, 10)
+	cfg := relay.Config{Transactional: true, TransactionalID: id, KafkaOpts: []kgo.Opt{scramAs("relay", "relay")},
+		DatabaseURL: b.dbURL, Brokers: b.brokers, Pipeline: b.pipe(), Logger: testkit.Logger(t),
+		MaxBackoff: 50 * time.Millisecond, StandbyRetry: 50 * time.Millisecond}
+
+	r, err := relay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	err = r.Run(ctx)
+	r.Close()
+	if !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		t.Fatalf("without an ACL on its transactional.id: Run returned %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
+	}
+	t.Logf("Run: %v", err)
+	if !strings.Contains(err.Error(), id) {
+		t.Errorf("the error %q does not name the transactional.id", err)
+	}
+
+	grant(kadm.NewACLs().TransactionalIDs(id).Operations(kadm.OpWrite, kadm.OpDescribe))
+	b.start(cfg)
+	testkit.WaitFor(t, 60*time.Second, "the outbox drained", func() bool { return b.outboxCount() == 0 })
+	if recs := b.consumeAll(true); len(recs) != 20 || checkOrder(t, recs) != 0 {
+		t.Fatalf("read_committed: %d records, want the 20 events once", len(recs))
+	}
 }
