@@ -139,14 +139,17 @@ type Config struct {
 	AllowPublicEmit bool
 	// Transactional makes the relay a transactional producer: each batch
 	// is one Kafka transaction holding its records and the relay's
-	// position (the batch's outbox ids, on the outbox's position topic),
-	// and the rows are deleted, with a synchronous commit, only after it
-	// committed. A consumer reading with isolation.level=read_committed
-	// (eventline's groups do) then sees each event once, across relay
-	// crashes and takeovers, and a leader that lost its lock is fenced by
-	// the broker: a new leader's InitProducerID aborts what the old one
-	// left open and refuses its later writes. Poll mode only for now (New
-	// refuses it in logical mode). Default false.
+	// position on the outbox's position topic (PositionTopic). In poll
+	// mode the position is the batch's outbox ids, and the rows are
+	// deleted, with a synchronous commit, only after it committed; in
+	// logical mode it is how far the stream is, and the slot is confirmed
+	// only behind committed transactions. A consumer reading with
+	// isolation.level=read_committed (eventline's groups do) then sees
+	// each event once, across relay crashes and takeovers, and a leader
+	// that lost its lock is fenced by the broker: a new leader's
+	// InitProducerID aborts what the old one left open and refuses its
+	// later writes. On a secured cluster the relay's principal needs Write
+	// and Describe on the transactional.id. Default false.
 	Transactional bool
 	// TransactionalID is the transactional.id of a transactional relay.
 	// Default "eventline-relay.<database>.<Schema>.<Mode>": set it when

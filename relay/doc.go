@@ -15,12 +15,15 @@
 // therefore re-publishes rather than loses: duplicates are possible and
 // consumers dedupe by event id; loss is not.
 //
-// With Config.Transactional (poll mode), each batch is one Kafka
-// transaction holding its records and the relay's position (the batch's
-// outbox ids, on the outbox's position topic); a new leader fences earlier
-// producers of the outbox's transactional.id and deletes the rows of the
-// last committed batch before reading. A consumer reading committed then
-// sees every event once, across crashes and takeovers.
+// With Config.Transactional, each batch is one Kafka transaction holding
+// its records and the relay's position, on the outbox's position topic:
+// in poll mode the batch's outbox ids, in logical mode how far the stream
+// is (the end of the last whole PostgreSQL transaction, and how many events
+// of a transaction split across batches). A new leader fences earlier
+// producers of the outbox's transactional.id, then deletes the rows of the
+// last committed batch (poll) or starts the slot where the last committed
+// transaction ends (logical). A consumer reading committed then sees every
+// event once, across crashes and takeovers.
 //
 // Transient failures (broker down, leader moves) are retried by the Kafka
 // client forever, and database failures that can heal by the relay with

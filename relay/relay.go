@@ -363,15 +363,27 @@ func (r *Relay) ensurePositionTopic(ctx context.Context, adm *kadm.Client) error
 	case err == nil:
 		r.cfg.Logger.Info("relay: created topic", "topic", r.posTopic, "partitions", 1)
 	case errors.Is(err, kerr.TopicAlreadyExists):
-		if n, err := r.partitionCount(ctx, r.posTopic); err != nil {
-			return err
-		} else if n != 1 {
-			return fmt.Errorf("position topic %s has %d partitions, want 1", r.posTopic, n)
-		}
 	default:
 		return fmt.Errorf("creating topic %s: %w", r.posTopic, err)
 	}
-	return nil
+	// Until a broker describes the topic (asked uncached), the leader's
+	// first position read would find no partition: retried here, at once.
+	for {
+		n, err := r.partitionCount(ctx, r.posTopic)
+		switch {
+		case err == nil && n != 1:
+			return fmt.Errorf("position topic %s has %d partitions, want 1", r.posTopic, n)
+		case err == nil:
+			return nil
+		}
+		t := time.NewTimer(20 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
 }
 
 // partitionCount asks a broker, uncached, how many partitions topic has. A

@@ -142,7 +142,7 @@ func (r *Relay) takeover(ctx context.Context) (*txnSession, error) {
 		}
 		return nil, fmt.Errorf("fencing earlier producers of transactional.id %s: %w", r.txnID, err)
 	}
-	pos, err := r.lastPosition(fctx)
+	pos, err := r.lastPosition(fctx, cl)
 	if err != nil {
 		cl.Close()
 		return nil, err
@@ -157,15 +157,22 @@ func (r *Relay) takeover(ctx context.Context) (*txnSession, error) {
 // topic ends with a commit or abort marker, which a read_committed fetch
 // keeping control records returns. The read goes back from the last
 // stable offset in growing windows until it meets a data record.
-func (r *Relay) lastPosition(ctx context.Context) (position, error) {
-	adm := kadm.NewClient(r.kafka)
+//
+// cl is the session's new client: its metadata holds no answer cached
+// before the position topic existed (a client caches a missing topic for
+// MetadataMinAge, 5 s, which a freshly created topic would wait out).
+func (r *Relay) lastPosition(ctx context.Context, cl *kgo.Client) (position, error) {
+	adm := kadm.NewClient(cl)
 	offs, err := adm.ListCommittedOffsets(ctx, r.posTopic)
 	if err != nil {
 		return position{}, fmt.Errorf("reading the end of %s: %w", r.posTopic, err)
 	}
 	o, ok := offs.Lookup(r.posTopic, 0)
-	if !ok || o.Err != nil {
-		return position{}, fmt.Errorf("reading the end of %s: %v", r.posTopic, o.Err)
+	switch {
+	case !ok:
+		return position{}, fmt.Errorf("reading the end of %s: the broker does not list its partition yet", r.posTopic)
+	case o.Err != nil:
+		return position{}, fmt.Errorf("reading the end of %s: %w", r.posTopic, o.Err)
 	}
 	end := o.Offset
 	for w := int64(16); end > 0; w *= 4 {
