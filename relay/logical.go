@@ -100,6 +100,25 @@ func (c *confirmer) ack(t *txn, size int) {
 	}
 }
 
+// ackAll acknowledges n events at once (one lock, one advance, one wake):
+// event(i) is the i-th one's transaction and size.
+func (c *confirmer) ackAll(n int, event func(i int) (*txn, int)) {
+	c.mu.Lock()
+	c.progress = time.Now()
+	for i := range n {
+		t, size := event(i)
+		t.pending--
+		c.inflight--
+		c.bytes -= int64(size)
+	}
+	c.advance()
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 // abandon takes an event out of the in-flight count without acknowledging
 // it: its transaction stays pending, so nothing at or after it is
 // confirmed.

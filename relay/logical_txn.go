@@ -188,12 +188,14 @@ func (q *txStream) commit(pctx context.Context, items []txItem) error {
 	// refused events) is found again by a new leader: commits move
 	// nothing, refused events are parked again under the same key.
 	ts.stream = pos
-	for _, f := range parked {
-		s.c.ack(f.t, len(f.row.key)+len(f.row.value))
-	}
-	for _, it := range evs {
-		s.c.ack(it.t, it.size)
-	}
+	s.c.ackAll(len(parked)+len(evs), func(i int) (*txn, int) {
+		if i < len(parked) {
+			f := &parked[i]
+			return f.t, len(f.row.key) + len(f.row.value)
+		}
+		it := &evs[i-len(parked)]
+		return it.t, it.size
+	})
 	if len(evs) > 0 {
 		r.published.Add(uint64(len(evs)))
 		r.batches.Add(1)
