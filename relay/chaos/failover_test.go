@@ -1,10 +1,14 @@
 package chaos_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/relay"
@@ -17,15 +21,30 @@ import (
 // relay is neither restarted nor told: its client follows the partitions'
 // new leaders and logs the failover. Every committed event is on the topic
 // once (the idempotent producer's retries to the new leader add no
-// duplicates), each aggregate's events in commit order.
+// duplicates), each aggregate's events in commit order. With transactions
+// the topic is read committed: the transaction in flight at the kill
+// commits once its records reach the new leaders (one that fails instead is
+// aborted and its batch published again by the next), and nothing is
+// read twice.
 //
 // Runs only on the cluster of make test-failover (testkit.ClusterEnv).
 func TestFailoverRelayLeaderSIGKILL(t *testing.T) {
+	// One variant after the other: both kill nodes of the one cluster.
+	for _, v := range []variant{{mode: relay.ModePoll}, {mode: relay.ModePoll, txn: true}} {
+		t.Run(v.String(), func(t *testing.T) { testFailoverRelayLeaderSIGKILL(t, v) })
+	}
+}
+
+func testFailoverRelayLeaderSIGKILL(t *testing.T, v variant) {
 	begin := time.Now()
 	c := testkit.KafkaCluster(t)
-	w := setupReplicated(t, variant{mode: relay.ModePoll}, testkit.Postgres(t), c.Brokers, 3)
+	w := setupReplicated(t, v, testkit.Postgres(t), c.Brokers, 3)
 	log, out := testkit.CapturingLogger(t)
-	r := w.startRelay("r", relay.Config{BatchSize: 200, Logger: log})
+	cfg := relay.Config{BatchSize: 200, Logger: log}
+	if v.txn {
+		cfg.TransactionalID = testkit.UniqueName(t, "relay")
+	}
+	r := w.startRelay("r", cfg)
 	stopWriters, _ := w.startWriters(8, 10*time.Millisecond, 0)
 	published := func() uint64 {
 		select {
@@ -45,6 +64,15 @@ func TestFailoverRelayLeaderSIGKILL(t *testing.T) {
 	victim := p0.Leader
 	if victim != p0.Replicas[0] {
 		t.Fatalf("partition 0 of %s is led by %d, not by its preferred replica %d", w.topic, victim, p0.Replicas[0])
+	}
+	var coord int32 = -1
+	if v.txn {
+		checkTxnState(t, c)
+		testkit.WaitFor(t, 30*time.Second, "the relay's transaction coordinator", func() bool {
+			var ok bool
+			coord, ok = c.TxnCoordinator(cfg.TransactionalID)
+			return ok
+		})
 	}
 	atKill := published()
 	killAt := time.Now()
@@ -81,7 +109,10 @@ func TestFailoverRelayLeaderSIGKILL(t *testing.T) {
 	atBack := published()
 	testkit.WaitFor(t, 60*time.Second, "relay publishing after the node's return", func() bool { return published() >= atBack+500 })
 	stopWriters()
+	backlog, drainAt := w.outboxCount(), time.Now()
+	t.Logf("%d outbox rows when the writers stopped", backlog)
 	w.drained(60 * time.Second)
+	drain := time.Since(drainAt)
 	published() // still running
 	r.stop()
 
@@ -92,9 +123,14 @@ func TestFailoverRelayLeaderSIGKILL(t *testing.T) {
 	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
 		t.Errorf("writers failed %d transactions with the database up: %v", failed+uncertain, err)
 	}
-	t.Logf("relay failover: %s; node %d (leader of partition 0) SIGKILLed after %d published: new leader %d elected %s later, "+
-		"%d more published %s after the kill; dead node logged unreachable: %v; node back and every replica in sync %s after its start, then leader again; relay log: %s; test %s",
-		o, victim, atKill, newLeader, duration(elected), 1000, duration(resumed), unreachable, duration(back),
+	txn := ""
+	if v.txn {
+		txn = fmt.Sprintf("; transaction coordinator %d (the killed node: %v); %s", coord, coord == victim, w.txnReport(r, o, cfg.TransactionalID, out.String()))
+	}
+	t.Logf("relay failover (%s): %s; node %d (leader of partition 0) SIGKILLed after %d published: new leader %d elected %s later, "+
+		"%d more published %s after the kill; dead node logged unreachable: %v; node back and every replica in sync %s after its start, then leader again; "+
+		"%d outbox rows drained %s after the writers stopped%s; relay log: %s; test %s",
+		v, o, victim, atKill, newLeader, duration(elected), 1000, duration(resumed), unreachable, duration(back), backlog, duration(drain), txn,
 		strings.Join(grepLines(out.String(), "msg=\"kafka "), " | "), duration(time.Since(begin)))
 }
 
@@ -108,4 +144,88 @@ func grepLines(s, sub string) []string {
 		}
 	}
 	return lines
+}
+
+// The transactions' state topic of kafka.sh's cluster: its
+// transaction.state.log.num.partitions.
+const (
+	txnStateTopic      = "__transaction_state"
+	txnStatePartitions = 4
+)
+
+// checkTxnState checks that the cluster keeps the transactions' state as it
+// keeps the topics: every partition of __transaction_state on 3 replicas,
+// all in sync, so that a coordinator's death loses no transaction.
+func checkTxnState(t *testing.T, c *testkit.Cluster) {
+	t.Helper()
+	for p := range int32(txnStatePartitions) {
+		pd, ok := c.Partition(txnStateTopic, p)
+		if !ok || len(pd.Replicas) != 3 || len(pd.ISR) != 3 {
+			t.Fatalf("%s/%d: %+v (ok %v), want 3 replicas in sync (kafka.sh's transaction.state.log.replication.factor)", txnStateTopic, p, pd, ok)
+		}
+	}
+}
+
+// txnReport says, for the reports, what the transactional relay r (id
+// txnID, its log in log) did: its transactions committed and aborted (the
+// markers on its position topic, which every transaction writes), the
+// records of aborted transactions on the topic (o: what verify read
+// committed; their events were published again in a later one), its
+// leadership losses, takeovers and failed batches.
+func (w *world) txnReport(r *inproc, o outcome, txnID, log string) string {
+	w.t.Helper()
+	posRecords, commits, aborts := w.tally("_" + txnID + "-position")
+	records, _, _ := w.tally(w.topic)
+	failed := grepLines(log, `msg="relay: batch failed; retrying"`)
+	if len(failed) > 3 {
+		failed = append(failed[:3], fmt.Sprintf("… %d more", len(failed)-3))
+	}
+	return fmt.Sprintf("position topic: %d records, %d commit and %d abort markers (%d batches counted by the relay); "+
+		"%d records on the topic read uncommitted, %d read committed: %d of aborted transactions; leadership lost %d times; takeovers: %s; failed batches: %s",
+		posRecords, commits, aborts, r.r.Stats().Batches, records, o.records, records-o.records,
+		testkit.CountLines(log, `msg="relay session ended`),
+		strings.Join(grepLines(log, `msg="relay: transactional producer ready"`), " | "), strings.Join(failed, " | "))
+}
+
+// tally reads topic up to its end offsets as a read_uncommitted consumer
+// keeping control records: its data records (aborted ones too), and the
+// commit and abort markers transactions left on it.
+func (w *world) tally(topic string) (records, commits, aborts int) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cl := testkit.Client(w.t, w.brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.KeepControlRecords())
+	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		w.t.Fatalf("listing the end offsets of %s: %v", topic, err)
+	}
+	want, next := map[int32]int64{}, map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	for p, end := range want {
+		for next[p] < end {
+			fs := cl.PollFetches(ctx)
+			if ctx.Err() != nil {
+				w.t.Fatalf("reading %s uncommitted: at %v of %v", topic, next, want)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				next[r.Partition] = r.Offset + 1
+				switch {
+				case !r.Attrs.IsControl():
+					records++
+				case len(r.Key) >= 4 && r.Key[2] == 0 && r.Key[3] == 1: // key: int16 version, int16 type (0 abort, 1 commit)
+					commits++
+				default:
+					aborts++
+				}
+			})
+		}
+	}
+	return records, commits, aborts
 }
