@@ -3,9 +3,11 @@ package chaos_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -146,12 +148,162 @@ func grepLines(s, sub string) []string {
 	return lines
 }
 
+// On the three-node cluster, the transaction coordinator of a transactional
+// relay — the leader of its transactional.id's partition of
+// __transaction_state, which kafka.sh replicates like the topics (3
+// replicas, min ISR 2) — is SIGKILLed while 8 writers commit. Every batch
+// is a transaction the coordinator ends, so the relay commits nothing
+// until another replica of that partition leads and has loaded the
+// transactions' state. The transaction in flight either commits there (the
+// client finds the new coordinator and ends it: its state was replicated)
+// or, when its commit failed at the dead one, is settled by the relay's
+// next takeover: the fencing aborts it unless it committed, the position
+// topic says which, and an aborted batch is published again. The node is
+// started again on its data and made the coordinator again once in sync:
+// the relay follows it back. The topic, read committed, holds every
+// committed event once, each aggregate's events in commit order.
+//
+// The coordinator is also the preferred leader of some of the topic's
+// partitions (each node leads two of six): those move too, as in
+// TestFailoverRelayLeaderSIGKILL.
+//
+// Runs only on the cluster of make test-failover (testkit.ClusterEnv).
+func TestFailoverTransactionCoordinatorSIGKILL(t *testing.T) {
+	begin := time.Now()
+	c := testkit.KafkaCluster(t)
+	w := setupReplicated(t, variant{mode: relay.ModePoll, txn: true}, testkit.Postgres(t), c.Brokers, 3)
+	log, out := testkit.CapturingLogger(t)
+	txnID := testkit.UniqueName(t, "relay")
+	// The relay's name for its position topic (relay.positionTopic): the
+	// id is made of characters a topic name allows.
+	posTopic := "_" + txnID + "-position"
+	r := w.startRelay("r", relay.Config{BatchSize: 200, Logger: log, TransactionalID: txnID})
+	stopWriters, _ := w.startWriters(8, 10*time.Millisecond, 0)
+	stats := func() relay.Stats {
+		select {
+		case <-r.done:
+			t.Fatal("the relay's Run returned during the failover")
+		default:
+		}
+		return r.r.Stats()
+	}
+	failedBatches := func() int { return testkit.CountLines(out.String(), `msg="relay: batch failed; retrying"`) }
+
+	testkit.WaitFor(t, 60*time.Second, "relay publishing", func() bool { return stats().Published >= 1000 })
+	checkTxnState(t, c)
+	// From the preferred leaders: an earlier test's kill may have moved
+	// them, and the node killed must be its partition's preferred replica
+	// to coordinate again once back.
+	c.ElectPreferred(t, txnStateTopic, txnStatePartitions, 60*time.Second)
+	part := txnStatePartition(txnID)
+	sp, ok := c.Partition(txnStateTopic, part)
+	if !ok || len(sp.Replicas) != 3 || sp.Leader != sp.Replicas[0] {
+		t.Fatalf("%s/%d: %+v (ok %v), want 3 replicas led by the first", txnStateTopic, part, sp, ok)
+	}
+	victim := sp.Leader
+	testkit.WaitFor(t, 30*time.Second, fmt.Sprintf("the cluster naming node %d, leader of %s/%d, the coordinator of %s", victim, txnStateTopic, part, txnID), func() bool {
+		n, ok := c.TxnCoordinator(txnID)
+		return ok && n == victim
+	})
+	// What else the coordinator leads, for the report.
+	var led []string
+	for p := range int32(partitions) {
+		if pd, ok := c.Partition(w.topic, p); ok && pd.Leader == victim {
+			led = append(led, fmt.Sprintf("%s/%d", w.topic, p))
+		}
+	}
+	pp, ok := c.Partition(posTopic, 0)
+	if !ok || len(pp.Replicas) != 3 {
+		t.Fatalf("position topic %s: %+v (ok %v), want 3 replicas", posTopic, pp, ok)
+	}
+	if pp.Leader == victim {
+		led = append(led, posTopic+"/0")
+	}
+
+	at := stats()
+	failedBefore := failedBatches()
+	killAt := time.Now()
+	c.Kill(t, victim)
+	newLeader := c.Leader(t, txnStateTopic, part, victim, 60*time.Second)
+	elected := time.Since(killAt)
+	testkit.WaitFor(t, 60*time.Second, "the cluster naming the new coordinator", func() bool {
+		n, ok := c.TxnCoordinator(txnID)
+		return ok && n == newLeader
+	})
+	found := time.Since(killAt)
+	// Two batches more: the first may be one whose commit the dead
+	// coordinator had completed before the kill.
+	testkit.WaitFor(t, 60*time.Second, "a batch committed by the new coordinator", func() bool { return stats().Batches >= at.Batches+2 })
+	firstBatch := time.Since(killAt)
+	testkit.WaitFor(t, 60*time.Second, "relay publishing with the coordinator down", func() bool { return stats().Published >= at.Published+1000 })
+	resumed := time.Since(killAt)
+	failedDown := failedBatches() - failedBefore
+
+	startAt := time.Now()
+	c.Start(t, victim)
+	for p := range int32(partitions) {
+		c.WaitInSync(t, w.topic, p, 90*time.Second)
+	}
+	c.WaitInSync(t, posTopic, 0, 90*time.Second)
+	for p := range int32(txnStatePartitions) {
+		c.WaitInSync(t, txnStateTopic, p, 90*time.Second)
+	}
+	back := time.Since(startAt)
+	// The node back coordinates and leads again: a clean move this time
+	// (the old coordinator answers NOT_COORDINATOR, the client asks for
+	// the new one).
+	c.ElectPreferred(t, txnStateTopic, txnStatePartitions, 60*time.Second)
+	c.ElectPreferred(t, w.topic, partitions, 60*time.Second)
+	testkit.WaitFor(t, 30*time.Second, "the cluster naming the node back as coordinator", func() bool {
+		n, ok := c.TxnCoordinator(txnID)
+		return ok && n == victim
+	})
+	atBack := stats().Published
+	testkit.WaitFor(t, 60*time.Second, "relay publishing after the coordinator's return", func() bool { return stats().Published >= atBack+500 })
+	stopWriters()
+	backlog, drainAt := w.outboxCount(), time.Now()
+	t.Logf("%d outbox rows when the writers stopped", backlog)
+	w.drained(60 * time.Second)
+	drain := time.Since(drainAt)
+	stats() // still running
+	r.stop()
+
+	o := w.verify(w.readTopic())
+	if _, uncertain, failed, err := w.ledger.counts(); uncertain+failed > 0 {
+		t.Errorf("writers failed %d transactions with the database up: %v", failed+uncertain, err)
+	}
+	t.Logf("transaction coordinator failover: %s; node %d (coordinator of %s: leader of %s/%d; also leading %s) SIGKILLed after %d published in %d batches: "+
+		"new leader %d elected %s later, named coordinator %s, first batch committed %s and %d more published %s after the kill (%d failed batches logged meanwhile); "+
+		"node back and every replica in sync %s after its start, then coordinator and leader again; %d outbox rows drained %s after the writers stopped; %s; relay log: %s; test %s",
+		o, victim, txnID, txnStateTopic, part, strings.Join(led, ", "), at.Published, at.Batches,
+		newLeader, duration(elected), duration(found), duration(firstBatch), 1000, duration(resumed), failedDown,
+		duration(back), backlog, duration(drain), w.txnReport(r, o, txnID, out.String()), strings.Join(grepLines(out.String(), "msg=\"kafka "), " | "), duration(time.Since(begin)))
+}
+
 // The transactions' state topic of kafka.sh's cluster: its
 // transaction.state.log.num.partitions.
 const (
 	txnStateTopic      = "__transaction_state"
 	txnStatePartitions = 4
 )
+
+// txnStatePartition is the partition of __transaction_state holding the
+// state of transactional.id id, whose leader is its coordinator: Kafka's
+// TransactionStateManager.partitionFor, Utils.abs(id.hashCode()) %
+// partitions (Java's String.hashCode, over UTF-16 code units).
+func txnStatePartition(id string) int32 {
+	var h int32
+	for _, u := range utf16.Encode([]rune(id)) {
+		h = 31*h + int32(u)
+	}
+	if h == math.MinInt32 {
+		h = 0 // Utils.abs
+	}
+	if h < 0 {
+		h = -h
+	}
+	return h % txnStatePartitions
+}
 
 // checkTxnState checks that the cluster keeps the transactions' state as it
 // keeps the topics: every partition of __transaction_state on 3 replicas,
