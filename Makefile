@@ -63,7 +63,7 @@ test-kafka: ensure-postgres ensure-java ensure-python ## the integration suite a
 FAILOVER_KAFKA_PORT ?= 29192
 
 .PHONY: test-failover
-test-failover: ensure-postgres ensure-java ## broker failover: a 3-node Apache Kafka cluster (RF 3, min ISR 2), a partition leader SIGKILLed under the relay and under a group
+test-failover: ensure-postgres ensure-java ## broker failover: a 3-node Apache Kafka cluster (RF 3, min ISR 2), a partition leader SIGKILLed under the relay (also transactional) and under a group, a transaction coordinator under a transactional relay
 	@set -euo pipefail; \
 	run=$$(mktemp -d -t eventline-failover.XXXXXX); \
 	export EVENTLINE_KAFKA_DIR=$$run EVENTLINE_KAFKA_NODES=3 \

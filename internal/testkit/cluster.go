@@ -180,6 +180,21 @@ func (c *Cluster) Leader(t testing.TB, topic string, partition int32, not int32,
 	return leader
 }
 
+// TxnCoordinator asks the cluster for the transaction coordinator of
+// transactional.id txnID, the leader of the id's partition of
+// __transaction_state; ok is false while no broker answers or the answer is
+// an error (COORDINATOR_NOT_AVAILABLE while no replica leads). A broker
+// answers from its metadata: the dead leader until the controller fenced it.
+func (c *Cluster) TxnCoordinator(txnID string) (node int32, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r, found := c.adm.FindTxnCoordinators(ctx, txnID)[txnID]
+	if !found || r.Err != nil || r.NodeID < 0 {
+		return -1, false
+	}
+	return r.NodeID, true
+}
+
 // WaitInSync waits up to limit until every replica of topic's partition is
 // in its ISR again (a restarted node has caught up).
 func (c *Cluster) WaitInSync(t testing.TB, topic string, partition int32, limit time.Duration) {
