@@ -110,7 +110,17 @@ type txnSession struct {
 	mu      sync.Mutex
 	pending []int64   // ids committed to Kafka, not yet deleted
 	stream  streamPos // logical mode: the last committed stream position
+	ended   time.Time // when the last transaction ended
 }
+
+// txnSettle is the least time between a transaction's end and the next
+// one's first produce. Kafka 4 (transaction version 2) writes a commit's
+// markers after EndTxn returned and refuses a produce of the next
+// transaction that reaches a partition first (CONCURRENT_TRANSACTIONS),
+// which franz-go retries after a metadata refresh: back-to-back
+// transactions at 1,000 events/s (logical mode) put commit → readable at
+// p50 25-29 ms, 6.8 ms with this wait (bench e2e, Kafka 4.4, 2-core VM).
+const txnSettle = 2 * time.Millisecond
 
 // position is the position record of a transaction holding the table rows
 // ids (none in a stream transaction): the session's stream position goes
@@ -351,6 +361,10 @@ func (r *Relay) commitTx(pctx context.Context, ts *txnSession, recs []*kgo.Recor
 	if err != nil {
 		return nil, fmt.Errorf("%w: position record: %w", errTxn, err)
 	}
+	if wait := txnSettle - time.Since(ts.ended); wait > 0 {
+		time.Sleep(wait)
+	}
+	defer func() { ts.ended = time.Now() }()
 	if err := cl.BeginTransaction(); err != nil {
 		return nil, fmt.Errorf("%w: begin: %w", errTxn, err)
 	}
