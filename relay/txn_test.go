@@ -235,7 +235,9 @@ func TestTransactionalRelayACLs(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(cluster.Close)
-	scramAs := func(user, pass string) kgo.Opt { return kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha256Mechanism()) }
+	scramAs := func(user, pass string) kgo.Opt {
+		return kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha256Mechanism())
+	}
 	b.brokers, b.kopts = cluster.ListenAddrs(), []kgo.Opt{scramAs("admin", "admin")}
 	id := testkit.UniqueName(t, "txid")
 	adm := kadm.NewClient(testkit.Client(t, b.brokers, b.kopts...))

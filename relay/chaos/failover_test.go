@@ -148,7 +148,7 @@ func grepLines(s, sub string) []string {
 	return lines
 }
 
-// On the three-node cluster, the transaction coordinator of a transactional
+// On the three-node cluster, in both modes, the transaction coordinator of a transactional
 // relay — the leader of its transactional.id's partition of
 // __transaction_state, which kafka.sh replicates like the topics (3
 // replicas, min ISR 2) — is SIGKILLed while 8 writers commit. Every batch
@@ -169,9 +169,15 @@ func grepLines(s, sub string) []string {
 //
 // Runs only on the cluster of make test-failover (testkit.ClusterEnv).
 func TestFailoverTransactionCoordinatorSIGKILL(t *testing.T) {
+	for _, v := range []variant{{mode: relay.ModePoll, txn: true}, {mode: relay.ModeLogical, txn: true}} {
+		t.Run(v.String(), func(t *testing.T) { testFailoverTransactionCoordinatorSIGKILL(t, v) })
+	}
+}
+
+func testFailoverTransactionCoordinatorSIGKILL(t *testing.T, v variant) {
 	begin := time.Now()
 	c := testkit.KafkaCluster(t)
-	w := setupReplicated(t, variant{mode: relay.ModePoll, txn: true}, testkit.Postgres(t), c.Brokers, 3)
+	w := setupReplicated(t, v, testkit.Postgres(t), c.Brokers, 3)
 	log, out := testkit.CapturingLogger(t)
 	txnID := testkit.UniqueName(t, "relay")
 	// The relay's name for its position topic (relay.positionTopic): the
