@@ -407,15 +407,25 @@ func (b *broker) rawProduce(t *testing.T, txid, topic string, partition int32, p
 	rp.Records = batch.AppendTo(nil)
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
-	resp, err := b.raw.Broker(int(leader)).Request(ctx, req)
-	if err != nil {
-		t.Fatalf("Produce: %v", err)
+	for {
+		resp, err := b.raw.Broker(int(leader)).Request(ctx, req)
+		if err != nil {
+			t.Fatalf("Produce: %v", err)
+		}
+		pr := resp.(*kmsg.ProduceResponse)
+		if pr.Version < 12 {
+			t.Fatalf("Produce v%d: the broker does not add partitions implicitly (KIP-890), these tests assume it does", pr.Version)
+		}
+		// A topic Kafka has just created can be in the metadata before
+		// its leader serves it: retry as clients do (nothing was
+		// written).
+		c := pr.Topics[0].Partitions[0].ErrorCode
+		if (c == kerr.NotLeaderForPartition.Code || c == kerr.UnknownTopicOrPartition.Code) && ctx.Err() == nil {
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		return c
 	}
-	pr := resp.(*kmsg.ProduceResponse)
-	if pr.Version < 12 {
-		t.Fatalf("Produce v%d: the broker does not add partitions implicitly (KIP-890), these tests assume it does", pr.Version)
-	}
-	return pr.Topics[0].Partitions[0].ErrorCode
 }
 
 // rawAddPartition sends AddPartitionsToTxn for topic/partition as
