@@ -402,6 +402,13 @@ func (s *stream) run(ctx context.Context, lost *atomic.Bool) error {
 	defer stopRead()
 	maxInflight := 4 * r.cfg.BatchSize
 	maxBytes := 4 * int64(r.cfg.BatchBytes)
+	if s.tx != nil {
+		// Transactional: the transaction being committed and the next
+		// one, queued meanwhile, are enough to keep the committer busy;
+		// more only holds memory (a whole transaction's records stay in
+		// the client until its commit).
+		maxInflight, maxBytes = 2*r.cfg.BatchSize, 2*int64(r.cfg.BatchBytes)
+	}
 	nextStatus := time.Now().Add(r.cfg.StatusInterval)
 	var warned time.Time
 	// Saving the position and probing the table are database round trips:
