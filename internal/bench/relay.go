@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/internal/hook"
@@ -161,6 +162,14 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 		}
 	}
 	res.CeilingEventsPerSec = float64(n) / ceiling.Seconds()
+	// The topic is created before the drain, untimed: a client that asked
+	// for a topic before it existed keeps that answer for MetadataMinAge
+	// (5 s), so end offsets read before the relay created it would hide
+	// its records for up to 5 s of a short drain on Apache Kafka. The relay
+	// finds it in place, as eventline.yaml describes it.
+	if err := createTopic(ctx, env, s.topic, o.Partitions); err != nil {
+		return res, err
+	}
 	// Completion is read from Kafka's end offsets (a metadata request to
 	// the broker every 20 ms), not from the outbox: a count(*) over the
 	// million rows would compete with the relay for the database and the
@@ -571,4 +580,22 @@ func Machine() string {
 		}
 	}
 	return fmt.Sprintf("%d cores, %s", numCPU(), model)
+}
+
+// createTopic creates topic with partitions partitions (the broker's
+// replication factor); one that exists already is fine.
+func createTopic(ctx context.Context, env Env, topic string, partitions int) error {
+	cl, err := env.kafka()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, int32(partitions), -1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("creating topic %s: %w", topic, err)
+	}
+	return nil
 }
