@@ -182,6 +182,16 @@ func e2eBenchSmoke(t *testing.T, bin string, mode relay.Mode) {
 		!(0 < res.ToAppliedP50Ms && res.ToAppliedP50Ms <= res.ToAppliedP99Ms && res.ToAppliedP99Ms <= res.ToAppliedP999Ms) {
 		t.Errorf("percentiles out of order: %s", b)
 	}
+	// The hops in order (the produce time is a record timestamp, whole
+	// milliseconds: up to 1 ms early).
+	if !(res.ToProducedP50Ms <= res.ToKafkaP50Ms+1 && res.ToKafkaP50Ms <= res.ToApplyStartP50Ms+1 && 0 < res.ToApplyStartP50Ms && res.ToApplyStartP50Ms <= res.ToAppliedP50Ms) {
+		t.Errorf("hops out of order at p50: %s", b)
+	}
+	for _, role := range []string{"relay", "bench", "postgres backends"} {
+		if res.CPUPer1000[role] <= 0 {
+			t.Errorf("no CPU time for %s: %s", role, b)
+		}
+	}
 }
 
 // bench deploy: a rolling restart and a killed member under load, with

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"time"
 
@@ -59,7 +60,22 @@ type E2EResult struct {
 	ToAppliedP50Ms  float64 `json:"commit_to_applied_p50_ms"`
 	ToAppliedP99Ms  float64 `json:"commit_to_applied_p99_ms"`
 	ToAppliedP999Ms float64 `json:"commit_to_applied_p999_ms"`
-	Machine         string  `json:"machine"`
+	// Hops between: the relay handing the record to its Kafka client (the
+	// record's timestamp, which the client sets then: milliseconds), and
+	// the group's handler starting on it (its apply transaction began).
+	ToProducedP50Ms    float64 `json:"commit_to_produced_p50_ms"`
+	ToProducedP99Ms    float64 `json:"commit_to_produced_p99_ms"`
+	ToProducedP999Ms   float64 `json:"commit_to_produced_p999_ms"`
+	ToApplyStartP50Ms  float64 `json:"commit_to_apply_start_p50_ms"`
+	ToApplyStartP99Ms  float64 `json:"commit_to_apply_start_p99_ms"`
+	ToApplyStartP999Ms float64 `json:"commit_to_apply_start_p999_ms"`
+	// CPUPer1000 is the CPU seconds each process (or group of PostgreSQL
+	// processes) used per 1,000 events during the load: "relay", "bench"
+	// (this process: the writers, the group and the tailing consumer;
+	// the broker too when it runs in it), "broker" (a local broker process),
+	// "postgres backends", "postgres walsender", "postgres background".
+	CPUPer1000 map[string]float64 `json:"cpu_seconds_per_1000_events,omitempty"`
+	Machine    string             `json:"machine"`
 }
 
 func (o E2EOptions) withDefaults() E2EOptions {
@@ -97,6 +113,8 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	var mu sync.Mutex
 	committed := map[string]time.Time{}
 	inKafka := map[string]time.Time{}
+	produced := map[string]time.Time{}
+	applying := map[string]time.Time{}
 	done := map[string]time.Time{}
 	total := int(float64(o.Rate) * o.Duration.Seconds())
 	if o.Rate < 0 || o.Duration < 0 || total < 1 {
@@ -120,6 +138,13 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 		DB: s.pool, Schema: s.schema, Serde: schemas.NewSerde(reg), Events: []schemas.Event{&events.OrderCreated{}},
 		CreateTopics: true, Logger: log,
 		Handler: func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
+			now := time.Now()
+			id := ev.ID.String()
+			mu.Lock()
+			if applying[id].IsZero() {
+				applying[id] = now
+			}
+			mu.Unlock()
 			_, err := tx.Exec(ctx, `INSERT INTO `+applied+` VALUES ($1, $2)`, ev.ID, ev.Payload.(*events.OrderCreated).TotalMinor)
 			return err
 		},
@@ -157,7 +182,27 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	}
 	defer tail.Close()
 	tailed := make(chan error, 1)
-	go func() { tailed <- firstSeen(cctx, tail, &mu, inKafka, total) }()
+	go func() { tailed <- firstSeen(cctx, tail, &mu, inKafka, produced, total) }()
+
+	// CPU: the processes at the start, and at the end (PostgreSQL's new
+	// connections since).
+	processes := func() (cpuRoles, error) {
+		roles, err := postgresPIDs(cctx, s.pool)
+		if err != nil {
+			return nil, err
+		}
+		roles["relay"] = []int{proc.cmd.Process.Pid}
+		roles["bench"] = []int{os.Getpid()}
+		if pid := listenerPID(env.Brokers[0]); pid != 0 && pid != os.Getpid() {
+			roles["broker"] = []int{pid}
+		}
+		return roles, nil
+	}
+	roles, err := processes()
+	if err != nil {
+		return res, err
+	}
+	cpuBefore := roles.sample()
 
 	log.Info("bench e2e: appending", "rate", o.Rate, "events", total)
 	begin := time.Now()
@@ -187,6 +232,10 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+	if roles, err = processes(); err != nil {
+		return res, err
+	}
+	cpu := cpuDelta(cpuBefore, roles.sample())
 	stopGroup()
 	if err := <-groupDone; err != nil {
 		return res, err
@@ -194,7 +243,7 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	var toKafka, toApplied []time.Duration
+	var toKafka, toApplied, toProduced, toApplyStart []time.Duration
 	for id, c := range committed {
 		k, ok1 := inKafka[id]
 		a, ok2 := done[id]
@@ -203,8 +252,16 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 		}
 		toKafka = append(toKafka, k.Sub(c))
 		toApplied = append(toApplied, a.Sub(c))
+		toProduced = append(toProduced, produced[id].Sub(c))
+		toApplyStart = append(toApplyStart, applying[id].Sub(c))
 	}
 	res.Events = len(committed)
+	res.ToProducedP50Ms, res.ToProducedP99Ms, res.ToProducedP999Ms = ms(percentile(toProduced, 0.5)), ms(percentile(toProduced, 0.99)), ms(percentile(toProduced, 0.999))
+	res.ToApplyStartP50Ms, res.ToApplyStartP99Ms, res.ToApplyStartP999Ms = ms(percentile(toApplyStart, 0.5)), ms(percentile(toApplyStart, 0.99)), ms(percentile(toApplyStart, 0.999))
+	res.CPUPer1000 = map[string]float64{}
+	for role, sec := range cpu {
+		res.CPUPer1000[role] = sec / (float64(res.Events) / 1000)
+	}
 	res.AchievedRate = float64(res.Events) / res.Seconds
 	res.ToKafkaP50Ms, res.ToKafkaP99Ms, res.ToKafkaP999Ms = ms(percentile(toKafka, 0.5)), ms(percentile(toKafka, 0.99)), ms(percentile(toKafka, 0.999))
 	res.ToAppliedP50Ms, res.ToAppliedP99Ms, res.ToAppliedP999Ms = ms(percentile(toApplied, 0.5)), ms(percentile(toApplied, 0.99)), ms(percentile(toApplied, 0.999))
@@ -263,7 +320,7 @@ func tailFromEnd(ctx context.Context, env Env, topic string) (*kgo.Client, error
 // firstSeen reads cl until it has seen total distinct event ids, noting
 // in seen (guarded by mu) when each was first read: a republished copy is
 // not the first sight.
-func firstSeen(ctx context.Context, cl *kgo.Client, mu *sync.Mutex, seen map[string]time.Time, total int) error {
+func firstSeen(ctx context.Context, cl *kgo.Client, mu *sync.Mutex, seen, produced map[string]time.Time, total int) error {
 	for {
 		fs := cl.PollFetches(ctx)
 		now := time.Now()
@@ -271,6 +328,7 @@ func firstSeen(ctx context.Context, cl *kgo.Client, mu *sync.Mutex, seen map[str
 		fs.EachRecord(func(r *kgo.Record) {
 			if id := eventID(r); seen[id].IsZero() {
 				seen[id] = now
+				produced[id] = r.Timestamp
 			}
 		})
 		n := len(seen)

@@ -544,7 +544,7 @@ func liveLatency(ctx context.Context, env Env, s *setup, o RelayOptions) ([]time
 	committed := map[string]time.Time{}
 	received := map[string]time.Time{}
 	consumed := make(chan error, 1)
-	go func() { consumed <- firstSeen(cctx, cons, &mu, received, total) }()
+	go func() { consumed <- firstSeen(cctx, cons, &mu, received, map[string]time.Time{}, total) }()
 	if err := appendPaced(cctx, s, o.LatencyRate, total, 4, func(id string, at time.Time) {
 		mu.Lock()
 		committed[id] = at

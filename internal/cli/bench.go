@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/eventline/eventline/internal/bench"
@@ -115,8 +118,23 @@ func runBench(ctx context.Context, env *Env, args []string) int {
 		}
 		out = res
 		if !*asJSON {
+			mode := res.Mode
+			if res.Transactional {
+				mode += ", transactions"
+			}
 			fmt.Fprintf(env.Stdout, "e2e (%s) at %d events/s (achieved %.0f), %d events: commit → in Kafka p50 %.1f / p99 %.1f / p999 %.1f ms; commit → applied p50 %.1f / p99 %.1f / p999 %.1f ms; machine: %s\n",
-				res.Mode, res.Rate, res.AchievedRate, res.Events, res.ToKafkaP50Ms, res.ToKafkaP99Ms, res.ToKafkaP999Ms, res.ToAppliedP50Ms, res.ToAppliedP99Ms, res.ToAppliedP999Ms, res.Machine)
+				mode, res.Rate, res.AchievedRate, res.Events, res.ToKafkaP50Ms, res.ToKafkaP99Ms, res.ToKafkaP999Ms, res.ToAppliedP50Ms, res.ToAppliedP99Ms, res.ToAppliedP999Ms, res.Machine)
+			fmt.Fprintf(env.Stdout, "hops from commit, p50 / p99 / p999 ms: produced by the relay %.1f / %.1f / %.1f; readable %.1f / %.1f / %.1f; apply began %.1f / %.1f / %.1f; applied %.1f / %.1f / %.1f\n",
+				res.ToProducedP50Ms, res.ToProducedP99Ms, res.ToProducedP999Ms, res.ToKafkaP50Ms, res.ToKafkaP99Ms, res.ToKafkaP999Ms,
+				res.ToApplyStartP50Ms, res.ToApplyStartP99Ms, res.ToApplyStartP999Ms, res.ToAppliedP50Ms, res.ToAppliedP99Ms, res.ToAppliedP999Ms)
+			roles := slices.Sorted(maps.Keys(res.CPUPer1000))
+			var parts []string
+			var total float64
+			for _, r := range roles {
+				parts = append(parts, fmt.Sprintf("%s %.3f", r, res.CPUPer1000[r]))
+				total += res.CPUPer1000[r]
+			}
+			fmt.Fprintf(env.Stdout, "CPU seconds per 1,000 events: %s; total %.3f\n", strings.Join(parts, ", "), total)
 			return ExitOK
 		}
 	case "consume":

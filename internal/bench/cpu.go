@@ -1,0 +1,150 @@
+package bench
+
+// CPU accounting for the benchmarks: each process's user+system time from
+// /proc (Linux), sampled before and after a measured phase. No library reads
+// another process's CPU time portably (gopsutil would, at the cost of a large
+// dependency for two fields of one file), so the few lines are here.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
+// every Linux architecture Go supports (the kernel fixes it for user space).
+const clockTicks = 100
+
+// procCPU is the user+system CPU seconds pid has used, false when it cannot
+// be read (no such process, not Linux).
+func procCPU(pid int) (float64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name (field 2) is in parentheses and may hold spaces:
+	// fields are counted after its closing one.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseFloat(f[11], 64) // field 14
+	stime, err2 := strconv.ParseFloat(f[12], 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return (utime + stime) / clockTicks, true
+}
+
+// cpuRoles names the processes a phase is measured on: role -> pids.
+type cpuRoles map[string][]int
+
+// sample is the CPU seconds of each role's processes now.
+func (r cpuRoles) sample() map[string]map[int]float64 {
+	out := map[string]map[int]float64{}
+	for role, pids := range r {
+		out[role] = map[int]float64{}
+		for _, pid := range pids {
+			if s, ok := procCPU(pid); ok {
+				out[role][pid] = s
+			}
+		}
+	}
+	return out
+}
+
+// cpuDelta is the CPU seconds each role used between before and after. A
+// process seen only after started in between (a pool's new connection):
+// all its time counts. One that ended in between cannot be read any more
+// and is missed.
+func cpuDelta(before, after map[string]map[int]float64) map[string]float64 {
+	out := map[string]float64{}
+	for role, pids := range after {
+		var sum float64
+		for pid, s := range pids {
+			sum += s - before[role][pid]
+		}
+		out[role] = sum
+	}
+	return out
+}
+
+// postgresPIDs groups the server processes of pool's cluster by what they
+// do: "postgres walsender" (logical mode's stream), "postgres backends"
+// (client sessions: the writers', the group's, the relay's queries) and
+// "postgres background" (checkpointer, WAL writer, autovacuum, ...).
+func postgresPIDs(ctx context.Context, pool *pgxpool.Pool) (cpuRoles, error) {
+	rows, err := pool.Query(ctx, `SELECT pid, coalesce(backend_type, '') FROM pg_stat_activity`)
+	if err != nil {
+		return nil, fmt.Errorf("listing the server's processes: %w", err)
+	}
+	defer rows.Close()
+	roles := cpuRoles{}
+	for rows.Next() {
+		var pid int
+		var kind string
+		if err := rows.Scan(&pid, &kind); err != nil {
+			return nil, err
+		}
+		role := "postgres background"
+		switch kind {
+		case "walsender":
+			role = "postgres walsender"
+		case "client backend":
+			role = "postgres backends"
+		}
+		roles[role] = append(roles[role], pid)
+	}
+	return roles, rows.Err()
+}
+
+// listenerPID is the local process listening on addr's TCP port (the
+// broker, when it runs on this machine), 0 when none is found.
+func listenerPID(addr string) int {
+	p, err := strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
+	if err != nil {
+		return 0
+	}
+	inodes := map[string]bool{}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		f, err := os.Open(table)
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fs := strings.Fields(sc.Text())
+			// local_address is HEXIP:HEXPORT; state 0A is LISTEN.
+			if len(fs) < 10 || fs[3] != "0A" {
+				continue
+			}
+			_, hp, _ := strings.Cut(fs[1], ":")
+			if v, err := strconv.ParseInt(hp, 16, 32); err == nil && int(v) == p {
+				inodes["socket:["+fs[9]+"]"] = true
+			}
+		}
+		f.Close()
+	}
+	if len(inodes) == 0 {
+		return 0
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*/fd/*")
+	for _, fd := range procs {
+		if target, err := os.Readlink(fd); err == nil && inodes[target] {
+			pid, _ := strconv.Atoi(strings.Split(fd, "/")[2])
+			return pid
+		}
+	}
+	return 0
+}
