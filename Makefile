@@ -114,7 +114,7 @@ bench-peers: ensure-postgres ensure-java ## head-to-head: eventline's relay (bot
 
 .PHONY: bench-peers-smoke
 bench-peers-smoke: ensure-postgres ensure-java ## the head-to-head on tiny numbers (2,000 events, 200/s for 3 s), so its harness keeps working; fetches Connect and Debezium once (not in test or CI)
-	bash scripts/bench-peers.sh --rounds 1 --events 2000 --rate 200 --warmup -1s --live-for 3s
+	bash scripts/bench-peers.sh --rounds 1 --events 2000 --rate 200 --warmup -1s --live-for 3s --broker-warmup -1
 
 .PHONY: clean
 clean: ## remove build output

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,6 +65,10 @@ type PeersOptions struct {
 	LiveFor time.Duration // default 30s
 	// DrainTimeout bounds each drain; default 30 min.
 	DrainTimeout time.Duration
+	// BrokerWarmup records are produced and read back before the first
+	// round, so the first peer does not meet a cold broker JVM; default
+	// 200,000, negative: none.
+	BrokerWarmup int
 
 	// RelayCommand runs eventline's relay (flags appended); default this
 	// executable's `relay`.
@@ -96,6 +101,7 @@ func (o PeersOptions) withDefaults() PeersOptions {
 	o.Warmup = cmp.Or(o.Warmup, 10*time.Second)
 	o.LiveFor = cmp.Or(o.LiveFor, 30*time.Second)
 	o.DrainTimeout = cmp.Or(o.DrainTimeout, 30*time.Minute)
+	o.BrokerWarmup = cmp.Or(o.BrokerWarmup, 200_000)
 	o.WatermillBatchSize = cmp.Or(o.WatermillBatchSize, 1000)
 	o.WatermillPollInterval = cmp.Or(o.WatermillPollInterval, 10*time.Millisecond)
 	o.Connect = o.Connect.withDefaults()
@@ -209,7 +215,7 @@ func Peers(ctx context.Context, env Env, o PeersOptions) (PeersResult, error) {
 	res := PeersResult{Machine: Machine(), Settings: map[string]string{}, Options: map[string]any{
 		"rounds": o.Rounds, "events": o.Events, "watermill_events": o.WatermillEvents, "aggregates": o.Aggregates,
 		"partitions": o.Partitions, "events_per_tx": o.EventsPerTx, "rate": o.Rate, "writers": o.Writers,
-		"warmup_seconds": o.Warmup.Seconds(), "live_seconds": o.LiveFor.Seconds(),
+		"warmup_seconds": o.Warmup.Seconds(), "live_seconds": o.LiveFor.Seconds(), "broker_warmup_records": o.BrokerWarmup,
 	}}
 	if err := o.validate(); err != nil {
 		return res, err
@@ -234,6 +240,11 @@ func Peers(ctx context.Context, env Env, o PeersOptions) (PeersResult, error) {
 		}
 		res.Settings[name] = peerSettings(name, o)
 	}
+	if o.BrokerWarmup > 0 {
+		if err := warmBroker(ctx, env, o.Partitions, o.BrokerWarmup, o.Logger); err != nil {
+			return res, fmt.Errorf("warming the broker up: %w", err)
+		}
+	}
 	for i := range o.Rounds {
 		for j := range o.Peers {
 			name := o.Peers[(i+j)%len(o.Peers)]
@@ -249,6 +260,50 @@ func Peers(ctx context.Context, env Env, o PeersOptions) (PeersResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// warmBroker produces n records of the benchmark's size to a scratch
+// topic and reads them back, then deletes the topic: the broker's JIT
+// warms up on its produce and fetch paths before any peer is measured.
+func warmBroker(ctx context.Context, env Env, partitions, n int, log *slog.Logger) error {
+	topic := "bench.warmup." + uuid.NewString()[:8]
+	cl, err := env.kafka(kgo.DefaultProduceTopic(topic), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	if _, err := adm.CreateTopic(ctx, int32(partitions), -1, nil, topic); err != nil {
+		return err
+	}
+	defer adm.DeleteTopics(context.WithoutCancel(ctx), topic) //nolint:errcheck // a scratch topic
+	log.Info("bench peers: warming the broker up", "records", n)
+	value := make([]byte, 174)
+	var perr error
+	var once sync.Once
+	for i := range n {
+		cl.Produce(ctx, &kgo.Record{Key: []byte(strconv.Itoa(i % 1000)), Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				once.Do(func() { perr = err })
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return err
+	}
+	if perr != nil {
+		return perr
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for read := 0; read < n; {
+		fs := cl.PollFetches(wctx)
+		if err := wctx.Err(); err != nil {
+			return fmt.Errorf("%d of %d records read back: %w", read, n, err)
+		}
+		read += fs.NumRecords()
+	}
+	return nil
 }
 
 // postmasterPID is the PostgreSQL server's process: the parent of this

@@ -113,6 +113,7 @@ func (w *connectWorker) ensure(ctx context.Context) (cold bool, err error) {
 bootstrap.servers=%s
 listeners=http://127.0.0.1:%d
 plugin.path=%s
+plugin.discovery=service_load
 key.converter=org.apache.kafka.connect.json.JsonConverter
 value.converter=org.apache.kafka.connect.json.JsonConverter
 offset.storage.file.filename=%s

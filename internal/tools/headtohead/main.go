@@ -42,6 +42,7 @@ func main() {
 	flag.IntVar(&o.Writers, "writers", 8, "live phase: concurrent writers")
 	flag.DurationVar(&o.Warmup, "warmup", 10*time.Second, "live phase: unmeasured lead-in (negative: none)")
 	flag.DurationVar(&o.LiveFor, "live-for", 30*time.Second, "live phase: measured length")
+	flag.IntVar(&o.BrokerWarmup, "broker-warmup", 200_000, "records produced and read back before the first round (negative: none)")
 	flag.DurationVar(&o.DrainTimeout, "drain-timeout", 30*time.Minute, "give up a drain after this long")
 	relayBin := flag.String("eventline", "bin/eventline", "the eventline binary (its relay subcommand runs)")
 	flag.StringVar(&o.WatermillCommand, "watermill", "", "the bench/peers/watermill binary")
