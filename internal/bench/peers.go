@@ -276,7 +276,7 @@ func warmBroker(ctx context.Context, env Env, partitions, n int, log *slog.Logge
 	if _, err := adm.CreateTopic(ctx, int32(partitions), -1, nil, topic); err != nil {
 		return err
 	}
-	defer adm.DeleteTopics(context.WithoutCancel(ctx), topic) //nolint:errcheck // a scratch topic
+	defer func() { _, _ = adm.DeleteTopics(context.WithoutCancel(ctx), topic) }() // a scratch topic
 	log.Info("bench peers: warming the broker up", "records", n)
 	value := make([]byte, 174)
 	var perr error
