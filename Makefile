@@ -104,6 +104,18 @@ check-generate: generate ## fail when generated code differs from what is commit
 bench: ensure-postgres ## run the Go benchmarks
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
 
+# The head-to-head's arguments (internal/tools/headtohead -help), e.g.
+# PEERS_ARGS='--rounds 3 --watermill-events 200000'.
+PEERS_ARGS ?=
+
+.PHONY: bench-peers
+bench-peers: ensure-postgres ensure-java ## head-to-head: eventline's relay (both modes), Debezium's outbox router in Kafka Connect, Watermill's SQL forwarder, on one PostgreSQL and a real Kafka 4.4 (docs/benchmarks/head-to-head.md; long, not in test or CI)
+	bash scripts/bench-peers.sh $(PEERS_ARGS)
+
+.PHONY: bench-peers-smoke
+bench-peers-smoke: ensure-postgres ensure-java ## the head-to-head on tiny numbers (2,000 events, 200/s for 3 s), so its harness keeps working; fetches Connect and Debezium once (not in test or CI)
+	bash scripts/bench-peers.sh --rounds 1 --events 2000 --rate 200 --warmup -1s --live-for 3s --broker-warmup -1
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin

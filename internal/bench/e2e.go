@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -346,6 +347,20 @@ func firstSeen(ctx context.Context, cl *kgo.Client, mu *sync.Mutex, seen, produc
 // open loop (event k is due at start + k/rate whatever the previous commit
 // took) over writers goroutines, and reports each commit's event id and time.
 func appendPaced(ctx context.Context, s *setup, rate, total, writers int, committed func(id string, at time.Time)) error {
+	return appendPacedWith(ctx, s.pool, rate, total, writers, func(ctx context.Context, tx pgx.Tx, id uuid.UUID, agg string, rng *rand.Rand) error {
+		return appendEventline(ctx, s, tx, id, agg, rng)
+	}, committed)
+}
+
+// appendEventline appends one OrderCreated through s's producer in tx.
+func appendEventline(ctx context.Context, s *setup, tx pgx.Tx, id uuid.UUID, agg string, rng *rand.Rand) error {
+	return s.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, EventID: id, Event: sampleOrder(agg, rng)})
+}
+
+// appendPacedWith is appendPaced with write appending the event (id, of
+// aggregate agg) in each transaction: to an outbox of another kind.
+func appendPacedWith(ctx context.Context, pool *pgxpool.Pool, rate, total, writers int,
+	write func(ctx context.Context, tx pgx.Tx, id uuid.UUID, agg string, rng *rand.Rand) error, committed func(id string, at time.Time)) error {
 	aggs := make([]string, 1000)
 	for i := range aggs {
 		aggs[i] = uuid.NewString()
@@ -364,9 +379,9 @@ func appendPaced(ctx context.Context, s *setup, rate, total, writers int, commit
 				}
 				id := uuid.New()
 				agg := aggs[k%len(aggs)]
-				tx, err := s.pool.Begin(ctx)
+				tx, err := pool.Begin(ctx)
 				if err == nil {
-					err = s.prod.Append(ctx, tx, producer.Message{AggregateType: "order", AggregateID: agg, EventID: id, Event: sampleOrder(agg, rng)})
+					err = write(ctx, tx, id, agg, rng)
 					if err == nil {
 						err = tx.Commit(ctx)
 					} else {
