@@ -1,9 +1,7 @@
 package bench
 
-// CPU accounting for the benchmarks: each process's user+system time from
-// /proc (Linux), sampled before and after a measured phase. No library reads
-// another process's CPU time portably (gopsutil would, at the cost of a large
-// dependency for two fields of one file), so the few lines are here.
+// CPU accounting of bench e2e: each process's user+system time
+// (procstat.go), grouped by role, sampled before and after the load.
 
 import (
 	"bufio"
@@ -17,36 +15,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on
-// every Linux architecture Go supports (the kernel fixes it for user space).
-const clockTicks = 100
-
-// procCPU is the user+system CPU seconds pid has used, false when it cannot
-// be read (no such process, not Linux).
-func procCPU(pid int) (float64, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, false
-	}
-	// The command name (field 2) is in parentheses and may hold spaces:
-	// fields are counted after its closing one.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, false
-	}
-	utime, err1 := strconv.ParseFloat(f[11], 64) // field 14
-	stime, err2 := strconv.ParseFloat(f[12], 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return (utime + stime) / clockTicks, true
-}
-
 // cpuRoles names the processes a phase is measured on: role -> pids.
 type cpuRoles map[string][]int
 
@@ -56,8 +24,8 @@ func (r cpuRoles) sample() map[string]map[int]float64 {
 	for role, pids := range r {
 		out[role] = map[int]float64{}
 		for _, pid := range pids {
-			if s, ok := procCPU(pid); ok {
-				out[role][pid] = s
+			if st, err := readProcStat(pid); err == nil {
+				out[role][pid] = st.own.Seconds()
 			}
 		}
 	}
