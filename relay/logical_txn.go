@@ -4,8 +4,8 @@ package relay
 // the slot sends them and queues them; a committer goroutine owns the
 // transactional client and turns what is queued into Kafka transactions
 // (up to BatchSize events or BatchBytes each), while the stream goes on
-// decoding the next ones (up to four batches ahead, the same backpressure as
-// without transactions). Each transaction carries the stream's position
+// decoding the next ones (up to two batches in flight, the same
+// backpressure as without transactions). Each transaction carries the stream's position
 // (streamPos): the end of the last PostgreSQL transaction all of whose
 // events it holds, and how many events of the one it holds a part of. An
 // event counts as delivered to the confirmer only once its Kafka
