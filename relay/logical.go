@@ -87,17 +87,7 @@ func (c *confirmer) add(t *txn, size int) {
 }
 
 func (c *confirmer) ack(t *txn, size int) {
-	c.mu.Lock()
-	c.progress = time.Now()
-	t.pending--
-	c.inflight--
-	c.bytes -= int64(size)
-	c.advance()
-	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.ackAll(1, func(int) (*txn, int) { return t, size })
 }
 
 // ackAll acknowledges n events at once (one lock, one advance, one wake):

@@ -661,39 +661,20 @@ func (p *eventlinePeer) prepare(ctx context.Context, r *round, n int) error {
 }
 
 func (p *eventlinePeer) start(ctx context.Context, r *round) (int, time.Duration, error) {
-	cfg, err := os.CreateTemp("", "eventline-peers-*.yaml")
+	// Its defaults: no tuning flag.
+	proc, err := startRelayChild(r.env, p.command, r.s.topic, r.o.Partitions, []string{"--schema", r.s.schema, "--mode", string(p.mode)})
 	if err != nil {
 		return 0, 0, err
 	}
-	fmt.Fprintf(cfg, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]\n", r.s.topic, r.o.Partitions)
-	cfg.Close()
-	command := p.command
-	if len(command) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return 0, 0, err
-		}
-		command = []string{exe, "relay"}
-	}
-	// Its defaults: no tuning flag.
-	args := append(command[1:len(command):len(command)], "--brokers", joinComma(r.env.Brokers), "--schema", r.s.schema, "--mode", string(p.mode), "--config", cfg.Name())
-	cmd := exec.Command(command[0], args...)
-	cmd.Env = append(os.Environ(), "EVENTLINE_LOG_LEVEL=warn", "DATABASE_URL="+r.env.DatabaseURL)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		os.Remove(cfg.Name())
-		return 0, 0, fmt.Errorf("starting the relay: %w", err)
-	}
-	p.proc = &relayProcess{cmd: cmd, exited: make(chan error, 1), cfg: cfg.Name()}
-	go func() { p.proc.exited <- cmd.Wait() }()
-	return cmd.Process.Pid, 0, nil
+	p.proc = proc
+	return proc.cmd.Process.Pid, 0, nil
 }
 
 func (p *eventlinePeer) exited() <-chan error {
 	if p.proc == nil {
 		return nil
 	}
-	return p.proc.exited
+	return p.proc.done
 }
 
 func (p *eventlinePeer) write(ctx context.Context, r *round, tx pgx.Tx, id uuid.UUID, agg string, rng *rand.Rand) error {

@@ -8,11 +8,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -215,7 +213,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 				return nil
 			}
 			select {
-			case err := <-proc.exited:
+			case err := <-proc.done:
 				return fmt.Errorf("relay exited during the drain: %v", err)
 			case <-ctx.Done():
 				return ctx.Err()
@@ -316,31 +314,16 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	return res, nil
 }
 
+// relayProcess is a relay child process and its pipeline file.
 type relayProcess struct {
-	cmd    *exec.Cmd
-	exited chan error
-	once   sync.Once
-	cfg    string
+	*childProcess
+	cfg string
 }
 
 // startRelayProcess runs `eventline relay` for the benchmark's schema, topic
 // and mode as a child process, so its memory and CPU are its own.
 func startRelayProcess(env Env, s *setup, partitions, batch int, transactional bool, command []string) (*relayProcess, error) {
-	cfgFile, err := os.CreateTemp("", "eventline-bench-*.yaml")
-	if err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(cfgFile, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]\n", s.topic, partitions)
-	cfgFile.Close()
-	if len(command) == 0 {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, err
-		}
-		command = []string{exe, "relay"}
-	}
-	args := []string{"--brokers", joinComma(env.Brokers), "--schema", s.schema, "--mode", string(s.mode),
-		"--config", cfgFile.Name(), "--batch-size", fmt.Sprint(batch)}
+	args := []string{"--schema", s.schema, "--mode", string(s.mode), "--batch-size", fmt.Sprint(batch)}
 	if s.mode == relay.ModePoll {
 		// Poll mode reads from the outbox's lowest id this often; logical
 		// mode would probe the (empty) table this often: its default.
@@ -355,36 +338,47 @@ func startRelayProcess(env Env, s *setup, partitions, batch int, transactional b
 			args = append(args, "--status-interval", "100ms")
 		}
 	}
-	cmd := exec.Command(command[0], append(command[1:], args...)...)
-	// The database URL carries a password: the environment, not argv,
-	// which any user on the machine can read in ps.
-	cmd.Env = append(os.Environ(), "EVENTLINE_LOG_LEVEL=warn", "DATABASE_URL="+env.DatabaseURL)
+	var extra []string
 	// EVENTLINE_RELAY_CPUPROFILE profiles the relay process alone.
 	if p := os.Getenv("EVENTLINE_RELAY_CPUPROFILE"); p != "" {
-		cmd.Env = append(cmd.Env, "EVENTLINE_CPUPROFILE="+p)
+		extra = append(extra, "EVENTLINE_CPUPROFILE="+p)
 	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	return startRelayChild(env, command, s.topic, partitions, args, extra...)
+}
+
+// startRelayChild runs command (default: this executable's `relay`) with a
+// pipeline of topic and args, the brokers and the pipeline file added. The
+// database URL carries a password: it goes in the environment, not argv,
+// which any user on the machine can read in ps.
+func startRelayChild(env Env, command []string, topic string, partitions int, args []string, extraEnv ...string) (*relayProcess, error) {
+	cfgFile, err := os.CreateTemp("", "eventline-bench-*.yaml")
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(cfgFile, "topics: [{name: %q, partitions: %d, events: [eventline.orders.OrderCreated]}]\n", topic, partitions)
+	cfgFile.Close()
+	if len(command) == 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			os.Remove(cfgFile.Name())
+			return nil, err
+		}
+		command = []string{exe, "relay"}
+	}
+	args = append(append(slices.Clip(command[1:]), "--brokers", joinComma(env.Brokers), "--config", cfgFile.Name()), args...)
+	c, err := startChild(command[0], args, append([]string{"EVENTLINE_LOG_LEVEL=warn", "DATABASE_URL=" + env.DatabaseURL}, extraEnv...), os.Stderr)
+	if err != nil {
 		os.Remove(cfgFile.Name())
 		return nil, fmt.Errorf("starting the relay: %w", err)
 	}
-	p := &relayProcess{cmd: cmd, exited: make(chan error, 1), cfg: cfgFile.Name()}
-	go func() { p.exited <- cmd.Wait() }()
-	return p, nil
+	return &relayProcess{childProcess: c, cfg: cfgFile.Name()}, nil
 }
 
-// stop ends the relay with SIGTERM (SIGKILL after 30 s); idempotent.
+// stop ends the relay with SIGTERM (SIGKILL after 30 s) and removes its
+// pipeline file; idempotent.
 func (p *relayProcess) stop() {
-	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.exited:
-		case <-time.After(30 * time.Second):
-			_ = p.cmd.Process.Kill()
-			<-p.exited
-		}
-		os.Remove(p.cfg)
-	})
+	p.childProcess.stop()
+	os.Remove(p.cfg)
 }
 
 func joinComma(xs []string) string { return strings.Join(xs, ",") }
