@@ -187,16 +187,12 @@ func (r *Relay) lastPosition(ctx context.Context, cl *kgo.Client) (position, err
 	end := o.Offset
 	for w := int64(16); end > 0; w *= 4 {
 		from := max(0, end-w)
-		rec, err := r.scanPosition(ctx, from, end)
+		p, err := r.scanPosition(ctx, from, end)
 		if err != nil {
 			return position{}, err
 		}
-		if rec != nil {
-			var p position
-			if err := json.Unmarshal(rec.Value, &p); err != nil {
-				return position{}, fmt.Errorf("%s offset %d: not a position record: %w", r.posTopic, rec.Offset, err)
-			}
-			return p, nil
+		if p != nil {
+			return *p, nil
 		}
 		if from == 0 {
 			break
@@ -205,9 +201,14 @@ func (r *Relay) lastPosition(ctx context.Context, cl *kgo.Client) (position, err
 	return position{}, nil
 }
 
-// scanPosition returns the last committed data record of the position
-// topic in [from, end), nil if there is none.
-func (r *Relay) scanPosition(ctx context.Context, from, end int64) (*kgo.Record, error) {
+// scanPosition returns the last position the relay's transactions wrote
+// in [from, end) of the position topic, nil if there is none. A record
+// not written in a transaction, or that is not a position, is another
+// writer's (the ACLs should let none in): it is logged and passed over. An
+// older position than the real last one can only make the new leader
+// publish again what Kafka holds (duplicates, never loss); failing on it
+// would stop every takeover for good.
+func (r *Relay) scanPosition(ctx context.Context, from, end int64) (*position, error) {
 	cl, err := kgo.NewClient(append(slices.Clip(r.cfg.KafkaOpts),
 		kgo.SeedBrokers(r.cfg.Brokers...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.posTopic: {0: kgo.NewOffset().At(from)}}),
@@ -218,7 +219,7 @@ func (r *Relay) scanPosition(ctx context.Context, from, end int64) (*kgo.Record,
 		return nil, err
 	}
 	defer cl.Close()
-	var last *kgo.Record
+	var last *position
 	for {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
@@ -232,7 +233,16 @@ func (r *Relay) scanPosition(ctx context.Context, from, end int64) (*kgo.Record,
 				return last, nil
 			}
 			if !rec.Attrs.IsControl() && string(rec.Key) == r.txnID {
-				last = rec
+				var p position
+				err := json.Unmarshal(rec.Value, &p)
+				if err == nil && !rec.Attrs.IsTransactional() {
+					err = errors.New("not written in a transaction")
+				}
+				if err != nil {
+					r.cfg.Logger.Warn("relay: passing over a record on the position topic that is not the relay's", "topic", r.posTopic, "offset", rec.Offset, "err", err)
+				} else {
+					last = &p
+				}
 			}
 			if rec.Offset == end-1 {
 				return last, nil

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -281,5 +282,42 @@ func TestTransactionalRelayACLs(t *testing.T) {
 	testkit.WaitFor(t, 60*time.Second, "the outbox drained", func() bool { return b.outboxCount() == 0 })
 	if recs := b.consumeAll(true); len(recs) != 20 || checkOrder(t, recs) != 0 {
 		t.Fatalf("read_committed: %d records, want the 20 events once", len(recs))
+	}
+}
+
+// Records on the position topic that the relay's transactions did not
+// write (a producer outside a transaction naming every outbox row, a
+// value that is no position) are passed over: the relay publishes every
+// event, where trusting the forged position would have deleted the rows
+// unpublished, and garbage does not stop its takeovers.
+func TestTransactionalRelayForgedPosition(t *testing.T) {
+	b := setup(t)
+	ctx := context.Background()
+	b.appendTickets([]string{uuid.NewString(), uuid.NewString()}, 10)
+	var ids []int64
+	if err := b.db.QueryRow(ctx, `SELECT array_agg(id) FROM eventline_outbox`).Scan(&ids); err != nil {
+		t.Fatal(err)
+	}
+	id := testkit.UniqueName(t, "txid")
+	topic := relay.PositionTopic(id)
+	cl := testkit.Client(t, b.brokers)
+	compact := "compact"
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, topic); err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := json.Marshal(map[string]any{"mode": "poll", "ids": ids})
+	for _, v := range [][]byte{forged, []byte("not json")} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte(id), Value: v}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log, out := testkit.CapturingLogger(t)
+	b.start(relay.Config{Transactional: true, TransactionalID: id, Logger: log})
+	testkit.WaitFor(t, 60*time.Second, "the outbox drained", func() bool { return b.outboxCount() == 0 })
+	if recs := b.consumeAll(true); len(recs) != 20 || checkOrder(t, recs) != 0 {
+		t.Fatalf("read_committed: %d records, want the 20 events once", len(recs))
+	}
+	if n := testkit.CountLines(out.String(), `msg="relay: passing over a record on the position topic that is not the relay's"`); n != 2 {
+		t.Errorf("%d records passed over, want the 2 forged ones", n)
 	}
 }
