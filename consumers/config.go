@@ -87,6 +87,14 @@ type Config struct {
 	// MaxPollRecords bounds one poll (and so one transaction per
 	// partition). Default 10000.
 	MaxPollRecords int
+	// Linger: while records arrive steadily (a poll found them waiting, or
+	// they came within Linger), a poll of a few records (fewer than 64)
+	// waits Linger for more before they are applied, so that several
+	// share one transaction. A modest live rate otherwise pays a
+	// transaction (BEGIN, the dedupe insert, COMMIT and its WAL flush) per
+	// record or two. Default 2ms, as the relay's; negative turns it off. A
+	// lone record, after a quiet spell, never waits.
+	Linger time.Duration
 	// MaxBackoff caps the wait between retries of a failing database or
 	// broker call. Default 5s.
 	MaxBackoff time.Duration
@@ -155,6 +163,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPollRecords == 0 {
 		c.MaxPollRecords = 10000
+	}
+	if c.Linger == 0 {
+		c.Linger = 2 * time.Millisecond
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 5 * time.Second

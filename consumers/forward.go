@@ -4,9 +4,11 @@ package consumers
 // events to the next retry step or the DLT, then account.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,10 +19,15 @@ import (
 	"github.com/eventline/eventline/headers"
 )
 
-// process applies one partition's records and forwards the failed and
-// deferred ones; it retries database and broker errors until they pass or
-// ctx ends (false: nothing may be marked).
-func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logger) bool {
+// process applies the records of parts (each one partition's, all of one
+// topic: usually a single partition, see coalesce) in one transaction and
+// forwards the failed and deferred ones; it retries database and broker
+// errors until they pass or ctx ends (false: nothing may be marked).
+func (g *Group) process(ctx context.Context, parts [][]*kgo.Record, log *slog.Logger) bool {
+	recs := parts[0]
+	if len(parts) > 1 {
+		recs = slices.Concat(parts...)
+	}
 	stage := g.stage[recs[0].Topic]
 	items := itemsOf(recs, g.cfg.Group)
 	var results []result
@@ -29,7 +36,7 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 	// the same keys' rows; run concurrently they lock them in different
 	// orders and deadlock (a second each, at deadlock_timeout). In one
 	// process they take turns instead.
-	mu := g.originLock(items[0].env.origin)
+	mu := g.originLocks(parts)
 	mu.Lock()
 	if stage > 0 { // lateness: due time to the start of the apply
 		now := time.Now()
@@ -112,6 +119,84 @@ func (g *Group) process(ctx context.Context, recs []*kgo.Record, log *slog.Logge
 		g.afterApply(hookResults(results))
 	}
 	return true
+}
+
+// originLocks locks and unlocks the source partitions of parts (the origin
+// of each part's first record, as one part alone always did), in a fixed
+// order so that two callers never wait on each other.
+func (g *Group) originLocks(parts [][]*kgo.Record) sync.Locker {
+	if len(parts) == 1 {
+		return g.originLock(envelopeOf(parts[0][0], g.cfg.Group).origin)
+	}
+	var origins []origin
+	for _, p := range parts {
+		o := envelopeOf(p[0], g.cfg.Group).origin
+		o.offset = 0
+		origins = append(origins, o)
+	}
+	slices.SortFunc(origins, func(a, b origin) int {
+		return cmp.Or(cmp.Compare(a.topic, b.topic), cmp.Compare(a.partition, b.partition))
+	})
+	origins = slices.Compact(origins)
+	ls := make(lockers, len(origins))
+	for i, o := range origins {
+		ls[i] = g.originLock(o)
+	}
+	return ls
+}
+
+// lockers locks in order and unlocks in reverse.
+type lockers []*sync.Mutex
+
+func (ls lockers) Lock() {
+	for _, l := range ls {
+		l.Lock()
+	}
+}
+
+func (ls lockers) Unlock() {
+	for i := len(ls) - 1; i >= 0; i-- {
+		ls[i].Unlock()
+	}
+}
+
+// coalesceMax: a poll's batches of one source topic holding at most this
+// many records in all are applied in one transaction, not one per
+// partition. At a few events per partition per poll (a live topic at a
+// modest rate) each transaction's fixed cost (BEGIN, the dedupe insert,
+// COMMIT and its WAL flush) dominated the group's CPU; larger polls keep a
+// transaction per partition, in parallel.
+const coalesceMax = slowChunk
+
+// coalesce groups a poll's batches into units of work for process: one
+// unit per partition, except that a source topic's partitions whose
+// records number at most coalesceMax in all share one unit. Retry topics
+// are left alone: their batches are admitted one partition at a time.
+func (g *Group) coalesce(batches map[tp][]*kgo.Record) [][][]*kgo.Record {
+	byTopic := map[string][]tp{}
+	for k := range batches {
+		byTopic[k.topic] = append(byTopic[k.topic], k)
+	}
+	var units [][][]*kgo.Record
+	for topic, tps := range byTopic {
+		slices.SortFunc(tps, func(a, b tp) int { return cmp.Compare(a.partition, b.partition) })
+		n := 0
+		for _, k := range tps {
+			n += len(batches[k])
+		}
+		if g.stage[topic] == 0 && len(tps) > 1 && n <= coalesceMax {
+			unit := make([][]*kgo.Record, 0, len(tps))
+			for _, k := range tps {
+				unit = append(unit, batches[k])
+			}
+			units = append(units, unit)
+			continue
+		}
+		for _, k := range tps {
+			units = append(units, [][]*kgo.Record{batches[k]})
+		}
+	}
+	return units
 }
 
 // originLock is the mutex of a source partition (see process).

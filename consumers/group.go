@@ -329,11 +329,15 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 			wake = due
 		}
 		pollCtx, cancel := context.WithDeadline(ctx, wake)
+		polled := time.Now()
 		fetches := cl.PollRecords(pollCtx, g.cfg.MaxPollRecords)
 		cancel()
 		turned.Store(time.Now().UnixNano())
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
+		}
+		if !retries {
+			fetches = g.linger(ctx, cl, fetches, time.Since(polled))
 		}
 		fetches.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -342,8 +346,9 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 		})
 		batches := map[tp][]*kgo.Record{}
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if len(p.Records) > 0 {
-				batches[tp{p.Topic, p.Partition}] = p.Records
+			if len(p.Records) > 0 { // a lingered poll may hold a partition twice, in order
+				k := tp{p.Topic, p.Partition}
+				batches[k] = append(batches[k], p.Records...)
 			}
 		})
 		if retries {
@@ -355,11 +360,13 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 		var pwg sync.WaitGroup
 		var mu sync.Mutex
 		var done []*kgo.Record
-		for _, recs := range batches {
+		for _, unit := range g.coalesce(batches) {
 			pwg.Go(func() {
-				if g.process(work, recs, log) {
+				if g.process(work, unit, log) {
 					mu.Lock()
-					done = append(done, recs[len(recs)-1])
+					for _, recs := range unit {
+						done = append(done, recs[len(recs)-1])
+					}
 					mu.Unlock()
 				}
 			})
@@ -369,6 +376,32 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 		cl.MarkCommitRecords(done...)
 		cl.AllowRebalance()
 	}
+}
+
+// linger returns fs with what arrived during Config.Linger added, when
+// fs holds a few records and records are flowing: the poll that returned
+// them waited less than Linger (they were there, or came at once, after
+// the previous batch's apply). A lone record, polled after a wait, does
+// not linger.
+func (g *Group) linger(ctx context.Context, cl *kgo.Client, fs kgo.Fetches, waited time.Duration) kgo.Fetches {
+	n := fs.NumRecords()
+	if g.cfg.Linger <= 0 || n == 0 || n >= coalesceMax || waited >= g.cfg.Linger {
+		return fs
+	}
+	t := time.NewTimer(g.cfg.Linger)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return fs
+	case <-t.C:
+	}
+	// A nil context is franz-go's documented "what is buffered, now" (a
+	// done one returns nothing at all).
+	//lint:ignore SA1012 see above
+	if more := cl.PollRecords(nil, g.cfg.MaxPollRecords-n); more.NumRecords() > 0 {
+		fs = append(fs, more...)
+	}
+	return fs
 }
 
 // kafkaOpts are the user's options plus the client's failover log (see

@@ -15,10 +15,12 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
 	"github.com/eventline/eventline/headers"
+	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/internal/testevents"
 	"github.com/eventline/eventline/internal/testkit"
 	"github.com/eventline/eventline/schemas"
@@ -429,4 +431,103 @@ func TestKeyOrderWithHugeKeys(t *testing.T) {
 	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, secondID); a != 1 {
 		t.Errorf("the second event applied at attempt %d, want 1 (deferred behind the first)", a)
 	}
+}
+
+// A poll's small batches of several partitions are applied in one
+// transaction (one AfterApply call spans partitions). The guarantees hold
+// through it: a handler failing in the shared transaction sends only its
+// event down the retry chain, a poison event goes to the DLT, every other
+// event is applied exactly once, and every partition's offset is
+// committed to its end.
+func TestSmallBatchesOfPartitionsShareATransaction(t *testing.T) {
+	e := newGroupEnv(t, 4)
+	var recs []*kgo.Record
+	var flakyID, poisonID uuid.UUID
+	for i := range 24 {
+		r, id := e.event(t, fmt.Sprintf("k%d", i))
+		switch i {
+		case 5:
+			flakyID = id
+		case 17:
+			poisonID = id
+		}
+		recs = append(recs, r)
+	}
+	e.produce(t, recs...)
+	parts := map[int32]bool{}
+	for _, r := range recs {
+		parts[r.Partition] = true
+	}
+	if len(parts) < 2 {
+		t.Fatalf("the events landed on %d partition(s); the test needs several", len(parts))
+	}
+	group := testkit.UniqueName(t, "g")
+	var mu sync.Mutex
+	widest := 0 // most source partitions in one apply
+	g, err := consumers.New(consumers.Config{Group: group, Topics: []string{e.topic}, Brokers: e.brokers, DB: e.db, Serde: e.serde,
+		CreateTopics: true, KafkaOpts: e.opts, Logger: testkit.Logger(t), RetryDelays: fastDelays,
+		Handler: recordingHandler("", func(ev *consumers.Event) error {
+			switch {
+			case ev.ID == flakyID && ev.Attempt == 0:
+				return errFlaky
+			case ev.ID == poisonID:
+				return consumers.Permanent(errors.New("poison"))
+			}
+			return nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook.AfterApply(g, func(rs []hook.Result) {
+		seen := map[int32]bool{}
+		for _, r := range rs {
+			if r.Record.Topic == e.topic {
+				seen[r.Record.Partition] = true
+			}
+		}
+		mu.Lock()
+		widest = max(widest, len(seen))
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	testkit.WaitFor(t, 30*time.Second, "23 events applied, the flaky one from retry.1", func() bool {
+		return e.count(t, `SELECT count(*) FROM applied`) == 23
+	})
+	waitStats(t, g, "1 retried, 1 dead-lettered, 23 applied", func(st consumers.Stats) bool {
+		return st.Retried == 1 && st.DeadLettered == 1 && st.Applied == 23
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE n <> 1`); n != 0 {
+		t.Errorf("%d events applied more than once", n)
+	}
+	if a := e.count(t, `SELECT attempt FROM applied WHERE event_id = $1`, flakyID); a != 1 {
+		t.Errorf("the flaky event was applied at attempt %d, want 1", a)
+	}
+	if n := e.count(t, `SELECT count(*) FROM applied WHERE event_id = $1`, poisonID); n != 0 {
+		t.Errorf("the poison event was applied")
+	}
+	mu.Lock()
+	if widest < 2 {
+		t.Errorf("no apply spanned two partitions (widest %d): the poll's batches were not coalesced", widest)
+	}
+	mu.Unlock()
+	adm := kadm.NewClient(testkit.Client(t, e.brokers, e.opts...))
+	committed, err := adm.FetchOffsets(context.Background(), group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(context.Background(), e.topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(lo kadm.ListedOffset) {
+		if o, _ := committed.Lookup(e.topic, lo.Partition); o.At != lo.Offset {
+			t.Errorf("partition %d: committed offset %d, want its end %d", lo.Partition, o.At, lo.Offset)
+		}
+	})
 }

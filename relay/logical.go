@@ -350,6 +350,7 @@ func (r *Relay) replicationConn(ctx context.Context) (*pgconn.PgConn, error) {
 		return nil, fmt.Errorf("bad database URL %s: %w", dsn.Redact(r.cfg.DatabaseURL), err)
 	}
 	cfg.RuntimeParams["replication"] = "database"
+	setApplicationName(cfg.RuntimeParams)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	conn, err := pgconn.ConnectConfig(cctx, cfg)

@@ -55,6 +55,7 @@ type Relay struct {
 
 	batchCap sync.Map     // topic -> int32: the topic's max.message.bytes, when smaller than the default
 	avgRow   atomic.Int64 // key+value bytes per row of the last batch read (0: none yet)
+	lastRead atomic.Int64 // rows of the last read: the next read's starting capacity
 	gaps     gaps         // what probes ask about (probe.go)
 	logHooks *kafkalog.Hooks
 	// logical mode: the slot's name once known, the leader's confirmer
@@ -98,6 +99,7 @@ func New(cfg Config) (*Relay, error) {
 	if _, set := pcfg.ConnConfig.RuntimeParams["synchronous_commit"]; !set && !cfg.Transactional {
 		pcfg.ConnConfig.RuntimeParams["synchronous_commit"] = "off"
 	}
+	setApplicationName(pcfg.ConnConfig.RuntimeParams)
 	pool, err := pgxpool.NewWithConfig(context.Background(), pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("relay: database pool for %s: %w", dsn.Redact(cfg.DatabaseURL), err)
@@ -114,7 +116,7 @@ func New(cfg Config) (*Relay, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.RequiredAcks(kgo.AllISRAcks()), // idempotent producer (the default) needs all acks
-		kgo.ProducerLinger(time.Millisecond),
+		kgo.ProducerLinger(producerLinger(cfg)),
 		kgo.MaxBufferedRecords(4 * cfg.BatchSize),
 		kgo.MaxBufferedBytes(4 * cfg.BatchBytes),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
@@ -426,4 +428,25 @@ func (r *Relay) partitionCount(ctx context.Context, topic string) (int, error) {
 		return len(t.Partitions), nil
 	}
 	return 0, fmt.Errorf("topic %s exists but the broker does not describe it yet", topic)
+}
+
+// DefaultApplicationName is the application_name the relay's sessions
+// carry unless the database URL sets one: pg_stat_activity (and
+// log_line_prefix's %a) tell them from the services' own.
+const DefaultApplicationName = "eventline-relay"
+
+func setApplicationName(params map[string]string) {
+	if _, set := params["application_name"]; !set {
+		params["application_name"] = DefaultApplicationName
+	}
+}
+
+// producerLinger is the Kafka client's linger: in poll mode a drain hands
+// its whole batch over at once, and 1ms lets it leave in one request; in
+// logical mode events come one by one and Config.Linger gathers them.
+func producerLinger(cfg Config) time.Duration {
+	if cfg.Mode == ModeLogical {
+		return cfg.Linger
+	}
+	return time.Millisecond
 }

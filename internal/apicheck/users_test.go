@@ -19,6 +19,7 @@ import (
 // "importpath.Type.Member"). Each says for whom.
 var deliberateAPI = map[string]string{
 	module + "/relay.DefaultTransactionalID":     "operators granting a transactional relay's ACLs on a secured cluster (README, Transactional output)",
+	module + "/relay.DefaultApplicationName":     "operators telling the relay's sessions apart in pg_stat_activity (docs/operations.md); bench e2e measures its backends by it",
 	module + "/relay.PositionTopic":              "as DefaultTransactionalID: the topic the relay keeps its position on",
 	module + "/consumers.Config.BatchHandler":    "handlers that apply a batch in one statement (doc'd on Config)",
 	module + "/consumers.Config.ConsumerOpts":    "session timeouts, static membership, fetch sizes of the group's consumers",

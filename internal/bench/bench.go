@@ -52,6 +52,29 @@ type Env struct {
 	RegistryOpts []sr.ClientOpt `json:"-"`
 }
 
+// consumerDeps are what a benchmark child's consumer group needs of env: a
+// pool of at most maxConns connections, named app in pg_stat_activity (""
+// leaves it), and a serde of env's registry. The caller closes the pool.
+func (env Env) consumerDeps(ctx context.Context, maxConns int32, app string) (*pgxpool.Pool, *schemas.Serde, error) {
+	cfg, err := pgxpool.ParseConfig(env.DatabaseURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.MaxConns = maxConns
+	if app != "" {
+		cfg.ConnConfig.RuntimeParams["application_name"] = app
+	}
+	reg, err := env.registry()
+	if err != nil {
+		return nil, nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool, schemas.NewSerde(reg), nil
+}
+
 // registry is a client of env's registry.
 func (env Env) registry() (*sr.Client, error) {
 	return sr.NewClient(append([]sr.ClientOpt{sr.URLs(env.RegistryURL)}, env.RegistryOpts...)...)

@@ -526,23 +526,13 @@ func runConsumerProcess(ctx context.Context, command []string, spec ConsumerSpec
 // then its retry phase, each with a fresh group, and reports.
 func ConsumerProcess(ctx context.Context, spec ConsumerSpec, log *slog.Logger) (ConsumerReport, error) {
 	var rep ConsumerReport
-	cfg, err := pgxpool.ParseConfig(spec.Env.DatabaseURL)
-	if err != nil {
-		return rep, err
-	}
 	// Every partition of the source and of retry.1 may be in flight, plus
 	// the dedupe expiry.
-	cfg.MaxConns = int32(2*spec.Partitions + 2)
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, serde, err := spec.Env.consumerDeps(ctx, int32(2*spec.Partitions+2), "")
 	if err != nil {
 		return rep, err
 	}
 	defer pool.Close()
-	reg, err := spec.Env.registry()
-	if err != nil {
-		return rep, err
-	}
-	serde := schemas.NewSerde(reg)
 	if rep.Main, err = runPhase(ctx, spec, spec.Main, pool, serde, log); err != nil {
 		return rep, err
 	}

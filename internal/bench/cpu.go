@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/eventline/eventline/relay"
 )
 
 // cpuRoles names the processes a phase is measured on: role -> pids.
@@ -49,11 +51,13 @@ func cpuDelta(before, after map[string]map[int]float64) map[string]float64 {
 }
 
 // postgresPIDs groups the server processes of pool's cluster by what they
-// do: "postgres walsender" (logical mode's stream), "postgres backends"
-// (client sessions: the writers', the group's, the relay's queries) and
-// "postgres background" (checkpointer, WAL writer, autovacuum, ...).
+// do: "postgres walsender" (logical mode's stream), the client sessions of
+// "postgres relay" and "postgres group" (by the application_name those
+// processes set) and "postgres writers" (the others: the writers' pool,
+// the harness's few queries), and "postgres background" (checkpointer,
+// WAL writer, autovacuum, ...).
 func postgresPIDs(ctx context.Context, pool *pgxpool.Pool) (cpuRoles, error) {
-	rows, err := pool.Query(ctx, `SELECT pid, coalesce(backend_type, '') FROM pg_stat_activity`)
+	rows, err := pool.Query(ctx, `SELECT pid, coalesce(backend_type, ''), coalesce(application_name, '') FROM pg_stat_activity`)
 	if err != nil {
 		return nil, fmt.Errorf("listing the server's processes: %w", err)
 	}
@@ -61,16 +65,20 @@ func postgresPIDs(ctx context.Context, pool *pgxpool.Pool) (cpuRoles, error) {
 	roles := cpuRoles{}
 	for rows.Next() {
 		var pid int
-		var kind string
-		if err := rows.Scan(&pid, &kind); err != nil {
+		var kind, app string
+		if err := rows.Scan(&pid, &kind, &app); err != nil {
 			return nil, err
 		}
 		role := "postgres background"
-		switch kind {
-		case "walsender":
+		switch {
+		case kind == "walsender":
 			role = "postgres walsender"
-		case "client backend":
-			role = "postgres backends"
+		case kind == "client backend" && app == relay.DefaultApplicationName:
+			role = "postgres relay"
+		case kind == "client backend" && app == groupAppName:
+			role = "postgres group"
+		case kind == "client backend":
+			role = "postgres writers"
 		}
 		roles[role] = append(roles[role], pid)
 	}

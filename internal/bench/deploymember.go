@@ -14,7 +14,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/consumers"
@@ -63,20 +62,11 @@ func DeployMember(ctx context.Context, spec DeployMemberSpec, out io.Writer, log
 		l.T = time.Now().UnixMilli()
 		_ = enc.Encode(l)
 	}
-	cfg, err := pgxpool.ParseConfig(spec.Env.DatabaseURL)
-	if err != nil {
-		return err
-	}
-	cfg.MaxConns = 32
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	pool, serde, err := spec.Env.consumerDeps(ctx, 32, "")
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	reg, err := spec.Env.registry()
-	if err != nil {
-		return err
-	}
 	protocol, err := consumers.ParseProtocol(spec.Protocol)
 	if err != nil {
 		return err
@@ -101,7 +91,7 @@ func DeployMember(ctx context.Context, spec DeployMemberSpec, out io.Writer, log
 	}
 	g, err := consumers.New(consumers.Config{
 		Group: spec.Group, Topics: []string{spec.Topic}, Brokers: spec.Env.Brokers, KafkaOpts: spec.Env.KafkaOpts,
-		DB: pool, Schema: spec.Schema, Serde: schemas.NewSerde(reg), Events: []schemas.Event{&events.OrderCreated{}},
+		DB: pool, Schema: spec.Schema, Serde: serde, Events: []schemas.Event{&events.OrderCreated{}},
 		BatchHandler: apply,
 		Handler: func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
 			return apply(ctx, tx, []*consumers.Event{ev})

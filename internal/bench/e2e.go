@@ -3,7 +3,6 @@ package bench
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -17,13 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/eventline/eventline/consumers"
-	"github.com/eventline/eventline/examples/events"
 	"github.com/eventline/eventline/headers"
-	"github.com/eventline/eventline/internal/hook"
 	"github.com/eventline/eventline/producer"
 	"github.com/eventline/eventline/relay"
-	"github.com/eventline/eventline/schemas"
 )
 
 // E2EOptions tunes `eventline bench e2e`.
@@ -40,6 +35,9 @@ type E2EOptions struct {
 	Logger        *slog.Logger
 	// RelayCommand as in RelayOptions.
 	RelayCommand []string
+	// GroupCommand runs the consumer group's process (default: this
+	// executable's hidden `bench e2e-group`).
+	GroupCommand []string
 }
 
 // E2EResult is what `bench e2e --json` prints. Latencies are from the
@@ -71,10 +69,13 @@ type E2EResult struct {
 	ToApplyStartP99Ms  float64 `json:"commit_to_apply_start_p99_ms"`
 	ToApplyStartP999Ms float64 `json:"commit_to_apply_start_p999_ms"`
 	// CPUPer1000 is the CPU seconds each process (or group of PostgreSQL
-	// processes) used per 1,000 events during the load: "relay", "bench"
-	// (this process: the writers, the group and the tailing consumer;
-	// the broker too when it runs in it), "broker" (a local broker process),
-	// "postgres backends", "postgres walsender", "postgres background".
+	// processes) used per 1,000 events during the load: "relay", "group"
+	// (the consumer group's process), "bench" (this process: the writers,
+	// the tailing consumer, the bookkeeping; the broker too when it runs in
+	// it), "broker" (a local broker process), the PostgreSQL backends of
+	// "postgres writers", "postgres relay" and "postgres group" (by their
+	// application_name), "postgres walsender" (logical mode's stream) and
+	// "postgres background".
 	CPUPer1000 map[string]float64 `json:"cpu_seconds_per_1000_events,omitempty"`
 	Machine    string             `json:"machine"`
 }
@@ -90,8 +91,8 @@ func (o E2EOptions) withDefaults() E2EOptions {
 
 // E2E appends o.Rate single-event transactions per second for o.Duration
 // through the producer, while a relay process publishes them and a consumer
-// group (in this process) applies each in PostgreSQL, and reports the
-// latency of each hop from the commit.
+// group process applies each in PostgreSQL, and reports the latency of each
+// hop from the commit and the CPU each process used.
 func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	o = o.withDefaults()
 	log := o.Logger
@@ -101,8 +102,7 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 		return res, err
 	}
 	defer s.close()
-	applied := pgx.Identifier{s.schema, "e2e_applied"}.Sanitize()
-	if _, err := s.pool.Exec(ctx, `CREATE TABLE `+applied+` (event_id uuid PRIMARY KEY, total_minor bigint NOT NULL)`); err != nil {
+	if _, err := s.pool.Exec(ctx, `CREATE TABLE `+pgx.Identifier{s.schema, "e2e_applied"}.Sanitize()+` (event_id uuid PRIMARY KEY, total_minor bigint NOT NULL)`); err != nil {
 		return res, err
 	}
 	proc, err := startRelayProcess(env, s, o.Partitions, 10000, o.Transactional, o.RelayCommand)
@@ -115,8 +115,6 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	committed := map[string]time.Time{}
 	inKafka := map[string]time.Time{}
 	produced := map[string]time.Time{}
-	applying := map[string]time.Time{}
-	done := map[string]time.Time{}
 	total := int(float64(o.Rate) * o.Duration.Seconds())
 	if o.Rate < 0 || o.Duration < 0 || total < 1 {
 		return res, fmt.Errorf("bench e2e: rate %d over %v is no event: both must be positive", o.Rate, o.Duration)
@@ -128,52 +126,14 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	if err := waitForTopic(cctx, env, s.topic); err != nil {
 		return res, err
 	}
-	reg, err := env.registry()
+	group, err := startGroupProcess(cctx, o.GroupCommand, E2EGroupSpec{Env: env, Schema: s.schema, Topic: s.topic,
+		Group: "bench-e2e-" + s.schema, Applied: "e2e_applied", Events: total, Partitions: o.Partitions})
 	if err != nil {
 		return res, err
 	}
-	assigned := make(chan struct{})
-	var once sync.Once
-	g, err := consumers.New(consumers.Config{
-		Group: "bench-e2e-" + s.schema, Topics: []string{s.topic}, Brokers: env.Brokers, KafkaOpts: env.KafkaOpts,
-		DB: s.pool, Schema: s.schema, Serde: schemas.NewSerde(reg), Events: []schemas.Event{&events.OrderCreated{}},
-		CreateTopics: true, Logger: log,
-		Handler: func(ctx context.Context, tx pgx.Tx, ev *consumers.Event) error {
-			now := time.Now()
-			id := ev.ID.String()
-			mu.Lock()
-			if applying[id].IsZero() {
-				applying[id] = now
-			}
-			mu.Unlock()
-			_, err := tx.Exec(ctx, `INSERT INTO `+applied+` VALUES ($1, $2)`, ev.ID, ev.Payload.(*events.OrderCreated).TotalMinor)
-			return err
-		},
-		OnAssigned: func(map[string][]int32) { once.Do(func() { close(assigned) }) },
-	})
-	if err != nil {
+	defer group.stop()
+	if err := group.wait(cctx, group.assigned, "its partitions were assigned"); err != nil {
 		return res, err
-	}
-	hook.AfterApply(g, func(results []hook.Result) {
-		now := time.Now()
-		mu.Lock()
-		for _, r := range results {
-			if id := eventID(r.Record); r.Outcome == hook.Applied && done[id].IsZero() {
-				done[id] = now
-			}
-		}
-		mu.Unlock()
-	})
-	groupDone := make(chan error, 1)
-	gctx, stopGroup := context.WithCancel(cctx)
-	defer stopGroup()
-	go func() { groupDone <- g.Run(gctx) }()
-	select {
-	case <-assigned:
-	case err := <-groupDone:
-		return res, fmt.Errorf("consumer group: %v", err)
-	case <-cctx.Done():
-		return res, errors.New("bench e2e: the consumer group was not assigned its partitions")
 	}
 
 	// A plain consumer marks when each event became readable in Kafka.
@@ -193,6 +153,7 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 			return nil, err
 		}
 		roles["relay"] = []int{proc.cmd.Process.Pid}
+		roles["group"] = []int{group.cmd.Process.Pid}
 		roles["bench"] = []int{os.Getpid()}
 		if pid := listenerPID(env.Brokers[0]); pid != 0 && pid != os.Getpid() {
 			roles["broker"] = []int{pid}
@@ -218,27 +179,15 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	if err := <-tailed; err != nil {
 		return res, fmt.Errorf("bench e2e: reading the topic: %w", err)
 	}
-	for {
-		mu.Lock()
-		n := len(done)
-		mu.Unlock()
-		if n >= total {
-			break
-		}
-		select {
-		case err := <-groupDone:
-			return res, fmt.Errorf("consumer group stopped: %v", err)
-		case <-cctx.Done():
-			return res, fmt.Errorf("bench e2e: %d of %d events applied", n, total)
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := group.wait(cctx, group.applied, "every event was applied"); err != nil {
+		return res, err
 	}
 	if roles, err = processes(); err != nil {
 		return res, err
 	}
 	cpu := cpuDelta(cpuBefore, roles.sample())
-	stopGroup()
-	if err := <-groupDone; err != nil {
+	rep, err := group.finish(cctx)
+	if err != nil {
 		return res, err
 	}
 
@@ -247,14 +196,14 @@ func E2E(ctx context.Context, env Env, o E2EOptions) (E2EResult, error) {
 	var toKafka, toApplied, toProduced, toApplyStart []time.Duration
 	for id, c := range committed {
 		k, ok1 := inKafka[id]
-		a, ok2 := done[id]
+		a, ok2 := rep.Applied[id]
 		if !ok1 || !ok2 {
 			return res, fmt.Errorf("bench e2e: event %s committed but not seen in Kafka (%v) or applied (%v)", id, ok1, ok2)
 		}
 		toKafka = append(toKafka, k.Sub(c))
-		toApplied = append(toApplied, a.Sub(c))
+		toApplied = append(toApplied, time.Unix(0, a).Sub(c))
 		toProduced = append(toProduced, produced[id].Sub(c))
-		toApplyStart = append(toApplyStart, applying[id].Sub(c))
+		toApplyStart = append(toApplyStart, time.Unix(0, rep.Applying[id]).Sub(c))
 	}
 	res.Events = len(committed)
 	res.ToProducedP50Ms, res.ToProducedP99Ms, res.ToProducedP999Ms = ms(percentile(toProduced, 0.5)), ms(percentile(toProduced, 0.99)), ms(percentile(toProduced, 0.999))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -16,6 +17,9 @@ import (
 func runBench(ctx context.Context, env *Env, args []string) int {
 	if len(args) > 0 && args[0] == "consumer-process" {
 		return runBenchConsumerProcess(ctx, env, args[1:])
+	}
+	if len(args) > 0 && args[0] == "e2e-group" {
+		return runBenchE2EGroup(ctx, env, args[1:])
 	}
 	if len(args) > 0 && args[0] == "deploy-member" {
 		return runBenchDeployMember(ctx, env, args[1:])
@@ -249,6 +253,21 @@ func runBenchDeployMember(ctx context.Context, env *Env, args []string) int {
 	}
 	if err := bench.DeployMember(ctx, spec, env.Stdout, env.Logger); err != nil {
 		env.Logger.Error("bench deploy member failed", "err", err)
+		return ExitFail
+	}
+	return ExitOK
+}
+
+// runBenchE2EGroup is the hidden child of `bench e2e`: the measured
+// consumer group, until its standard input closes. The spec comes in the
+// environment (it holds the database URL); its lines go to stdout.
+func runBenchE2EGroup(ctx context.Context, env *Env, args []string) int {
+	var spec bench.E2EGroupSpec
+	if code := childSpec(env, "e2e-group", "(run by bench e2e)", args, bench.E2EGroupSpecEnv, &spec, &spec.Env); code >= 0 {
+		return code
+	}
+	if err := bench.E2EGroup(ctx, spec, os.Stdin, env.Stdout, env.Logger); err != nil {
+		env.Logger.Error("bench e2e group failed", "err", err)
 		return ExitFail
 	}
 	return ExitOK
