@@ -34,3 +34,40 @@ func TestGapsTracker(t *testing.T) {
 		t.Fatalf("after reset: hi %d, gaps %v; want 5002, [5001]", hi, open)
 	}
 }
+
+// A drain's read starts above what was read, below the lowest gap; from
+// the lowest id when nothing was read, after a failed drain and once a
+// TTL while rows flow.
+func TestReadFloor(t *testing.T) {
+	now := time.Now()
+	g := gaps{ttl: time.Second}
+	if f := g.floor(now); f != 0 {
+		t.Fatalf("nothing read yet: floor %d, want 0", f)
+	}
+	g.saw([]int64{10, 11, 14, 16}, now)
+	if f := g.floor(now.Add(time.Millisecond)); f != 11 {
+		t.Fatalf("gaps 12, 13, 15: floor %d, want 11", f)
+	}
+	g.saw([]int64{12, 13, 15, 17}, now.Add(2*time.Millisecond))
+	if f := g.floor(now.Add(3 * time.Millisecond)); f != 17 {
+		t.Fatalf("no gap: floor %d, want 17 (the highest read)", f)
+	}
+	g.readAll()
+	if f := g.floor(now.Add(4 * time.Millisecond)); f != 0 {
+		t.Fatalf("after a failed drain: floor %d, want 0", f)
+	}
+	if f := g.floor(now.Add(5 * time.Millisecond)); f != 17 {
+		t.Fatalf("the read after: floor %d, want 17", f)
+	}
+	if f := g.floor(now.Add(4*time.Millisecond + time.Second)); f != 0 {
+		t.Fatalf("a TTL after the last read from the lowest id: floor %d, want 0", f)
+	}
+	g.saw([]int64{20}, now.Add(1100*time.Millisecond))
+	if f := g.floor(now.Add(1101 * time.Millisecond)); f != 17 {
+		t.Fatalf("gaps 18, 19: floor %d, want 17", f)
+	}
+	g.reset()
+	if f := g.floor(now.Add(1102 * time.Millisecond)); f != 0 {
+		t.Fatalf("a new leadership: floor %d, want 0", f)
+	}
+}

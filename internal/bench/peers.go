@@ -695,8 +695,10 @@ func orderInfo() (schemas.Info, bool) {
 // peerSettings says what a peer runs with (the doc gives the reasons).
 func peerSettings(name string, o PeersOptions) string {
 	switch name {
-	case PeerEventlinePoll, PeerEventlineLogical:
-		return "eventline relay defaults (--batch-size 10000, probe every 50 ms, linger 2 ms; idempotent producer, acks=all, linger 1 ms)"
+	case PeerEventlinePoll:
+		return "eventline relay defaults (--batch-size 10000, probe every 50 ms, 2 ms between drains while rows flow; idempotent producer, acks=all, producer linger 1 ms)"
+	case PeerEventlineLogical:
+		return "eventline relay defaults (--batch-size 10000; idempotent producer, acks=all, producer linger 4 ms)"
 	case PeerDebezium:
 		c := o.Connect
 		return fmt.Sprintf("Kafka Connect standalone (JVM %s), Debezium PostgreSQL connector, pgoutput, outbox EventRouter, BinaryDataConverter; poll.interval.ms=%d max.batch.size=%d max.queue.size=%d; producer linger.ms=%d batch.size=%d max.in.flight=%d idempotent acks=all",
