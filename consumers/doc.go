@@ -2,12 +2,19 @@
 // event exactly once in PostgreSQL, and routes failures through delay
 // retry topics to a dead-letter topic.
 //
-// Exactly-once effects: a batch of one partition's records is applied in
-// one transaction that holds both the handlers' effects and a dedupe row
-// (group, event id) per event; an event whose row exists is skipped.
+// Exactly-once effects: a batch of one partition's records (or, when a
+// poll brings only a few, of several partitions of one topic) is applied
+// in one transaction that holds both the handlers' effects and a dedupe
+// row (group, event id) per event; an event whose row exists is skipped.
 // Offsets are marked only after that transaction commits (and after any
 // retry or DLT copy is acknowledged), so a crash at any point redelivers
-// and the dedupe rows absorb the repeat.
+// and the dedupe rows absorb the repeat. While records flow, a small poll
+// waits Config.Linger (2 ms) for more, so that several share a
+// transaction.
+//
+// Event.ID is a uuid.UUID, which pgx sends through its text Valuer (a
+// failed binary encode and a parse per parameter); a handler that writes
+// it pays less as [16]byte(ev.ID), which pgx sends as a uuid directly.
 //
 // Handlers receive an Event: its payload decoded into the team's generated
 // Go type (typed handlers on a Mux with Handle, or Config.Events), read

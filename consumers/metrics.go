@@ -76,8 +76,8 @@ func (g *Group) Live() error {
 // the group: eventline_consumer_applied_total, _duplicates_total,
 // _retried_total, _dead_lettered_total, _deferred_total,
 // _skipped_total (labelled with event_type too: see Mux), the
-// eventline_consumer_apply_seconds histogram (one observation per
-// partition batch), eventline_consumer_retry_lateness_p99_seconds and
+// eventline_consumer_apply_seconds histogram (one observation per applied
+// batch), eventline_consumer_retry_lateness_p99_seconds and
 // eventline_consumer_lag per source topic (committed offsets behind the
 // high watermark), eventline_consumer_retry_due,
 // eventline_consumer_retry_waiting and eventline_consumer_scaling_lag
@@ -93,7 +93,7 @@ func (g *Group) RegisterMetrics(mp metric.MeterProvider) error {
 	deferred, e5 := m.Int64ObservableCounter("eventline_consumer_deferred", metric.WithDescription("events that followed their key into the retry chain"))
 	late, e6 := m.Float64ObservableGauge("eventline_consumer_retry_lateness_p99", metric.WithUnit("s"), metric.WithDescription("p99 of processing time minus due time of recent retry records"))
 	lag, e7 := m.Int64ObservableGauge("eventline_consumer_lag", metric.WithDescription("records between the group's committed offsets and the high watermarks"))
-	hist, e8 := m.Float64Histogram("eventline_consumer_apply", metric.WithUnit("s"), metric.WithDescription("time to apply one partition batch (transaction and retry/DLT copies)"),
+	hist, e8 := m.Float64Histogram("eventline_consumer_apply", metric.WithUnit("s"), metric.WithDescription("time to apply one batch: a partition's records, or a poll's few of one topic (transaction and retry/DLT copies)"),
 		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
 	skipped, e9 := m.Int64ObservableCounter("eventline_consumer_skipped", metric.WithDescription("events of a type the Mux has no handler for, by event_type"))
 	due, e10 := m.Int64ObservableGauge("eventline_consumer_retry_due", metric.WithDescription("retry-topic records whose due time has come, not yet processed"))
