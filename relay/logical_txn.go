@@ -234,14 +234,8 @@ func (s *stream) skipped(idx int) bool {
 // drainTable drains the outbox table: in a transaction of the leader's
 // session when the relay is transactional.
 func (r *Relay) drainTable(ctx context.Context, lost *atomic.Bool, ts *txnSession) error {
-	var err error
 	if ts == nil {
-		err = r.drain(ctx, lost)
-	} else {
-		err = r.drainTx(ctx, lost, ts)
+		return r.drain(ctx, lost)
 	}
-	if err != nil {
-		r.gaps.readAll() // what it read may not be on Kafka
-	}
-	return err
+	return r.drainTx(ctx, lost, ts)
 }

@@ -43,10 +43,6 @@ type gaps struct {
 	hi   int64
 	open []gap // ascending ids
 	ttl  time.Duration
-	// full: the next read starts from the lowest id (after a failed
-	// drain); lastFull: when a read last did.
-	full     bool
-	lastFull time.Time
 }
 
 type gap struct {
@@ -99,35 +95,6 @@ func (g *gaps) reset() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.hi, g.open = 0, nil
-}
-
-// readAll makes the next read start from the lowest id: a drain failed,
-// and rows it had read (below the floor) may not be on Kafka.
-func (g *gaps) readAll() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.full = true
-}
-
-// floor is the id a drain's read may start above: every row at or below
-// it has been read (published, or in flight and excluded), except rows
-// that commit late at a gap's id (the floor stays below the lowest gap)
-// or at an id no longer watched, which the read from the lowest id finds.
-// That read happens when nothing was read yet (a new leader), after
-// readAll, and once every ttl (PollInterval) even while rows flow; it is
-// the same guarantee the probes give. 0 means from the lowest id.
-func (g *gaps) floor(now time.Time) int64 {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.hi == 0 || g.full || now.Sub(g.lastFull) >= g.ttl {
-		g.full, g.lastFull = false, now
-		return 0
-	}
-	g.expire(now)
-	if len(g.open) > 0 {
-		return g.open[0].id - 1
-	}
-	return g.hi
 }
 
 // probeArgs returns hi and the gap ids to ask about.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -537,4 +538,63 @@ func TestRelayBatchesByBytes(t *testing.T) {
 		}
 		last[string(rec.Key)] = seq
 	}
+}
+
+// A transaction that holds its outbox id longer than the relay watches the
+// gap (PollInterval) commits while rows of other aggregates flow, and its
+// aggregate's next event is appended right after: the relay must publish
+// the late row first. A read that started above what it had read (skipping
+// the deleted rows' index entries) would find the next event before the
+// late row, which only a read from the lowest id sees again.
+func TestLateCommitPrecedesItsAggregatesNextEvent(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	r, _ := b.start(relay.Config{PollInterval: 300 * time.Millisecond})
+	waitFor(t, func() bool { return r.Stats().Leader })
+	ctx := context.Background()
+	appendOne := func(tx pgx.Tx, agg string, version int) {
+		t.Helper()
+		if err := b.prod.Append(ctx, tx, producer.Message{AggregateType: "ticket", AggregateID: agg, AggregateVersion: int64(version), Event: opened(agg)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	commitOne := func(agg string, version int) {
+		t.Helper()
+		tx, err := b.db.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		appendOne(tx, agg, version)
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flow, late := uuid.NewString(), uuid.NewString()
+	commitOne(flow, 1)
+	waitFor(t, func() bool { return r.Stats().Published == 1 })
+
+	held, err := b.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendOne(held, late, 1) // takes its id now, commits a second later
+	v := 1
+	// Rows of another aggregate flow past the held id for longer than the
+	// relay watches it.
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+		v++
+		commitOne(flow, v)
+		time.Sleep(5 * time.Millisecond) // pacing the flow, not synchronising
+	}
+	if err := held.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	commitOne(late, 2) // exists only once version 1 committed (the advisory lock)
+	for range 20 {     // the flow goes on while the relay reads both
+		v++
+		commitOne(flow, v)
+		time.Sleep(5 * time.Millisecond)
+	}
+	waitFor(t, func() bool { return r.Stats().Published == uint64(v+2) })
+	checkOrder(t, b.consume(v+2))
 }

@@ -98,7 +98,6 @@ func (s tableSource) lead(ctx context.Context, lost chan error, lostFlag *atomic
 		before := r.published.Load() + r.parked.Load()
 		err := drain()
 		if err != nil {
-			r.gaps.readAll() // what it read may not be on Kafka
 			if ctx.Err() != nil {
 				return nil
 			}
