@@ -51,7 +51,8 @@ type beginner interface {
 	Begin(context.Context) (pgx.Tx, error)
 }
 
-// applier applies batches of one partition's records idempotently.
+// applier applies batches idempotently: one partition's records, or a
+// poll's few records of one topic (Group.coalesce).
 type applier struct {
 	group   string
 	dedupe  string // quoted tables
