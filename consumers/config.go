@@ -87,10 +87,10 @@ type Config struct {
 	// MaxPollRecords bounds one poll (and so one transaction per
 	// partition). Default 10000.
 	MaxPollRecords int
-	// Linger: while records arrive steadily (a poll found them waiting, or
-	// they came within Linger), a poll of a few records (fewer than 64)
-	// waits Linger for more before they are applied, so that several
-	// share one transaction. A modest live rate otherwise pays a
+	// Linger: while records arrive steadily (the previous poll returned
+	// records too, and this one's came within Linger), a poll of a few
+	// records (fewer than 64) waits Linger for more before they are
+	// applied, so that several share one transaction. A modest live rate otherwise pays a
 	// transaction (BEGIN, the dedupe insert, COMMIT and its WAL flush) per
 	// record or two. Default 2ms, as the relay's; negative turns it off. A
 	// lone record, after a quiet spell, never waits.

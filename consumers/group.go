@@ -321,6 +321,7 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 	defer g.joined[boolIndex(retries)].Store(false)
 
 	turned := &g.turned[boolIndex(retries)]
+	flowing := false // the previous poll returned records (see linger)
 	for {
 		// The loop turns at least every pollTurn, so that Live can tell an
 		// idle loop from a stuck one.
@@ -337,7 +338,9 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 			return nil
 		}
 		if !retries {
-			fetches = g.linger(ctx, cl, fetches, time.Since(polled))
+			had := fetches.NumRecords() > 0
+			fetches = g.linger(ctx, cl, fetches, flowing && time.Since(polled) < g.cfg.Linger)
+			flowing = had
 		}
 		fetches.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
@@ -379,13 +382,14 @@ func (g *Group) consume(ctx, grace context.Context, closers *sync.WaitGroup, ret
 }
 
 // linger returns fs with what arrived during Config.Linger added, when
-// fs holds a few records and records are flowing: the poll that returned
-// them waited less than Linger (they were there, or came at once, after
-// the previous batch's apply). A lone record, polled after a wait, does
+// fs holds a few records and records are flowing: the previous poll
+// returned records too and this one waited less than Linger for its own
+// (they were there, or came at once, after the previous batch's apply). A
+// record after a quiet spell (an empty poll before it, or a long wait) does
 // not linger.
-func (g *Group) linger(ctx context.Context, cl *kgo.Client, fs kgo.Fetches, waited time.Duration) kgo.Fetches {
+func (g *Group) linger(ctx context.Context, cl *kgo.Client, fs kgo.Fetches, flowing bool) kgo.Fetches {
 	n := fs.NumRecords()
-	if g.cfg.Linger <= 0 || n == 0 || n >= coalesceMax || waited >= g.cfg.Linger {
+	if g.cfg.Linger <= 0 || n == 0 || n >= coalesceMax || !flowing {
 		return fs
 	}
 	t := time.NewTimer(g.cfg.Linger)

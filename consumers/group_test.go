@@ -531,3 +531,79 @@ func TestSmallBatchesOfPartitionsShareATransaction(t *testing.T) {
 		}
 	})
 }
+
+// Config.Linger: a record after a quiet spell is applied at once, while a
+// record that follows a busy poll waits Linger and shares its transaction
+// with what arrives meanwhile.
+func TestLingerWaitsOnlyWhileRecordsFlow(t *testing.T) {
+	e := newGroupEnv(t, 2)
+	const linger = time.Second
+	var mu sync.Mutex
+	applies := [][]string{} // the event ids of each apply
+	assigned := make(chan struct{})
+	var once sync.Once
+	g, err := consumers.New(consumers.Config{Group: testkit.UniqueName(t, "g"), Topics: []string{e.topic}, Brokers: e.brokers, DB: e.db, Serde: e.serde,
+		CreateTopics: true, KafkaOpts: e.opts, Logger: testkit.Logger(t), Linger: linger, Handler: recordingHandler("", nil),
+		OnAssigned: func(map[string][]int32) { once.Do(func() { close(assigned) }) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook.AfterApply(g, func(rs []hook.Result) {
+		var ids []string
+		for _, r := range rs {
+			for _, h := range r.Record.Headers {
+				if h.Key == headers.EventID {
+					ids = append(ids, string(h.Value))
+				}
+			}
+		}
+		mu.Lock()
+		applies = append(applies, ids)
+		mu.Unlock()
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	<-assigned
+	applied := func(n int64) func() bool {
+		return func() bool { return e.count(t, `SELECT count(*) FROM applied`) == n }
+	}
+	first, _ := e.event(t, "a")
+	e.produce(t, first)
+	testkit.WaitFor(t, 10*time.Second, "the first event applied", applied(1))
+
+	time.Sleep(linger + 200*time.Millisecond) // a quiet spell (the scenario, not a wait for the group)
+	lone, _ := e.event(t, "b")
+	start := time.Now()
+	e.produce(t, lone)
+	testkit.WaitFor(t, 10*time.Second, "the event after the quiet spell applied", applied(2))
+	if took := time.Since(start); took >= linger*4/5 {
+		t.Errorf("an event after a quiet spell took %v to apply: it lingered (Linger %v)", took, linger)
+	}
+
+	// Right after that apply (the previous poll returned a record), c is
+	// flowing: it lingers, and d, produced meanwhile, joins its apply.
+	c, cID := e.event(t, "c")
+	d, dID := e.event(t, "d")
+	e.produce(t, c)
+	time.Sleep(100 * time.Millisecond) // d arrives while c lingers (pacing, not a wait for the group)
+	e.produce(t, d)
+	testkit.WaitFor(t, 10*time.Second, "c and d applied", applied(4))
+	mu.Lock()
+	defer mu.Unlock()
+	for _, ids := range applies {
+		if slices.Contains(ids, cID.String()) {
+			if !slices.Contains(ids, dID.String()) {
+				t.Errorf("c was applied without d (applies %v): it did not linger", applies)
+			}
+			return
+		}
+	}
+	t.Errorf("c's apply not seen: %v", applies)
+}
