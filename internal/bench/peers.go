@@ -19,7 +19,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eventline/eventline/examples/events"
@@ -367,8 +366,8 @@ func runPeer(ctx context.Context, env Env, o PeersOptions, p peer, pgPID int) (P
 	adm := kadm.NewClient(kcl)
 	// Every peer finds its topic made (6 partitions), and completion reads
 	// its end offsets from the start (a missing topic's answer is cached).
-	if _, err := adm.CreateTopic(ctx, int32(o.Partitions), -1, nil, s.topic); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-		return run, fmt.Errorf("creating %s: %w", s.topic, err)
+	if err := createTopic(ctx, env, s.topic, o.Partitions); err != nil {
+		return run, err
 	}
 	log.Info("bench peers: writing the backlog", "peer", p.name(), "events", run.Events)
 	if err := p.prepare(ctx, r, run.Events); err != nil {
@@ -377,16 +376,7 @@ func runPeer(ctx context.Context, env Env, o PeersOptions, p peer, pgPID int) (P
 
 	// The drain, from the peer's start.
 	published := func() int64 {
-		ends, err := adm.ListEndOffsets(ctx, s.topic)
-		if err != nil {
-			return 0
-		}
-		var n int64
-		ends.Each(func(lo kadm.ListedOffset) {
-			if lo.Err == nil {
-				n += lo.Offset
-			}
-		})
+		n, _ := onTopic(ctx, adm, s.topic) // an error reads as nothing yet: asked again
 		return n
 	}
 	startSample := sampleCPU(0, pgPID, o.BrokerPID)

@@ -178,19 +178,7 @@ func Relay(ctx context.Context, env Env, o RelayOptions) (RelayResult, error) {
 	}
 	defer kcl.Close()
 	adm := kadm.NewClient(kcl)
-	published := func() (int64, error) {
-		ends, err := adm.ListEndOffsets(ctx, s.topic)
-		if err != nil {
-			return 0, err
-		}
-		var n int64
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Err == nil {
-				n += o.Offset
-			}
-		})
-		return n, nil // a topic the relay has not created yet lists nothing
-	}
+	published := func() (int64, error) { return onTopic(ctx, adm, s.topic) }
 	base, err := published()
 	if err != nil {
 		return res, err
@@ -578,6 +566,22 @@ func Machine() string {
 
 // createTopic creates topic with partitions partitions (the broker's
 // replication factor); one that exists already is fine.
+// onTopic is the sum of topic's end offsets: the records written to it
+// (a topic not created yet lists nothing: 0).
+func onTopic(ctx context.Context, adm *kadm.Client, topic string) (int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			n += o.Offset
+		}
+	})
+	return n, nil
+}
+
 func createTopic(ctx context.Context, env Env, topic string, partitions int) error {
 	cl, err := env.kafka()
 	if err != nil {
