@@ -128,6 +128,7 @@ type route struct {
 	topic    string
 	schemaID int
 	schema   avro.Schema
+	uuids    bool // the schema has a uuid logical type (see validate)
 }
 
 // Producer appends events to the outbox inside callers' transactions. It is
@@ -210,7 +211,7 @@ func New(ctx context.Context, cfg Config) (*Producer, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.routes[info.Name] = route{topic: topics[i].Name, schemaID: id, schema: info.Schema}
+		p.routes[info.Name] = route{topic: topics[i].Name, schemaID: id, schema: info.Schema, uuids: hasUUID(info.Schema, map[string]bool{})}
 	}
 	return p, nil
 }
@@ -395,8 +396,10 @@ func (p *Producer) encode(m Message, trace propagation.MapCarrier) (row, error) 
 	if err != nil {
 		return row{}, fmt.Errorf("%w: %v", ErrInvalidEvent, err)
 	}
-	if err := validate(rt.schema, value[schemas.HeaderSize:]); err != nil {
-		return row{}, fmt.Errorf("%w: %s: %v", ErrInvalidEvent, name, err)
+	if rt.uuids {
+		if err := validate(rt.schema, value[schemas.HeaderSize:]); err != nil {
+			return row{}, fmt.Errorf("%w: %s: %v", ErrInvalidEvent, name, err)
+		}
 	}
 	id := m.EventID
 	if id == uuid.Nil {
