@@ -149,7 +149,7 @@ func TestAppendBenchLogicalSmoke(t *testing.T) {
 }
 
 // bench e2e: every event appended is seen in Kafka and applied, and every
-// field of the --json contract is filled, in order (Kafka before apply).
+// field of the --json contract is filled, each hop after the one it needs.
 func TestE2EBenchSmoke(t *testing.T) {
 	t.Parallel()
 	bin, cleanup, err := testkit.BuildEventline(false)
@@ -183,8 +183,11 @@ func e2eBenchSmoke(t *testing.T, bin string, mode relay.Mode) {
 		t.Errorf("percentiles out of order: %s", b)
 	}
 	// The hops in order (the produce time is a record timestamp, whole
-	// milliseconds: up to 1 ms early).
-	if !(res.ToProducedP50Ms <= res.ToKafkaP50Ms+1 && res.ToKafkaP50Ms <= res.ToApplyStartP50Ms+1 && 0 < res.ToApplyStartP50Ms && res.ToApplyStartP50Ms <= res.ToAppliedP50Ms) {
+	// milliseconds: up to 1 ms early). Readable in Kafka and the apply's
+	// start are not ordered: two readers (this process's tailing consumer
+	// and the group's) race for the same record, and on a loaded machine
+	// either may see it first; both come after the produce.
+	if !(res.ToProducedP50Ms <= res.ToKafkaP50Ms+1 && res.ToProducedP50Ms <= res.ToApplyStartP50Ms+1 && 0 < res.ToApplyStartP50Ms && res.ToApplyStartP50Ms <= res.ToAppliedP50Ms) {
 		t.Errorf("hops out of order at p50: %s", b)
 	}
 	// Each process measured apart, the PostgreSQL sessions by whose they
