@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -149,9 +150,18 @@ func Migrate(ctx context.Context, db Beginner, opts Options) ([]Migration, error
 
 // MigrateTx is Migrate inside the caller's transaction.
 func MigrateTx(ctx context.Context, tx pgx.Tx, opts Options) ([]Migration, error) {
+	return migrateTx(ctx, tx, opts, 0)
+}
+
+// migrateTx applies the pending migrations up to version upTo (0: all):
+// tests upgrade a schema left at an older version.
+func migrateTx(ctx context.Context, tx pgx.Tx, opts Options, upTo int) ([]Migration, error) {
 	all, err := Migrations()
 	if err != nil {
 		return nil, err
+	}
+	if upTo > 0 {
+		all = slices.DeleteFunc(all, func(m Migration) bool { return m.Version > upTo })
 	}
 	schema := opts.schema()
 	if err := ValidateSchema(schema); err != nil {
@@ -190,7 +200,9 @@ func MigrateTx(ctx context.Context, tx pgx.Tx, opts Options) ([]Migration, error
 			}
 		}
 	}
-	data := map[string]string{"Schema": ident, "Channel": quoteLiteral(channel(schema))}
+	data := map[string]string{"Schema": ident, "Channel": quoteLiteral(channel(schema)), "OutboxIDs": quoteLiteral(ident + ".eventline_outbox_ids"),
+		"NextIDBody": quoteLiteral(`SELECT CASE WHEN pg_catalog.pg_current_xact_id() IS NOT NULL THEN pg_catalog.nextval(` +
+			quoteLiteral(ident+".eventline_outbox_ids") + `::pg_catalog.regclass) END`)}
 	var applied []Migration
 	for _, m := range all {
 		if have[m.Version] {

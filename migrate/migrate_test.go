@@ -324,3 +324,68 @@ func asUser(t *testing.T, pool *pgxpool.Pool, user, pass string) string {
 	u.User = url.UserPassword(user, pass)
 	return u.String()
 }
+
+// Migration 007 turns the outbox's identity id into a column whose default
+// takes the transaction's xid before the id (the poll relay's floor needs
+// that order): an outbox upgraded with rows in it goes on numbering after
+// them, and Requeue's insert under an old id still works.
+func TestOutboxIDsContinueAcrossTheUpgrade(t *testing.T) {
+	t.Parallel()
+	db := pool(t)
+	ctx := context.Background()
+	opts := migrate.Options{Schema: "upgraded"}
+	if err := migrate.MigrateUpTo(ctx, db, opts, 6); err != nil {
+		t.Fatal(err)
+	}
+	insert := `INSERT INTO upgraded.eventline_outbox (topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
+		VALUES ('t', 'k', '\x00', gen_random_uuid(), 'T', 'a', 'k') RETURNING id`
+	var id int64
+	for range 3 {
+		if err := db.QueryRow(ctx, insert).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := migrate.Migrate(ctx, db, opts); err != nil {
+		t.Fatal(err)
+	}
+	var next int64
+	if err := db.QueryRow(ctx, insert).Scan(&next); err != nil || next != id+1 {
+		t.Fatalf("first id after the upgrade %d (%v), want %d", next, err, id+1)
+	}
+	var def, body string
+	var definer bool
+	if err := db.QueryRow(ctx, `SELECT pg_get_expr(d.adbin, d.adrelid), p.prosrc, p.prosecdef FROM pg_attrdef d, pg_proc p
+		WHERE d.adrelid = 'upgraded.eventline_outbox'::regclass AND p.oid = 'upgraded.eventline_outbox_next_id'::regproc
+		AND d.adnum = (SELECT attnum FROM pg_attribute WHERE attrelid = 'upgraded.eventline_outbox'::regclass AND attname = 'id')`).Scan(&def, &body, &definer); err != nil {
+		t.Fatal(err)
+	}
+	if xid, seq := strings.Index(body, "pg_current_xact_id()"), strings.Index(body, "nextval("); !strings.Contains(def, "eventline_outbox_next_id()") || xid < 0 || seq < xid || !definer {
+		t.Fatalf("id default %q, function %q (security definer %v): want the xid taken before nextval, as the owner", def, body, definer)
+	}
+	// A role with INSERT on the outbox only (a service's) still appends.
+	writer := pgx.Identifier{testkit.UniqueName(t, "writer")}.Sanitize()
+	if _, err := db.Exec(ctx, `CREATE ROLE `+writer+`; GRANT USAGE ON SCHEMA upgraded TO `+writer+`;
+		GRANT INSERT, SELECT ON upgraded.eventline_outbox TO `+writer); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `SET LOCAL ROLE `+writer); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(ctx, insert).Scan(&next); err != nil || next != id+2 {
+		t.Fatalf("insert by a role with INSERT only: id %d, %v", next, err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(ctx, `INSERT INTO upgraded.eventline_outbox (id, topic, record_key, record_value, event_id, event_type, aggregate_type, aggregate_id)
+		OVERRIDING SYSTEM VALUE VALUES (2, 't', 'k', '\x00', gen_random_uuid(), 'T', 'a', 'k')`); err == nil {
+		t.Fatal("a second row with id 2 was accepted")
+	} else if !strings.Contains(err.Error(), "duplicate key") {
+		t.Fatalf("insert under an old id: %v, want only the duplicate key refused", err)
+	}
+}

@@ -8,9 +8,11 @@
 // idle, plus a full drain every PollInterval. Writers pay nothing for it:
 // no trigger or NOTIFY runs in their transactions.
 //
-// A batch is read in id order, produced with franz-go's idempotent producer
-// (key = aggregate id, so one aggregate stays on one partition and in
-// order), every ack is awaited, and only then are the rows deleted (or
+// A batch is read in id order, starting above a floor of ids that no
+// running transaction can still commit a row at (proven from snapshots:
+// the outbox's id default takes the transaction's xid first), produced
+// with franz-go's idempotent producer (key = aggregate id, so one
+// aggregate stays on one partition and in order), every ack is awaited, and only then are the rows deleted (or
 // marked published in retention mode) in one statement. A crash at any point
 // therefore re-publishes rather than loses: duplicates are possible and
 // consumers dedupe by event id; loss is not.

@@ -97,6 +97,15 @@ func (g *gaps) reset() {
 	g.hi, g.open = 0, nil
 }
 
+// forget drops the gaps at or below the floor: their transactions have
+// finished, and a row any of them committed has been read.
+func (g *gaps) forget(floor int64) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i, _ := slices.BinarySearchFunc(g.open, floor+1, func(x gap, id int64) int { return cmpInt(x.id, id) })
+	g.open = slices.Delete(g.open, 0, i)
+}
+
 // probeArgs returns hi and the gap ids to ask about.
 func (g *gaps) probeArgs(now time.Time) (int64, []int64) {
 	g.mu.Lock()

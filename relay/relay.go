@@ -57,6 +57,7 @@ type Relay struct {
 	avgRow   atomic.Int64 // key+value bytes per row of the last batch read (0: none yet)
 	lastRead atomic.Int64 // rows of the last read: the next read's starting capacity
 	gaps     gaps         // what probes ask about (probe.go)
+	floor    idFloor      // where poll-mode reads start (floor.go)
 	logHooks *kafkalog.Hooks
 	// logical mode: the slot's name once known, the leader's confirmer
 	slot      atomic.Pointer[string]

@@ -62,6 +62,11 @@ func (s tableSource) lead(ctx context.Context, lost chan error, lostFlag *atomic
 		defer t.Stop()
 		cleanup = t.C
 	}
+	usable, err := r.floorUsable(ctx)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("relay: reading from the lowest id only", "err", err)
+	}
+	r.floor.lead(usable, r.cfg.PollInterval)
 	backoff := 100 * time.Millisecond
 	wait := minProbe   // the next wait between probes (probe.go)
 	var ts *txnSession // Config.Transactional: this leadership's producer
@@ -98,6 +103,7 @@ func (s tableSource) lead(ctx context.Context, lost chan error, lostFlag *atomic
 		before := r.published.Load() + r.parked.Load()
 		err := drain()
 		if err != nil {
+			r.floor.drop() // rows read may be left unpublished
 			if ctx.Err() != nil {
 				return nil
 			}

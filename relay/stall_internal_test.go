@@ -18,22 +18,8 @@ import (
 // wait is logged while it lasts.
 func TestStalledBatchIsLogged(t *testing.T) {
 	t.Parallel()
-	f := testkit.Setup(t)
-	brokers := testkit.Kafka(t)
-	topic := testkit.UniqueName(t, "t")
 	log, logs := testkit.CapturingLogger(t)
-	r, err := New(Config{DatabaseURL: f.DatabaseURL, Brokers: brokers, Logger: log.With(slog.String("test", t.Name())),
-		Pipeline:        &pipeline.Pipeline{Topics: []pipeline.Topic{{Name: topic, Partitions: 1, ReplicationFactor: 1, Events: []string{"T"}}}},
-		ShutdownTimeout: time.Second, PollInterval: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.slowAck = 200 * time.Millisecond
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	defer func() { cancel(); <-done; r.Close() }()
-	testkit.WaitFor(t, 30*time.Second, "leadership", func() bool { return r.Stats().Leader })
+	r, f, brokers, topic := runInternal(t, log, 100*time.Millisecond, func(r *Relay) { r.slowAck = 200 * time.Millisecond })
 	adm := kadm.NewClient(testkit.Client(t, brokers))
 	if _, err := adm.DeleteTopics(context.Background(), topic); err != nil {
 		t.Fatal(err)
@@ -48,4 +34,28 @@ func TestStalledBatchIsLogged(t *testing.T) {
 	if s := r.Stats(); s.Published != 0 || s.Parked != 0 {
 		t.Fatalf("stats %+v: the event must wait for its topic, neither published nor parked", s)
 	}
+}
+
+// runInternal runs a relay of one single-partition topic for event type T
+// on a fresh database, until the test ends, and waits for its leadership.
+// set, when not nil, changes the relay's fields before it runs.
+func runInternal(t *testing.T, log *slog.Logger, pollInterval time.Duration, set func(*Relay)) (*Relay, *testkit.Fixture, []string, string) {
+	f := testkit.Setup(t)
+	brokers := testkit.Kafka(t)
+	topic := testkit.UniqueName(t, "t")
+	r, err := New(Config{DatabaseURL: f.DatabaseURL, Brokers: brokers, Logger: log.With(slog.String("test", t.Name())),
+		Pipeline:        &pipeline.Pipeline{Topics: []pipeline.Topic{{Name: topic, Partitions: 1, ReplicationFactor: 1, Events: []string{"T"}}}},
+		ShutdownTimeout: time.Second, PollInterval: pollInterval})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if set != nil {
+		set(r)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done; r.Close() })
+	testkit.WaitFor(t, 30*time.Second, "leadership", func() bool { return r.Stats().Leader })
+	return r, f, brokers, topic
 }

@@ -37,14 +37,18 @@ type outboxRow struct {
 // read a TOASTed value), so rows beyond the budget never reach the relay;
 // that costs the plain drain some 10 %, which small events do not pay.
 //
-// The read always starts from the lowest id, although after a large
-// backlog it walks the index entries of the rows deleted since vacuum
-// last ran: starting above the ids already read would let a row that
-// commits late below them (its transaction held the id longer than the
-// relay watches gaps) be overtaken by its aggregate's next event.
-// TestLateCommitPrecedesItsAggregatesNextEvent fails that way.
+// The read starts above the floor (floor.go): ids no transaction can still
+// commit a row at, proven from snapshots, not assumed after a timeout (a
+// row committing late below ids already read must still precede its
+// aggregate's next event: TestLateCommitPrecedesItsAggregatesNextEvent).
+// Without one it starts from the lowest id, and after a large backlog
+// walks the index entries of the rows deleted since vacuum last ran.
 func (r *Relay) read(ctx context.Context, exclude []int64) (batch []outboxRow, more bool, err error) {
-	where := "WHERE id <> ALL($2::bigint[]) " // hashed by PostgreSQL 15+
+	if err := r.checkFloor(ctx); err != nil {
+		return nil, false, err
+	}
+	fr := r.floor.begin(time.Now())
+	where := "WHERE id > $2 AND id <> ALL($3::bigint[]) " // hashed by PostgreSQL 15+
 	if r.cfg.Retention > 0 {
 		where += "AND published_at IS NULL "
 	}
@@ -55,12 +59,12 @@ func (r *Relay) read(ctx context.Context, exclude []int64) (batch []outboxRow, m
 	avg := r.avgRow.Load()
 	windowed := avg == 0 || avg*int64(r.cfg.BatchSize) > int64(r.cfg.BatchBytes)
 	q := `SELECT ` + cols + ` FROM ` + r.table + ` ` + where + `ORDER BY id LIMIT $1`
-	args := []any{r.cfg.BatchSize, exclude}
+	args := []any{r.cfg.BatchSize, fr.from, exclude}
 	if windowed {
 		q = `SELECT ` + cols + ` FROM (SELECT ` + cols + `, octet_length(record_key) + octet_length(record_value) AS size,
 			sum(octet_length(record_key) + octet_length(record_value)) OVER (ORDER BY id) AS running
 			FROM ` + r.table + ` ` + where + `ORDER BY id LIMIT $1) b
-			WHERE running - size < $3 ORDER BY id`
+			WHERE running - size < $4 ORDER BY id`
 		args = append(args, r.cfg.BatchBytes)
 	}
 	rows, err := r.pool.Query(ctx, q, args...)
@@ -92,6 +96,13 @@ func (r *Relay) read(ctx context.Context, exclude []int64) (batch []outboxRow, m
 		r.avgRow.Store(max(bytes/int64(len(batch)), 1))
 	}
 	r.lastRead.Store(int64(len(batch)))
+	var last int64
+	if len(batch) > 0 {
+		last = batch[len(batch)-1].id
+	}
+	if at := r.floor.done(fr, last, more || len(batch) >= r.cfg.BatchSize); at > 0 {
+		r.gaps.forget(at)
+	}
 	return batch, more, nil
 }
 
@@ -127,6 +138,9 @@ func (r *Relay) drainWithoutKafka(ctx context.Context) (int, error) {
 func (r *Relay) settle(ctx context.Context, done, parkIDs []int64, parkErrs []string) error {
 	if len(done) == 0 && len(parkIDs) == 0 {
 		return nil
+	}
+	if len(parkIDs) > 0 {
+		r.floor.drop() // Requeue may put these rows back under their ids
 	}
 	if len(parkIDs) == 0 && r.cfg.Retention <= 0 {
 		// The common case is one statement: its own transaction, one round
