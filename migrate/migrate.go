@@ -200,9 +200,7 @@ func migrateTx(ctx context.Context, tx pgx.Tx, opts Options, upTo int) ([]Migrat
 			}
 		}
 	}
-	data := map[string]string{"Schema": ident, "Channel": quoteLiteral(channel(schema)), "OutboxIDs": quoteLiteral(ident + ".eventline_outbox_ids"),
-		"NextIDBody": quoteLiteral(`SELECT CASE WHEN pg_catalog.pg_current_xact_id() IS NOT NULL THEN pg_catalog.nextval(` +
-			quoteLiteral(ident+".eventline_outbox_ids") + `::pg_catalog.regclass) END`)}
+	data := map[string]string{"Schema": ident, "Channel": quoteLiteral(channel(schema)), "OutboxIDs": quoteLiteral(ident + ".eventline_outbox_ids")}
 	var applied []Migration
 	for _, m := range all {
 		if have[m.Version] {

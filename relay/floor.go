@@ -30,7 +30,7 @@ package relay
 // written with an explicit id is still found), and while the parked table
 // holds any row. A database whose id column lacks the default (migration
 // 007 not applied) never gets a floor. The relay spends one xid per
-// checkpoint, at most one per floorCheckEvery, and only while rows flow.
+// checkpoint, at most one per two floorCheckEvery, only while rows flow.
 
 import (
 	"context"
@@ -41,7 +41,7 @@ import (
 
 // floorCheckEvery is the least time between two checks of the snapshot:
 // the floor trails the reads by two or three of these.
-const floorCheckEvery = 20 * time.Millisecond
+const floorCheckEvery = 50 * time.Millisecond
 
 type idFloor struct {
 	mu     sync.Mutex
@@ -172,15 +172,13 @@ func (r *Relay) checkFloor(ctx context.Context) error {
 }
 
 // floorUsable reports whether the outbox's id default takes the inserting
-// transaction's xid before the id (migration 007's function).
+// transaction's xid before the id (migration 007).
 func (r *Relay) floorUsable(ctx context.Context) (bool, error) {
 	var ok bool
-	err := r.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_attribute a
-		JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-		JOIN pg_depend dep ON dep.classid = 'pg_attrdef'::regclass AND dep.objid = d.oid AND dep.refclassid = 'pg_proc'::regclass
-		JOIN pg_proc p ON p.oid = dep.refobjid
-		WHERE a.attrelid = $1::regclass AND a.attname = 'id' AND p.proname = 'eventline_outbox_next_id'
-			AND p.prosrc LIKE 'SELECT CASE WHEN pg_catalog.pg_current_xact_id() IS NOT NULL THEN pg_catalog.nextval(%')`, r.table).Scan(&ok)
+	err := r.pool.QueryRow(ctx, `SELECT coalesce(bool_or(regexp_replace(pg_get_expr(d.adbin, d.adrelid), '\s+', ' ', 'g')
+			LIKE '%CASE WHEN (pg_current_xact_id() IS NOT NULL) THEN nextval(%'), false)
+		FROM pg_attribute a JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+		WHERE a.attrelid = $1::regclass AND a.attname = 'id'`, r.table).Scan(&ok)
 	if err != nil {
 		return false, fmt.Errorf("reading the outbox's id default: %w", err)
 	}
