@@ -26,9 +26,9 @@ package relay
 //
 // The floor is dropped, and reads start from the lowest id again, when the
 // relay becomes leader, when a drain fails, when it parks a row (Requeue
-// puts a parked row back under its old id), every PollInterval (a row
-// written with an explicit id is still found), and while the parked table
-// holds any row. A database whose id column lacks the default (migration
+// puts a parked row back under its old id), and while the parked table
+// holds any row. Every PollInterval one read starts from the lowest id
+// whatever the floor (a row written with an explicit id is still found). A database whose id column lacks the default (migration
 // 007 not applied) never gets a floor. The relay spends one xid per
 // checkpoint, at most one per two floorCheckEvery, only while rows flow.
 
@@ -47,7 +47,7 @@ type idFloor struct {
 	mu     sync.Mutex
 	usable bool          // the id default takes the xid first
 	every  time.Duration // the floor is dropped this often (Config.PollInterval)
-	since  time.Time     // when it was last dropped
+	since  time.Time     // the last read from the lowest id
 	gen    uint64        // bumped when dropped: a read begun before does not move it
 
 	at   int64 // reads start above it; 0 is from the lowest id
@@ -92,12 +92,15 @@ func (f *idFloor) dropLocked(now time.Time) {
 func (f *idFloor) begin(now time.Time) floorRead {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.at > 0 && now.Sub(f.since) >= f.every {
-		f.dropLocked(now)
-	}
 	r := floorRead{gen: f.gen, from: f.at}
+	if now.Sub(f.since) >= f.every {
+		// One read from the lowest id, the floor kept: dropping it would
+		// send every read until it rose again (a few checks) down the
+		// deleted rows' index entries.
+		r.from = 0
+	}
 	if r.from == 0 {
-		f.since = now // a read from the lowest id
+		f.since = now
 	}
 	if f.clear {
 		r.clear = f.mark
