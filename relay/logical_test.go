@@ -48,10 +48,13 @@ func (b *bundle) slot() (confirmed pglogrepl.LSN, active bool) {
 	return l, active
 }
 
+// walNow is the WAL insert position: past every commit that has returned,
+// which the write position (pg_current_wal_lsn) is not with
+// synchronous_commit off.
 func (b *bundle) walNow() pglogrepl.LSN {
 	b.t.Helper()
 	var lsn string
-	if err := b.db.QueryRow(context.Background(), `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+	if err := b.db.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
 		b.t.Fatal(err)
 	}
 	l, _ := pglogrepl.ParseLSN(lsn)
