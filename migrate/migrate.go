@@ -133,12 +133,17 @@ type Beginner interface {
 // Migrate applies the pending migrations in one transaction and returns
 // those it applied (none when up to date).
 func Migrate(ctx context.Context, db Beginner, opts Options) ([]Migration, error) {
+	return migrate(ctx, db, opts, 0)
+}
+
+// migrate is Migrate up to version upTo (0: all).
+func migrate(ctx context.Context, db Beginner, opts Options, upTo int) ([]Migration, error) {
 	tx, err := db.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("error beginning migration transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	applied, err := MigrateTx(ctx, tx, opts)
+	applied, err := migrateTx(ctx, tx, opts, upTo)
 	if err != nil {
 		return nil, err
 	}

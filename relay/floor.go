@@ -28,9 +28,10 @@ package relay
 // relay becomes leader, when a drain fails, when it parks a row (Requeue
 // puts a parked row back under its old id), and while the parked table
 // holds any row. Every PollInterval one read starts from the lowest id
-// whatever the floor (a row written with an explicit id is still found). A database whose id column lacks the default (migration
-// 007 not applied) never gets a floor. The relay spends one xid per
-// checkpoint, at most one per two floorCheckEvery, only while rows flow.
+// whatever the floor (a row written with an explicit id is still found).
+// A database whose id column lacks the default (migration 007 not
+// applied) never gets a floor. The relay spends one xid per checkpoint, at
+// most one per two floorCheckEvery, only while rows flow.
 
 import (
 	"context"
@@ -46,7 +47,7 @@ const floorCheckEvery = 50 * time.Millisecond
 type idFloor struct {
 	mu     sync.Mutex
 	usable bool          // the id default takes the xid first
-	every  time.Duration // the floor is dropped this often (Config.PollInterval)
+	every  time.Duration // a read starts from the lowest id this often (Config.PollInterval)
 	since  time.Time     // the last read from the lowest id
 	gen    uint64        // bumped when dropped: a read begun before does not move it
 
