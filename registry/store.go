@@ -81,6 +81,11 @@ func NewKafkaStore(ctx context.Context, brokers []string, topic string) (*KafkaS
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		// kadm answers from kgo's metadata cache, which keeps even a
+		// "topic not there yet" answer for MetadataMinAge (5 s by
+		// default); Load retries such answers right after creating the
+		// topic, so they may only be kept briefly.
+		kgo.MetadataMinAge(200*time.Millisecond),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("error creating kafka client: %w", err)
@@ -104,17 +109,9 @@ func ptr[T any](v T) *T { return &v }
 // Load reads the topic from its start to the end offset it had when Load
 // began.
 func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error) error {
-	adm := kadm.NewClient(s.cl)
-	ends, err := adm.ListEndOffsets(ctx, s.topic)
+	end, err := s.endOffset(ctx)
 	if err != nil {
-		return fmt.Errorf("error reading the end of %s: %w", s.topic, err)
-	}
-	end, ok := ends.Lookup(s.topic, 0)
-	if !ok {
-		return fmt.Errorf("error reading the end of %s: no partition 0 in the answer", s.topic)
-	}
-	if end.Err != nil {
-		return fmt.Errorf("error reading the end of %s: %w", s.topic, end.Err)
+		return err
 	}
 	if end.Offset == 0 {
 		return nil
@@ -158,6 +155,52 @@ func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error)
 		if done {
 			return nil
 		}
+	}
+}
+
+// endOffset reads partition 0's end offset. A broker answers a topic
+// created moments ago without its partition (or with a retriable error)
+// until the controller's metadata reaches it, so those answers are retried
+// for up to 30 seconds; any other error is returned at once.
+func (s *KafkaStore) endOffset(ctx context.Context) (kadm.ListedOffset, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(s.cl)
+	wait := 20 * time.Millisecond
+	for {
+		var cause error
+		ends, err := adm.ListEndOffsets(ctx, s.topic)
+		switch end, ok := ends.Lookup(s.topic, 0); {
+		case err != nil:
+			cause = err
+			if !kerr.IsRetriable(err) {
+				return end, fmt.Errorf("error reading the end of %s: %w", s.topic, err)
+			}
+		case !ok:
+			// kadm files a topic-level error under partition -1.
+			cause = errors.New("no partition 0 in the answer")
+			if te := ends[s.topic][-1].Err; te != nil {
+				cause = te
+				if !kerr.IsRetriable(te) {
+					return end, fmt.Errorf("error reading the end of %s: %w", s.topic, te)
+				}
+			}
+		case end.Err != nil:
+			cause = end.Err
+			if !kerr.IsRetriable(end.Err) {
+				return end, fmt.Errorf("error reading the end of %s: %w", s.topic, end.Err)
+			}
+		default:
+			return end, nil
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return kadm.ListedOffset{}, fmt.Errorf("error reading the end of %s: %w (still after waiting: %w)", s.topic, cause, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
 	}
 }
 
