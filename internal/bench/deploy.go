@@ -651,8 +651,17 @@ func childCommand(ctx context.Context, command []string, sub, specEnv string, sp
 	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
-	cmd.Env = append(os.Environ(), specEnv+"="+string(b), "EVENTLINE_LOG_LEVEL=warn")
+	cmd.Env = append(childEnviron(), specEnv+"="+string(b), "EVENTLINE_LOG_LEVEL=warn")
 	return cmd, nil
+}
+
+// childEnviron is this process's environment for a child process, without
+// EVENTLINE_CPUPROFILE: a child inheriting it would write its profile over
+// this process's one. A child is profiled by its own variable
+// (EVENTLINE_RELAY_CPUPROFILE, EVENTLINE_GROUP_CPUPROFILE).
+func childEnviron() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "EVENTLINE_CPUPROFILE=") })
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

@@ -598,7 +598,7 @@ type childProcess struct {
 
 func startChild(name string, args []string, env []string, stderr *os.File) (*childProcess, error) {
 	cmd := exec.Command(name, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(childEnviron(), env...)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)

@@ -3,6 +3,7 @@ package bench
 import (
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 )
 
@@ -23,5 +24,19 @@ func TestProcStat(t *testing.T) {
 	child := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if got := treeCPU(os.Getpid()) - before; got < child/2 {
 		t.Errorf("treeCPU grew by %v after a child used %v", got, child)
+	}
+}
+
+// A child process does not inherit the bench's own profile path (it would
+// write its profile over the bench's); other variables pass through.
+func TestChildEnvironDropsTheBenchsProfile(t *testing.T) {
+	t.Setenv("EVENTLINE_CPUPROFILE", "/tmp/bench.pprof")
+	t.Setenv("EVENTLINE_RELAY_CPUPROFILE", "/tmp/relay.pprof")
+	env := childEnviron()
+	if slices.Contains(env, "EVENTLINE_CPUPROFILE=/tmp/bench.pprof") {
+		t.Fatal("a child inherits EVENTLINE_CPUPROFILE")
+	}
+	if !slices.Contains(env, "EVENTLINE_RELAY_CPUPROFILE=/tmp/relay.pprof") {
+		t.Fatal("childEnviron dropped another variable")
 	}
 }
