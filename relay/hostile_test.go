@@ -134,7 +134,7 @@ func TestHostileWriter(t *testing.T) {
 			}
 			waitFor(t, func() bool { return r.Stats().Parked == uint64(len(evs)) })
 			if mode == relay.ModeLogical {
-				waitFor(t, func() bool { c, _ := b.slot(); return c >= end })
+				b.waitSlotPast(end, time.Minute)
 			} else {
 				waitFor(t, func() bool { return b.outboxCount() == 0 })
 			}

@@ -519,6 +519,17 @@ func (s *stream) copyData(ctx context.Context, data []byte) error {
 			switch {
 			case m.Prefix == s.hb:
 				s.lastEv = time.Now()
+				// The walsender decoded up to this heartbeat: like a
+				// keepalive's position, it may be confirmed when nothing
+				// is pending. A keepalive alone is not enough: the
+				// walsender sends one when it waits for WAL (or after
+				// wal_sender_timeout/2 without a reply, which the status
+				// timer never lets pass), so while a busy cluster keeps
+				// it decoding other databases' WAL an idle outbox's slot
+				// stayed at its last commit, holding that WAL.
+				if s.cur == nil && !m.Transactional {
+					s.c.idle(m.LSN)
+				}
 			case m.Prefix != s.prefix || !m.Transactional || s.cur == nil:
 				// Another application's message, or one written outside
 				// a transaction (the producer never does): not an event.
@@ -802,9 +813,9 @@ func (s *stream) startTableProbe(ctx context.Context, lost *atomic.Bool) (stop f
 	return func() { cancel(); <-done }
 }
 
-// heartbeat writes a message outside any transaction: the walsender decodes
-// past it and its keepalive lets an idle stream confirm the WAL others
-// wrote meanwhile.
+// heartbeat writes a message outside any transaction: decoding it (or the
+// keepalive after it) lets an idle stream confirm the WAL others wrote
+// meanwhile.
 func (s *stream) heartbeat(ctx context.Context) {
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()

@@ -1,6 +1,8 @@
 package relay
 
 import (
+	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -73,5 +75,45 @@ func TestConfirmerNeverPassesUnackedEvents(t *testing.T) {
 		if inflight != 0 || bytes != 0 || !oldest.IsZero() || (lastEnd > 0 && confirmed < lastEnd) {
 			t.Fatalf("seed %d: all acked, yet confirmed %s (last end %s), inflight %d, bytes %d, oldest %v", seed, confirmed, lastEnd, inflight, bytes, oldest)
 		}
+	}
+}
+
+// The relay's own heartbeat, decoded outside any transaction, confirms its
+// position as a keepalive does: a walsender kept busy by other databases'
+// WAL sends no keepalive (it sends them while waiting for WAL, or after
+// wal_sender_timeout/2 without a reply), and an idle outbox's slot would
+// hold that WAL. With a transaction unacknowledged it confirms nothing.
+func TestHeartbeatConfirmsAnIdleStream(t *testing.T) {
+	s := &stream{slot: "s", c: newConfirmer(100), prefix: "eventline", hb: "eventline-heartbeat"}
+	heartbeat := func(at pglogrepl.LSN) {
+		t.Helper()
+		msg := []byte{'M', 0}
+		msg = binary.BigEndian.AppendUint64(msg, uint64(at))
+		msg = append(append(msg, s.hb...), 0)
+		msg = binary.BigEndian.AppendUint32(msg, 1)
+		msg = append(msg, '1')
+		data := []byte{pglogrepl.XLogDataByteID}
+		data = binary.BigEndian.AppendUint64(data, uint64(at)) // WAL start
+		data = binary.BigEndian.AppendUint64(data, uint64(at)) // server WAL end
+		data = binary.BigEndian.AppendUint64(data, 0)          // server time
+		if err := s.copyData(context.Background(), append(data, msg...)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	heartbeat(500)
+	if confirmed, _, _, _ := s.c.state(); confirmed != 500 {
+		t.Fatalf("confirmed %s after a heartbeat at 0/1F4 on an idle stream", confirmed)
+	}
+	x := s.c.begin(time.Now())
+	s.c.add(x, 10)
+	s.c.commit(x, 600)
+	heartbeat(700)
+	if confirmed, _, _, _ := s.c.state(); confirmed != 500 {
+		t.Fatalf("confirmed %s past a transaction with an event unacknowledged", confirmed)
+	}
+	s.c.ack(x, 10)
+	heartbeat(800)
+	if confirmed, _, _, _ := s.c.state(); confirmed != 800 {
+		t.Fatalf("confirmed %s after everything was acknowledged and a heartbeat at 0/320", confirmed)
 	}
 }

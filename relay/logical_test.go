@@ -48,17 +48,35 @@ func (b *bundle) slot() (confirmed pglogrepl.LSN, active bool) {
 	return l, active
 }
 
-// walNow is the WAL insert position: past every commit that has returned,
-// which the write position (pg_current_wal_lsn) is not with
-// synchronous_commit off.
+// walNow is a WAL position past every commit that has returned, which the
+// slot is sure to pass (testkit.WALFlushedPast).
 func (b *bundle) walNow() pglogrepl.LSN {
 	b.t.Helper()
-	var lsn string
-	if err := b.db.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+	lsn, err := testkit.WALFlushedPast(context.Background(), b.db)
+	if err != nil {
 		b.t.Fatal(err)
 	}
 	l, _ := pglogrepl.ParseLSN(lsn)
 	return l
+}
+
+// waitSlotPast waits up to limit for the slot to confirm target; a timeout
+// reports where the slot and the server's WAL stood.
+func (b *bundle) waitSlotPast(target pglogrepl.LSN, limit time.Duration) {
+	b.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		confirmed, active := b.slot()
+		if confirmed >= target {
+			return
+		}
+		if time.Now().After(deadline) {
+			var insert, flush string
+			_ = b.db.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text`).Scan(&insert, &flush)
+			b.t.Fatalf("slot confirmed %s (active %v), not %s, within %s; WAL insert %s, flush %s", confirmed, active, target, limit, insert, flush)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Events appended before the relay starts (a backlog in the slot) and
@@ -355,10 +373,7 @@ func TestLogicalHeartbeatAdvancesQuietSlot(t *testing.T) {
 		t.Fatal(err)
 	}
 	target := b.walNow()
-	testkit.WaitFor(t, 30*time.Second, "slot confirmed past the other database's WAL", func() bool {
-		confirmed, _ := b.slot()
-		return confirmed >= target
-	})
+	b.waitSlotPast(target, 30*time.Second)
 	if r.Stats().Published != 0 {
 		t.Errorf("published %d events on a quiet outbox", r.Stats().Published)
 	}

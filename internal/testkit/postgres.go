@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/eventline/eventline/internal/pgcluster"
 )
 
@@ -90,4 +92,32 @@ func (s *PostgresServer) Restart(t *testing.T, immediate bool, down time.Duratio
 		t.Fatal(err)
 	}
 	s.c = c
+}
+
+// WALFlushedPast returns a WAL position past every commit that has returned,
+// which a logical replication slot is sure to pass. Not
+// pg_current_wal_lsn, the write position: with synchronous_commit off (the
+// test clusters) a returned commit can lie past it. Not the insert position
+// alone either: records after the last commit (a running-xacts record,
+// a relay's heartbeat) wait unflushed on a partial page, where a walsender
+// does not decode, until something flushes them (a slot wait for it timed
+// out in an idle cluster). So the position is read in a transaction that
+// takes an xid and commits synchronously: its commit record follows the
+// position and flushes the WAL up to it.
+func WALFlushedPast(ctx context.Context, db interface {
+	Begin(context.Context) (pgx.Tx, error)
+}) (string, error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var lsn string
+	if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit = on`); err != nil {
+		return "", err
+	}
+	if err := tx.QueryRow(ctx, `SELECT pg_current_wal_insert_lsn()::text FROM (SELECT pg_current_xact_id()) x`).Scan(&lsn); err != nil {
+		return "", err
+	}
+	return lsn, tx.Commit(ctx)
 }

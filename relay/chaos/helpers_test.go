@@ -617,18 +617,20 @@ func (w *world) waitPublished(r *inproc, n int, limit time.Duration, what string
 	w.waitConfirmed(w.walNow(time.Until(deadline)), time.Until(deadline), what)
 }
 
-// walNow is the server's current WAL insert position, retried for up to
-// limit (the database may be restarting). Not pg_current_wal_lsn, the
-// write position: with synchronous_commit off (the test clusters) a commit
-// that has returned can lie past it, and a wait for the slot to reach it
-// ended before the last commits were decoded (1 run in about 110 of
-// TestNoLossRelaySIGKILL reported them missing; with the WAL writer slowed
-// to 10 s, 5 of 7).
+// walNow is a WAL position past every commit that has returned
+// (testkit.WALFlushedPast), retried for up to limit (the database may be
+// restarting). The write position (pg_current_wal_lsn) is not: with
+// synchronous_commit off a returned commit can lie past it, and a wait for
+// the slot to reach it ended before the last commits were decoded (1 run in
+// about 110 of TestNoLossRelaySIGKILL reported them missing; with the WAL
+// writer slowed to 10 s, 5 of 7).
 func (w *world) walNow(limit time.Duration) string {
 	w.t.Helper()
 	var lsn string
 	testkit.WaitFor(w.t, limit, "the current WAL position", func() bool {
-		return w.db.QueryRow(context.Background(), `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn) == nil
+		var err error
+		lsn, err = testkit.WALFlushedPast(context.Background(), w.db)
+		return err == nil
 	})
 	return lsn
 }
