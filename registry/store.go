@@ -158,6 +158,9 @@ func (s *KafkaStore) Load(ctx context.Context, apply func(string, []byte) error)
 	}
 }
 
+// errNoPartition: the answer did not carry partition 0.
+var errNoPartition = errors.New("no partition 0 in the answer")
+
 // endOffset reads partition 0's end offset. A broker answers a topic
 // created moments ago without its partition (or with a retriable error)
 // until the controller's metadata reaches it, so those answers are retried
@@ -173,25 +176,18 @@ func (s *KafkaStore) endOffset(ctx context.Context) (kadm.ListedOffset, error) {
 		switch end, ok := ends.Lookup(s.topic, 0); {
 		case err != nil:
 			cause = err
-			if !kerr.IsRetriable(err) {
-				return end, fmt.Errorf("error reading the end of %s: %w", s.topic, err)
-			}
 		case !ok:
 			// kadm files a topic-level error under partition -1.
-			cause = errors.New("no partition 0 in the answer")
-			if te := ends[s.topic][-1].Err; te != nil {
-				cause = te
-				if !kerr.IsRetriable(te) {
-					return end, fmt.Errorf("error reading the end of %s: %w", s.topic, te)
-				}
+			if cause = ends[s.topic][-1].Err; cause == nil {
+				cause = errNoPartition
 			}
 		case end.Err != nil:
 			cause = end.Err
-			if !kerr.IsRetriable(end.Err) {
-				return end, fmt.Errorf("error reading the end of %s: %w", s.topic, end.Err)
-			}
 		default:
 			return end, nil
+		}
+		if cause != errNoPartition && !kerr.IsRetriable(cause) {
+			return kadm.ListedOffset{}, fmt.Errorf("error reading the end of %s: %w", s.topic, cause)
 		}
 		t := time.NewTimer(wait)
 		select {

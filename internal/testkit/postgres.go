@@ -97,13 +97,10 @@ func (s *PostgresServer) Restart(t *testing.T, immediate bool, down time.Duratio
 // WALFlushedPast returns a WAL position past every commit that has returned,
 // which a logical replication slot is sure to pass. Not
 // pg_current_wal_lsn, the write position: with synchronous_commit off (the
-// test clusters) a returned commit can lie past it. Not the insert position
-// alone either: records after the last commit (a running-xacts record,
-// a relay's heartbeat) wait unflushed on a partial page, where a walsender
-// does not decode, until something flushes them (a slot wait for it timed
-// out in an idle cluster). So the position is read in a transaction that
-// takes an xid and commits synchronously: its commit record follows the
-// position and flushes the WAL up to it.
+// test clusters) a returned commit can lie past it. The insert position is
+// read in a transaction that takes an xid and commits synchronously, so
+// the WAL up to it is flushed (a walsender decodes only flushed WAL) and a
+// commit record follows it, without waiting for the WAL writer.
 func WALFlushedPast(ctx context.Context, db interface {
 	Begin(context.Context) (pgx.Tx, error)
 }) (string, error) {
