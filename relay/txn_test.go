@@ -216,9 +216,15 @@ func TestTransactionalRelayZombieFenced(t *testing.T) {
 		if dups := checkOrder(t, recs); dups != 0 || len(recs) != 36 {
 			t.Fatalf("read_committed: %d records, %d duplicates; want 36 once each", len(recs), dups)
 		}
+		// The zombie's records reached the log and were aborted. The new
+		// leader may abort and retry a transaction of its own too (kfake
+		// once answered its first position record with
+		// OUT_OF_ORDER_SEQUENCE_NUMBER right after the takeover: 56
+		// records), so only a floor is asserted here; read_committed
+		// above is the guarantee.
 		all := len(b.consumeAll(false))
-		if mode == relay.ModePoll && all != 46 || all <= 36 || all > 46 {
-			t.Errorf("read_uncommitted: %d records, want 36 and the zombie's aborted ones (10 in poll mode, 1 to 10 in logical mode)", all)
+		if mode == relay.ModePoll && all < 46 || all <= 36 {
+			t.Errorf("read_uncommitted: %d records, want 36 and at least the zombie's aborted ones (10 in poll mode, 1 to 10 in logical mode)", all)
 		}
 	})
 }
